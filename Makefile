@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine:
+#   make curate DATASET=demo     install what is missing, build the demo data, run the pipeline
+#   make test                    the test suite (CPU, minutes)
+PYTHON  ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+DATASET ?= demo
+OUT     ?= runs/$(DATASET)
+EXECUTOR ?= ray
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DEBS := openclipart-svg openclipart-png
+
+export OMP_NUM_THREADS ?= 1
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_AUTH_MODE := disabled
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+
+.PHONY: install debs curate test bench ui clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Debian packages holding the bundled real data; installed only when missing.
+debs:
+	@missing=$$(for p in $(DEMO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+data/demo/.complete: | install debs
+	$(BIN)/curate data demo --out data/demo
+
+curate: install
+	@if [ "$(DATASET)" = demo ]; then $(MAKE) --no-print-directory data/demo/.complete; fi
+	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT) --executor $(EXECUTOR)
+
+test: install debs
+	$(BIN)/python -m pytest -q
+
+bench: install debs
+	$(BIN)/python -m bench.wfpp
+
+ui: install
+	$(BIN)/python -m flows.ui
+
+clean:
+	rm -rf runs .pytest_cache

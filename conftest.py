@@ -1,0 +1,1 @@
+"""Repo-root conftest: puts the project root on sys.path for `tests.helpers` and `bench`."""

@@ -1,0 +1,138 @@
+"""A dataset is a folder or URI (any pyarrow filesystem) of Parquet shards.
+
+Shards are listed recursively (names starting with `.` or `_` are skipped, as Spark and Arrow write
+them), sorted by relative path, and identified by a content fingerprint so that outputs are keyed by
+what a shard holds, not by where it lies.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import xxhash
+
+from curate.errors import DataError
+
+_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One Parquet file of the dataset."""
+
+    path: str      # path inside the dataset's filesystem
+    rel: str       # path relative to the dataset root, as shown to users
+    size: int
+    mtime_ns: int
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe name, unique within the dataset: `sub/part-1.parquet` -> `sub__part-1`."""
+        stem = self.rel[: -len(".parquet")] if self.rel.endswith(".parquet") else self.rel
+        return re.sub(r"[^A-Za-z0-9._-]", "_", stem.replace("/", "__"))
+
+
+class Dataset:
+    """The shards under `uri`; reading is column-selective and goes through pyarrow's filesystem."""
+
+    def __init__(self, uri: str | os.PathLike, fingerprint_cache: str | os.PathLike | None = None):
+        self.uri = str(uri)
+        try:
+            if "://" in self.uri:
+                self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
+            else:
+                self.fs, self.root = pafs.LocalFileSystem(), str(Path(self.uri).resolve())
+            info = self.fs.get_file_info(self.root)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DataError([f"dataset {self.uri!r}: cannot open ({e})"]) from e
+        if info.type == pafs.FileType.NotFound:
+            raise DataError([f"dataset {self.uri!r} does not exist (for the demo: `curate data demo`)"])
+        if info.type == pafs.FileType.File:
+            infos = [info]
+            self.root = str(Path(self.root).parent) if "://" not in self.uri else self.root.rsplit("/", 1)[0]
+        else:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True))
+        shards = []
+        for fi in infos:
+            rel = fi.path[len(self.root):].lstrip("/")
+            if fi.type != pafs.FileType.File or not rel.endswith(".parquet"):
+                continue
+            if any(part.startswith((".", "_")) for part in rel.split("/")):
+                continue
+            shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0))
+        if not shards:
+            raise DataError([f"dataset {self.uri!r}: no Parquet shards (*.parquet) found"])
+        self.shards: list[Shard] = sorted(shards, key=lambda s: s.rel)
+        keys = [s.key for s in self.shards]
+        if len(set(keys)) != len(keys):
+            raise DataError([f"dataset {self.uri!r}: two shard paths map to the same name; rename one"])
+        self._cache_path = Path(fingerprint_cache) if fingerprint_cache else None
+        self._fingerprints: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.uri!r}, shards={len(self.shards)})"
+
+    # --- content ids --------------------------------------------------------------------------
+    def fingerprint(self, shard: Shard) -> str:
+        """A 128-bit hash of the shard's bytes (cached by path, size and mtime)."""
+        if not self._fingerprints:
+            self._load_cache()
+        stamp = f"{shard.path}|{shard.size}|{shard.mtime_ns}"
+        if stamp not in self._fingerprints:
+            h = xxhash.xxh3_128()
+            with self.fs.open_input_stream(shard.path) as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+            self._fingerprints[stamp] = h.hexdigest()
+        return self._fingerprints[stamp]
+
+    def fingerprints(self) -> dict[str, str]:
+        """Fingerprint of every shard, by shard key; saves the cache."""
+        out = {s.key: self.fingerprint(s) for s in self.shards}
+        self._save_cache()
+        return out
+
+    def _load_cache(self) -> None:
+        if self._cache_path and self._cache_path.exists():
+            try:
+                self._fingerprints = json.loads(self._cache_path.read_text())
+            except (OSError, ValueError):
+                self._fingerprints = {}  # a broken cache only costs re-hashing
+
+    def _save_cache(self) -> None:
+        if self._cache_path:
+            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._fingerprints))
+            os.replace(tmp, self._cache_path)
+
+    # --- reading ------------------------------------------------------------------------------
+    def open(self, shard: Shard) -> pq.ParquetFile:
+        """The shard's Parquet file (footer read); raises DataError naming the shard if unreadable."""
+        try:
+            return pq.ParquetFile(self.fs.open_input_file(shard.path))
+        except (OSError, pa.ArrowException) as e:
+            raise DataError([f"shard {shard.rel}: not a readable Parquet file ({e}); "
+                             f"replace or remove it"]) from e
+
+    def read(self, shard: Shard, columns: list[str]) -> pa.Table:
+        """The given columns of a whole shard."""
+        try:
+            return self.open(shard).read(columns=columns)
+        except (OSError, pa.ArrowException) as e:
+            raise DataError([f"shard {shard.rel}: cannot read columns {columns} ({e})"]) from e
+
+    def shard(self, key: str) -> Shard:
+        for s in self.shards:
+            if s.key == key:
+                return s
+        raise KeyError(key)

@@ -1,0 +1,1 @@
+"""Curate execution engine: planning, keyed storage, executors, progress."""

@@ -1,0 +1,346 @@
+"""The engine: plan -> fit -> score -> decide, each unit keyed by content and done at most once.
+
+Phases can be called one by one (the Prefect flow does: one task per phase) or all at once with
+`Run.all()`. Units whose sidecar holds the expected key are reused, so a killed run resumes from the
+last finished shard and a changed policy re-runs only `decide`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.dataset import Dataset, Shard
+from curate.engine.progress import Progress
+from curate.engine.store import Store, digest, read_json, write_json, write_parquet
+from curate.engine.task import Failure, Task
+from curate.engine.units import FitMapTask, IdsTask, ScoreTask, Unit
+from curate.errors import CurateError, DataError, RunFailed
+from curate.pipeline import Pipeline
+from curate.stage import FitContext, Stage
+
+log = logging.getLogger(__name__)
+
+ID_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
+
+
+def make_executor(kind: str, ray_address: str | None = None, workers: int | None = None):
+    if kind == "local":
+        from curate.engine.local import LocalExecutor
+
+        return LocalExecutor()
+    if kind == "ray":
+        from curate.engine.ray import RayExecutor
+
+        return RayExecutor(address=ray_address, max_workers=workers)
+    raise CurateError(f"unknown executor {kind!r}; use 'local' or 'ray'")
+
+
+class Run:
+    """One pipeline over one dataset into one run directory."""
+
+    def __init__(self, pipeline: Pipeline, data: str | os.PathLike, out: str | os.PathLike,
+                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
+                 retries: int = 2, progress: Progress | None = None):
+        self.pipeline = pipeline
+        self.store = Store(out)
+        self.dataset = Dataset(data, fingerprint_cache=self.store.root / "state" / "fingerprints.json")
+        self.executor_kind, self.ray_address, self.workers = executor, ray_address, workers
+        self.retries = retries
+        self.progress = progress or Progress()
+        self._executor: Any = None
+        self.fps: dict[str, str] = {}
+        self.rows: dict[str, int] = {}
+        self.ids: dict[str, Path] = {}
+        self.artifacts: dict[str, tuple[str | None, pa.Table | None]] = {}
+        self.failed: dict[str, dict[str, str]] = {}   # shard key -> {stage, error}
+        self.phases: dict[str, dict[str, Any]] = {}   # phase name -> timing and reuse counts
+
+    # --- executor lifetime --------------------------------------------------------------------
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._executor is not None:
+            self._executor.__exit__(*exc)
+            self._executor = None
+
+    @property
+    def executor(self):
+        if self._executor is None:
+            self._executor = make_executor(self.executor_kind, self.ray_address, self.workers)
+            if getattr(self._executor, "startup_seconds", 0):
+                self.phases["ray_startup"] = {"seconds": round(self._executor.startup_seconds, 3)}
+        return self._executor
+
+    # --- running units ------------------------------------------------------------------------
+    def _execute(self, phase: str, task: Task, units: list[Unit]) -> dict[str, dict | Failure]:
+        """Run the units not yet done (retrying failures), returning each shard's sidecar or Failure."""
+        results: dict[str, dict | Failure] = {}
+        todo = []
+        for u in units:
+            meta = self.store.done(u.path, u.key)
+            if meta is None:
+                todo.append(u)
+            else:
+                results[u.shard.key] = meta
+        rows = sum(self.rows.get(u.shard.key, 0) for u in units)
+        with self.progress.bar(phase, rows, len(units)) as bar:
+            for u in units:
+                if u.shard.key in results:
+                    bar.update(self.rows.get(u.shard.key, 0), reused=True)
+            for attempt in range(self.retries + 1):
+                again = []
+                for unit, result in self.executor.map(task, todo):
+                    if isinstance(result, Failure) and attempt < self.retries:
+                        log.warning("%s: shard %s failed (attempt %d), retrying: %s", phase, unit.shard.rel,
+                                    attempt + 1, result.message)
+                        again.append(unit)
+                        continue
+                    results[unit.shard.key] = result
+                    bar.update(self.rows.get(unit.shard.key, 0), failed=isinstance(result, Failure))
+                if not again:
+                    break
+                todo = again
+            stats = bar.close()
+        stats.update(computed=len(units) - stats["reused"] - stats["failed"])
+        self.phases[phase] = stats
+        return results
+
+    # --- plan -----------------------------------------------------------------------------------
+    def inputs_of(self, stage: Stage) -> tuple[list[str], dict[str, list[str]]]:
+        """A stage's inputs split into dataset columns and columns of earlier stages."""
+        produced: dict[str, str] = {}
+        for s in self.pipeline.stages:
+            if s is stage:
+                break
+            produced.update({f.name: s.name for f in s.output_schema()})
+        data, upstream = [], {}
+        for col in stage.inputs:
+            if col in produced:
+                upstream.setdefault(produced[col], []).append(col)
+            else:
+                data.append(col)
+        return data, upstream
+
+    def plan(self) -> None:
+        """Validate every shard against every stage before any compute, then read and check row ids."""
+        if self.fps:
+            return
+        problems: list[str] = []
+        schemas: dict[str, pa.Schema] = {}
+        for shard in self.dataset.shards:
+            try:
+                pf = self.dataset.open(shard)
+            except DataError as e:
+                problems += e.problems
+                continue
+            schemas[shard.key], self.rows[shard.key] = pf.schema_arrow, pf.metadata.num_rows
+        for shard in self.dataset.shards:
+            if shard.key in schemas:
+                problems += self._check_schema(shard, schemas[shard.key])
+        if problems:
+            raise DataError(problems)
+        self.fps = self.dataset.fingerprints()
+        units = [Unit(s, digest("ids", self.fps[s.key], self.pipeline.id_column),
+                      self.store.unit("ids", "", s.key), fingerprint=self.fps[s.key]) for s in self.dataset.shards]
+        results = self._execute("ids", IdsTask(self.dataset, self.store, self.pipeline.id_column), units)
+        for u in units:
+            r = results[u.shard.key]
+            if isinstance(r, Failure):
+                problems.append(f"shard {u.shard.rel}: cannot read ids ({r.message})")
+                continue
+            self.ids[u.shard.key] = u.path
+            if "null_ids" in r:
+                n = r["null_ids"]
+                problems.append(f"shard {u.shard.rel}: {n['count']} null id(s) in column "
+                                f"{self.pipeline.id_column!r} at rows {n['rows']}")
+            if "duplicate_ids" in r:
+                d = r["duplicate_ids"]
+                problems.append(f"shard {u.shard.rel}: {d['count']} id(s) repeated within the shard, "
+                                f"e.g. {d['examples'][:3]}")
+        if not problems:
+            problems += self._cross_shard_duplicates()
+        if problems:
+            raise DataError(problems)
+
+    def _check_schema(self, shard: Shard, schema: pa.Schema) -> list[str]:
+        problems = []
+        if self.rows[shard.key] == 0:  # writers often give empty shards null-typed columns
+            schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema])
+        id_col = self.pipeline.id_column
+        if id_col is not None:
+            if id_col not in schema.names:
+                problems.append(f"shard {shard.rel}: missing id column {id_col!r} (set `id_column`, or remove it "
+                                f"to use <shard>:<row> ids); columns present: {', '.join(schema.names)}")
+            elif not any(ok(schema.field(id_col).type) for ok in ID_TYPES):
+                problems.append(f"shard {shard.rel}: id column {id_col!r} is {schema.field(id_col).type}; "
+                                f"ids must be strings or integers")
+        for stage in self.pipeline.stages:
+            data, _ = self.inputs_of(stage)
+            for col in data:
+                if col not in schema.names:
+                    problems.append(f"shard {shard.rel}: missing column {col!r} needed by stage {stage.name!r}; "
+                                    f"columns present: {', '.join(schema.names)}")
+                    continue
+                problem = stage.check_input(col, schema.field(col).type)
+                if problem:
+                    problems.append(f"shard {shard.rel}: column {col!r} {problem} (stage {stage.name!r})")
+        return problems
+
+    def _cross_shard_duplicates(self) -> list[str]:
+        """Ids repeated across shards (hashes first, then the ids themselves to rule out collisions)."""
+        keys = [s.key for s in self.dataset.shards]
+        hashes = [pq.read_table(self.ids[k], columns=["id_hash"]).column(0).to_numpy() for k in keys]
+        if sum(len(h) for h in hashes) < 2:
+            return []
+        allh = np.concatenate(hashes)
+        owner = np.repeat(np.arange(len(keys)), [len(h) for h in hashes])
+        order = np.argsort(allh, kind="stable")
+        sh = allh[order]
+        rep = np.flatnonzero(sh[1:] == sh[:-1])
+        if not len(rep):
+            return []
+        problems = []
+        for i in rep[:10]:
+            a, b = order[i], order[i + 1]
+            sa, sb = owner[a], owner[b]
+            ra, rb = a - sum(len(h) for h in hashes[:sa]), b - sum(len(h) for h in hashes[:sb])
+            ida = pq.read_table(self.ids[keys[sa]], columns=["id"]).column(0)[int(ra)].as_py()
+            idb = pq.read_table(self.ids[keys[sb]], columns=["id"]).column(0)[int(rb)].as_py()
+            if ida == idb:
+                problems.append(f"id {ida!r} appears in shard {self.dataset.shards[sa].rel} (row {ra}) and shard "
+                                f"{self.dataset.shards[sb].rel} (row {rb}); ids must be unique across the dataset")
+        return problems
+
+    # --- keys -------------------------------------------------------------------------------------
+    def stage_key(self, stage: Stage) -> str:
+        """Everything a stage's scores depend on except the shard: identity, artifact, upstream stages."""
+        _, upstream = self.inputs_of(stage)
+        art_key = self.fit_key(stage) if stage.has_fit else None
+        return digest("stage", stage.identity(), art_key,
+                      {name: self.stage_key(self.pipeline.stage(name)) for name in sorted(upstream)})
+
+    def fit_key(self, stage: Stage) -> str:
+        _, upstream = self.inputs_of(stage)
+        return digest("fit", stage.identity(), sorted(self.fps.values()),
+                      {name: self.stage_key(self.pipeline.stage(name)) for name in sorted(upstream)})
+
+    def _units(self, kind: str, stage: Stage, salt: Any) -> list[Unit]:
+        _, upstream = self.inputs_of(stage)
+        return [Unit(s, digest(kind, salt, self.fps[s.key]), self.store.unit(kind, stage.name, s.key),
+                     upstream={name: self.store.unit("scores", name, s.key) for name in upstream})
+                for s in self.dataset.shards if s.key not in self.failed]
+
+    # --- fit --------------------------------------------------------------------------------------
+    def fit(self, stage: Stage | str) -> pa.Table | None:
+        """The stage's artifact: loaded if stored under its key, else fitted (map units checkpointed)."""
+        stage = self.pipeline.stage(stage) if isinstance(stage, str) else stage
+        self.plan()
+        if stage.name in self.artifacts:
+            return self.artifacts[stage.name][1]
+        if not stage.has_fit:
+            self.artifacts[stage.name] = (None, None)
+            return None
+        key = self.fit_key(stage)
+        path = self.store.artifact(stage.name, key)
+        done = self.store.sidecar(path)
+        if read_json(done) is not None:
+            artifact = pq.read_table(path) if path.exists() else None
+            self.phases[f"fit:{stage.name}"] = {"reused": True, "seconds": 0.0}
+        else:
+            import time
+
+            t0 = time.perf_counter()
+            artifact = stage.fit(_EngineFitContext(self, stage))
+            if artifact is not None:
+                write_parquet(path, artifact)
+            write_json(done, {"key": key, "stage": stage.name, "seconds": round(time.perf_counter() - t0, 3)})
+            self.phases[f"fit:{stage.name}"] = {"reused": False, "seconds": round(time.perf_counter() - t0, 3)}
+        self.artifacts[stage.name] = (key, artifact)
+        return artifact
+
+    # --- score ------------------------------------------------------------------------------------
+    def score(self, stage: Stage | str) -> None:
+        """Score every shard not yet scored under the current key; failed shards are recorded."""
+        stage = self.pipeline.stage(stage) if isinstance(stage, str) else stage
+        artifact = self.fit(stage)
+        for name in self.inputs_of(stage)[1]:
+            if not self._scored(self.pipeline.stage(name)):
+                self.score(name)  # upstream outputs must exist first
+        data, upstream = self.inputs_of(stage)
+        units = self._units("scores", stage, self.stage_key(stage))
+        task = ScoreTask(stage, artifact, self.dataset, self.store, data, upstream, self.pipeline.batch_size)
+        for shard_key, r in self._execute(f"score:{stage.name}", task, units).items():
+            if isinstance(r, Failure):
+                self.failed[shard_key] = {"stage": stage.name, "error": r.message, "traceback": r.traceback}
+                log.error("stage %s failed on shard %s after %d attempts: %s", stage.name,
+                          self.dataset.shard(shard_key).rel, self.retries + 1, r.message)
+
+    # --- decide -------------------------------------------------------------------------------------
+    def decide(self) -> dict[str, Any]:
+        """Policies, manifest parts and summary.json; raises RunFailed (after writing) if shards failed."""
+        from curate.manifest import write_manifest
+
+        self.plan()
+        for stage in self.pipeline.stages:
+            if not self._scored(stage):
+                self.score(stage)
+        summary = write_manifest(self)
+        if self.failed:
+            listing = "\n  ".join(f"{self.dataset.shard(k).rel}: stage {v['stage']}: {v['error']}"
+                                  for k, v in self.failed.items())
+            raise RunFailed(f"{len(self.failed)} shard(s) failed; the rest is saved in {self.store.root} and "
+                            f"a re-run retries only these:\n  {listing}")
+        return summary
+
+    def _scored(self, stage: Stage) -> bool:
+        key = self.stage_key(stage)
+        return all(self.store.done(u.path, u.key) for u in self._units("scores", stage, key))
+
+    def all(self) -> dict[str, Any]:
+        """The whole run."""
+        self.plan()
+        for stage in self.pipeline.stages:
+            self.fit(stage)
+            self.score(stage)
+        return self.decide()
+
+    # --- helpers for the manifest ------------------------------------------------------------------
+    def ok_shards(self) -> list[Shard]:
+        return [s for s in self.dataset.shards if s.key not in self.failed]
+
+    def score_path(self, stage: Stage, shard: Shard) -> Path:
+        return self.store.unit("scores", stage.name, shard.key)
+
+
+class _EngineFitContext(FitContext):
+    def __init__(self, run: Run, stage: Stage):
+        self.run, self.stage = run, stage
+
+    def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
+        run, stage = self.run, self.stage
+        produced = {f.name: s.name for s in run.pipeline.stages for f in s.output_schema()}
+        data = [c for c in columns if c not in produced]
+        upstream: dict[str, list[str]] = {}
+        for c in columns:
+            if c in produced:
+                upstream.setdefault(produced[c], []).append(c)
+        salt = (stage.identity(), columns, getattr(fn, "__qualname__", repr(fn)),
+                {n: run.stage_key(run.pipeline.stage(n)) for n in sorted(upstream)})
+        units = run._units("fitmap", stage, salt)
+        results = run._execute(f"fit:{stage.name}", FitMapTask(stage, run.dataset, run.store, fn, data, upstream),
+                               units)
+        bad = {k: r for k, r in results.items() if isinstance(r, Failure)}
+        if bad:
+            listing = "\n  ".join(f"{run.dataset.shard(k).rel}: {r.message}" for k, r in bad.items())
+            raise RunFailed(f"fit of stage {stage.name!r} failed on {len(bad)} shard(s) (a fit needs every "
+                            f"shard); fix or remove them and re-run:\n  {listing}")
+        for u in units:
+            yield pq.read_table(u.path)

@@ -1,0 +1,82 @@
+"""The run directory: content-keyed, atomically written outputs.
+
+A unit's output is written to a temporary name, renamed into place, and only then is its JSON
+sidecar written (also by rename). A unit is done iff its sidecar exists and holds the expected key,
+so a crash at any point leaves either a finished unit or one that is simply redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def digest(*parts: Any) -> str:
+    """A stable hex key of JSON-serialisable parts."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Store:
+    """Paths and done-markers of one run directory."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def unit(self, kind: str, stage: str, shard_key: str) -> Path:
+        """Output path of a per-shard unit: kind is `ids`, `scores` or `fitmap`."""
+        return self.root / kind / stage / f"{shard_key}.parquet" if stage else self.root / kind / f"{shard_key}.parquet"
+
+    @staticmethod
+    def sidecar(path: Path) -> Path:
+        return path.with_suffix(".json")
+
+    def done(self, path: Path, key: str) -> dict | None:
+        """The sidecar of a finished unit with this key, else None."""
+        meta = read_json(self.sidecar(path))
+        if meta and meta.get("key") == key and path.exists():
+            return meta
+        return None
+
+    def finish(self, path: Path, table: pa.Table, meta: dict) -> dict:
+        """Write a unit's table, then its sidecar: the sidecar's presence is the commit."""
+        write_parquet(path, table)
+        write_json(self.sidecar(path), meta)
+        return meta
+
+    def artifact(self, stage: str, key: str) -> Path:
+        return self.root / "artifacts" / stage / key / "artifact.parquet"
+
+    def manifest_part(self, shard_key: str) -> Path:
+        return self.root / "manifest" / f"part-{shard_key}.parquet"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"

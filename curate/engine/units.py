@@ -1,0 +1,172 @@
+"""The three kinds of per-shard work: row ids, a stage's fit map, a stage's scores.
+
+Each task is picklable (it travels to Ray workers), is set up once per worker, and writes one
+content-keyed output per shard through the Store, returning the output's sidecar.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+
+from curate.dataset import Dataset, Shard
+from curate.engine.store import Store
+from curate.stage import Resources, Stage
+
+
+@dataclass
+class Unit:
+    """One (phase, shard) piece of work: where its output goes and the key that marks it done."""
+
+    shard: Shard
+    key: str
+    path: Path
+    fingerprint: str = ""
+    upstream: dict[str, Path] = field(default_factory=dict)  # stage name -> its score file for this shard
+
+
+def hash_ids(ids: pa.Array) -> np.ndarray:
+    """Stable 64-bit hashes of the ids (input to tie keys and duplicate checks)."""
+    return np.fromiter((xxhash.xxh3_64_intdigest(s.encode()) for s in ids.to_pylist()),
+                       dtype=np.uint64, count=len(ids))
+
+
+def error_kinds(errors: pa.Array) -> dict[str, int]:
+    """Count per-row errors by kind (the text before the first ':')."""
+    counts: Counter[str] = Counter()
+    for d in pc.value_counts(errors.drop_null()).to_pylist():
+        counts[d["values"].split(":", 1)[0]] += d["counts"]
+    return dict(counts)
+
+
+class IdsTask:
+    """Reads and checks a shard's row ids; writes `id` (string) and `id_hash` (uint64)."""
+
+    resources = Resources(cpus=1)
+
+    def __init__(self, dataset: Dataset, store: Store, id_column: str | None):
+        self.dataset, self.store, self.id_column = dataset, store, id_column
+
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, unit: Unit) -> dict:
+        t0 = time.perf_counter()
+        shard = unit.shard
+        meta: dict = {"key": unit.key, "shard": shard.rel}
+        if self.id_column is None:
+            n = self.dataset.open(shard).metadata.num_rows
+            ids = pa.array([f"{unit.fingerprint[:16]}:{i}" for i in range(n)], pa.string())
+        else:
+            col = self.dataset.read(shard, [self.id_column]).column(0).combine_chunks()
+            ids = pc.cast(col, pa.string())
+            nulls = np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))
+            if len(nulls):
+                meta["null_ids"] = {"count": int(len(nulls)), "rows": nulls[:10].tolist()}
+            counts = pc.value_counts(ids.drop_null())
+            dup = pc.filter(counts, pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
+            if dup:
+                meta["duplicate_ids"] = {"count": len(dup), "examples": dup[:10]}
+            ids = pc.fill_null(ids, "")
+        table = pa.table({"id": ids, "id_hash": pa.array(hash_ids(ids), pa.uint64())})
+        meta.update(rows=table.num_rows, seconds=round(time.perf_counter() - t0, 4))
+        return self.store.finish(unit.path, table, meta)
+
+
+def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream_columns: dict[str, list[str]]) -> pa.Table:
+    """A shard's data columns beside the upstream stages' columns, rows aligned."""
+    table = dataset.read(unit.shard, data_columns) if data_columns else None
+    for stage_name, cols in upstream_columns.items():
+        up = pq.read_table(unit.upstream[stage_name], columns=cols)
+        if table is None:
+            table = up
+        else:
+            for name in cols:
+                table = table.append_column(name, up.column(name))
+    return table
+
+
+class FitMapTask:
+    """Applies a stage's fit-map function to one shard's input columns."""
+
+    def __init__(self, stage: Stage, dataset: Dataset, store: Store, fn: Callable[[pa.Table], pa.Table],
+                 data_columns: list[str], upstream_columns: dict[str, list[str]]):
+        self.stage, self.dataset, self.store, self.fn = stage, dataset, store, fn
+        self.data_columns, self.upstream_columns = data_columns, upstream_columns
+        self.resources = stage.resources
+
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, unit: Unit) -> dict:
+        t0 = time.perf_counter()
+        table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
+        out = self.fn(table)
+        meta = {"key": unit.key, "shard": unit.shard.rel, "rows": table.num_rows,
+                "seconds": round(time.perf_counter() - t0, 4)}
+        return self.store.finish(unit.path, out, meta)
+
+
+class ScoreTask:
+    """Sets up a stage once per worker, then scores shards batch by batch."""
+
+    def __init__(self, stage: Stage, artifact: pa.Table | None, dataset: Dataset, store: Store,
+                 data_columns: list[str], upstream_columns: dict[str, list[str]], batch_size: int):
+        self.stage, self.artifact, self.dataset, self.store = stage, artifact, dataset, store
+        self.data_columns, self.upstream_columns, self.batch_size = data_columns, upstream_columns, batch_size
+        self.resources = stage.resources
+
+    def setup(self) -> None:
+        self.stage.setup(self.artifact)
+
+    def __call__(self, unit: Unit) -> dict:
+        t0 = time.perf_counter()
+        table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
+        if table is None:
+            table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).metadata.num_rows)})
+        schema = self.stage.output_schema()
+        parts = []
+        for offset in range(0, table.num_rows, self.batch_size):
+            batch = table.slice(offset, self.batch_size)
+            parts.append(conform(self.stage, self.stage.score(batch), batch.num_rows, schema, unit.shard.rel))
+        out = pa.concat_tables(parts) if parts else schema.empty_table()
+        errors = out.column(self.stage.column("error")).combine_chunks()
+        meta = {"key": unit.key, "shard": unit.shard.rel, "rows": out.num_rows,
+                "errored": int(len(errors) - errors.null_count), "errors": error_kinds(errors),
+                "seconds": round(time.perf_counter() - t0, 4)}
+        return self.store.finish(unit.path, out, meta)
+
+
+def conform(stage: Stage, out: pa.Table, rows: int, schema: pa.Schema, shard: str) -> pa.Table:
+    """Check a stage's output against its declaration and return it prefixed and typed."""
+    where = f"stage {stage.name!r} on shard {shard}"
+    if not isinstance(out, pa.Table):
+        raise TypeError(f"{where}: score() returned {type(out).__name__}, expected a pyarrow Table")
+    if out.num_rows != rows:
+        raise ValueError(f"{where}: score() returned {out.num_rows} rows for {rows} input rows")
+    columns = []
+    for f in schema:
+        short = f.name[len(stage.name) + 1:]
+        if short in out.column_names:
+            col = out.column(short)
+            try:
+                columns.append(col.cast(f.type) if col.type != f.type else col)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise TypeError(f"{where}: column {short!r} is {col.type}, declared {f.type} ({e})") from e
+        elif short == "error":
+            columns.append(pa.nulls(rows, pa.string()))
+        else:
+            raise ValueError(f"{where}: score() did not return declared column {short!r} "
+                             f"(returned {out.column_names})")
+    extra = set(out.column_names) - {f.name[len(stage.name) + 1:] for f in schema}
+    if extra:
+        raise ValueError(f"{where}: score() returned undeclared columns {sorted(extra)}")
+    return pa.table(columns, schema=schema)

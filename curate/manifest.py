@@ -1,0 +1,293 @@
+"""The manifest (one row per input row, input order) and summary.json, plus exports from them.
+
+Manifest columns: `id`, `shard`, every stage column, `keep.<policy>` (null when the row errored for
+that policy), `keep`, `drop_reason` (the first policy that dropped the row), `error` (the first stage
+error as `<stage>: <message>`). A row is errored if any stage could not score it; errored rows are
+never kept and never counted as dropped, so in = kept + dropped + errored holds for every policy and
+for the whole run, and is checked before summary.json is written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.engine.store import read_json, write_json, write_parquet
+from curate.errors import CurateError
+from curate.policy import Policy, mix64
+
+if TYPE_CHECKING:
+    from curate.engine.run import Run
+
+# Above this many valid rows, a policy's scan re-reads score files instead of holding them in memory.
+SCAN_IN_MEMORY_ROWS = 20_000_000
+QUANTILE_SAMPLE = 1_000_000
+VERSIONED = ("curate", "pyarrow", "polars", "numpy", "ray", "prefect", "ftfy", "regex")
+
+
+def _valid(table: pa.Table, column: str, stage: str) -> np.ndarray:
+    values = table.column(column)
+    ok = pc.and_(pc.is_null(table.column(f"{stage}.error")), pc.is_valid(values))
+    if pa.types.is_floating(values.type):
+        ok = pc.and_(ok, pc.invert(pc.is_nan(values)))
+    return ok.to_numpy(zero_copy_only=False)
+
+
+def _numeric(values: pa.ChunkedArray, mask: np.ndarray) -> np.ndarray:
+    arr = values.combine_chunks()
+    if pa.types.is_boolean(arr.type):
+        arr = pc.cast(arr, pa.float64())
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)[mask]
+
+
+class _Scan:
+    """Valid (score, id_hash) pairs of one policy column, shard by shard; cached when small."""
+
+    def __init__(self, run: "Run", policy: Policy):
+        self.run, self.policy = run, policy
+        self.cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        total = sum(run.rows[s.key] for s in run.ok_shards())
+        self.cacheable = total <= SCAN_IN_MEMORY_ROWS
+
+    def _read(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        stage = self.run.pipeline.stage(self.policy.stage)
+        for shard in self.run.ok_shards():
+            t = pq.read_table(self.run.score_path(stage, shard), columns=[self.policy.column, f"{stage.name}.error"])
+            h = pq.read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
+            mask = _valid(t, self.policy.column, stage.name)
+            yield _numeric(t.column(self.policy.column), mask), h[mask]
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if self.cache is not None:
+            return iter(self.cache)
+        if self.cacheable:
+            self.cache = list(self._read())
+            return iter(self.cache)
+        return self._read()
+
+
+def write_manifest(run: "Run") -> dict[str, Any]:
+    """Fit the policies, write one manifest part per shard and summary.json; return the summary."""
+    pipeline = run.pipeline
+    for policy in pipeline.policies:
+        policy.fit(_Scan(run, policy))
+    acc = {p.name: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for p in pipeline.policies}
+    total = {"in": 0, "kept": 0, "dropped": 0, "errored": 0}
+    stage_acc = {s.name: {"rows_in": 0, "errored": 0, "errors": {}, "seconds": 0.0} for s in pipeline.stages}
+    n_rows = sum(run.rows[s.key] for s in run.ok_shards())
+    sample_below = np.uint64(min(2**64 - 1, int(2**64 * min(1.0, QUANTILE_SAMPLE / max(n_rows, 1)))))
+    samples: dict[str, list[np.ndarray]] = {}
+    stale = {p.name for p in (run.store.root / "manifest").glob("part-*.parquet")} if (run.store.root / "manifest").exists() else set()
+
+    for shard in run.ok_shards():
+        ids = pq.read_table(run.ids[shard.key])
+        n = ids.num_rows
+        cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": pa.array([shard.rel] * n, pa.string())}
+        error = pa.nulls(n, pa.string())
+        for stage in pipeline.stages:
+            path = run.score_path(stage, shard)
+            t = pq.read_table(path)
+            meta = read_json(run.store.sidecar(path)) or {}
+            sa = stage_acc[stage.name]
+            sa["rows_in"] += n
+            sa["errored"] += meta.get("errored", 0)
+            sa["seconds"] += meta.get("seconds", 0.0)
+            for kind, c in meta.get("errors", {}).items():
+                sa["errors"][kind] = sa["errors"].get(kind, 0) + c
+            for name in t.column_names:
+                cols[name] = t.column(name)
+            stage_err = t.column(f"{stage.name}.error").combine_chunks()
+            error = pc.if_else(pc.and_(pc.is_null(error), pc.is_valid(stage_err)),
+                               pc.binary_join_element_wise(f"{stage.name}", stage_err, ": "), error)
+            keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
+            for f in t.schema:
+                if pa.types.is_floating(f.type):
+                    v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
+                    samples.setdefault(f.name, []).append(v[np.isfinite(v)])
+        errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
+        keep = ~errored
+        reason = pa.nulls(n, pa.string())
+        for policy in pipeline.policies:
+            stage = pipeline.stage(policy.stage)
+            t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
+            valid = _valid(t, policy.column, stage.name)
+            pk, preason = policy.decide(_numeric(t.column(policy.column), valid), ids.column("id_hash").to_numpy()[valid])
+            full_keep = np.zeros(n, dtype=bool)
+            full_keep[valid] = pk
+            cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~valid, type=pa.bool_())
+            idx = np.flatnonzero(valid)
+            full_reason = pa.nulls(n, pa.string())
+            if len(idx):
+                full_reason = pc.take(pa.concat_arrays([preason, pa.nulls(1, pa.string())]),
+                                      pa.array(np.where(valid, np.cumsum(valid) - 1, len(idx))))
+            a = acc[policy.name]
+            a["in"] += n
+            a["kept"] += int(pk.sum())
+            a["dropped"] += int((~pk).sum())
+            a["errored"] += int((~valid).sum())
+            newly = keep & valid & ~full_keep
+            reason = pc.if_else(pa.array(newly), full_reason, reason)
+            keep &= ~(valid & ~full_keep)
+        cols["keep"] = pa.array(keep, pa.bool_())
+        cols["drop_reason"] = reason
+        cols["error"] = error
+        part = run.store.manifest_part(shard.key)
+        write_parquet(part, pa.table(cols))
+        stale.discard(part.name)
+        total["in"] += n
+        total["kept"] += int(keep.sum())
+        total["errored"] += int(errored.sum())
+        total["dropped"] += int((~keep & ~errored).sum())
+    for name in stale:  # parts of shards that left the dataset (or failed this time) are not this run's
+        (run.store.root / "manifest" / name).unlink()
+
+    for name, a in {**acc, "run": total}.items():
+        if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
+            raise CurateError(f"internal accounting error in {name}: {a}; please report it")
+    summary = _summary(run, acc, total, stage_acc, samples)
+    write_json(run.store.summary, summary)
+    return summary
+
+
+def _summary(run: "Run", acc: dict, total: dict, stage_acc: dict, samples: dict) -> dict[str, Any]:
+    pipeline = run.pipeline
+    failed_rows = sum(run.rows[k] for k in run.failed)
+    all_rows = sum(run.rows.values())
+    if all_rows != total["in"] + failed_rows:
+        raise CurateError(f"internal accounting error: {all_rows} input rows but {total['in']} in the manifest "
+                          f"and {failed_rows} in failed shards; please report it")
+    stages = {}
+    for stage in pipeline.stages:
+        sa = stage_acc[stage.name]
+        key, artifact = run.artifacts.get(stage.name, (None, None))
+        quantiles = {}
+        for col in (f.name for f in stage.output_schema()):
+            if col in samples:
+                v = np.concatenate(samples[col]) if samples[col] else np.array([])
+                if len(v):
+                    qs = np.quantile(v, [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0])
+                    quantiles[col] = dict(zip(["min", "p01", "p10", "p25", "p50", "p75", "p90", "p99", "max"],
+                                              [round(float(q), 8) for q in qs]))
+        phase = run.phases.get(f"score:{stage.name}", {})
+        stages[stage.name] = {
+            **stage.identity(), "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
+            "errored": sa["errored"], "errors": sa["errors"],
+            "seconds": round(sa["seconds"], 3),
+            "rows_per_s": round(sa["rows_in"] / sa["seconds"], 1) if sa["seconds"] else None,
+            "units_computed": phase.get("computed", 0), "units_reused": phase.get("reused", 0),
+            "artifact": {"key": key, **stage.describe(artifact)} if key else None,
+            "quantiles": quantiles,
+        }
+    config = pipeline.config or {}
+    empty = [s.rel for s in run.dataset.shards if run.rows.get(s.key) == 0]
+    return {
+        "pipeline": pipeline.name,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": run.dataset.uri,
+        "id_column": pipeline.id_column,
+        "executor": run.executor_kind,
+        "config": config,
+        "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "versions": {"python": platform.python_version(), **{p: _version(p) for p in VERSIONED}},
+        "inputs": {"shards": len(run.dataset.shards), "rows": all_rows, "empty_shards": empty,
+                   "fingerprints": {s.rel: {"fingerprint": run.fps.get(s.key), "rows": run.rows.get(s.key)}
+                                    for s in run.dataset.shards}},
+        "stages": stages,
+        "policies": {p.name: {**p.describe(), **acc[p.name]} for p in pipeline.policies},
+        "result": {**total, "failed_shard_rows": failed_rows,
+                   "check": "in = kept + dropped + errored: ok"},
+        "failed_shards": [{"shard": run.dataset.shard(k).rel, **{a: b for a, b in v.items() if a != "traceback"}}
+                          for k, v in run.failed.items()],
+        "phases": run.phases,
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# --- reading and exporting --------------------------------------------------------------------------
+def load_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    summary = read_json(Path(run_dir) / "summary.json")
+    if summary is None:
+        raise CurateError(f"{run_dir}: no summary.json; is this a finished run directory (curate run --out)?")
+    return summary
+
+
+def manifest_parts(run_dir: str | os.PathLike) -> list[Path]:
+    """The manifest parts in dataset order."""
+    summary = load_summary(run_dir)
+    from curate.dataset import Shard
+
+    parts = []
+    for rel in summary["inputs"]["fingerprints"]:
+        path = Path(run_dir) / "manifest" / f"part-{Shard(rel, rel, 0, 0).key}.parquet"
+        if path.exists():
+            parts.append(path)
+    return parts
+
+
+def load_manifest(run_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """The whole manifest as one table, in input order (fine for inspection; stream parts at scale)."""
+    parts = manifest_parts(run_dir)
+    if not parts:
+        raise CurateError(f"{run_dir}: no manifest parts")
+    return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
+
+
+def export(run_dir: str | os.PathLike, kept_ids: str | None = None, removed_ids: str | None = None,
+           materialize: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write kept/removed id lists (one id per line) and/or the curated dataset (kept rows, same schema)."""
+    from curate.dataset import Dataset
+
+    run_dir = Path(run_dir)
+    summary = load_summary(run_dir)
+    out: dict[str, Any] = {}
+    files = {"kept": kept_ids, "removed": removed_ids}
+    handles = {k: open(v, "w", encoding="utf-8") for k, v in files.items() if v}
+    try:
+        for part in manifest_parts(run_dir):
+            m = pq.read_table(part, columns=["id", "keep"])
+            keep = m.column("keep").to_numpy(zero_copy_only=False)
+            for k, fh in handles.items():
+                sel = keep if k == "kept" else ~keep
+                ids = m.column("id").to_numpy(zero_copy_only=False)[sel]
+                if len(ids):
+                    fh.write("\n".join(map(str, ids)) + "\n")
+                out[f"{k}_ids"] = out.get(f"{k}_ids", 0) + int(sel.sum())
+    finally:
+        for fh in handles.values():
+            fh.close()
+    if materialize:
+        dataset = Dataset(summary["data"])
+        dest = Path(materialize)
+        rows = 0
+        for shard in dataset.shards:
+            part = run_dir / "manifest" / f"part-{shard.key}.parquet"
+            expected = summary["inputs"]["fingerprints"].get(shard.rel, {}).get("fingerprint")
+            if not part.exists():
+                continue
+            if dataset.fingerprint(shard) != expected:
+                raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
+            keep = pq.read_table(part, columns=["keep"]).column(0)
+            data = dataset.open(shard).read()
+            kept = data.filter(keep)
+            write_parquet(dest / shard.rel, kept)
+            rows += kept.num_rows
+        out["materialized_rows"] = rows
+        out["materialized_to"] = str(dest)
+    return out

@@ -1,0 +1,51 @@
+"""A pipeline: stages in dependency order, then policies over their score columns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from curate.errors import ConfigError
+from curate.policy import Policy
+from curate.stage import Stage
+
+
+@dataclass
+class Pipeline:
+    stages: list[Stage]
+    policies: list[Policy] = field(default_factory=list)
+    id_column: str | None = None       # else ids are `<shard content id>:<row index>`
+    batch_size: int = 65_536
+    name: str = "pipeline"
+    config: dict[str, Any] | None = None  # the config it was built from, recorded in summary.json
+    materialize: bool = False            # write the curated dataset (kept rows) after the run
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"stage names must be unique; repeated: {dupes} (give each a `name`)")
+        if not self.stages:
+            raise ConfigError("a pipeline needs at least one stage")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        produced: dict[str, pa.DataType] = {}
+        for s in self.stages:
+            produced.update({f.name: f.type for f in s.output_schema()})
+        pnames = [p.name for p in self.policies]
+        if len(set(pnames)) != len(pnames):
+            raise ConfigError(f"policy names must be unique; got {pnames} (give each a `name`)")
+        for p in self.policies:
+            if p.column not in produced:
+                raise ConfigError(f"policy {p.name!r} reads {p.column!r}, which no stage writes; "
+                                  f"stage columns: {', '.join(sorted(produced))}")
+            t = produced[p.column]
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+                raise ConfigError(f"policy {p.name!r} needs a numeric column; {p.column!r} is {t}")
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(f"no stage named {name!r}; stages: {[s.name for s in self.stages]}")

@@ -1,0 +1,243 @@
+"""Policies turn one score column into keep / drop(reason) for every valid row.
+
+Global cuts are exact and independent of sharding: rows are ordered by (score, tie_key) with
+`tie_key = mix64(seed, hash64(id))`, and the boundary is found by a radix select that streams the
+score column a few times (16 bits of the 128-bit order key per pass), so memory stays flat at any
+row count and the kept count is exactly the requested one.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.errors import ConfigError
+
+# A scan yields, per shard, the valid rows' scores (float64) and id hashes (uint64).
+Scan = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+
+_DIGIT_BITS = 16
+_DIGITS = 65536
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def mix64(x: np.ndarray | int) -> np.ndarray:
+    """splitmix64 finaliser: a stable, well-mixed 64-bit permutation (vectorised)."""
+    z = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def tie_keys(id_hash: np.ndarray, seed: int) -> np.ndarray:
+    """The deterministic tie-break order of rows: depends on (seed, id) only."""
+    return mix64(np.asarray(id_hash, dtype=np.uint64) ^ mix64(np.uint64(seed % (1 << 64))))
+
+
+def order_keys(values: np.ndarray, largest: bool) -> np.ndarray:
+    """uint64 keys whose ascending order is the preference order of the scores."""
+    v = np.ascontiguousarray(values, dtype=np.float64) + 0.0  # -0.0 -> 0.0
+    bits = v.view(np.uint64)
+    ascending = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+    return ~ascending if largest else ascending
+
+
+def key_to_value(key: int, largest: bool) -> float:
+    """Inverse of `order_keys` for one key."""
+    k = np.uint64(key)
+    asc = ~k if largest else k
+    bits = asc & ~np.uint64(1 << 63) if asc >> np.uint64(63) else ~asc
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def select_boundary(scan: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], k: int) -> tuple[int, int]:
+    """The (key, tie) pair T such that exactly k rows have (key, tie) <= T, by radix select.
+
+    `scan` yields (keys, ties) uint64 arrays per shard and may be called several times.
+    """
+    bound = [0, 0]  # [key, tie] digits found so far, high digits first
+    need = k
+    for level in range(8):
+        word, shift = divmod(level, 4)
+        shift = 64 - _DIGIT_BITS * (shift + 1)
+        counts = np.zeros(_DIGITS, dtype=np.int64)
+        for keys, ties in scan():
+            mask = _prefix_mask(keys, ties, bound, level)
+            col = (keys if word == 0 else ties)[mask]
+            counts += np.bincount(((col >> np.uint64(shift)) & np.uint64(_DIGITS - 1)).astype(np.int64),
+                                  minlength=_DIGITS)
+        cum = np.cumsum(counts)
+        digit = int(np.searchsorted(cum, need))
+        need -= int(cum[digit] - counts[digit])
+        bound[word] |= digit << shift
+        if counts[digit] == need:  # every row under this prefix is kept: fill the rest with ones
+            low = (1 << shift) - 1
+            bound[word] |= low
+            if word == 0:
+                bound[1] = (1 << 64) - 1
+            break
+    return bound[0], bound[1]
+
+
+def _prefix_mask(keys: np.ndarray, ties: np.ndarray, bound: list[int], level: int) -> np.ndarray:
+    if level == 0:
+        return np.ones(len(keys), dtype=bool)
+    if level < 4:
+        shift = np.uint64(64 - _DIGIT_BITS * level)
+        return (keys >> shift) == np.uint64(bound[0] >> int(shift))
+    mask = keys == np.uint64(bound[0])
+    if level > 4:
+        shift = np.uint64(64 - _DIGIT_BITS * (level - 4))
+        mask &= (ties >> shift) == np.uint64(bound[1] >> int(shift))
+    return mask
+
+
+def _fmt(values: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(np.round(values, 6)), pa.string())
+
+
+class Policy:
+    """Base class. `fit` sees the whole (valid) score column through a scan; `decide` one shard."""
+
+    type: ClassVar[str] = ""
+
+    def __init__(self, column: str, name: str | None = None):
+        if "." not in column:
+            raise ConfigError(f"policy {self.type!r}: column {column!r} must name a stage column, like 'wfpp.score'")
+        self.column = column
+        self.name = name or column.split(".", 1)[0]
+
+    @property
+    def stage(self) -> str:
+        return self.column.split(".", 1)[0]
+
+    def params(self) -> dict[str, Any]:
+        return {"column": self.column}
+
+    def fit(self, scan: Scan) -> None:
+        """Global pass over the valid scores (nothing to do for per-row rules)."""
+
+    def decide(self, values: np.ndarray, id_hash: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """keep (bool) and reason (string, null when kept) for each valid row of one shard."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.type, **self.params()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+
+class Threshold(Policy):
+    """Keep rows whose score lies within [min, max] (either bound optional)."""
+
+    type = "threshold"
+
+    def __init__(self, column: str, min: float | None = None, max: float | None = None, name: str | None = None):
+        super().__init__(column, name)
+        if min is None and max is None:
+            raise ConfigError(f"policy threshold on {column!r}: give min, max or both")
+        self.min, self.max = min, max
+
+    def params(self) -> dict[str, Any]:
+        return {"column": self.column, "min": self.min, "max": self.max}
+
+    def decide(self, values: np.ndarray, id_hash: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        keep = np.ones(len(values), dtype=bool)
+        reason = pa.nulls(len(values), pa.string())
+        for bound, bad, word in ((self.max, values > (self.max or 0), "above max"),
+                                 (self.min, values < (self.min or 0), "below min")):
+            if bound is None:
+                continue
+            text = pc.binary_join_element_wise(f"{self.column} ", _fmt(values), f" {word} {bound}", "")
+            reason = pc.if_else(pa.array(bad), text, reason)
+            keep &= ~bad
+        return keep, reason
+
+
+class TopK(Policy):
+    """Keep exactly the k best rows by score (ties broken by tie_key), over the whole dataset."""
+
+    type = "top_k"
+
+    def __init__(self, column: str, k: int, largest: bool = True, seed: int = 0, name: str | None = None):
+        super().__init__(column, name)
+        if not isinstance(k, int) or k < 0:
+            raise ConfigError(f"policy top_k on {column!r}: k must be a non-negative integer, got {k!r}")
+        self.k, self.largest, self.seed = k, largest, seed
+        self._bound: tuple[int, int] | None = None
+        self._n_valid = 0
+
+    def params(self) -> dict[str, Any]:
+        return {"column": self.column, "k": self.k, "largest": self.largest, "seed": self.seed}
+
+    def _target(self, n_valid: int) -> int:
+        return min(self.k, n_valid)
+
+    def fit(self, scan: Scan) -> None:
+        self._n_valid = sum(len(v) for v, _ in scan())
+        k = self._target(self._n_valid)
+
+        def keyed() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for v, h in scan():
+                yield order_keys(v, self.largest), tie_keys(h, self.seed)
+
+        self._bound = select_boundary(keyed, k) if k > 0 else None
+
+    @property
+    def cut(self) -> float | None:
+        """The score of the last kept row."""
+        return None if self._bound is None else key_to_value(self._bound[0], self.largest)
+
+    def _what(self) -> str:
+        return f"k={self.k}"
+
+    def decide(self, values: np.ndarray, id_hash: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        if self._bound is None:
+            keep = np.zeros(len(values), dtype=bool)
+            return keep, pa.array([f"{self.column}: nothing kept at {self._what()}"] * len(values), pa.string())
+        keys, ties = order_keys(values, self.largest), tie_keys(id_hash, self.seed)
+        bk, bt = np.uint64(self._bound[0]), np.uint64(self._bound[1])
+        keep = (keys < bk) | ((keys == bk) & (ties <= bt))
+        side = "below" if self.largest else "above"
+        cut = f"{self.cut:.6g}"
+        at_cut = pc.binary_join_element_wise(f"{self.column} ", _fmt(values),
+                                             f" tied at cut {cut}, lost the tie-break at {self._what()}", "")
+        past = pc.binary_join_element_wise(f"{self.column} ", _fmt(values), f" {side} cut {cut} at {self._what()}", "")
+        reason = pc.if_else(pa.array(keep), pa.nulls(len(values), pa.string()),
+                            pc.if_else(pa.array(keys == bk), at_cut, past))
+        return keep, reason
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "valid_rows": self._n_valid, "kept_target": self._target(self._n_valid),
+                "cut": self.cut}
+
+
+class KeepFraction(TopK):
+    """Keep round(fraction * valid rows) best rows, exactly (WFPP's keep_ratio)."""
+
+    type = "keep_fraction"
+
+    def __init__(self, column: str, fraction: float, largest: bool = True, seed: int = 0, name: str | None = None):
+        if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0 or math.isnan(fraction):
+            raise ConfigError(f"policy keep_fraction on {column!r}: fraction must be in [0, 1], got {fraction!r}")
+        super().__init__(column, k=0, largest=largest, seed=seed, name=name)
+        self.fraction = float(fraction)
+
+    def params(self) -> dict[str, Any]:
+        return {"column": self.column, "fraction": self.fraction, "largest": self.largest, "seed": self.seed}
+
+    def _target(self, n_valid: int) -> int:
+        return min(n_valid, math.floor(self.fraction * n_valid + 0.5))
+
+    def _what(self) -> str:
+        return f"fraction {self.fraction:g}"
+
+
+POLICY_TYPES: dict[str, type[Policy]] = {p.type: p for p in (Threshold, TopK, KeepFraction)}

@@ -1,0 +1,1 @@
+"""Prefect flows wrapping curate.run."""

@@ -1,0 +1,1 @@
+"""Hot numeric kernels (CPU path, GPU path where it pays)."""

@@ -1,0 +1,70 @@
+"""Small datasets and stages that tests build (no downloads)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import curate
+
+WORDS = ("a dog cat sits on the mat red blue car sunset over sea beach old man woman child plays with ball "
+         "green tree house in snow mountain river boat bird flies sky city street night lights").split()
+
+
+def captions(n: int, seed: int = 0) -> list[str]:
+    """Deterministic short captions over a small vocabulary (a Zipf-ish mix of common and rare words)."""
+    import random
+
+    rng = random.Random(seed)
+    weights = [1.0 / (i + 1) for i in range(len(WORDS))]
+    return [" ".join(rng.choices(WORDS, weights, k=rng.randint(2, 12))) for _ in range(n)]
+
+
+def write_shards(folder: Path, table: pa.Table, n_shards: int) -> Path:
+    """Split `table` into n contiguous shards part-00000.parquet ..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    per = -(-table.num_rows // n_shards) if table.num_rows else 0
+    for i in range(n_shards):
+        pq.write_table(table.slice(i * per, per), folder / f"part-{i:05d}.parquet")
+    return folder
+
+
+def caption_table(n: int, seed: int = 0) -> pa.Table:
+    return pa.table({"id": [f"row-{i:06d}" for i in range(n)], "caption": captions(n, seed)})
+
+
+@curate.stage(inputs=["caption"], outputs={"len": pa.int32()})
+def caption_length(batch: pa.Table) -> dict:
+    """Characters in the caption; null captions are errors."""
+    col = batch.column("caption")
+    return {"len": pc.utf8_length(col),
+            "error": pc.if_else(pc.is_null(col), pa.scalar("bad_caption"), pa.scalar(None, pa.string()))}
+
+
+@curate.stage(inputs=["caption"], outputs={"len": pa.int32()}, name="slow_length")
+def slow_length(batch: pa.Table) -> dict:
+    """Like caption_length, but slow, so that a test can kill a run half way."""
+    time.sleep(float(os.environ.get("CURATE_TEST_SLEEP", "0.3")))
+    return {"len": pc.utf8_length(batch.column("caption"))}
+
+
+@curate.stage(inputs=["caption"], outputs={"len": pa.int32()}, name="flaky")
+def flaky(batch: pa.Table) -> dict:
+    """Fails on captions containing 'boom' unless CURATE_TEST_FIXED is set."""
+    if not os.environ.get("CURATE_TEST_FIXED") and any("boom" in (c or "") for c in batch.column("caption").to_pylist()):
+        raise RuntimeError("boom in this shard")
+    return {"len": pc.utf8_length(batch.column("caption"))}
+
+
+@curate.stage(inputs=["caption"], outputs={"len": pa.int32()}, name="dies_once")
+def dies_once(batch: pa.Table) -> dict:
+    """Kills its own worker process the first time it runs (marker file), like an OOM-killed worker."""
+    marker = Path(os.environ["CURATE_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("died")
+        os._exit(1)
+    return {"len": pc.utf8_length(batch.column("caption"))}
