@@ -46,7 +46,7 @@ test: install debs
 bench: install debs
 	$(BIN)/python -m bench.wfpp
 
-ui: install
+ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
 
 clean:

@@ -40,7 +40,7 @@ def _valid(table: pa.Table, column: str, stage: str) -> np.ndarray:
     values = table.column(column)
     ok = pc.and_(pc.is_null(table.column(f"{stage}.error")), pc.is_valid(values))
     if pa.types.is_floating(values.type):
-        ok = pc.and_(ok, pc.invert(pc.is_nan(values)))
+        ok = pc.and_(ok, pc.invert(pc.fill_null(pc.is_nan(values), True)))  # null and NaN are both invalid
     return ok.to_numpy(zero_copy_only=False)
 
 
@@ -115,13 +115,21 @@ def write_manifest(run: "Run") -> dict[str, Any]:
                 if pa.types.is_floating(f.type):
                     v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
                     samples.setdefault(f.name, []).append(v[np.isfinite(v)])
+        valid_for = {}
+        for policy in pipeline.policies:
+            stage = pipeline.stage(policy.stage)
+            t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
+            valid_for[policy.name] = valid = _valid(t, policy.column, stage.name)
+            # A null or NaN score the stage gave no reason for is an error too, never a silent keep.
+            unexplained = pa.array(~valid & pc.is_null(error).to_numpy(zero_copy_only=False))
+            error = pc.if_else(unexplained, f"{stage.name}: {policy.column} is null or NaN without an error", error)
         errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
         keep = ~errored
         reason = pa.nulls(n, pa.string())
         for policy in pipeline.policies:
             stage = pipeline.stage(policy.stage)
-            t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
-            valid = _valid(t, policy.column, stage.name)
+            t = pa.table({policy.column: cols[policy.column]})
+            valid = valid_for[policy.name]
             pk, preason = policy.decide(_numeric(t.column(policy.column), valid), ids.column("id_hash").to_numpy()[valid])
             full_keep = np.zeros(n, dtype=bool)
             full_keep[valid] = pk

@@ -113,11 +113,12 @@ class FunctionStage(Stage):
 
     type = "function"
 
-    def __init__(self, fn: Callable[[pa.Table], Any], inputs: list[str], outputs: Mapping[str, pa.DataType],
-                 name: str | None = None, resources: Resources | None = None):
+    def __init__(self, fn: Callable[[pa.Table], Any], inputs: list[str] | Mapping[str, pa.DataType],
+                 outputs: Mapping[str, pa.DataType], name: str | None = None, resources: Resources | None = None):
         super().__init__(name or fn.__name__)
         self.fn = fn
         self._inputs = tuple(inputs)
+        self._input_types = dict(inputs) if isinstance(inputs, Mapping) else {}
         self._outputs = dict(outputs)
         if resources is not None:
             self.resources = resources
@@ -139,6 +140,12 @@ class FunctionStage(Stage):
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "function": f"{self.fn.__module__}.{self.fn.__qualname__}"}
 
+    def check_input(self, column: str, type: pa.DataType) -> str | None:
+        want = self._input_types.get(column)
+        if want is None or type == want or {type, want} <= {pa.string(), pa.large_string()}:
+            return None
+        return f"is {type}; needs {want}"
+
     def score(self, batch: pa.Table) -> pa.Table:
         out = self.fn(batch)
         table = out if isinstance(out, pa.Table) else pa.table(dict(out))
@@ -152,10 +159,12 @@ class FunctionStage(Stage):
         return self.score(batch)
 
 
-def stage(inputs: list[str], outputs: Mapping[str, pa.DataType], name: str | None = None,
-          cpus: float = 1.0, gpus: float = 0.0) -> Callable[[Callable], FunctionStage]:
+def stage(inputs: list[str] | Mapping[str, pa.DataType], outputs: Mapping[str, pa.DataType],
+          name: str | None = None, cpus: float = 1.0, gpus: float = 0.0) -> Callable[[Callable], FunctionStage]:
     """Decorator: turn a function of a batch (pa.Table) into a Stage.
 
+    `inputs` lists the columns read; give a mapping of column to Arrow type to have the types
+    checked on every shard before any compute.
     The function returns a pa.Table or a mapping of column name to array, one value per row,
     using the names declared in `outputs`; the engine prefixes them with the stage name.
     """

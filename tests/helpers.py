@@ -37,7 +37,7 @@ def caption_table(n: int, seed: int = 0) -> pa.Table:
     return pa.table({"id": [f"row-{i:06d}" for i in range(n)], "caption": captions(n, seed)})
 
 
-@curate.stage(inputs=["caption"], outputs={"len": pa.int32()})
+@curate.stage(inputs={"caption": pa.string()}, outputs={"len": pa.int32()})
 def caption_length(batch: pa.Table) -> dict:
     """Characters in the caption; null captions are errors."""
     col = batch.column("caption")

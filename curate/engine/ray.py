@@ -107,8 +107,11 @@ class RayExecutor:
                     result = ray.get(ref)
                 except Exception as e:  # the actor died beyond its restarts, or setup raised
                     result = Failure(f"worker failed: {e!r}", traceback.format_exc())
-                    ray.kill(actor)
-                    actor = actor_cls.remote(task)
+                    if actor in actors:  # its other in-flight unit fails the same way; replace it once
+                        ray.kill(actor)
+                        actors.remove(actor)
+                        actors.append(actor_cls.remote(task))
+                    actor = actors[-1]
                 yield unit, result
                 submit(actor)
         finally:

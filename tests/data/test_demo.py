@@ -30,9 +30,9 @@ EXPECTED_SCHEMA = [
 
 @pytest.fixture(scope="module")
 def installed_svgs() -> list[Path]:
-    """All SVG files of openclipart-svg, sorted; skips when the package is not installed here."""
+    """All SVG files of openclipart-svg, sorted (`make test` installs the packages)."""
     if demo._dpkg_list(demo.SVG_PACKAGE) is None or demo._dpkg_list(demo.PNG_PACKAGE) is None:
-        pytest.skip("openclipart-svg / openclipart-png not installed (make curate DATASET=demo installs them)")
+        pytest.fail("openclipart-svg / openclipart-png not installed: run `make test` (it installs them)")
     return demo.package_files(demo.SVG_PACKAGE, ".svg")
 
 
@@ -184,7 +184,6 @@ def test_missing_packages_raise_data_error_with_install_hint(monkeypatch, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(shutil.which("dpkg") is None, reason="needs dpkg")
 def test_dpkg_lookup_reports_absent_package():
     assert demo._dpkg_list("curate-test-no-such-package") is None
 

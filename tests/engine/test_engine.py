@@ -158,3 +158,31 @@ def test_phases_can_run_one_by_one(tmp_path):
         r.score("caption_length")
         summary = r.decide()
     assert summary["result"]["kept"] == 7
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_restarted_and_its_shard_retried(tmp_path, monkeypatch):
+    from tests.helpers import dies_once
+
+    monkeypatch.setenv("CURATE_TEST_MARKER", str(tmp_path / "died"))
+    data = write_shards(tmp_path / "data", caption_table(60), 3)
+    p = curate.Pipeline([dies_once], id_column="id")
+    summary = curate.run(p, data, tmp_path / "run", executor="ray")
+    assert (tmp_path / "died").exists(), "the worker was meant to die once"
+    assert summary["failed_shards"] == [] and summary["result"]["in"] == 60
+    assert summary["stages"]["dies_once"]["units_computed"] == 3
+
+
+def test_a_nan_score_without_an_error_is_reported_as_an_error_not_kept(tmp_path):
+    import numpy as np
+
+    @curate.stage(inputs=["caption"], outputs={"score": pa.float64()}, name="nanny")
+    def nanny(batch):
+        return {"score": np.where(np.arange(batch.num_rows) % 2 == 0, np.nan, 1.0)}
+
+    data = write_shards(tmp_path / "data", caption_table(10), 1)
+    s = curate.run(curate.Pipeline([nanny], [curate.Threshold("nanny.score", min=0.5)], id_column="id"),
+                   data, tmp_path / "run")
+    assert s["result"] == {**s["result"], "in": 10, "kept": 5, "errored": 5, "dropped": 0}
+    rows = curate.load_manifest(tmp_path / "run").to_pylist()
+    assert all(r["error"] == "nanny: nanny.score is null or NaN without an error" for r in rows[::2])

@@ -1,0 +1,112 @@
+"""Bad input is refused before any compute with a message naming the shard, row and column."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import curate
+from curate.cli import main
+from curate.config import pipeline_from_dict
+from tests.helpers import caption_length, caption_table, write_shards
+
+
+def run_expecting(tmp_path, error, match, data=None, pipeline=None):
+    pipeline = pipeline or curate.Pipeline([caption_length], id_column="id")
+    with pytest.raises(error, match=match):
+        curate.run(pipeline, data, tmp_path / "run")
+    assert not (tmp_path / "run" / "scores").exists(), "nothing may be computed before validation passes"
+
+
+def test_missing_column_names_shard_column_and_stage(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(30), 3)
+    pq.write_table(caption_table(5).drop_columns(["caption"]), data / "part-00001.parquet")
+    run_expecting(tmp_path, curate.DataError,
+                  r"shard part-00001\.parquet: missing column 'caption' needed by stage 'caption_length'", data)
+
+
+def test_wrong_column_type_names_shard_and_types(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(30), 3)
+    pq.write_table(pa.table({"id": ["x", "y"], "caption": [1, 2]}), data / "part-00002.parquet")
+    run_expecting(tmp_path, curate.DataError, r"shard part-00002\.parquet: column 'caption' is int64; needs string", data)
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "empty_file"])
+def test_corrupt_or_truncated_parquet_names_the_shard(tmp_path, damage):
+    data = write_shards(tmp_path / "data", caption_table(60), 3)
+    victim = data / "part-00001.parquet"
+    blob = victim.read_bytes()
+    victim.write_bytes({"random": b"\x13\x37" * 500, "truncated": blob[: len(blob) // 2], "empty_file": b""}[damage])
+    run_expecting(tmp_path, curate.DataError, r"shard part-00001\.parquet: not a readable Parquet file", data)
+
+
+def test_null_ids_name_shard_and_rows(tmp_path):
+    t = caption_table(20)
+    ids = t.column("id").to_pylist()
+    ids[4] = ids[7] = None
+    data = write_shards(tmp_path / "data", t.set_column(0, "id", pa.array(ids)), 2)
+    run_expecting(tmp_path, curate.DataError, r"shard part-00000\.parquet: 2 null id\(s\) in column 'id' at rows \[4, 7\]", data)
+
+
+def test_duplicate_ids_within_and_across_shards(tmp_path):
+    t = caption_table(20)
+    ids = t.column("id").to_pylist()
+    ids[1] = ids[0]
+    data = write_shards(tmp_path / "data", t.set_column(0, "id", pa.array(ids)), 2)
+    run_expecting(tmp_path, curate.DataError, r"part-00000\.parquet: 1 id\(s\) repeated within the shard", data)
+
+    ids = t.column("id").to_pylist()
+    ids[15] = ids[2]
+    data = write_shards(tmp_path / "data2", t.set_column(0, "id", pa.array(ids)), 2)
+    run_expecting(tmp_path, curate.DataError,
+                  r"id 'row-000002' appears in shard part-00000\.parquet \(row 2\) and shard part-00001\.parquet \(row 5\)",
+                  data)
+
+
+def test_missing_id_column_and_empty_dataset(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(10).drop_columns(["id"]), 1)
+    run_expecting(tmp_path, curate.DataError, r"missing id column 'id'", data)
+    (tmp_path / "empty").mkdir()
+    run_expecting(tmp_path, curate.DataError, r"no Parquet shards", tmp_path / "empty")
+    run_expecting(tmp_path, curate.DataError, r"does not exist", tmp_path / "nowhere")
+
+
+def test_without_id_column_ids_are_shard_content_and_row(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(10).drop_columns(["id"]), 2)
+    curate.run(curate.Pipeline([caption_length]), data, tmp_path / "run")
+    ids = curate.load_manifest(tmp_path / "run").column("id").to_pylist()
+    assert len(set(ids)) == 10 and ids[0].endswith(":0") and ids[5].endswith(":0") and ids[0] != ids[5]
+
+
+CONFIG = {"stages": [{"type": "tests.helpers:caption_length"}],
+          "policies": [{"type": "keep_fraction", "column": "caption_length.len", "fraction": 0.5}]}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"stages": [{"type": "wfppp"}]}, r"stages\[0\]: unknown stage type 'wfppp'; known types: .*wfpp"),
+    ({"stages": [{"type": "wfpp", "tt": 1}]}, r"stages\[0\] \(wfpp\): unknown parameter 'tt' \(did you mean 't'\?\)"),
+    ({"stages": [{"type": "wfpp", "t": 5}]}, r"stages\[0\]: .*t must be"),
+    ({"policies": [{"type": "keep_fraction", "column": "caption_length.len", "fraction": 0.5, "seeds": 1}]},
+     r"policies\[0\] \(keep_fraction\): unknown parameter 'seeds' \(did you mean 'seed'\?\)"),
+    ({"policies": [{"type": "keep_ratio", "column": "caption_length.len"}]}, r"unknown policy type 'keep_ratio'"),
+    ({"policies": [{"type": "keep_fraction", "column": "caption_length.score", "fraction": 0.5}]},
+     r"reads 'caption_length.score', which no stage writes"),
+    ({"stagse": []}, r"unknown key 'stagse'"),
+    ({"stages": [{"type": "no_such_module:fn"}]}, r"cannot import 'fn' from 'no_such_module'"),
+])
+def test_config_errors_name_the_key_and_the_allowed_values(change, match):
+    with pytest.raises(curate.ConfigError, match=match):
+        pipeline_from_dict({**CONFIG, **change}, "demo.yaml")
+
+
+def test_cli_prints_one_clear_message_without_traceback(tmp_path, capsys):
+    data = write_shards(tmp_path / "data", caption_table(10), 1)
+    pq.write_table(caption_table(5).drop_columns(["caption"]), data / "part-00001.parquet")
+    config = tmp_path / "c.yaml"
+    config.write_text("stages:\n  - type: tests.helpers:caption_length\nid_column: id\n")
+    assert main(["run", str(config), "--data", str(data), "--out", str(tmp_path / "run"), "--executor", "local"]) == 1
+    err = capsys.readouterr().err
+    assert "error: the dataset cannot be processed" in err and "part-00001.parquet" in err
+    assert "Traceback" not in err
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 1
+    assert "config" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Policies: exact counts, deterministic ties, independence of sharding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate.errors import ConfigError
+from curate.policy import KeepFraction, Threshold, TopK, key_to_value, order_keys, tie_keys
+
+
+def scan_of(parts):
+    return lambda: iter(parts)
+
+
+def kept_by_sorting(values, hashes, k, largest, seed):
+    """The definition: sort by (score, tie_key), take the first k."""
+    ties = tie_keys(hashes, seed)
+    primary = -values if largest else values
+    order = np.lexsort((ties, primary))
+    keep = np.zeros(len(values), dtype=bool)
+    keep[order[:k]] = True
+    return keep
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, -0.0, 0.5, 1.0, -3.25, 1e-300, 7.0, 1e300, -1e300]) | st.floats(
+           allow_nan=False, allow_infinity=True, width=64), min_size=1, max_size=300),
+       k_frac=st.floats(0, 1), largest=st.booleans(), seed=st.integers(0, 2**64 - 1), cuts=st.lists(st.integers(0, 300)))
+def test_top_k_equals_sorting_for_any_values_and_any_sharding(values, k_frac, largest, seed, cuts):
+    v = np.array(values, dtype=np.float64)
+    h = np.arange(len(v), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    k = int(round(k_frac * len(v)))
+    bounds = sorted({0, len(v), *[c for c in cuts if c < len(v)]})
+    parts = [(v[a:b], h[a:b]) for a, b in zip(bounds, bounds[1:])]
+    policy = TopK("s.score", k=k, largest=largest, seed=seed)
+    policy.fit(scan_of(parts))
+    kept = np.concatenate([policy.decide(pv, ph)[0] for pv, ph in parts])
+    assert kept.sum() == k
+    assert np.array_equal(kept, kept_by_sorting(v + 0.0, h, k, largest, seed))
+
+
+def test_all_tied_scores_keep_an_exact_count_chosen_by_seed_and_id():
+    v, h = np.zeros(1000), np.arange(1000, dtype=np.uint64)
+    picks = []
+    for seed in (0, 0, 1):
+        p = KeepFraction("s.score", 0.3, seed=seed)
+        p.fit(scan_of([(v, h)]))
+        picks.append(p.decide(v, h)[0])
+    assert all(x.sum() == 300 for x in picks)
+    assert np.array_equal(picks[0], picks[1]) and not np.array_equal(picks[0], picks[2])
+
+
+def test_keep_fraction_count_and_reasons():
+    v, h = np.arange(10, dtype=np.float64), np.arange(10, dtype=np.uint64)
+    p = KeepFraction("wfpp.score", 0.9)
+    p.fit(scan_of([(v, h)]))
+    keep, reason = p.decide(v, h)
+    assert keep.tolist() == [False] + [True] * 9
+    assert reason.to_pylist()[0] == "wfpp.score 0 below cut 1 at fraction 0.9" and reason.null_count == 9
+    assert p.cut == 1.0
+
+
+def test_order_key_roundtrip_and_order():
+    vals = np.array([-np.inf, -2.5, -0.0, 0.0, 1e-310, 3.0, np.inf])
+    for largest in (True, False):
+        keys = order_keys(vals, largest)
+        assert [key_to_value(int(k), largest) for k in keys] == [float(x) + 0.0 for x in vals]
+        order = np.argsort(keys, kind="stable")
+        expected = np.argsort(-vals if largest else vals, kind="stable")
+        assert np.array_equal(vals[order], vals[expected])
+
+
+def test_threshold_keeps_within_bounds_with_reasons():
+    p = Threshold("x.score", min=1.0, max=3.0)
+    keep, reason = p.decide(np.array([0.5, 1.0, 2.0, 3.5]), np.zeros(4, dtype=np.uint64))
+    assert keep.tolist() == [False, True, True, False]
+    assert reason.to_pylist() == ["x.score 0.5 below min 1.0", None, None, "x.score 3.5 above max 3.0"]
+
+
+@pytest.mark.parametrize("make", [lambda: KeepFraction("s.score", 1.5), lambda: TopK("s.score", k=-1),
+                                  lambda: Threshold("s.score"), lambda: KeepFraction("score", 0.5)])
+def test_bad_policy_parameters_are_config_errors(make):
+    with pytest.raises(ConfigError):
+        make()
