@@ -42,6 +42,7 @@ def main() -> None:
                 os.killpg(server.pid, signal.SIGKILL)
 
     signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even if started with SIGINT ignored
     try:
         wait_healthy(server)
         os.environ["PREFECT_API_URL"] = API
