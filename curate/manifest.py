@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 
 from curate.engine.store import read_json, write_json, write_parquet
 from curate.errors import CurateError
-from curate.policy import Policy, mix64
+from curate.policy import Policy, scatter
+from kernels.hashing import mix64
 
 if TYPE_CHECKING:
     from curate.engine.run import Run
@@ -134,11 +135,7 @@ def write_manifest(run: "Run") -> dict[str, Any]:
             full_keep = np.zeros(n, dtype=bool)
             full_keep[valid] = pk
             cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~valid, type=pa.bool_())
-            idx = np.flatnonzero(valid)
-            full_reason = pa.nulls(n, pa.string())
-            if len(idx):
-                full_reason = pc.take(pa.concat_arrays([preason, pa.nulls(1, pa.string())]),
-                                      pa.array(np.where(valid, np.cumsum(valid) - 1, len(idx))))
+            full_reason = scatter(preason, np.flatnonzero(valid), n)
             a = acc[policy.name]
             a["in"] += n
             a["kept"] += int(pk.sum())

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import ConfigError
+from kernels.hashing import mix64
 
 # A scan yields, per shard, the valid rows' scores (float64) and id hashes (uint64).
 Scan = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
@@ -23,16 +24,6 @@ Scan = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
 _DIGIT_BITS = 16
 _DIGITS = 65536
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def mix64(x: np.ndarray | int) -> np.ndarray:
-    """splitmix64 finaliser: a stable, well-mixed 64-bit permutation (vectorised)."""
-    z = np.asarray(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 def tie_keys(id_hash: np.ndarray, seed: int) -> np.ndarray:
@@ -96,6 +87,13 @@ def _prefix_mask(keys: np.ndarray, ties: np.ndarray, bound: list[int], level: in
         shift = np.uint64(64 - _DIGIT_BITS * (level - 4))
         mask &= (ties >> shift) == np.uint64(bound[1] >> int(shift))
     return mask
+
+
+def scatter(values: pa.Array, rows: np.ndarray, n: int) -> pa.Array:
+    """An array of length n holding `values` at `rows` (sorted) and nulls elsewhere."""
+    index = np.full(n, len(values), dtype=np.int64)
+    index[rows] = np.arange(len(rows))
+    return pc.take(pa.concat_arrays([values, pa.nulls(1, values.type)]), pa.array(index))
 
 
 def _fmt(values: np.ndarray) -> pa.Array:
@@ -205,14 +203,16 @@ class TopK(Policy):
         keys, ties = order_keys(values, self.largest), tie_keys(id_hash, self.seed)
         bk, bt = np.uint64(self._bound[0]), np.uint64(self._bound[1])
         keep = (keys < bk) | ((keys == bk) & (ties <= bt))
-        side = "below" if self.largest else "above"
-        cut = f"{self.cut:.6g}"
-        at_cut = pc.binary_join_element_wise(f"{self.column} ", _fmt(values),
-                                             f" tied at cut {cut}, lost the tie-break at {self._what()}", "")
-        past = pc.binary_join_element_wise(f"{self.column} ", _fmt(values), f" {side} cut {cut} at {self._what()}", "")
-        reason = pc.if_else(pa.array(keep), pa.nulls(len(values), pa.string()),
-                            pc.if_else(pa.array(keys == bk), at_cut, past))
-        return keep, reason
+        dropped = np.flatnonzero(~keep)
+        if not len(dropped):
+            return keep, pa.nulls(len(values), pa.string())
+        # Reasons are built for the dropped rows only, then scattered (nulls for kept rows).
+        side, cut, shown = ("below" if self.largest else "above"), f"{self.cut:.6g}", _fmt(values[dropped])
+        text = pc.if_else(pa.array(keys[dropped] == bk),
+                          pc.binary_join_element_wise(f"{self.column} ", shown,
+                                                      f" tied at cut {cut}, lost the tie-break at {self._what()}", ""),
+                          pc.binary_join_element_wise(f"{self.column} ", shown, f" {side} cut {cut} at {self._what()}", ""))
+        return keep, scatter(text, dropped, len(values))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "valid_rows": self._n_valid, "kept_target": self._target(self._n_valid),

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import traceback
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -23,15 +24,27 @@ IN_FLIGHT_PER_WORKER = 2
 
 
 class _Worker:
-    def __init__(self, task: Task):
-        self.task = task
-        self.task.setup()
+    """A long-lived worker: sets up each map's task once (by token), then runs its units."""
 
-    def run(self, unit: Any) -> dict | Failure:
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.task: Task | None = None
+
+    def run(self, token: str, box: list, unit: Any) -> dict | Failure:
+        import ray
+
         try:
+            if token != self.token:
+                self.task, self.token = None, None
+                task = ray.get(box[0])  # the task travels once per worker, not once per unit
+                task.setup()
+                self.task, self.token = task, token
             return self.task(unit)
         except Exception as e:  # returned, not raised: the engine decides about retries
             return Failure(repr(e), traceback.format_exc())
+
+    def ready(self) -> bool:
+        return True
 
 
 class RayExecutor:
@@ -42,6 +55,7 @@ class RayExecutor:
 
         self.ray = ray
         self.max_workers = max_workers
+        self._pools: dict[tuple[float, float], list] = {}
         self._owns = False
         self.startup_seconds = 0.0
         if not ray.is_initialized():
@@ -58,6 +72,11 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
             self._owns = True
+            # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
+            shape = (1.0, 0.0)
+            n = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            self._pools[shape] = [self._actor_cls(shape).remote() for _ in range(min(n, max_workers or n))]
+            ray.get([a.ready.remote() for a in self._pools[shape]])
             self.startup_seconds = time.perf_counter() - t0
             log.info("started Ray in %.1fs (%s)", self.startup_seconds, address or "local")
 
@@ -65,6 +84,10 @@ class RayExecutor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        for pool in self._pools.values():
+            for actor in pool:
+                self.ray.kill(actor)
+        self._pools.clear()
         if self._owns:
             self.ray.shutdown()
 
@@ -78,23 +101,34 @@ class RayExecutor:
             n = min(n, self.max_workers)
         return max(1, min(n, n_units))
 
+    def _pool(self, task: Task, n_units: int) -> list:
+        """The run's workers for this resource shape, grown to the size this map can use."""
+        shape = (task.resources.cpus, task.resources.gpus)
+        pool = self._pools.setdefault(shape, [])
+        while len(pool) < self._pool_size(task, n_units):
+            pool.append(self._actor_cls(shape).remote())
+        return pool[: self._pool_size(task, n_units)]
+
+    def _actor_cls(self, shape: tuple[float, float]) -> Any:
+        return self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None,
+                                                max_restarts=2, max_task_retries=2)
+
     def map(self, task: Task, units: Iterable[Any]) -> Iterator[tuple[Any, dict | Failure]]:
         ray = self.ray
         units = list(units)
         if not units:
             return
         _ship_custom_code(task)
-        actor_cls = ray.remote(_Worker).options(
-            num_cpus=task.resources.cpus, num_gpus=task.resources.gpus or None,
-            max_restarts=2, max_task_retries=2)
-        actors = [actor_cls.remote(task) for _ in range(self._pool_size(task, len(units)))]
+        token, box = uuid.uuid4().hex, [ray.put(task)]
+        shape = (task.resources.cpus, task.resources.gpus)
+        actors = self._pool(task, len(units))
         todo = iter(units)
         pending: dict[Any, tuple[Any, Any]] = {}
 
         def submit(actor: Any) -> None:
             unit = next(todo, None)
             if unit is not None:
-                pending[actor.run.remote(unit)] = (unit, actor)
+                pending[actor.run.remote(token, box, unit)] = (unit, actor)
 
         for actor in actors:
             for _ in range(IN_FLIGHT_PER_WORKER):
@@ -105,20 +139,19 @@ class RayExecutor:
                 unit, actor = pending.pop(ref)
                 try:
                     result = ray.get(ref)
-                except Exception as e:  # the actor died beyond its restarts, or setup raised
+                except Exception as e:  # the actor died beyond its restarts
                     result = Failure(f"worker failed: {e!r}", traceback.format_exc())
-                    if actor in actors:  # its other in-flight unit fails the same way; replace it once
+                    pool = self._pools[shape]
+                    if actor in pool:  # its other in-flight unit fails the same way; replace it once
                         ray.kill(actor)
-                        actors.remove(actor)
-                        actors.append(actor_cls.remote(task))
+                        pool[pool.index(actor)] = self._actor_cls(shape).remote()
+                        actors = [a for a in actors if a is not actor] + [pool[-1]]
                     actor = actors[-1]
                 yield unit, result
                 submit(actor)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            for actor in actors:
-                ray.kill(actor)
 
 
 def _ship_custom_code(task: Task) -> None:

@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from curate.dataset import Dataset, Shard
 from curate.engine.store import Store
 from curate.stage import Resources, Stage
+from kernels.hashing import hash_strings
 
 
 @dataclass
@@ -31,12 +31,6 @@ class Unit:
     path: Path
     fingerprint: str = ""
     upstream: dict[str, Path] = field(default_factory=dict)  # stage name -> its score file for this shard
-
-
-def hash_ids(ids: pa.Array) -> np.ndarray:
-    """Stable 64-bit hashes of the ids (input to tie keys and duplicate checks)."""
-    return np.fromiter((xxhash.xxh3_64_intdigest(s.encode()) for s in ids.to_pylist()),
-                       dtype=np.uint64, count=len(ids))
 
 
 def error_kinds(errors: pa.Array) -> dict[str, int]:
@@ -76,7 +70,7 @@ class IdsTask:
             if dup:
                 meta["duplicate_ids"] = {"count": len(dup), "examples": dup[:10]}
             ids = pc.fill_null(ids, "")
-        table = pa.table({"id": ids, "id_hash": pa.array(hash_ids(ids), pa.uint64())})
+        table = pa.table({"id": ids, "id_hash": pa.array(hash_strings(ids), pa.uint64())})
         meta.update(rows=table.num_rows, seconds=round(time.perf_counter() - t0, 4))
         return self.store.finish(unit.path, table, meta)
 

@@ -1,0 +1,46 @@
+"""Stable 64-bit hashes, vectorised: row-id hashes for tie keys and duplicate checks.
+
+The definition is ours and fixed (it keys which tied rows a policy keeps, so it must not change with a
+library upgrade): h = mix64(len ^ SEED), then for each 8-byte little-endian word w of the UTF-8 bytes
+(the last one zero-padded) h = mix64(h ^ w), where mix64 is the splitmix64 finaliser.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SEED = np.uint64(0x6A09E667F3BCC908)
+_BYTE = np.arange(8, dtype=np.int64)
+
+
+def mix64(x: np.ndarray | int) -> np.ndarray:
+    """splitmix64 finaliser: a stable, well-mixed 64-bit permutation (vectorised)."""
+    z = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """uint64 hash of each string (nulls hash like the empty string); one numpy pass per 8 bytes of the longest."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    arr = pc.cast(arr, pa.large_string())
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset:arr.offset + n + 1]
+    raw = arr.buffers()[2]
+    data = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
+    data = np.concatenate([data, np.zeros(8, np.uint8)])  # 8-byte loads past the end stay in bounds
+    start = offsets[:-1]
+    length = np.where(arr.is_null().to_numpy(zero_copy_only=False), 0, offsets[1:] - start)
+    h = mix64(length.astype(np.uint64) ^ SEED)
+    for i in range(0, int(length.max()), 8):
+        rows = np.flatnonzero(length > i)
+        word = data[(start[rows] + i)[:, None] + _BYTE]
+        word[np.minimum(length[rows] - i, 8)[:, None] <= _BYTE] = 0  # bytes of the next string
+        h[rows] = mix64(h[rows] ^ np.ascontiguousarray(word).view("<u8").ravel())
+    return h
