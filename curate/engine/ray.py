@@ -159,9 +159,10 @@ def _ship_custom_code(task: Task) -> None:
     from ray import cloudpickle
 
     stage = getattr(task, "stage", None)
-    fn = getattr(stage, "fn", None) or stage
-    module = getattr(type(fn) if stage is not None and fn is stage else fn, "__module__", None)
-    if module and not module.startswith(("curate", "flows", "kernels")) and module in sys.modules:
+    if stage is None:
+        return
+    module = (getattr(stage, "fn", None) or type(stage)).__module__  # a @curate.stage function, or a Stage class
+    if not module.startswith(("curate", "flows", "kernels")) and module in sys.modules:
         try:
             cloudpickle.register_pickle_by_value(sys.modules[module])
         except ValueError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -255,8 +256,6 @@ class Run:
             artifact = pq.read_table(path) if path.exists() else None
             self.phases[f"fit:{stage.name}"] = {"reused": True, "seconds": 0.0}
         else:
-            import time
-
             t0 = time.perf_counter()
             artifact = stage.fit(_EngineFitContext(self, stage))
             if artifact is not None:
