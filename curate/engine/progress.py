@@ -32,7 +32,7 @@ class Bar:
         self._bar = tqdm(total=rows, desc=phase, unit="rows", unit_scale=True, dynamic_ncols=True,
                          disable=not progress.enabled, file=sys.stderr,
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} rows "
-                                    "[{elapsed}<{remaining}, {rate_fmt}] {postfix}")
+                                    "[{elapsed}<{remaining}, {rate_fmt}]{postfix}")
 
     def update(self, rows: int, reused: bool = False, failed: bool = False) -> None:
         self.shards_done += 1
