@@ -5,7 +5,7 @@ Public API (everything else may change):
     Pipeline, Stage, stage, Resources   build pipelines and custom filters
     Threshold, KeepFraction, TopK       policies
     run, load_config                    run a pipeline over a dataset of Parquet shards
-    load_manifest, load_summary, export read and export results
+    load_manifest, load_summary, load_vectors, export   read and export results
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 from curate.config import load_config
 from curate.engine.progress import Progress
 from curate.errors import ConfigError, CurateError, DataError, RunFailed
-from curate.manifest import export, load_manifest, load_summary
+from curate.manifest import export, load_manifest, load_summary, load_vectors
 from curate.pipeline import Pipeline
 from curate.policy import KeepFraction, Policy, Threshold, TopK
 from curate.stage import Resources, Stage, stage
@@ -24,7 +24,7 @@ from curate.stage import Resources, Stage, stage
 __version__ = "0.1.0"
 
 __all__ = ["Pipeline", "Stage", "stage", "Resources", "Policy", "Threshold", "KeepFraction", "TopK", "run",
-           "load_config", "load_manifest", "load_summary", "export", "CurateError", "ConfigError", "DataError",
+           "load_config", "load_manifest", "load_summary", "load_vectors", "export", "CurateError", "ConfigError", "DataError",
            "RunFailed", "Progress"]
 
 

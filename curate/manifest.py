@@ -106,6 +106,8 @@ def write_manifest(run: "Run") -> dict[str, Any]:
             sa["seconds"] += meta.get("seconds", 0.0)
             for kind, c in meta.get("errors", {}).items():
                 sa["errors"][kind] = sa["errors"].get(kind, 0) + c
+            hidden = {stage.column(name) for name in stage.data_outputs}
+            t = t.drop_columns([c for c in t.column_names if c in hidden])
             for name in t.column_names:
                 cols[name] = t.column(name)
             stage_err = t.column(f"{stage.name}.error").combine_chunks()
@@ -252,6 +254,23 @@ def load_manifest(run_dir: str | os.PathLike, columns: list[str] | None = None) 
     if not parts:
         raise CurateError(f"{run_dir}: no manifest parts")
     return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
+
+
+def load_vectors(run_dir: str | os.PathLike, stage: str) -> pa.Table:
+    """`id` and `vector` of an embed stage's rows, in input order (null vectors for rows it could not embed)."""
+    from curate.dataset import Shard
+
+    run_dir = Path(run_dir)
+    parts = []
+    for rel in load_summary(run_dir)["inputs"]["fingerprints"]:
+        key = Shard(rel, rel, 0, 0).key
+        scores = run_dir / "scores" / stage / f"{key}.parquet"
+        if not scores.exists():
+            raise CurateError(f"{run_dir}: no outputs of stage {stage!r} for shard {rel}")
+        vec = pq.read_table(scores, columns=[f"{stage}.vector"]).column(0)
+        parts.append(pa.table({"id": pq.read_table(run_dir / "ids" / f"{key}.parquet", columns=["id"]).column(0),
+                               "vector": vec}))
+    return pa.concat_tables(parts)
 
 
 def export(run_dir: str | os.PathLike, kept_ids: str | None = None, removed_ids: str | None = None,

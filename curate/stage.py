@@ -47,6 +47,9 @@ class Stage:
     type: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     resources: Resources = Resources()
+    # Outputs that are data for later stages (embedding vectors), stored with the stage's
+    # per-shard outputs but left out of the manifest.
+    data_outputs: frozenset[str] = frozenset()
 
     def __init__(self, name: str | None = None):
         self.name = name or self.type
@@ -84,6 +87,10 @@ class Stage:
 
     def describe(self, artifact: pa.Table | None) -> dict[str, Any]:
         """Numbers about the fitted artifact for summary.json."""
+        return {}
+
+    def file_metadata(self) -> dict[str, str]:
+        """Key-value metadata written into each per-shard output file (e.g. model and weights hash)."""
         return {}
 
     # --- derived ------------------------------------------------------------------------------

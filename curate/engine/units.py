@@ -132,6 +132,8 @@ class ScoreTask:
             batch = table.slice(offset, self.batch_size)
             parts.append(conform(self.stage, self.stage.score(batch), batch.num_rows, schema, unit.shard.rel))
         out = pa.concat_tables(parts) if parts else schema.empty_table()
+        if self.stage.file_metadata():
+            out = out.replace_schema_metadata(self.stage.file_metadata())
         errors = out.column(self.stage.column("error")).combine_chunks()
         meta = {"key": unit.key, "shard": unit.shard.rel, "rows": out.num_rows,
                 "errored": int(len(errors) - errors.null_count), "errors": error_kinds(errors),

@@ -1,2 +1,2 @@
-"""Built-in stages: importing this package registers them with curate.stage."""
-from curate.stages import wfpp  # noqa: F401
+"""Built-in stages; importing this module registers them for configs."""
+from curate.stages import embed, wfpp  # noqa: F401

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -186,3 +187,31 @@ def test_a_nan_score_without_an_error_is_reported_as_an_error_not_kept(tmp_path)
     assert s["result"] == {**s["result"], "in": 10, "kept": 5, "errored": 5, "dropped": 0}
     rows = curate.load_manifest(tmp_path / "run").to_pylist()
     assert all(r["error"] == "nanny: nanny.score is null or NaN without an error" for r in rows[::2])
+
+
+def test_data_outputs_feed_later_stages_but_stay_out_of_the_manifest(tmp_path):
+    import numpy as np
+
+    vec_type = pa.list_(pa.float32(), 2)
+
+    @curate.stage(inputs=["caption"], outputs={"vector": vec_type}, name="vec")
+    def vec(batch):
+        n = pc.utf8_length(batch.column("caption")).to_numpy().astype(np.float32)
+        return {"vector": pa.FixedSizeListArray.from_arrays(pa.array(np.repeat(n, 2)), 2)}
+
+    vec.data_outputs = frozenset({"vector"})
+    vec.file_metadata = lambda: {"model": "test"}
+
+    @curate.stage(inputs=["vec.vector"], outputs={"norm": pa.float64()}, name="norm")
+    def norm(batch):
+        v = np.stack(batch.column("vec.vector").to_numpy(zero_copy_only=False))
+        return {"norm": np.linalg.norm(v, axis=1)}
+
+    data = write_shards(tmp_path / "data", caption_table(20), 2)
+    curate.run(curate.Pipeline([vec, norm], id_column="id"), data, tmp_path / "run")
+    m = curate.load_manifest(tmp_path / "run")
+    assert "vec.vector" not in m.column_names and "vec.error" in m.column_names
+    lengths = np.array([len(c) for c in caption_table(20).column("caption").to_pylist()])
+    assert np.allclose(m.column("norm.norm").to_numpy(), lengths * np.sqrt(2))
+    stored = pq.read_table(tmp_path / "run" / "scores" / "vec" / "part-00000.parquet")
+    assert stored.schema.field("vec.vector").type == vec_type and stored.schema.metadata[b"model"] == b"test"

@@ -8,7 +8,6 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 import curate
@@ -93,12 +92,8 @@ def test_bad_captions_become_per_row_errors_and_every_row_is_accounted(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def demo_captions(tmp_path_factory):
-    from curate.data.demo import build_demo
-
-    out = tmp_path_factory.mktemp("demo")
-    build_demo(out, shards=4, progress=False)
-    return pq.read_table(out, columns=["caption"]).column(0).to_pylist()
+def demo_captions(demo_table):
+    return demo_table.column("caption").to_pylist()
 
 
 def test_wfpp_half_has_a_flatter_word_distribution_than_a_random_half(demo_captions):

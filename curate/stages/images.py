@@ -1,0 +1,80 @@
+"""Image loading for embedding: bytes or paths -> RGB PIL images, with a named error per bad row.
+
+Errors (specs/embeddings.md): `missing_file`, `path_outside_root`, `empty_bytes`, `undecodable_image`
+(with Pillow's message), `image_too_large` (decompression-bomb pixel limit). 1x1, grayscale, palette,
+CMYK and animated images are valid: converted to RGB (first frame of an animation).
+"""
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image, ImageFile
+
+# Pillow's own default: about 89.5 M pixels (a 0.25 GB RGBA bitmap).
+DEFAULT_MAX_PIXELS = 89_478_485
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+
+
+class ImageError(Exception):
+    """A per-row problem: `str(e)` is `<kind>: <detail>`."""
+
+
+def read_path(path: str, root: Path | None) -> bytes:
+    """The bytes of `path`, relative to `root`; refuses paths that leave the root."""
+    if root is None:
+        raise ImageError("path_outside_root: image paths need an image_root")
+    if os.path.isabs(path):
+        raise ImageError(f"path_outside_root: {path!r} is absolute")
+    full = (root / path).resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise ImageError(f"path_outside_root: {path!r} resolves outside {root}")
+    try:
+        return full.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"missing_file: {path}") from None
+    except OSError as e:
+        raise ImageError(f"missing_file: {path} ({e.strerror})") from None
+
+
+def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background: str | None = None) -> Image.Image:
+    """A fully loaded RGB image; transparent images are composited on `background` when given."""
+    if not data:
+        raise ImageError("empty_bytes: no image data")
+    try:
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > max_pixels:
+            raise ImageError(f"image_too_large: {w}x{h} is over the {max_pixels:,}-pixel limit")
+        img.seek(0)
+        img.load()  # forces a full decode, so truncated files fail here
+    except ImageError:
+        raise
+    except Exception as e:  # Pillow raises many types for bad data; each becomes this row's error
+        raise ImageError(f"undecodable_image: {type(e).__name__}: {e}") from None
+    if background is not None and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, background)
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return img.convert("RGB")
+
+
+def load_all(items: list, transform, workers: int, root: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+             background: str | None = None) -> list[tuple[object | None, int | None, int | None, str | None]]:
+    """(tensor, width, height, error) per item (bytes, or a path when `root` is given), decoded on threads."""
+
+    def one(item):
+        try:
+            raw = read_path(item, root) if isinstance(item, str) else item
+            img = decode(raw, max_pixels, background)
+            return transform(img), img.width, img.height, None
+        except ImageError as e:
+            return None, None, None, str(e)
+
+    if workers <= 1 or len(items) < 2:
+        return [one(x) for x in items]
+    with ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding
+        return list(pool.map(one, items))
