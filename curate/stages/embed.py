@@ -216,6 +216,17 @@ class OpenClipEncoder:
         self.workers = stage.decode_workers or max(1, int(stage.resources.cpus))
 
     def _forward(self, fn, tensor):
+        """Vectors for a batch; on CUDA out-of-memory, the batch is halved once."""
+        try:
+            return self._forward_once(fn, tensor)
+        except self.torch.cuda.OutOfMemoryError:
+            if len(tensor) < 2:
+                raise
+            self.torch.cuda.empty_cache()
+            half = len(tensor) // 2
+            return np.concatenate([self._forward_once(fn, tensor[:half]), self._forward_once(fn, tensor[half:])])
+
+    def _forward_once(self, fn, tensor):
         torch = self.torch
         with torch.inference_mode():
             if self.device == "cuda":
@@ -223,23 +234,34 @@ class OpenClipEncoder:
                     return fn(tensor.pin_memory().to(self.device, non_blocking=True)).float().cpu().numpy()
             return fn(tensor).float().numpy()
 
+    def _load(self, chunk, root):
+        return images.load_all(chunk, self.preprocess, self.workers, root, self.stage.max_pixels,
+                               self.stage.alpha_background)
+
     def embed_images(self, values, root, vectors, errors, extra) -> list[int]:
+        """Decode batch i+1 on a thread while batch i runs through the model."""
+        from concurrent.futures import ThreadPoolExecutor
+
         done = []
-        for start in range(0, len(values), self.batch):
-            chunk = values[start:start + self.batch]
-            loaded = images.load_all(chunk, self.preprocess, self.workers, root, self.stage.max_pixels,
-                                     self.stage.alpha_background)
-            rows = []
-            for j, (tensor, w, h, err) in enumerate(loaded):
-                i = start + j
-                errors[i] = err
-                if err is None:
-                    extra["width"][i], extra["height"][i] = w, h
-                    rows.append(i)
-            if rows:
-                stack = self.torch.stack([loaded[i - start][0] for i in rows])
-                vectors[rows] = self._forward(self.model.encode_image, stack)
-                done += rows
+        starts = list(range(0, len(values), self.batch))
+        with ThreadPoolExecutor(1) as prefetch:
+            pending = prefetch.submit(self._load, values[:self.batch], root) if starts else None
+            for k, start in enumerate(starts):
+                loaded = pending.result()
+                if k + 1 < len(starts):
+                    nxt = starts[k + 1]
+                    pending = prefetch.submit(self._load, values[nxt:nxt + self.batch], root)
+                rows = []
+                for j, (_, w, h, err) in enumerate(loaded):
+                    i = start + j
+                    errors[i] = err
+                    if err is None:
+                        extra["width"][i], extra["height"][i] = w, h
+                        rows.append(i)
+                if rows:
+                    stack = self.torch.stack([loaded[i - start][0] for i in rows])
+                    vectors[rows] = self._forward(self.model.encode_image, stack)
+                    done += rows
         return done
 
     def embed_texts(self, values, vectors, errors, extra) -> list[int]:

@@ -162,3 +162,41 @@ def test_real_captions_identical_ones_coincide_and_same_category_ones_are_closer
     same = (labels[:, None] == labels[None, :]) & distinct
     different = (labels[:, None] != labels[None, :]) & distinct
     assert cos[same].mean() - cos[different].mean() >= 0.05, (cos[same].mean(), cos[different].mean())
+
+
+def test_cuda_out_of_memory_halves_the_batch_once(tiny_image, monkeypatch):
+    import torch
+
+    encoder = tiny_image._encoder
+    real, calls = encoder._forward_once, []
+
+    def flaky(fn, tensor):
+        calls.append(len(tensor))
+        if len(tensor) > 2:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(fn, tensor)
+
+    batch = pa.table({"image": pa.array([image_bytes("RGB")] * 4, pa.binary())})
+    expected = vectors(tiny_image.score(batch))
+    monkeypatch.setattr(encoder, "_forward_once", flaky)
+    assert np.array_equal(vectors(tiny_image.score(batch)), expected) and calls == [4, 2, 2]
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        tiny_image.score(pa.table({"image": pa.array([image_bytes("RGB")] * 8, pa.binary())}))
+
+
+def test_new_weights_re_embed_and_nothing_else(tmp_path, tiny_image):
+    import torch
+
+    w = tmp_path / "w.pt"
+    torch.save(tiny_image._encoder.model.state_dict(), w)
+    table = pa.table({"id": ["a", "b"], "image": pa.array([image_bytes("RGB"), image_bytes("L")], pa.binary())})
+    data = write_shards(tmp_path / "data", table, 1)
+
+    def run():
+        stage = Embed(modality="image", model=TINY, weights=str(w))
+        return curate.run(curate.Pipeline([stage], id_column="id"), data, tmp_path / "run")["stages"]["embed_image"]
+
+    assert run()["units_computed"] == 1 and run()["units_computed"] == 0
+    state = tiny_image._encoder.model.state_dict()
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, w)
+    assert run()["units_computed"] == 1
