@@ -45,6 +45,7 @@ test: install debs
 
 bench: install debs
 	$(BIN)/python -m bench.wfpp
+	$(BIN)/python -m bench.embed
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
