@@ -85,7 +85,8 @@ def write_manifest(run: "Run") -> dict[str, Any]:
         policy.fit(_Scan(run, policy))
     acc = {p.name: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for p in pipeline.policies}
     total = {"in": 0, "kept": 0, "dropped": 0, "errored": 0}
-    stage_acc = {s.name: {"rows_in": 0, "errored": 0, "errors": {}, "seconds": 0.0} for s in pipeline.stages}
+    stage_acc = {s.name: {"rows_in": 0, "errored": 0, "errors": {}, "seconds": 0.0, "worker": {}}
+                 for s in pipeline.stages}
     n_rows = sum(run.rows[s.key] for s in run.ok_shards())
     sample_below = np.uint64(min(2**64 - 1, int(2**64 * min(1.0, QUANTILE_SAMPLE / max(n_rows, 1)))))
     samples: dict[str, list[np.ndarray]] = {}
@@ -106,6 +107,7 @@ def write_manifest(run: "Run") -> dict[str, Any]:
             sa["seconds"] += meta.get("seconds", 0.0)
             for kind, c in meta.get("errors", {}).items():
                 sa["errors"][kind] = sa["errors"].get(kind, 0) + c
+            _merge_worker(sa["worker"], {**meta.get("worker", {}), "write_s": meta.get("write_s", 0.0)})
             hidden = {stage.column(name) for name in stage.data_outputs}
             t = t.drop_columns([c for c in t.column_names if c in hidden])
             for name in t.column_names:
@@ -167,6 +169,15 @@ def write_manifest(run: "Run") -> dict[str, Any]:
     return summary
 
 
+def _merge_worker(acc: dict[str, Any], info: dict[str, Any]) -> None:
+    """Sum numeric worker facts over shards; collect the distinct values of the others."""
+    for k, v in info.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            acc[k] = acc.get(k, 0.0) + v
+        else:
+            acc.setdefault(k, set()).add(str(v))
+
+
 def _summary(run: "Run", acc: dict, total: dict, stage_acc: dict, samples: dict) -> dict[str, Any]:
     pipeline = run.pipeline
     failed_rows = sum(run.rows[k] for k in run.failed)
@@ -193,6 +204,7 @@ def _summary(run: "Run", acc: dict, total: dict, stage_acc: dict, samples: dict)
             "seconds": round(sa["seconds"], 3),
             "rows_per_s": round(sa["rows_in"] / sa["seconds"], 1) if sa["seconds"] else None,
             "units_computed": phase.get("computed", 0), "units_reused": phase.get("reused", 0),
+            "worker": {k: round(v, 3) if isinstance(v, float) else sorted(v) for k, v in sa["worker"].items()},
             "artifact": {"key": key, **stage.describe(artifact)} if key else None,
             "quantiles": quantiles,
         }

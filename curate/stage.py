@@ -89,6 +89,11 @@ class Stage:
         """Numbers about the fitted artifact for summary.json."""
         return {}
 
+    def worker_info(self) -> dict[str, Any]:
+        """Facts from the worker after scoring a shard (device used, seconds per step), reset after each
+        call; numbers are summed over shards in summary.json, other values listed."""
+        return {}
+
     def file_metadata(self) -> dict[str, str]:
         """Key-value metadata written into each per-shard output file (e.g. model and weights hash)."""
         return {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,9 @@ class Store:
 
     def finish(self, path: Path, table: pa.Table, meta: dict) -> dict:
         """Write a unit's table, then its sidecar: the sidecar's presence is the commit."""
+        t0 = time.perf_counter()
         write_parquet(path, table)
+        meta = {**meta, "write_s": round(time.perf_counter() - t0, 4)}
         write_json(self.sidecar(path), meta)
         return meta
 

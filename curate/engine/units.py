@@ -124,6 +124,7 @@ class ScoreTask:
     def __call__(self, unit: Unit) -> dict:
         t0 = time.perf_counter()
         table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
+        read_s = time.perf_counter() - t0
         if table is None:
             table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).metadata.num_rows)})
         schema = self.stage.output_schema()
@@ -137,7 +138,8 @@ class ScoreTask:
         errors = out.column(self.stage.column("error")).combine_chunks()
         meta = {"key": unit.key, "shard": unit.shard.rel, "rows": out.num_rows,
                 "errored": int(len(errors) - errors.null_count), "errors": error_kinds(errors),
-                "seconds": round(time.perf_counter() - t0, 4)}
+                "seconds": round(time.perf_counter() - t0, 4),
+                "worker": {"read_s": round(read_s, 4), **self.stage.worker_info()}}
         return self.store.finish(unit.path, out, meta)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,12 @@ class Embed(Stage):
         else:
             self._encoder = SentenceTransformerEncoder(self, device)
 
+    def worker_info(self) -> dict[str, Any]:
+        enc = self._encoder
+        info = {"device": enc.device, "decode_s": round(enc.decode_s, 4), "forward_s": round(enc.forward_s, 4)}
+        enc.decode_s = enc.forward_s = 0.0
+        return info
+
     def score(self, batch: pa.Table) -> pa.Table:
         values = batch.column(self.input_column).to_pylist()
         n = len(values)
@@ -214,9 +221,17 @@ class OpenClipEncoder:
         self.stage, self.device, self.torch = stage, device, torch
         self.batch = stage.batch_size or (256 if device == "cuda" else 32)
         self.workers = stage.decode_workers or max(1, int(stage.resources.cpus))
+        self.decode_s = self.forward_s = 0.0
 
     def _forward(self, fn, tensor):
         """Vectors for a batch; on CUDA out-of-memory, the batch is halved once."""
+        t0 = time.perf_counter()
+        try:
+            return self._forward_halving(fn, tensor)
+        finally:
+            self.forward_s += time.perf_counter() - t0
+
+    def _forward_halving(self, fn, tensor):
         try:
             return self._forward_once(fn, tensor)
         except self.torch.cuda.OutOfMemoryError:
@@ -235,8 +250,11 @@ class OpenClipEncoder:
             return fn(tensor).float().numpy()
 
     def _load(self, chunk, root):
-        return images.load_all(chunk, self.preprocess, self.workers, root, self.stage.max_pixels,
-                               self.stage.alpha_background)
+        t0 = time.perf_counter()
+        loaded = images.load_all(chunk, self.preprocess, self.workers, root, self.stage.max_pixels,
+                                 self.stage.alpha_background)
+        self.decode_s += time.perf_counter() - t0  # on the prefetch thread: overlaps forward_s
+        return loaded
 
     def embed_images(self, values, root, vectors, errors, extra) -> list[int]:
         """Decode batch i+1 on a thread while batch i runs through the model."""
@@ -281,6 +299,7 @@ class SentenceTransformerEncoder:
     def __init__(self, stage: Embed, device: str):
         self.model = _load_sentence_transformer(stage.weights, device)
         self.batch = stage.batch_size or (256 if device == "cuda" else 32)
+        self.device, self.decode_s, self.forward_s = device, 0.0, 0.0
 
     def embed_texts(self, values, vectors, errors, extra) -> list[int]:
         rows = _valid_texts(values, errors)
@@ -291,8 +310,10 @@ class SentenceTransformerEncoder:
         lengths = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
         for i, n in zip(rows, lengths):
             extra["n_tokens"][i], extra["truncated"][i] = n, n > limit
+        t0 = time.perf_counter()
         vectors[rows] = self.model.encode(texts, batch_size=self.batch, convert_to_numpy=True,
                                           normalize_embeddings=False, show_progress_bar=False)
+        self.forward_s += time.perf_counter() - t0
         return rows
 
 

@@ -127,6 +127,8 @@ def test_shard_counts_agree_resume_reuses_and_vectors_stay_out_of_the_manifest(t
     meta = pq.read_schema(tmp_path / "r3" / "scores" / "embed_text" / "part-00000.parquet").metadata
     assert meta[b"dim"] == b"384" and meta[b"random_init"] == b"false" and len(meta[b"weights_sha256"]) == 64
     assert "embed_text.vector" not in curate.load_manifest(tmp_path / "r3").column_names
+    worker = s3["stages"]["embed_text"]["worker"]
+    assert worker["device"] == ["cpu"] and min(worker["forward_s"], worker["read_s"], worker["write_s"]) > 0
     again = curate.run(embed_pipeline(), tmp_path / "three", tmp_path / "r3")
     assert s3["stages"]["embed_text"]["units_computed"] == 3 and again["stages"]["embed_text"]["units_computed"] == 0
 
