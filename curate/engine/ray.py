@@ -56,6 +56,7 @@ class RayExecutor:
         self.ray = ray
         self.max_workers = max_workers
         self._pools: dict[tuple[float, float], list] = {}
+        self._warned_no_gpu = False
         self._owns = False
         self.startup_seconds = 0.0
         if not ray.is_initialized():
@@ -95,15 +96,25 @@ class RayExecutor:
         cpus = self.ray.cluster_resources().get("CPU", 1.0)
         per = max(task.resources.cpus, 0.01)
         n = max(1, int(cpus // per))
-        if task.resources.gpus:
+        if self._shape(task)[1]:
             n = min(n, max(1, int(self.ray.cluster_resources().get("GPU", 0) // task.resources.gpus)))
         if self.max_workers:
             n = min(n, self.max_workers)
         return max(1, min(n, n_units))
 
+    def _shape(self, task: Task) -> tuple[float, float]:
+        """(cpus, gpus) per worker; GPU requests become CPU workers on a cluster without GPUs."""
+        gpus = task.resources.gpus
+        if gpus and not self.ray.cluster_resources().get("GPU"):
+            if not self._warned_no_gpu:
+                log.warning("no GPU in the Ray cluster: GPU stages run their workers on CPU")
+                self._warned_no_gpu = True
+            gpus = 0.0
+        return task.resources.cpus, gpus
+
     def _pool(self, task: Task, n_units: int) -> list:
         """The run's workers for this resource shape, grown to the size this map can use."""
-        shape = (task.resources.cpus, task.resources.gpus)
+        shape = self._shape(task)
         pool = self._pools.setdefault(shape, [])
         while len(pool) < self._pool_size(task, n_units):
             pool.append(self._actor_cls(shape).remote())
@@ -120,7 +131,7 @@ class RayExecutor:
             return
         _ship_custom_code(task)
         token, box = uuid.uuid4().hex, [ray.put(task)]
-        shape = (task.resources.cpus, task.resources.gpus)
+        shape = self._shape(task)
         actors = self._pool(task, len(units))
         todo = iter(units)
         pending: dict[Any, tuple[Any, Any]] = {}

@@ -63,7 +63,7 @@ class Embed(Stage):
                  package: str | None = None, random_init: bool = False, image_root: str | None = None,
                  device: str = "auto", batch_size: int | None = None, decode_workers: int | None = None,
                  alpha_background: str | None = None, max_pixels: int = images.DEFAULT_MAX_PIXELS,
-                 cpus: float = 1.0, gpus: float = 0.0):
+                 cpus: float = 1.0, gpus: float | None = None):
         super().__init__(name or f"embed_{modality}")
         if backend not in ("open_clip", "sentence_transformers"):
             raise ConfigError(f"embed: backend must be 'open_clip' or 'sentence_transformers', got {backend!r}")
@@ -79,7 +79,9 @@ class Embed(Stage):
         self.image_root = image_root
         self.batch_size, self.decode_workers = batch_size, decode_workers
         self.alpha_background, self.max_pixels = alpha_background, max_pixels
-        self.resources = Resources(cpus=cpus, gpus=gpus)
+        # One GPU per worker unless told otherwise (0.25-0.5 suits ViT-B/32); the Ray executor runs
+        # the workers on CPU when the cluster has no GPU.
+        self.resources = Resources(cpus=cpus, gpus=(0.0 if device == "cpu" else 1.0) if gpus is None else gpus)
         if package:
             if weights:
                 raise ConfigError("embed: give `weights` or `package`, not both")
