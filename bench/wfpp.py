@@ -30,21 +30,11 @@ import pyarrow.parquet as pq
 
 import curate
 from bench import wfpp_reference as ref
+from curate.stage import TablesFitContext
 from curate.stages.wfpp import WFPP
 
 RESULTS = Path(__file__).parent / "results"
 DEMO = Path("data/demo")
-
-
-class ListContext:
-    """A FitContext over in-memory shards (what the engine does, minus storage)."""
-
-    def __init__(self, shards: list[pa.Table]):
-        self.shards = shards
-
-    def map(self, fn, columns):
-        for t in self.shards:
-            yield fn(t.select(columns))
 
 
 def real_captions() -> tuple[list[str | None], list[list[str]]]:
@@ -84,7 +74,7 @@ def throughput(rows: list[str], shards: int, t: float, min_count: int) -> dict:
     ref_scores, ref_score_s = timed(lambda: [ref.score(c, p_table) for c in rows])
 
     stage = WFPP(t=t, min_count=min_count)
-    artifact, fit_s = timed(lambda: stage.fit(ListContext(tables)))
+    artifact, fit_s = timed(lambda: stage.fit(TablesFitContext(tables)))
     _, setup_s = timed(lambda: stage.setup(artifact))
     outs, score_s = timed(lambda: [stage.score(tb) for tb in tables])
     ours = np.concatenate([o.column("score").to_numpy(zero_copy_only=False) for o in outs])
@@ -115,7 +105,7 @@ def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work
     def plain():
         stage = WFPP(t=t, min_count=min_count)
         tables = [pq.read_table(f, columns=["caption"]) for f in files]
-        stage.setup(stage.fit(ListContext(tables)))
+        stage.setup(stage.fit(TablesFitContext(tables)))
         out = work / "plain"
         out.mkdir()
         for f, tb in zip(files, tables):
@@ -147,7 +137,7 @@ def word_distribution(captions: list[str | None], t: float, min_count: int, keep
     valid = [c for c in captions if c and ref.tokenize(ref.clean(c))]
     stage = WFPP(t=t, min_count=min_count)
     col = pa.table({"caption": pa.array(valid, pa.string())})
-    stage.setup(stage.fit(ListContext([col])))
+    stage.setup(stage.fit(TablesFitContext([col])))
     scores = stage.score(col).column("score").to_numpy()
     k = int(len(valid) * keep)
     top = np.argsort(-scores, kind="stable")[:k]

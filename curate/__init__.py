@@ -3,6 +3,7 @@
 Public API (everything else may change):
 
     Pipeline, Stage, stage, Resources   build pipelines and custom filters
+    TablesFitContext                    fit a stage on in-memory tables (tests, scripts)
     Threshold, KeepFraction, TopK       policies
     run, load_config                    run a pipeline over a dataset of Parquet shards
     load_manifest, load_summary, load_vectors, export   read and export results
@@ -19,11 +20,11 @@ from curate.errors import ConfigError, CurateError, DataError, RunFailed
 from curate.manifest import export, load_manifest, load_summary, load_vectors
 from curate.pipeline import Pipeline
 from curate.policy import KeepFraction, Policy, Threshold, TopK
-from curate.stage import Resources, Stage, stage
+from curate.stage import Resources, Stage, TablesFitContext, stage
 
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "Stage", "stage", "Resources", "Policy", "Threshold", "KeepFraction", "TopK", "run",
+__all__ = ["Pipeline", "Stage", "stage", "Resources", "TablesFitContext", "Policy", "Threshold", "KeepFraction", "TopK", "run",
            "load_config", "load_manifest", "load_summary", "load_vectors", "export", "CurateError", "ConfigError", "DataError",
            "RunFailed", "Progress"]
 

@@ -36,6 +36,17 @@ class FitContext:
         raise NotImplementedError
 
 
+class TablesFitContext(FitContext):
+    """A FitContext over in-memory shard tables: fit a stage in a plain test or script, without the engine."""
+
+    def __init__(self, shards: list[pa.Table]):
+        self.shards = shards
+
+    def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
+        for shard in self.shards:
+            yield fn(shard.select(columns))
+
+
 class Stage:
     """Base class of every scoring stage.
 

@@ -24,7 +24,7 @@ product over factors is `np.multiply.reduceat`, a left-to-right loop, so scores 
 straightforward implementation in bench/wfpp_reference.py.
 
 Fit map output (`count_fn`): a table `word` (string), `count` (int64), `part` (int32 =
-xxh3_64(utf-8 word) mod `partitions`), with per-shard row tallies in the schema metadata under the keys
+the kernels.hashing hash of the word mod `partitions`), with per-shard row tallies in the schema metadata under the keys
 `wfpp.rows`, `wfpp.rows_null` (null, or the column is not a string type), `wfpp.rows_no_tokens`
 (non-null rows without tokens) and `wfpp.rows_clipped` (longer than `count_max_chars`), as ASCII
 decimal strings. Fit reduce: two passes over hash partitions of the words (each merged on its own),
@@ -43,10 +43,10 @@ import ftfy
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import xxhash
 
 from curate.errors import ConfigError
 from curate.stage import FitContext, Stage, register
+from kernels.hashing import hash_strings
 from kernels.words import TOKENIZER_VERSION, VocabIndex, count_words, is_string_type, split_column
 
 FTFY_VERSION = ftfy.__version__
@@ -70,12 +70,10 @@ def _err_type(column) -> str:
 # Counting (fit map) and the vocabulary (fit reduce)
 # --------------------------------------------------------------------------------------------------
 def _partition(words: pa.Array, partitions: int) -> np.ndarray:
-    """Stable partition of each word: xxh3_64(utf-8) mod partitions (0 when partitions == 1)."""
+    """Stable partition of each word: its kernels.hashing hash mod partitions (0 when partitions == 1)."""
     if partitions == 1:
         return np.zeros(len(words), np.int32)
-    h = np.fromiter((xxhash.xxh3_64_intdigest(w.encode("utf-8")) for w in words.to_pylist()),
-                    np.uint64, count=len(words))
-    return (h % np.uint64(partitions)).astype(np.int32)
+    return (hash_strings(words) % np.uint64(partitions)).astype(np.int32)
 
 
 def count_tokens(column, count_max_chars: int = 10_000, partitions: int = 1) -> pa.Table:

@@ -2,16 +2,15 @@
 per-row errors, and the method's intent on real captions (spec check 8)."""
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 import curate
 from bench import wfpp_reference as ref
+from curate.stage import TablesFitContext
 from curate.stages.wfpp import WFPP
 from tests.helpers import caption_length, caption_table, write_shards
 
@@ -101,13 +100,8 @@ def test_wfpp_half_has_a_flatter_word_distribution_than_a_random_half(demo_capti
     valid = [c for c in demo_captions if c and ref.tokenize(ref.clean(c))]
     assert len(valid) > 7000
     stage = WFPP()  # defaults: t = 1e-7, min_count = 5
-
-    class Ctx:
-        def map(self, fn, columns):
-            yield fn(pa.table({"caption": pa.array(valid)}))
-
     col = pa.table({"caption": pa.array(valid)})
-    stage.setup(stage.fit(Ctx()))
+    stage.setup(stage.fit(TablesFitContext([col])))
     scores = stage.score(col).column("score").to_numpy()
     k = len(valid) // 2
 
