@@ -14,6 +14,7 @@ import json
 import os
 import platform
 from collections.abc import Iterator
+from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,16 +249,19 @@ def load_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def manifest_parts(run_dir: str | os.PathLike) -> list[Path]:
-    """The manifest parts in dataset order."""
-    summary = load_summary(run_dir)
+    """The manifest parts in dataset order; refuses an incomplete run rather than leave rows out."""
     from curate.dataset import Shard
 
-    parts = []
-    for rel in summary["inputs"]["fingerprints"]:
-        path = Path(run_dir) / "manifest" / f"part-{Shard(rel, rel, 0, 0).key}.parquet"
-        if path.exists():
-            parts.append(path)
-    return parts
+    summary = load_summary(run_dir)
+    parts = {rel: Path(run_dir) / "manifest" / f"part-{Shard(rel, rel, 0, 0).key}.parquet"
+             for rel in summary["inputs"]["fingerprints"]}
+    missing = [rel for rel, path in parts.items() if not path.exists()]
+    if missing:
+        failed = {f["shard"] for f in summary.get("failed_shards", [])}
+        listing = ", ".join(f"{rel}{' (failed)' if rel in failed else ''}" for rel in missing[:10])
+        raise CurateError(f"{run_dir}: the manifest lacks {len(missing)} shard(s): {listing}; "
+                          f"re-run the pipeline to complete it")
+    return list(parts.values())
 
 
 def load_manifest(run_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
@@ -293,10 +297,11 @@ def export(run_dir: str | os.PathLike, kept_ids: str | None = None, removed_ids:
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     out: dict[str, Any] = {}
-    files = {"kept": kept_ids, "removed": removed_ids}
-    handles = {k: open(v, "w", encoding="utf-8") for k, v in files.items() if v}
-    try:
-        for part in manifest_parts(run_dir):
+    parts = manifest_parts(run_dir)
+    files = {k: v for k, v in {"kept": kept_ids, "removed": removed_ids}.items() if v}
+    with ExitStack() as stack:
+        handles = {k: stack.enter_context(open(v, "w", encoding="utf-8")) for k, v in files.items()}
+        for part in parts:
             m = pq.read_table(part, columns=["id", "keep"])
             keep = m.column("keep").to_numpy(zero_copy_only=False)
             for k, fh in handles.items():
@@ -305,23 +310,19 @@ def export(run_dir: str | os.PathLike, kept_ids: str | None = None, removed_ids:
                 if len(ids):
                     fh.write("\n".join(map(str, ids)) + "\n")
                 out[f"{k}_ids"] = out.get(f"{k}_ids", 0) + int(sel.sum())
-    finally:
-        for fh in handles.values():
-            fh.close()
     if materialize:
         dataset = Dataset(summary["data"])
         dest = Path(materialize)
         rows = 0
-        for shard in dataset.shards:
-            part = run_dir / "manifest" / f"part-{shard.key}.parquet"
-            expected = summary["inputs"]["fingerprints"].get(shard.rel, {}).get("fingerprint")
-            if not part.exists():
-                continue
-            if dataset.fingerprint(shard) != expected:
+        for rel, part in zip(summary["inputs"]["fingerprints"], parts):  # the run's shards, not today's listing
+            try:
+                shard = next(s for s in dataset.shards if s.rel == rel)
+            except StopIteration:
+                raise CurateError(f"shard {rel} of the run is no longer in {summary['data']}") from None
+            if dataset.fingerprint(shard) != summary["inputs"]["fingerprints"][rel]["fingerprint"]:
                 raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
             keep = pq.read_table(part, columns=["keep"]).column(0)
-            data = dataset.open(shard).read()
-            kept = data.filter(keep)
+            kept = dataset.open(shard).read().filter(keep)
             write_parquet(dest / shard.rel, kept)
             rows += kept.num_rows
         out["materialized_rows"] = rows

@@ -215,3 +215,17 @@ def test_data_outputs_feed_later_stages_but_stay_out_of_the_manifest(tmp_path):
     assert np.allclose(m.column("norm.norm").to_numpy(), lengths * np.sqrt(2))
     stored = pq.read_table(tmp_path / "run" / "scores" / "vec" / "part-00000.parquet")
     assert stored.schema.field("vec.vector").type == vec_type and stored.schema.metadata[b"model"] == b"test"
+
+
+def test_export_refuses_a_run_with_failed_shards_instead_of_leaving_rows_out(tmp_path):
+    table = caption_table(60)
+    captions = table.column("caption").to_pylist()
+    captions[5] = "boom"
+    data = write_shards(tmp_path / "data", table.set_column(1, "caption", pa.array(captions)), 2)
+    with pytest.raises(curate.RunFailed):
+        curate.run(curate.Pipeline([flaky], id_column="id"), data, tmp_path / "run")
+    for call in (lambda: curate.export(tmp_path / "run", kept_ids=str(tmp_path / "k.txt")),
+                 lambda: curate.export(tmp_path / "run", materialize=tmp_path / "cur"),
+                 lambda: curate.load_manifest(tmp_path / "run")):
+        with pytest.raises(curate.CurateError, match=r"lacks 1 shard\(s\): part-00000\.parquet \(failed\)"):
+            call()
