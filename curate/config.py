@@ -99,7 +99,10 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
             raise ConfigError(f"{where}: every stage needs a `type`; known types: {', '.join(sorted(stage_types()))}")
         cls = stage_types().get(kind)
         if cls is None:
-            stages.append(_wrap(where, lambda: make_stage(kind, **{k: v for k, v in spec.items() if k != "type"})))
+            try:
+                stages.append(make_stage(kind, **{k: v for k, v in spec.items() if k != "type"}))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from e
         else:
             stages.append(_build(kind, where, spec, cls, cls.__init__))
     policies = []
@@ -109,17 +112,12 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
         if kind not in POLICY_TYPES:
             raise ConfigError(f"{where}: unknown policy type {kind!r}; known types: {', '.join(sorted(POLICY_TYPES))}")
         policies.append(_build(kind, where, spec, POLICY_TYPES[kind], POLICY_TYPES[kind].__init__))
-    pipeline = _wrap(source, lambda: Pipeline(stages=stages, policies=policies, id_column=cfg.id_column,
-                                              batch_size=cfg.batch_size, name=cfg.name, config=raw,
-                                              materialize=cfg.export.materialize))
-    return pipeline, cfg.data
-
-
-def _wrap(where: str, make: Any) -> Any:
     try:
-        return make()
+        pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
+                            name=cfg.name, config=raw, materialize=cfg.export.materialize)
     except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from e
+        raise ConfigError(f"{source}: {e}") from e
+    return pipeline, cfg.data
 
 
 def load_config(path: str | os.PathLike) -> tuple[Pipeline, str | None]:

@@ -98,6 +98,7 @@ def write_manifest(run: "Run") -> dict[str, Any]:
         n = ids.num_rows
         cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": pa.array([shard.rel] * n, pa.string())}
         error = pa.nulls(n, pa.string())
+        keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
         for stage in pipeline.stages:
             path = run.score_path(stage, shard)
             t = pq.read_table(path)
@@ -116,7 +117,6 @@ def write_manifest(run: "Run") -> dict[str, Any]:
             stage_err = t.column(f"{stage.name}.error").combine_chunks()
             error = pc.if_else(pc.and_(pc.is_null(error), pc.is_valid(stage_err)),
                                pc.binary_join_element_wise(f"{stage.name}", stage_err, ": "), error)
-            keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
             for f in t.schema:
                 if pa.types.is_floating(f.type):
                     v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
@@ -133,10 +133,8 @@ def write_manifest(run: "Run") -> dict[str, Any]:
         keep = ~errored
         reason = pa.nulls(n, pa.string())
         for policy in pipeline.policies:
-            stage = pipeline.stage(policy.stage)
-            t = pa.table({policy.column: cols[policy.column]})
             valid = valid_for[policy.name]
-            pk, preason = policy.decide(_numeric(t.column(policy.column), valid), ids.column("id_hash").to_numpy()[valid])
+            pk, preason = policy.decide(_numeric(cols[policy.column], valid), ids.column("id_hash").to_numpy()[valid])
             full_keep = np.zeros(n, dtype=bool)
             full_keep[valid] = pk
             cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~valid, type=pa.bool_())

@@ -5,6 +5,7 @@ given, in the same order. A row it cannot score gets nulls and a message in `<na
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
@@ -225,6 +226,7 @@ def make_stage(type_name: str, **params: Any) -> Stage:
         except (ImportError, AttributeError) as e:
             raise ConfigError(f"stage type {type_name!r}: cannot import {attr!r} from {module!r} ({e})") from e
         if isinstance(obj, Stage):
+            obj = copy.copy(obj)  # the decorated function is shared; naming this use must not rename others
             if params.get("name"):
                 obj.name = params.pop("name")
             if params:

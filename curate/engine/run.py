@@ -202,7 +202,9 @@ class Run:
         if sum(len(h) for h in hashes) < 2:
             return []
         allh = np.concatenate(hashes)
-        owner = np.repeat(np.arange(len(keys)), [len(h) for h in hashes])
+        sizes = [len(h) for h in hashes]
+        owner = np.repeat(np.arange(len(keys)), sizes)
+        first_row = np.concatenate([[0], np.cumsum(sizes)])  # position of each shard's row 0 in allh
         order = np.argsort(allh, kind="stable")
         sh = allh[order]
         rep = np.flatnonzero(sh[1:] == sh[:-1])
@@ -212,7 +214,7 @@ class Run:
         for i in rep[:10]:
             a, b = order[i], order[i + 1]
             sa, sb = owner[a], owner[b]
-            ra, rb = a - sum(len(h) for h in hashes[:sa]), b - sum(len(h) for h in hashes[:sb])
+            ra, rb = a - first_row[sa], b - first_row[sb]
             ida = pq.read_table(self.ids[keys[sa]], columns=["id"]).column(0)[int(ra)].as_py()
             idb = pq.read_table(self.ids[keys[sb]], columns=["id"]).column(0)[int(rb)].as_py()
             if ida == idb:

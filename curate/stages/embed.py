@@ -181,12 +181,20 @@ class Embed(Stage):
                          "error": pa.array(errors, pa.string())})
 
 
-def _open_clip_config(model: str) -> dict:
+def _open_clip_name(model: str) -> str:
+    """The open_clip model name, registering a local JSON config first."""
     import open_clip
 
     if model.endswith(".json"):
         open_clip.add_model_config(model)
-        model = Path(model).stem
+        return Path(model).stem
+    return model
+
+
+def _open_clip_config(model: str) -> dict:
+    import open_clip
+
+    model = _open_clip_name(model)
     cfg = open_clip.get_model_config(model)
     if cfg is None:
         raise ConfigError(f"embed: unknown open_clip model {model!r}; a built-in name or a local JSON config")
@@ -211,10 +219,7 @@ class OpenClipEncoder:
         import open_clip
         import torch
 
-        name = stage.model
-        if name.endswith(".json"):
-            open_clip.add_model_config(name)
-            name = Path(name).stem
+        name = _open_clip_name(stage.model)
         torch.manual_seed(0)  # random_init must give the same weights in every worker
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
             name, pretrained=stage.weights, device=device)

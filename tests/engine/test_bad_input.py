@@ -110,3 +110,9 @@ def test_cli_prints_one_clear_message_without_traceback(tmp_path, capsys):
     assert "Traceback" not in err
     assert main(["run", str(tmp_path / "missing.yaml")]) == 1
     assert "config" in capsys.readouterr().err
+
+
+def test_naming_a_decorated_function_in_a_config_does_not_rename_it_elsewhere():
+    a, _ = pipeline_from_dict({"stages": [{"type": "tests.helpers:caption_length", "name": "first"}]})
+    b, _ = pipeline_from_dict({"stages": [{"type": "tests.helpers:caption_length", "name": "second"}]})
+    assert [a.stages[0].name, b.stages[0].name, caption_length.name] == ["first", "second", "caption_length"]
