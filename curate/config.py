@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from curate.errors import ConfigError
 from curate.pipeline import Pipeline
-from curate.policy import POLICY_TYPES
+from curate.policy import policy_types
 from curate.stage import Stage, make_stage, stage_types
 
 
@@ -109,9 +109,10 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     for i, spec in enumerate(cfg.policies):
         where = f"{source}: policies[{i}]"
         kind = spec.get("type")
-        if kind not in POLICY_TYPES:
-            raise ConfigError(f"{where}: unknown policy type {kind!r}; known types: {', '.join(sorted(POLICY_TYPES))}")
-        policies.append(_build(kind, where, spec, POLICY_TYPES[kind], POLICY_TYPES[kind].__init__))
+        types = policy_types()
+        if kind not in types:
+            raise ConfigError(f"{where}: unknown policy type {kind!r}; known types: {', '.join(sorted(types))}")
+        policies.append(_build(kind, where, spec, types[kind], types[kind].__init__))
     try:
         pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
                             name=cfg.name, config=raw, materialize=cfg.export.materialize)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from curate.engine.store import read_json, write_json, write_parquet
 from curate.errors import CurateError
-from curate.policy import Policy, scatter
+from curate.policy import Policy, Rows, scatter
 from kernels.hashing import mix64
 
 if TYPE_CHECKING:
@@ -53,30 +53,47 @@ def _numeric(values: pa.ChunkedArray, mask: np.ndarray) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)[mask]
 
 
+def _column(values: pa.ChunkedArray | pa.Array, mask: np.ndarray) -> np.ndarray:
+    """A policy input column's valid rows: numbers as float64, anything else as its numpy form."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type):
+        return _numeric(values, mask)
+    return arr.to_numpy(zero_copy_only=False)[mask]
+
+
+def _rows(policy: Policy, table: pa.Table, id_hash: np.ndarray, fingerprint: str) -> Rows:
+    """A shard's valid rows for `policy`, from a table holding its columns and its stage's error column."""
+    mask = _valid(table, policy.column, policy.stage)
+    cols = {c: _column(table.column(c), mask) for c in policy.columns}
+    return Rows(cols[policy.column], id_hash[mask], cols, fingerprint)
+
+
 class _Scan:
-    """Valid (score, id_hash) pairs of one policy column, shard by shard; cached when small."""
+    """The valid rows of one policy's columns, shard by shard; cached when small."""
 
     def __init__(self, run: "Run", policy: Policy):
         self.run, self.policy = run, policy
-        self.cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self.cache: list[Rows] | None = None
         total = sum(run.rows[s.key] for s in run.ok_shards())
         self.cacheable = total <= SCAN_IN_MEMORY_ROWS
 
-    def _read(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read(self) -> Iterator[Rows]:
         stage = self.run.pipeline.stage(self.policy.stage)
         for shard in self.run.ok_shards():
-            t = pq.read_table(self.run.score_path(stage, shard), columns=[self.policy.column, f"{stage.name}.error"])
+            t = pq.read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
             h = pq.read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
-            mask = _valid(t, self.policy.column, stage.name)
-            yield _numeric(t.column(self.policy.column), mask), h[mask]
+            yield _rows(self.policy, t, h, self.run.fps[shard.key])
 
-    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def rows(self) -> Iterator[Rows]:
         if self.cache is not None:
             return iter(self.cache)
         if self.cacheable:
             self.cache = list(self._read())
             return iter(self.cache)
         return self._read()
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return ((r.values, r.id_hash) for r in self.rows())
 
 
 def write_manifest(run: "Run") -> dict[str, Any]:
@@ -132,9 +149,18 @@ def write_manifest(run: "Run") -> dict[str, Any]:
         errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
         keep = ~errored
         reason = pa.nulls(n, pa.string())
+        weight = None
         for policy in pipeline.policies:
             valid = valid_for[policy.name]
-            pk, preason = policy.decide(_numeric(cols[policy.column], valid), ids.column("id_hash").to_numpy()[valid])
+            table = pa.table({c: cols[c] for c in {*policy.columns, f"{policy.stage}.error"}})
+            pk, preason, extras = policy.decide_rows(_rows(policy, table, ids.column("id_hash").to_numpy(),
+                                                           run.fps[shard.key]))
+            for name, dtype in policy.outputs().items():
+                cols[f"{policy.name}.{name}"] = scatter(pa.array(extras[name], dtype), np.flatnonzero(valid), n)
+            if "weight" in extras:
+                w = np.zeros(n)
+                w[valid] = extras["weight"]
+                weight = w if weight is None else weight * w
             full_keep = np.zeros(n, dtype=bool)
             full_keep[valid] = pk
             cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~valid, type=pa.bool_())
@@ -148,6 +174,8 @@ def write_manifest(run: "Run") -> dict[str, Any]:
             reason = pc.if_else(pa.array(newly), full_reason, reason)
             keep &= ~(valid & ~full_keep)
         cols["keep"] = pa.array(keep, pa.bool_())
+        if weight is not None:  # a row's training weight: the product of the weighting policies' weights
+            cols["weight"] = pa.array(np.where(keep, weight, 0.0), pa.float64())
         cols["drop_reason"] = reason
         cols["error"] = error
         part = run.store.manifest_part(shard.key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +18,18 @@ import pyarrow.compute as pc
 from curate.errors import ConfigError
 from kernels.hashing import mix64
 
-# A scan yields, per shard, the valid rows' scores (float64) and id hashes (uint64).
+# A scan yields, per shard, the valid rows' scores (float64) and id hashes (uint64); the engine's scan
+# also has `.rows()`, yielding `Rows` with every column the policy lists.
 Scan = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+
+
+class Rows(NamedTuple):
+    """One shard's valid rows for a policy: the score, id hashes, the policy's other columns, the shard."""
+
+    values: np.ndarray             # float64, the policy's `column`
+    id_hash: np.ndarray            # uint64
+    cols: dict[str, np.ndarray]    # every column in `Policy.columns`, valid rows only
+    shard: str                     # the shard's content fingerprint (keys per-shard randomness)
 
 _DIGIT_BITS = 16
 _DIGITS = 65536
@@ -118,12 +128,26 @@ class Policy:
     def params(self) -> dict[str, Any]:
         return {"column": self.column}
 
+    @property
+    def columns(self) -> list[str]:
+        """The stage columns the policy reads; the first, `column`, decides which rows are valid."""
+        return [self.column]
+
+    def outputs(self) -> dict[str, pa.DataType]:
+        """Extra manifest columns (`<policy name>.<key>`); `weight` also fills the manifest's `weight`."""
+        return {}
+
     def fit(self, scan: Scan) -> None:
         """Global pass over the valid scores (nothing to do for per-row rules)."""
 
     def decide(self, values: np.ndarray, id_hash: np.ndarray) -> tuple[np.ndarray, pa.Array]:
         """keep (bool) and reason (string, null when kept) for each valid row of one shard."""
         raise NotImplementedError
+
+    def decide_rows(self, rows: Rows) -> tuple[np.ndarray, pa.Array, dict[str, np.ndarray]]:
+        """`decide` with every listed column and the shard at hand, plus the policy's extra outputs."""
+        keep, reason = self.decide(rows.values, rows.id_hash)
+        return keep, reason, {}
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.type, **self.params()}
@@ -241,3 +265,15 @@ class KeepFraction(TopK):
 
 
 POLICY_TYPES: dict[str, type[Policy]] = {p.type: p for p in (Threshold, TopK, KeepFraction)}
+
+
+def register_policy(cls: type[Policy]) -> type[Policy]:
+    """Class decorator: make a Policy type usable from configs under `cls.type`."""
+    POLICY_TYPES[cls.type] = cls
+    return cls
+
+
+def policy_types() -> dict[str, type[Policy]]:
+    import curate.stages  # noqa: F401  (stage modules register their policies)
+
+    return dict(POLICY_TYPES)

@@ -10,11 +10,30 @@ import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from curate.errors import ConfigError
+
+
+# Columns the engine provides to any stage or fit map that lists them: the row's id (string) and its
+# 64-bit hash (the policies' tie-break input).
+ROW_ID = "_curate.id"
+ROW_HASH = "_curate.id_hash"
+ENGINE_COLUMNS = (ROW_ID, ROW_HASH)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """The shard being scored, given to `Stage.begin_shard`; `root` is the run directory."""
+
+    key: str
+    rel: str
+    fingerprint: str
+    rows: int
+    root: str
 
 
 @dataclass(frozen=True)
@@ -27,13 +46,27 @@ class Resources:
 
 
 class FitContext:
-    """What `Stage.fit` may use: a checkpointed map over the shards' input columns.
+    """What `Stage.fit` may use: checkpointed maps over the shards, and a shuffle for grouped work.
 
-    Implemented by the engine; a test can pass any object with the same `map` method.
+    Implemented by the engine (each shard or partition is a resumable unit, run by the executor);
+    `TablesFitContext` implements `map` in memory for plain tests.
     """
+
+    root: Path  # the run directory (the shuffle's outputs are relative to it)
 
     def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
         """Apply `fn` to each shard's `columns` (one table per shard) and yield the results."""
+        raise NotImplementedError
+
+    def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
+                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> list[str]:
+        """Group rows across shards, then reduce each group where the executor runs it.
+
+        `fn(shard table)` returns rows with an int column `part` in [0, partitions) and their `row` in
+        the shard; the engine adds `shard` (the shard key, as `ShardInfo.key`). `reduce(rows of one part
+        from every shard)` returns rows that keep `shard` and `row`. Returns the reduced outputs' paths relative to
+        the run directory; `read_shuffled` gives one shard's rows back from them.
+        """
         raise NotImplementedError
 
 
@@ -92,6 +125,9 @@ class Stage:
 
     def setup(self, artifact: pa.Table | None) -> None:
         """Once per worker, before any `score`: load models, compile patterns, read the artifact."""
+
+    def begin_shard(self, shard: ShardInfo) -> None:
+        """Called before a shard's batches, which then come to `score` in row order (optional)."""
 
     def score(self, batch: pa.Table) -> pa.Table:
         """New columns (unprefixed names, `error` included when rows fail) for the batch's rows."""

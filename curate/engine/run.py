@@ -21,10 +21,10 @@ from curate.dataset import Dataset, Shard
 from curate.engine.progress import Progress
 from curate.engine.store import Store, digest, read_json, write_json, write_parquet
 from curate.engine.task import Failure, Task
-from curate.engine.units import FitMapTask, IdsTask, ScoreTask, Unit
+from curate.engine.units import IDS, FitMapTask, IdsTask, ReduceTask, ScoreTask, Unit
 from curate.errors import CurateError, DataError, RunFailed
 from curate.pipeline import Pipeline
-from curate.stage import FitContext, Stage
+from curate.stage import ENGINE_COLUMNS, FitContext, Stage
 
 log = logging.getLogger(__name__)
 
@@ -116,19 +116,27 @@ class Run:
 
     # --- plan -----------------------------------------------------------------------------------
     def inputs_of(self, stage: Stage) -> tuple[list[str], dict[str, list[str]]]:
-        """A stage's inputs split into dataset columns and columns of earlier stages."""
-        produced: dict[str, str] = {}
+        """A stage's inputs split into dataset columns and columns of earlier stages (or the row ids)."""
+        return self.split_columns(stage, stage.inputs)
+
+    def split_columns(self, stage: Stage, columns) -> tuple[list[str], dict[str, list[str]]]:
+        produced: dict[str, str] = {c: IDS for c in ENGINE_COLUMNS}
         for s in self.pipeline.stages:
             if s is stage:
                 break
             produced.update({f.name: s.name for f in s.output_schema()})
         data, upstream = [], {}
-        for col in stage.inputs:
+        for col in columns:
             if col in produced:
                 upstream.setdefault(produced[col], []).append(col)
             else:
                 data.append(col)
         return data, upstream
+
+    def upstream_keys(self, upstream: dict[str, list[str]]) -> dict[str, Any]:
+        """What upstream outputs a unit reads depend on: each stage's key, and the id column for row ids."""
+        return {name: self.pipeline.id_column if name == IDS else self.stage_key(self.pipeline.stage(name))
+                for name in sorted(upstream)}
 
     def plan(self) -> None:
         """Validate every shard against every stage before any compute, then read and check row ids."""
@@ -227,19 +235,20 @@ class Run:
         """Everything a stage's scores depend on except the shard: identity, artifact, upstream stages."""
         _, upstream = self.inputs_of(stage)
         art_key = self.fit_key(stage) if stage.has_fit else None
-        return digest("stage", stage.identity(), art_key,
-                      {name: self.stage_key(self.pipeline.stage(name)) for name in sorted(upstream)})
+        return digest("stage", stage.identity(), art_key, self.upstream_keys(upstream))
 
     def fit_key(self, stage: Stage) -> str:
         _, upstream = self.inputs_of(stage)
-        return digest("fit", stage.identity(), sorted(self.fps.values()),
-                      {name: self.stage_key(self.pipeline.stage(name)) for name in sorted(upstream)})
+        return digest("fit", stage.identity(), sorted(self.fps.values()), self.upstream_keys(upstream))
 
     def _units(self, kind: str, stage: Stage, salt: Any) -> list[Unit]:
         _, upstream = self.inputs_of(stage)
         return [Unit(s, digest(kind, salt, self.fps[s.key]), self.store.unit(kind, stage.name, s.key),
-                     upstream={name: self.store.unit("scores", name, s.key) for name in upstream})
+                     fingerprint=self.fps[s.key], upstream={name: self._upstream_path(name, s) for name in upstream})
                 for s in self.dataset.shards if s.key not in self.failed]
+
+    def _upstream_path(self, name: str, shard: Shard) -> Path:
+        return self.store.unit("ids", "", shard.key) if name == IDS else self.store.unit("scores", name, shard.key)
 
     # --- fit --------------------------------------------------------------------------------------
     def fit(self, stage: Stage | str) -> pa.Table | None:
@@ -273,7 +282,7 @@ class Run:
         stage = self.pipeline.stage(stage) if isinstance(stage, str) else stage
         artifact = self.fit(stage)
         for name in self.inputs_of(stage)[1]:
-            if not self._scored(self.pipeline.stage(name)):
+            if name != IDS and not self._scored(self.pipeline.stage(name)):
                 self.score(name)  # upstream outputs must exist first
         data, upstream = self.inputs_of(stage)
         units = self._units("scores", stage, self.stage_key(stage))
@@ -324,24 +333,43 @@ class Run:
 class _EngineFitContext(FitContext):
     def __init__(self, run: Run, stage: Stage):
         self.run, self.stage = run, stage
+        self.root = run.store.root
 
-    def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
+    def _map_units(self, kind: str, fn: Callable, columns: list[str], group_by: str | None = None,
+                   **salt: Any) -> list[Unit]:
         run, stage = self.run, self.stage
-        produced = {f.name: s.name for s in run.pipeline.stages for f in s.output_schema()}
-        data = [c for c in columns if c not in produced]
-        upstream: dict[str, list[str]] = {}
-        for c in columns:
-            if c in produced:
-                upstream.setdefault(produced[c], []).append(c)
-        salt = (stage.identity(), columns, getattr(fn, "__qualname__", repr(fn)),
-                {n: run.stage_key(run.pipeline.stage(n)) for n in sorted(upstream)})
-        units = run._units("fitmap", stage, salt)
-        results = run._execute(f"fit:{stage.name}", FitMapTask(stage, run.dataset, run.store, fn, data, upstream),
-                               units)
+        data, upstream = run.split_columns(stage, columns)
+        for name in upstream:
+            if name != IDS and not run._scored(run.pipeline.stage(name)):
+                run.score(name)  # a fit may read an earlier stage's outputs
+        key_salt = (stage.identity(), columns, getattr(fn, "__qualname__", repr(fn)), run.upstream_keys(upstream), salt)
+        units = [Unit(u.shard, u.key, run.store.unit(kind, f"{stage.name}{salt.get('name', '')}", u.shard.key),
+                      u.fingerprint, u.upstream) for u in run._units(kind, stage, key_salt)]
+        task = FitMapTask(stage, run.dataset, run.store, fn, data, upstream, group_by=group_by)
+        self._check(run._execute(f"fit:{stage.name}", task, units), "shard")
+        return units
+
+    def _check(self, results: dict, what: str) -> None:
         bad = {k: r for k, r in results.items() if isinstance(r, Failure)}
         if bad:
-            listing = "\n  ".join(f"{run.dataset.shard(k).rel}: {r.message}" for k, r in bad.items())
-            raise RunFailed(f"fit of stage {stage.name!r} failed on {len(bad)} shard(s) (a fit needs every "
-                            f"shard); fix or remove them and re-run:\n  {listing}")
-        for u in units:
+            listing = "\n  ".join(f"{k}: {r.message}" for k, r in bad.items())
+            raise RunFailed(f"fit of stage {self.stage.name!r} failed on {len(bad)} {what}(s) (a fit needs all of "
+                            f"them); fix the cause and re-run:\n  {listing}")
+
+    def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
+        for u in self._map_units("fitmap", fn, columns):
             yield pq.read_table(u.path)
+
+    def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
+                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> list[str]:
+        run, stage = self.run, self.stage
+        maps = self._map_units("shuffle", fn, columns, group_by="part", name=f".{name}", partitions=partitions)
+        salt = digest("reduce", stage.identity(), getattr(reduce, "__qualname__", repr(reduce)), [u.key for u in maps])
+        units = []
+        for p in range(partitions):
+            pseudo = Shard(path="", rel=f"{stage.name}.{name}.partition-{p:05d}", size=0, mtime_ns=0)
+            path = run.store.unit("reduce", f"{stage.name}.{name}", f"part-{p:05d}")
+            units.append(Unit(pseudo, digest(salt, p), path, part=p))
+        self._check(run._execute(f"fit:{stage.name}:{name}", ReduceTask(stage, reduce, run.store, [u.path for u in maps]),
+                                 units), "partition")
+        return [str(u.path.relative_to(run.store.root)) for u in units]

@@ -31,10 +31,16 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_parquet(path: Path, table: pa.Table) -> None:
+def write_parquet(path: Path, table: pa.Table, group_by: str | None = None) -> None:
+    """Atomic write; with `group_by`, one row group per value of that column (see engine/shuffle.py)."""
+    from curate.engine.shuffle import write_grouped
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    if group_by:
+        write_grouped(tmp, table, group_by)
+    else:
+        pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
 
 
@@ -52,7 +58,7 @@ class Store:
         self.root = Path(root)
 
     def unit(self, kind: str, stage: str, shard_key: str) -> Path:
-        """Output path of a per-shard unit: kind is `ids`, `scores` or `fitmap`."""
+        """Output path of a per-shard unit: kind is `ids`, `scores`, `fitmap`, `shuffle` or `reduce`."""
         return self.root / kind / stage / f"{shard_key}.parquet" if stage else self.root / kind / f"{shard_key}.parquet"
 
     @staticmethod
@@ -66,10 +72,10 @@ class Store:
             return meta
         return None
 
-    def finish(self, path: Path, table: pa.Table, meta: dict) -> dict:
+    def finish(self, path: Path, table: pa.Table, meta: dict, group_by: str | None = None) -> dict:
         """Write a unit's table, then its sidecar: the sidecar's presence is the commit."""
         t0 = time.perf_counter()
-        write_parquet(path, table)
+        write_parquet(path, table, group_by)
         meta = {**meta, "write_s": round(time.perf_counter() - t0, 4)}
         write_json(self.sidecar(path), meta)
         return meta

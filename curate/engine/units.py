@@ -18,8 +18,12 @@ import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
 from curate.engine.store import Store
-from curate.stage import Resources, Stage
+from curate.engine.shuffle import read_group
+from curate.stage import ROW_HASH, ROW_ID, Resources, ShardInfo, Stage
 from kernels.hashing import hash_strings
+
+IDS = "_ids"  # the upstream name under which engine columns (row ids) are read from the ids unit
+_ID_FILE_COLUMNS = {ROW_ID: "id", ROW_HASH: "id_hash"}
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Unit:
     path: Path
     fingerprint: str = ""
     upstream: dict[str, Path] = field(default_factory=dict)  # stage name -> its score file for this shard
+    part: int = -1                                            # the partition of a reduce unit
 
 
 def error_kinds(errors: pa.Array) -> dict[str, int]:
@@ -79,7 +84,10 @@ def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream
     """A shard's data columns beside the upstream stages' columns, rows aligned."""
     table = dataset.read(unit.shard, data_columns) if data_columns else None
     for stage_name, cols in upstream_columns.items():
-        up = pq.read_table(unit.upstream[stage_name], columns=cols)
+        if stage_name == IDS:
+            up = pq.read_table(unit.upstream[IDS], columns=[_ID_FILE_COLUMNS[c] for c in cols]).rename_columns(cols)
+        else:
+            up = pq.read_table(unit.upstream[stage_name], columns=cols)
         if table is None:
             table = up
         else:
@@ -89,12 +97,13 @@ def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream
 
 
 class FitMapTask:
-    """Applies a stage's fit-map function to one shard's input columns."""
+    """Applies a stage's fit-map function to one shard's input columns (grouped by `part` for a shuffle)."""
 
     def __init__(self, stage: Stage, dataset: Dataset, store: Store, fn: Callable[[pa.Table], pa.Table],
-                 data_columns: list[str], upstream_columns: dict[str, list[str]]):
+                 data_columns: list[str], upstream_columns: dict[str, list[str]], group_by: str | None = None):
         self.stage, self.dataset, self.store, self.fn = stage, dataset, store, fn
         self.data_columns, self.upstream_columns = data_columns, upstream_columns
+        self.group_by = group_by
         self.resources = stage.resources
 
     def setup(self) -> None:
@@ -104,9 +113,37 @@ class FitMapTask:
         t0 = time.perf_counter()
         table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
         out = self.fn(table)
+        if self.group_by:
+            if not {self.group_by, "row"} <= set(out.column_names):
+                raise ValueError(f"stage {self.stage.name!r}: the shuffle map must return {self.group_by!r} and 'row'")
+            out = out.append_column("shard", pa.array([unit.shard.key] * out.num_rows, pa.string()))
         meta = {"key": unit.key, "shard": unit.shard.rel, "rows": table.num_rows,
                 "seconds": round(time.perf_counter() - t0, 4)}
-        return self.store.finish(unit.path, out, meta)
+        return self.store.finish(unit.path, out, meta, group_by=self.group_by)
+
+
+class ReduceTask:
+    """Reduces one partition of a shuffle: its rows from every map output, grouped by source shard."""
+
+    def __init__(self, stage: Stage, fn: Callable[[pa.Table], pa.Table], store: Store, inputs: list[Path]):
+        self.stage, self.fn, self.store, self.inputs = stage, fn, store, inputs
+        self.resources = stage.resources
+
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, unit: Unit) -> dict:
+        t0 = time.perf_counter()
+        rows = read_group(self.inputs, unit.part)
+        out = self.fn(rows) if rows is not None else None
+        if out is None:
+            out = pa.table({"shard": pa.array([], pa.string()), "row": pa.array([], pa.int64())})
+        missing = {"shard", "row"} - set(out.column_names)
+        if missing:
+            raise ValueError(f"stage {self.stage.name!r}: the shuffle's reduce returned no {sorted(missing)} column")
+        meta = {"key": unit.key, "partition": unit.part, "rows": 0 if rows is None else rows.num_rows,
+                "seconds": round(time.perf_counter() - t0, 4)}
+        return self.store.finish(unit.path, out, meta, group_by="shard")
 
 
 class ScoreTask:
@@ -128,6 +165,8 @@ class ScoreTask:
         if table is None:
             table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).metadata.num_rows)})
         schema = self.stage.output_schema()
+        self.stage.begin_shard(ShardInfo(unit.shard.key, unit.shard.rel, unit.fingerprint, table.num_rows,
+                                         str(self.store.root)))
         parts = []
         for offset in range(0, table.num_rows, self.batch_size):
             batch = table.slice(offset, self.batch_size)

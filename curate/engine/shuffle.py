@@ -1,0 +1,68 @@
+"""Grouped Parquet files for the shuffle: one row group per group value, located by a footer index.
+
+A shuffle map writes each shard's rows grouped by `part`; a reduce reads its part's row group from
+every map output, and writes its results grouped by source `shard`, so that scoring a shard reads one
+row group per reduce output and nothing else.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+INDEX_KEY = b"curate.groups"
+
+
+def write_grouped(path: Path, table: pa.Table, by: str) -> None:
+    """Write `table` sorted by `by`, one row group per distinct value, with a value -> group index."""
+    table = table.sort_by([(by, "ascending")] + ([("row", "ascending")] if "row" in table.column_names else []))
+    values = table.column(by).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.array([], int)
+    ends = np.r_[starts[1:], len(values)]
+    index = {str(values[s]): i for i, s in enumerate(starts)}
+    schema = table.schema.with_metadata({**(table.schema.metadata or {}), INDEX_KEY: json.dumps(index).encode()})
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for s, e in zip(starts, ends):
+            writer.write_table(table.slice(s, e - s).replace_schema_metadata(schema.metadata), row_group_size=e - s)
+        if not len(starts):
+            writer.write_table(schema.empty_table())
+
+
+def read_group(paths: Iterable[Path], value: object, columns: list[str] | None = None) -> pa.Table | None:
+    """The rows of group `value` from each grouped file, concatenated (None when no file holds any)."""
+    parts = []
+    for path in paths:
+        pf = pq.ParquetFile(path)
+        index = json.loads((pf.schema_arrow.metadata or {}).get(INDEX_KEY, b"{}"))
+        if str(value) in index:
+            parts.append(pf.read_row_group(index[str(value)], columns=columns))
+    if not parts:
+        return None
+    return pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+
+
+def read_shuffled(root: str | Path, paths: list[str], shard_key: str, rows: int,
+                  columns: list[str] | None = None) -> pa.Table:
+    """One shard's reduced rows from the outputs of `FitContext.shuffle`, in row order, checked complete."""
+    table = read_group([Path(root) / p for p in paths], shard_key, columns=None if columns is None else ["row", *columns])
+    if table is None:
+        raise ValueError(f"shard {shard_key}: no rows in the shuffle's outputs (expected {rows})")
+    table = table.sort_by("row")
+    got = table.column("row").to_numpy()
+    if len(got) != rows or not np.array_equal(got, np.arange(rows)):
+        raise ValueError(f"shard {shard_key}: the shuffle's outputs hold {len(got)} of its {rows} rows")
+    return table.drop_columns(["row"] + (["shard"] if "shard" in table.column_names else []))
+
+
+def partition_of(values: np.ndarray, partitions: int) -> pa.Array:
+    """A stable spread of integer group ids over partitions."""
+    from kernels.hashing import mix64
+
+    return pa.array((mix64(np.asarray(values, dtype=np.uint64)) % np.uint64(partitions)).astype(np.int32))
+
+
+

@@ -1,0 +1,117 @@
+"""The clustering shared by SemDeDup, concept-cluster pruning and sensitivity sampling.
+
+Fit: k-means (faiss) on a uniform sample of the valid embeddings, chosen by tie key so the sample does
+not depend on sharding: a first map collects the tie keys of valid rows, a radix select finds the
+S-th smallest, a second map returns the vectors at or below it. Only the sample ever sits in one
+process. Assignment to the nearest centroid is a per-shard map (kernels/kmeans.py).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import ConfigError
+from curate.policy import select_boundary, tie_keys
+from curate.stage import ROW_HASH, FitContext, Stage
+from kernels.kmeans import fit_kmeans
+from kernels.vectors import unit_vectors, vector_type_problem
+
+log = logging.getLogger(__name__)
+
+
+class ClusterStage(Stage):
+    """Base of the stages that cluster an embedding column; parameters common to all of them."""
+
+    spherical = True
+
+    def __init__(self, embedding: str, k: int | str = "auto", niter: int = 100, seed: int = 1234,
+                 fit_points_per_centroid: int = 256, name: str | None = None):
+        super().__init__(name)
+        if not isinstance(embedding, str) or not embedding:
+            raise ConfigError(f"stage {self.type}: `embedding` must name a vector column, e.g. 'embed_text.vector'")
+        if k != "auto" and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+            raise ConfigError(f"stage {self.type}: k must be a positive integer or 'auto', got {k!r}")
+        for key, v in (("niter", niter), ("fit_points_per_centroid", fit_points_per_centroid)):
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"stage {self.type}: {key} must be a positive integer, got {v!r}")
+        self.embedding, self.k, self.niter, self.seed = embedding, k, niter, seed
+        self.fit_points_per_centroid = fit_points_per_centroid
+
+    def params(self) -> dict[str, Any]:
+        return {"embedding": self.embedding, "k": self.k, "niter": self.niter, "seed": self.seed,
+                "fit_points_per_centroid": self.fit_points_per_centroid}
+
+    def check_input(self, column: str, type: pa.DataType) -> str | None:
+        return vector_type_problem(type) if column == self.embedding else None
+
+    # --- which rows take part ---------------------------------------------------------------------
+    @property
+    def pool_columns(self) -> list[str]:
+        """Extra columns `in_pool` reads (none: every valid row)."""
+        return []
+
+    def in_pool(self, table: pa.Table) -> np.ndarray:
+        """Which rows the clustering is fitted on (valid embeddings are checked separately)."""
+        return np.ones(table.num_rows, dtype=bool)
+
+    def auto_k(self, n_valid: int) -> int:
+        raise NotImplementedError
+
+    # --- fit ----------------------------------------------------------------------------------------
+    def _sample_keys(self, table: pa.Table) -> pa.Table:
+        _, errors = unit_vectors(table.column(self.embedding))
+        ok = (errors == None) & self.in_pool(table)  # noqa: E711
+        ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)[ok]
+        return pa.table({"tie": pa.array(np.sort(ties), pa.uint64())})
+
+    def _sample_rows(self, bound: int, table: pa.Table) -> pa.Table:
+        x, errors = unit_vectors(table.column(self.embedding))
+        ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)
+        take = np.flatnonzero((errors == None) & self.in_pool(table) & (ties <= np.uint64(bound)))  # noqa: E711
+        d = x.shape[1]
+        flat = pa.array(x[take].reshape(-1), pa.float32())
+        return pa.table({"tie": pa.array(ties[take], pa.uint64()),
+                         "vector": pa.FixedSizeListArray.from_arrays(flat, d)})
+
+    def fit_centroids(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+        """Centroids of a k-means on a uniform sample of the pool, and facts for the summary."""
+        columns = [self.embedding, ROW_HASH, *self.pool_columns]
+        keys = list(ctx.map(self._sample_keys, columns))
+        n_pool = sum(t.num_rows for t in keys)
+        if n_pool == 0:
+            raise ConfigError(f"stage {self.name!r}: no valid embeddings in {self.embedding!r} to cluster")
+        k_asked = self.auto_k(n_pool) if self.k == "auto" else self.k
+        k = min(k_asked, n_pool)
+        if k < k_asked:
+            log.warning("stage %s: k=%d is more than the %d rows to cluster; using k=%d", self.name, k_asked, n_pool, k)
+        size = min(n_pool, self.fit_points_per_centroid * k)
+
+        def scan():
+            for t in keys:
+                v = t.column(0).to_numpy()
+                yield v, np.zeros(len(v), np.uint64)
+
+        bound, _ = select_boundary(scan, size)
+        import functools
+
+        sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows, bound), columns)).sort_by("tie")
+        d = sample.schema.field("vector").type.list_size
+        x = np.asarray(sample.column("vector").combine_chunks().values.to_numpy(), np.float32).reshape(-1, d)
+        centroids = fit_kmeans(x, k, self.niter, self.seed, spherical=self.spherical)
+        return centroids, {"rows_clustered": n_pool, "k": k, "k_asked": k_asked, "sample": len(x), "dim": d}
+
+
+def centroid_table(centroids: np.ndarray, **columns: np.ndarray) -> pa.Table:
+    """The artifact's per-cluster table: `cluster`, `centroid` and any per-cluster columns."""
+    k, d = centroids.shape
+    flat = pa.array(centroids.astype(np.float32).reshape(-1), pa.float32())
+    return pa.table({"cluster": pa.array(np.arange(k), pa.int32()),
+                     "centroid": pa.FixedSizeListArray.from_arrays(flat, d), **columns})
+
+
+def centroids_of(artifact: pa.Table) -> np.ndarray:
+    col = artifact.column("centroid").combine_chunks()
+    return np.asarray(col.values.to_numpy(), np.float32).reshape(len(col), col.type.list_size)
