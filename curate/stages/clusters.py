@@ -57,7 +57,8 @@ class ClusterStage(Stage):
         """Which rows the clustering is fitted on (valid embeddings are checked separately)."""
         return np.ones(table.num_rows, dtype=bool)
 
-    def auto_k(self, n_valid: int) -> int:
+    def choose_k(self, n_pool: int) -> int:
+        """The number of clusters for a pool of n_pool rows (before capping at n_pool)."""
         raise NotImplementedError
 
     # --- fit ----------------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ class ClusterStage(Stage):
         n_pool = sum(t.num_rows for t in keys)
         if n_pool == 0:
             raise ConfigError(f"stage {self.name!r}: no valid embeddings in {self.embedding!r} to cluster")
-        k_asked = self.auto_k(n_pool) if self.k == "auto" else self.k
+        k_asked = self.choose_k(n_pool)
         k = min(k_asked, n_pool)
         if k < k_asked:
             log.warning("stage %s: k=%d is more than the %d rows to cluster; using k=%d", self.name, k_asked, n_pool, k)

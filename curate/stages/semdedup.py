@@ -83,8 +83,8 @@ class SemDeDup(ClusterStage):
         return {"cluster": pa.int32(), "dist": pa.float32(), "rank": pa.int32(),
                 "max_sim_prev": pa.float32(), "dup_of": pa.string()}
 
-    def auto_k(self, n_valid: int) -> int:
-        return math.ceil(n_valid / 10_000)
+    def choose_k(self, n_pool: int) -> int:
+        return math.ceil(n_pool / 10_000) if self.k == "auto" else self.k
 
     # --- fit: cluster, shuffle by cluster, pairwise step per partition --------------------------
     def fit(self, ctx: FitContext) -> pa.Table:
