@@ -68,3 +68,52 @@ def dies_once(batch: pa.Table) -> dict:
         marker.write_text("died")
         os._exit(1)
     return {"len": pc.utf8_length(batch.column("caption"))}
+
+
+def spherical_groups(seed: int = 0, injected: int = 400, d: int = 16):
+    """The synthetic set of specs/semdedup.md: groups A and B tight (noise 0.03, 3,000 rows each, nearby
+    centres), M medium (0.06, 2,000), C diffuse (0.30, 1,000), plus `injected` near-duplicate pairs (a copy
+    of a row with 1e-3 noise). Returns (ids, vectors float32, group label per row, pairs as index tuples)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def unit(v):
+        return v / np.linalg.norm(v)
+
+    a = unit(rng.standard_normal(d))
+    centres = [a, unit(a + 0.35 * unit(rng.standard_normal(d))), unit(rng.standard_normal(d)), unit(rng.standard_normal(d))]
+    spec = [("A", 0.03, 3000), ("B", 0.03, 3000), ("M", 0.06, 2000), ("C", 0.30, 1000)]
+    xs, labels = [], []
+    for (name, noise, n), c in zip(spec, centres):
+        xs.append(c + noise * rng.standard_normal((n, d)))
+        labels += [name] * n
+    x = np.concatenate(xs)
+    src = rng.choice(len(x), injected, replace=False)
+    x = np.concatenate([x, x[src] + 1e-3 * rng.standard_normal((injected, d))]).astype(np.float32)
+    labels += [labels[i] for i in src]
+    pairs = [(int(s), len(x) - injected + i) for i, s in enumerate(src)]
+    ids = [f"v{i:05d}" for i in range(len(x))]
+    return ids, x, np.array(labels), pairs
+
+
+def vector_table(ids, x, column: str = "emb") -> pa.Table:
+    import numpy as np
+
+    flat = pa.array(np.asarray(x, np.float32).reshape(-1), pa.float32())
+    return pa.table({"id": pa.array(ids, pa.string()), column: pa.FixedSizeListArray.from_arrays(flat, x.shape[1])})
+
+
+def shuffled_shards(folder: Path, table: pa.Table, n_shards: int, seed: int) -> Path:
+    """The rows in a random order, cut into n shards: the same data, sharded another way."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(table.num_rows)
+    return write_shards(folder, table.take(pa.array(order)), n_shards)
+
+
+def nan_loss(batch: pa.Table):
+    """A broken loss callable for the sensitivity stage: NaN for every representative."""
+    import numpy as np
+
+    return np.full(batch.num_rows, np.nan)

@@ -116,6 +116,45 @@ class DBP(ClusterStage):
                                     "max": float(np.max(artifact.column("d_inter")))}}
 
 
+def allocate(cluster: np.ndarray, dist: np.ndarray, d_inter: np.ndarray, budget: int, tau: float,
+             balance: float = 0.0) -> dict[str, Any]:
+    """DBP's per-cluster quotas from the pool rows' clusters, distances and their clusters' d_inter.
+
+    Returns per non-empty cluster (`cluster`): n, d_intra, d_inter, C, P, NP, x, q, capped; plus `n_all`
+    (rows per cluster id), `lambda` and `m_min`. Raises ConfigError when the bounds admit no solution.
+    """
+    cluster = np.asarray(cluster, np.int64)
+    if budget > len(cluster):
+        raise ConfigError(f"policy cluster_quota: a budget of {budget} rows is more than the {len(cluster)} pool rows")
+    kmax = int(cluster.max()) + 1 if len(cluster) else 0
+    n_all = np.bincount(cluster, minlength=kmax)
+    present = np.flatnonzero(n_all > 0)               # empty clusters take no part (the reference's bug, fixed)
+    n = n_all[present]
+    d_intra = np.bincount(cluster, weights=dist, minlength=kmax)[present] / np.maximum(n, 1)
+    inter = np.zeros(kmax)
+    inter[cluster] = d_inter
+    inter = inter[present]
+    c = inter * d_intra
+    finite = np.isfinite(c)
+    if not finite.all():                              # as the reference: NaN complexity -> mean of the others
+        c = np.where(finite, c, c[finite].mean() if finite.any() else 0.0)
+    k = len(present)
+    z = np.exp((c - c.max()) / tau) if k else c
+    p = z / z.sum() if k else z
+    m_min = math.floor(budget / k * balance) if balance > 0 and k else 1
+    lb = np.maximum(0, np.minimum(m_min, n - 1))
+    if not k:
+        x, lam = np.array([]), 0.0
+    else:
+        try:
+            x, lam = water_fill(budget * p, lb, n, budget)
+        except ValueError as e:
+            raise ConfigError(f"policy cluster_quota: {e} (lower bounds from balance={balance})") from e
+    q = integer_quotas(x, n, budget) if k else np.array([], np.int64)
+    return {"cluster": present, "n": n, "d_intra": d_intra, "d_inter": inter, "C": c, "P": p, "NP": budget * p,
+            "x": x, "q": q, "capped": q >= n, "n_all": n_all, "lambda": float(lam), "m_min": int(m_min)}
+
+
 @register_policy
 class ClusterQuota(Policy):
     """Spend a row budget over concept clusters by complexity, keeping the least prototypical rows."""
@@ -157,38 +196,22 @@ class ClusterQuota(Policy):
         return order_keys(rows.values, largest=self.order == "hard"), ties
 
     def fit(self, scan) -> None:
-        parts = [r for r in scan.rows()]
-        pool = [r.cols[self.columns[2]].astype(bool) for r in parts]
-        cluster = np.concatenate([r.cols[self.columns[1]][p].astype(np.int64) for r, p in zip(parts, pool)] or [np.array([], np.int64)])
-        dist = np.concatenate([r.values[p] for r, p in zip(parts, pool)] or [np.array([])])
-        d_inter_rows = np.concatenate([r.cols[self.columns[3]][p] for r, p in zip(parts, pool)] or [np.array([])])
-        keys = [self._keys(r) for r in parts]
-        key = np.concatenate([k[p] for (k, _), p in zip(keys, pool)] or [np.array([], np.uint64)])
-        tie = np.concatenate([t[p] for (_, t), p in zip(keys, pool)] or [np.array([], np.uint64)])
+        parts = list(scan.rows())
+
+        def pooled(get, dtype):  # one array over the shards' pool rows
+            arrays = [np.asarray(get(r))[r.cols[self.columns[2]].astype(bool)] for r in parts]
+            return np.concatenate(arrays).astype(dtype) if arrays else np.array([], dtype)
+
+        cluster = pooled(lambda r: r.cols[self.columns[1]], np.int64)
+        dist = pooled(lambda r: r.values, np.float64)
+        d_inter_rows = pooled(lambda r: r.cols[self.columns[3]], np.float64)
+        key = pooled(lambda r: self._keys(r)[0], np.uint64)
+        tie = pooled(lambda r: self._keys(r)[1], np.uint64)
         n_pool = len(cluster)
         budget = self.keep_count if self.keep_count is not None else math.floor(self.keep_fraction * n_pool + 0.5)
-        if budget > n_pool:
-            raise ConfigError(f"policy cluster_quota: keep_count {budget} is more than the {n_pool} pool rows")
-        kmax = int(cluster.max()) + 1 if n_pool else 0
-        n = np.bincount(cluster, minlength=kmax)
-        present = np.flatnonzero(n > 0)                      # empty clusters take no part (reference bug fixed)
-        d_intra = np.bincount(cluster, weights=dist, minlength=kmax)[present] / n[present]
-        d_inter = np.zeros(kmax)
-        d_inter[cluster] = d_inter_rows
-        d_inter = d_inter[present]
-        c = d_inter * d_intra
-        if not np.isfinite(c).all():
-            c = np.where(np.isfinite(c), c, np.mean(c[np.isfinite(c)]) if np.isfinite(c).any() else 0.0)
-        z = (c - c.max()) / self.tau if len(c) else c
-        p = np.exp(z) / np.exp(z).sum() if len(c) else c
-        k = len(present)
-        m_min = math.floor(budget / k * self.balance) if self.balance > 0 and k else 1
-        lb = np.maximum(0, np.minimum(m_min, n[present] - 1))
-        try:
-            x, lam = water_fill(budget * p, lb, n[present], budget) if k else (np.array([]), 0.0)
-        except ValueError as e:
-            raise ConfigError(f"policy cluster_quota: {e} (lower bounds from balance={self.balance})") from e
-        q = integer_quotas(x, n[present], budget) if k else np.array([], np.int64)
+        alloc = allocate(cluster, dist, d_inter_rows, budget, self.tau, self.balance)
+        present, q, n = alloc.pop("cluster"), alloc["q"], alloc.pop("n_all")
+        kmax = len(n)
         # Each cluster's cut: the (key, tie) of its q-th row in keep order.
         order = np.lexsort((tie, key, cluster))
         start = np.searchsorted(cluster[order], present)
@@ -199,10 +222,9 @@ class ClusterQuota(Policy):
         last = order[start[has] + q[has] - 1]
         bound_key[present[has]], bound_tie[present[has]] = key[last], tie[last]
         self._bound, self._quota, self._n = (bound_key, bound_tie), quota, n
-        self.table = {"cluster": present, "n": n[present], "d_intra": d_intra, "d_inter": d_inter, "C": c, "P": p,
-                      "NP": budget * p, "x": x, "q": q, "capped": q >= n[present]}
-        self.facts = {"k": int(k), "N": int(budget), "pool_rows": int(n_pool), "lambda": float(lam),
-                      "tau": self.tau, "balance": self.balance, "m_min": int(m_min), "kept_total": int(q.sum())}
+        self.facts = {"k": len(present), "N": int(budget), "pool_rows": int(n_pool), "lambda": alloc.pop("lambda"),
+                      "m_min": alloc.pop("m_min"), "tau": self.tau, "balance": self.balance, "kept_total": int(q.sum())}
+        self.table = {"cluster": present, **alloc}
 
     def decide_rows(self, rows: Rows) -> tuple[np.ndarray, pa.Array, dict[str, np.ndarray]]:
         pool = rows.cols[self.columns[2]].astype(bool)

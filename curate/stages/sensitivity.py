@@ -131,8 +131,10 @@ class Sensitivity(ClusterStage):
         if self.loss == "column":
             values = reps.column(self.loss_column).to_numpy(zero_copy_only=False).astype(np.float64)
         else:
-            values = np.asarray(_load_callable(self.loss_model)(reps.select(self.loss_inputs or [self.embedding])),
-                                np.float64)
+            # The callable sees the representatives' ids, unit embeddings (under the embedding's name) and loss_inputs.
+            batch = pa.table({"id": reps.column("id"), self.embedding: reps.column("vector"),
+                              **{c: reps.column(c) for c in self.loss_inputs}})
+            values = np.asarray(_load_callable(self.loss_model)(batch), np.float64)
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
         if len(bad):
             i = int(bad[0])
