@@ -126,12 +126,23 @@ def minilm(device: str = "cpu"):
 
 
 def encode(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
-    """Unit-norm float32 MiniLM vectors, rounded through float16 like the embed stage's stored vectors."""
+    """Unit-norm float32 MiniLM vectors, rounded through float16 like the embed stage's stored vectors.
+
+    Texts are encoded in groups of equal token count, so no batch is padded: a text's vector then does
+    not depend on which other texts share its batch (padding changes the float rounding), and a word's
+    probe rating does not depend on which words a worker happened to embed with it.
+    """
+    dim = model.get_embedding_dimension()
+    out = np.zeros((len(texts), dim), np.float32)
     if not texts:
-        return np.zeros((0, model.get_embedding_dimension()), np.float32)
-    v = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                     show_progress_bar=False)
-    return v.astype(np.float16).astype(np.float32)
+        return out
+    limit = model.max_seq_length
+    lengths = np.minimum([len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]], limit)
+    for length in np.unique(lengths):
+        idx = np.flatnonzero(lengths == length)
+        out[idx] = model.encode([texts[i] for i in idx], batch_size=batch_size, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=False)
+    return out.astype(np.float16).astype(np.float32)
 
 
 def train_word_head(norms: str = "brysbaert", alpha: float = 1.0, batch_size: int = 256) -> ProbeHead:
