@@ -3,7 +3,7 @@
 Two targets:
 - `words` (default): the head maps a single word's MiniLM embedding to its human concreteness rating
   (Brysbaert norms). It is trained once, offline and deterministically, by
-  `python -m curate.stages.icc_probe` (about 6 minutes of MiniLM on 2 CPU cores), and shipped as
+  `python -m curate.stages.icc_probe_train` (about 6 minutes of MiniLM on 2 CPU cores), and shipped as
   `curate/stages/data/icc_probe_brysbaert.npz`: the 384 + 1 weights and the predicted rating of every
   norm word. Training at fit time instead would cost those minutes in every fresh run and test for a
   result that depends on nothing in the user's data. A caption's score is the mean predicted rating of
@@ -16,7 +16,6 @@ table; its metadata (`meta`, a JSON string) records how it was made.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -90,7 +89,7 @@ class ProbeHead:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"icc: probe head {str(path)!r} not found (re-train it with "
-                              f"`python -m curate.stages.icc_probe --out {path}`)")
+                              f"`python -m curate.stages.icc_probe_train --out {path}`)")
         try:
             return cls.from_bytes(path.read_bytes())
         except (OSError, ValueError, KeyError) as e:
@@ -166,20 +165,3 @@ def train_word_head(norms: str = "brysbaert", alpha: float = 1.0, batch_size: in
             "model": MINILM_PACKAGE, "model_sha256": model_sha, "alpha": alpha, "n_words": len(words),
             "cv_spearman_5fold": cv, "vectors": "unit-norm, rounded to float16"}
     return ProbeHead(coef, b, meta, np.array(words), predicted)
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Re-train the ICC probe's word-level head (offline, deterministic).")
-    ap.add_argument("--norms", default="brysbaert")
-    ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--out", type=Path, default=DEFAULT_HEAD)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    head = train_word_head(args.norms, args.alpha)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    head.save(args.out)
-    log.info("wrote %s (sha256 %s); %s", args.out, head.sha256, json.dumps(head.meta))
-
-
-if __name__ == "__main__":
-    main()
