@@ -272,8 +272,7 @@ class ICC(Stage):
             values = pl.concat([self.norms.words.rename({"word": "entry"}), self.norms.expressions])
             m = norms_mod.row_means(units, values, n, key="entry")
         else:
-            units = norms_mod.content_tokens(norms_mod.tokenize(captions))
-            m = norms_mod.row_means(units, self.norms.words, n)
+            m = norms_mod.lexicon_means(captions, self.norms)
         with np.errstate(invalid="ignore", divide="ignore"):
             coverage = np.where(m.n_content > 0, m.n_rated / np.maximum(m.n_content, 1), np.nan)
         return norms_mod.rescale(m.mean), coverage
@@ -283,21 +282,23 @@ class ICC(Stage):
         per worker and cached), rescaled; coverage = share of content words that are norm words."""
         n = len(captions)
         units = norms_mod.content_tokens(norms_mod.tokenize(captions))
-        known = units["token"].is_in(self._words["word"].implode())
-        new = units.filter(~known)["token"].unique(maintain_order=True).to_list()
-        new = [w for w in new if w not in self._oov]
-        if new:
-            if len(self._oov) + len(new) > _OOV_CACHE_MAX:
-                self._oov.clear()
-            self._oov.update(zip(new, self._head.predict(encode(self._encoder, new)).tolist()))
-            self._count("oov_embedded", len(new))
-        oov = units.filter(~known)["token"].unique().to_list()
-        values = pl.concat([self._words, pl.DataFrame({"word": oov, "rating": [self._oov[w] for w in oov]},
-                                                      schema={"word": pl.String, "rating": pl.Float64})])
-        m = norms_mod.row_means(units, values, n)
-        in_norms = norms_mod.row_means(units.filter(known), self._words, n)
+        joined = units.join(self._words, left_on="token", right_on="word", how="left", maintain_order="left")
+        rating = joined["rating"].fill_null(np.nan).to_numpy().copy()  # filled in below for unknown words
+        row = joined["row"].to_numpy()
+        miss = np.isnan(rating)
+        if miss.any():
+            oov = joined["token"].filter(pl.Series(miss))
+            new = [w for w in oov.unique(maintain_order=True).to_list() if w not in self._oov]
+            if new:
+                if len(self._oov) + len(new) > _OOV_CACHE_MAX:
+                    self._oov.clear()
+                self._oov.update(zip(new, self._head.predict(encode(self._encoder, new)).tolist()))
+                self._count("oov_embedded", len(new))
+            rating[miss] = oov.replace_strict(self._oov, return_dtype=pl.Float64).to_numpy()
+        m = norms_mod.aggregate(row, rating, np.ones(len(rating), bool), n)
+        in_norms = np.bincount(row[~miss], minlength=n)
         with np.errstate(invalid="ignore", divide="ignore"):
-            coverage = np.where(m.n_content > 0, in_norms.n_rated / np.maximum(m.n_content, 1), np.nan)
+            coverage = np.where(m.n_content > 0, in_norms / np.maximum(m.n_content, 1), np.nan)
         return norms_mod.rescale(m.mean), coverage
 
     def _count(self, key: str, value: float) -> None:

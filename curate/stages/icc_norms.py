@@ -52,6 +52,7 @@ class Norms:
     words: pl.DataFrame          # word (str, lowercase, no spaces), rating (f64); sorted by word
     expressions: pl.DataFrame    # entry (str, lowercase, space-separated), rating (f64)
     sha256: str                  # of the CSV file
+    lookup: pl.DataFrame         # token, rating (null if unrated), stop (bool): norm words and stop words
 
     @property
     def single_words(self) -> list[str]:
@@ -77,16 +78,20 @@ def load_norms(name: str = "brysbaert") -> Norms:
     single = rated.filter(~pl.col("entry").str.contains(" ")).rename({"entry": "word"}).sort("word")
     multi = rated.filter(pl.col("entry").str.contains(" "))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Norms(name, single, multi, digest)
+    stops = pl.DataFrame({"token": sorted(stop_words())})
+    lookup = pl.concat([
+        single.rename({"word": "token"}).with_columns(stop=pl.col("token").is_in(stops["token"].implode())),
+        stops.join(single.rename({"word": "token"}), on="token", how="anti")
+             .with_columns(rating=pl.lit(None, pl.Float64), stop=pl.lit(True))])
+    return Norms(name, single, multi, digest, lookup)
 
 
 def tokenize(captions: pa.Array | pa.ChunkedArray) -> pl.DataFrame:
-    """One row per token: `row` (index into `captions`), `pos` (token position), `token`."""
+    """One row per token, in caption order: `row` (index into `captions`), `token`."""
     s = pl.Series("c", captions).cast(pl.String)
     return (pl.DataFrame({"row": np.arange(len(s), dtype=np.int64),
                           "token": s.str.to_lowercase().str.extract_all(TOKEN_PATTERN)})
-            .explode("token").drop_nulls("token")
-            .with_columns(pl.int_range(pl.len()).over("row").alias("pos")))
+            .explode("token").drop_nulls("token"))
 
 
 @lru_cache(maxsize=1)
@@ -97,9 +102,14 @@ def stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
+@lru_cache(maxsize=1)
+def _stop_series() -> pl.Series:
+    return pl.Series("token", sorted(stop_words()), dtype=pl.String)
+
+
 def content_tokens(tokens: pl.DataFrame) -> pl.DataFrame:
     """Tokens that are not English stop words (scikit-learn's list)."""
-    return tokens.filter(~pl.col("token").is_in(sorted(stop_words())))
+    return tokens.filter(~pl.col("token").is_in(_stop_series().implode()))
 
 
 def match_expressions(captions: list[str | None], norms: Norms) -> pl.DataFrame:
@@ -140,24 +150,35 @@ def match_expressions(captions: list[str | None], norms: Norms) -> pl.DataFrame:
 class RowMeans:
     """Per-row aggregates over content units: mean rating of the rated ones, and counts."""
 
-    mean: np.ndarray      # float64, NaN where no unit is rated
+    mean: np.ndarray       # float64, NaN where no unit is rated
     n_content: np.ndarray  # int64
     n_rated: np.ndarray    # int64
 
 
+def aggregate(row: np.ndarray, rating: np.ndarray, content: np.ndarray, n_rows: int) -> RowMeans:
+    """Per-row mean of the finite `rating`s of content units (sums in unit order, so deterministic)."""
+    rated = content & np.isfinite(rating)
+    n_content = np.bincount(row[content], minlength=n_rows)
+    n_rated = np.bincount(row[rated], minlength=n_rows)
+    total = np.bincount(row[rated], weights=rating[rated], minlength=n_rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_rated > 0, total / np.maximum(n_rated, 1), np.nan)
+    return RowMeans(mean, n_content, n_rated)
+
+
 def row_means(units: pl.DataFrame, values: pl.DataFrame, n_rows: int, key: str = "word") -> RowMeans:
     """Join content units (`row`, `token`) to `values` (`key`, `rating`) and average per row."""
-    joined = units.join(values.rename({key: "token"}), on="token", how="left")
-    agg = joined.group_by("row").agg(pl.len().alias("n_content"), pl.col("rating").count().alias("n_rated"),
-                                     pl.col("rating").mean().alias("mean"))
-    mean = np.full(n_rows, np.nan)
-    n_content = np.zeros(n_rows, np.int64)
-    n_rated = np.zeros(n_rows, np.int64)
-    idx = agg["row"].to_numpy()
-    mean[idx] = agg["mean"].fill_null(np.nan).to_numpy()
-    n_content[idx] = agg["n_content"].to_numpy()
-    n_rated[idx] = agg["n_rated"].to_numpy()
-    return RowMeans(mean, n_content, n_rated)
+    joined = units.join(values.rename({key: "token"}), on="token", how="left", maintain_order="left")
+    rating = joined["rating"].fill_null(np.nan).to_numpy()
+    return aggregate(joined["row"].to_numpy(), rating, np.ones(len(rating), bool), n_rows)
+
+
+def lexicon_means(captions: pa.Array | pa.ChunkedArray, norms: Norms) -> RowMeans:
+    """The single-word lexicon path in one join: tokens against norm words and stop words together."""
+    joined = tokenize(captions).join(norms.lookup, on="token", how="left", maintain_order="left")
+    content = ~joined["stop"].fill_null(False).to_numpy()
+    rating = joined["rating"].fill_null(np.nan).to_numpy()
+    return aggregate(joined["row"].to_numpy(), rating, content, len(captions))
 
 
 def rescale(rating: np.ndarray) -> np.ndarray:
