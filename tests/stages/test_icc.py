@@ -148,8 +148,11 @@ def test_lexicon_agrees_with_human_ratings(lexicon, fixture_rows):
 
 def test_probe_agrees_with_human_ratings_better_than_lexicon(probe, lexicon, fixture_rows):
     captions, human, _ = fixture_rows
-    rho, n = agreement(scored(probe, captions), human)
+    out = scored(probe, captions)
+    rho, n = agreement(out, human)
     assert n == 500 and rho >= 0.45, rho
+    assert out.column("is_proxy").to_pylist() == [True] * 500 and out.column("backend")[0].as_py() == "probe"
+    assert out.column("weights_sha256")[0].as_py() == ProbeHead.load(DEFAULT_HEAD).sha256
     assert rho > agreement(scored(lexicon, captions), human)[0]
 
 
