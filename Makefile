@@ -46,6 +46,7 @@ test: install debs
 bench: install debs
 	$(BIN)/python -m bench.wfpp
 	$(BIN)/python -m bench.embed
+	$(BIN)/python -m bench.icc
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
