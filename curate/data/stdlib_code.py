@@ -2,7 +2,8 @@
 
 Sources (data.md):
 - code: every `.py` file under the interpreter's standard library (`sysconfig.get_paths()["stdlib"]`),
-  test suites and `site-packages` included (their `package` column says where each chunk came from);
+  test suites included (the `package` column says where each chunk came from), installed third-party
+  packages (`site-packages`) left out;
 - prose: the reST sources of the Python docs (`*.rst.txt` under `html/_sources` of Debian
   `python3.11-doc`) and the English `fortunes` (regular files only: no `.dat` indexes, no `.u8` links).
 
@@ -87,9 +88,11 @@ def stdlib_root() -> Path:
 
 
 def stdlib_files(root: Path | None = None) -> list[tuple[str, Path]]:
-    """(relative posix path, file) of every regular `.py` file under the stdlib root, sorted by path."""
+    """(relative posix path, file) of every regular `.py` file under the stdlib root, sorted by path;
+    installed third-party packages (`site-packages`, `dist-packages`) are not the standard library."""
     root = root or stdlib_root()
-    files = [(p.relative_to(root).as_posix(), p) for p in root.rglob("*.py") if p.is_file() and not p.is_symlink()]
+    files = [(rel, p) for p in root.rglob("*.py") if p.is_file() and not p.is_symlink()
+             and not {"site-packages", "dist-packages"} & set(PurePosixPath(rel := p.relative_to(root).as_posix()).parts)]
     if not files:
         raise DataError([f"no .py files under the standard library root {root}"])
     return sorted(files)
@@ -133,9 +136,12 @@ def chunks_of(source: str, files: Iterable[tuple[str, Path]], min_bytes: int = 1
 # The dataset
 # --------------------------------------------------------------------------------------------------
 def build_stdlib_code(out: str | Path, shards: int = 8, min_bytes: int = 1000, prose: bool = True) -> dict:
-    """Write the corpus as Parquet shards (sorted by id source/path/chunk) under `out`; return `.complete`."""
+    """Write the corpus as Parquet shards (in source/path/chunk order) under `out`, and the 50 `email`
+    target chunks of `email_experiment` as `out/_targets/email.jsonl` (Parquet readers skip `_` folders);
+    return the `.complete` info."""
     started = time.monotonic()
     out = Path(out)
+    targets = write_email_targets(out / "_targets" / "email.jsonl") if prose else None
     chunks, replaced = chunks_of("stdlib", stdlib_files(), min_bytes)
     counts = {"stdlib": len(chunks)}
     if prose:
@@ -159,7 +165,7 @@ def build_stdlib_code(out: str | Path, shards: int = 8, min_bytes: int = 1000, p
         names.append(name)
     info = {"dataset": "stdlib-code", "rows": len(chunks), "shards": len(names), "files": names,
             "chunks": counts, "files_decoded_with_replacement": replaced, "min_bytes": min_bytes,
-            "stdlib_root": str(stdlib_root()), "python": sysconfig.get_python_version(),
+            "stdlib_root": str(stdlib_root()), "targets": str(targets) if targets else None, "python": sysconfig.get_python_version(),
             "packages": {p: package_version(p) for p in (DOC_PACKAGE, FORTUNES_PACKAGE)} if prose else {},
             "seconds": round(time.monotonic() - started, 2)}
     (out / f"{COMPLETE}.tmp").write_text(json.dumps(info, indent=2) + "\n")
