@@ -168,6 +168,8 @@ class ZipFit(Stage):
 
         if isinstance(target, (str, Path)):
             self.target: str | list[str] = str(target)
+            # Read from here in every process (Ray workers may start elsewhere); keys use the path as given.
+            self._target_path = str(Path(target).resolve())
         elif isinstance(target, (list, tuple)):
             self.target = list(target)
         else:
@@ -199,7 +201,7 @@ class ZipFit(Stage):
         return {**out, "error": pa.string()}
 
     def _texts(self) -> list[str]:
-        return read_targets(self.target, self.target_column)
+        return read_targets(self._target_path if isinstance(self.target, str) else self.target, self.target_column)
 
     def source_hash(self) -> str:
         """SHA-256 of the target texts as read (before the cap), so an edited target file re-fits."""
