@@ -8,7 +8,7 @@ DATASET ?= demo
 OUT     ?= runs/$(DATASET)
 EXECUTOR ?= ray
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_DEBS := openclipart-svg openclipart-png
+DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes
 
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -36,8 +36,11 @@ debs:
 data/demo/.complete: | install debs
 	$(BIN)/curate data demo --out data/demo
 
+data/stdlib-code/.complete: | install debs
+	$(BIN)/curate data stdlib-code --out data/stdlib-code
+
 curate: install
-	@if [ "$(DATASET)" = demo ]; then $(MAKE) --no-print-directory data/demo/.complete; fi
+	@case "$(DATASET)" in demo|stdlib-code) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT) --executor $(EXECUTOR)
 
 test: install debs
@@ -47,6 +50,7 @@ bench: install debs
 	$(BIN)/python -m bench.wfpp
 	$(BIN)/python -m bench.embed
 	$(BIN)/python -m bench.icc
+	$(BIN)/python -m bench.zipfit
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui

@@ -44,8 +44,16 @@ def _print_result(summary: dict, out: Path) -> None:
 
 
 def _data(args: argparse.Namespace) -> int:
+    if args.name == "stdlib-code":
+        from curate.data.stdlib_code import build_stdlib_code
+
+        out = args.out or "data/stdlib-code"
+        info = build_stdlib_code(out, shards=args.shards)
+        print(f"stdlib-code data: {info['rows']} chunks in {info['shards']} shards at {out}; "
+              f"email targets: {info['targets']}")
+        return 0
     if args.name != "demo":
-        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo")
+        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code")
     from curate.data.demo import build_demo
 
     info = build_demo(args.out or "data/demo", shards=args.shards)
@@ -86,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="at most this many workers per stage")
     r.set_defaults(func=_run)
     d = sub.add_parser("data", help="build a bundled real dataset")
-    d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png)")
+    d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
+                                "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT)")
     d.add_argument("--out")
     d.add_argument("--shards", type=int, default=16)
     d.set_defaults(func=_data)

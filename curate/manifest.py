@@ -46,6 +46,16 @@ def _valid(table: pa.Table, column: str, stage: str) -> np.ndarray:
     return ok.to_numpy(zero_copy_only=False)
 
 
+def _held(cols: dict, stage: str, valid: np.ndarray) -> np.ndarray:
+    """Rows a stage left unscored on purpose, without error: a null score and a `<stage>.status`
+    (e.g. ZIP-FIT's prefilter). Every policy on that stage's columns drops them with the status as reason."""
+    status = cols.get(f"{stage}.status")
+    if status is None:
+        return np.zeros(len(valid), dtype=bool)
+    no_error = pc.is_null(cols[f"{stage}.error"]).to_numpy(zero_copy_only=False)
+    return ~valid & no_error & pc.is_valid(status).to_numpy(zero_copy_only=False)
+
+
 def _numeric(values: pa.ChunkedArray, mask: np.ndarray) -> np.ndarray:
     arr = values.combine_chunks()
     if pa.types.is_boolean(arr.type):
@@ -138,13 +148,15 @@ def write_manifest(run: "Run") -> dict[str, Any]:
                 if pa.types.is_floating(f.type):
                     v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
                     samples.setdefault(f.name, []).append(v[np.isfinite(v)])
-        valid_for = {}
+        valid_for, held_for = {}, {}
+        stage_of = {p.name: p.stage for p in pipeline.policies}
         for policy in pipeline.policies:
             stage = pipeline.stage(policy.stage)
             t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
             valid_for[policy.name] = valid = _valid(t, policy.column, stage.name)
+            held_for[policy.name] = held = _held(cols, stage.name, valid)
             # A null or NaN score the stage gave no reason for is an error too, never a silent keep.
-            unexplained = pa.array(~valid & pc.is_null(error).to_numpy(zero_copy_only=False))
+            unexplained = pa.array(~valid & ~held & pc.is_null(error).to_numpy(zero_copy_only=False))
             error = pc.if_else(unexplained, f"{stage.name}: {policy.column} is null or NaN without an error", error)
         errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
         keep = ~errored
@@ -161,18 +173,23 @@ def write_manifest(run: "Run") -> dict[str, Any]:
                 w = np.zeros(n)
                 w[valid] = extras["weight"]
                 weight = w if weight is None else weight * w
+            held = held_for[policy.name]
             full_keep = np.zeros(n, dtype=bool)
             full_keep[valid] = pk
-            cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~valid, type=pa.bool_())
+            cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~(valid | held), type=pa.bool_())
             full_reason = scatter(preason, np.flatnonzero(valid), n)
+            if held.any():
+                status = pc.binary_join_element_wise(f"{stage_of[policy.name]}.status: ",
+                                                     cols[f"{stage_of[policy.name]}.status"], "")
+                full_reason = pc.if_else(pa.array(held), status, full_reason)
             a = acc[policy.name]
             a["in"] += n
             a["kept"] += int(pk.sum())
-            a["dropped"] += int((~pk).sum())
-            a["errored"] += int((~valid).sum())
-            newly = keep & valid & ~full_keep
+            a["dropped"] += int((~pk).sum()) + int(held.sum())
+            a["errored"] += int((~valid & ~held).sum())
+            newly = keep & (valid | held) & ~full_keep
             reason = pc.if_else(pa.array(newly), full_reason, reason)
-            keep &= ~(valid & ~full_keep)
+            keep &= ~((valid | held) & ~full_keep)
         cols["keep"] = pa.array(keep, pa.bool_())
         if weight is not None:  # a row's training weight: the product of the weighting policies' weights
             cols["weight"] = pa.array(np.where(keep, weight, 0.0), pa.float64())
