@@ -334,6 +334,7 @@ class _EngineFitContext(FitContext):
     def __init__(self, run: Run, stage: Stage):
         self.run, self.stage = run, stage
         self.root = run.store.root
+        self._maps = 0
 
     def _map_units(self, kind: str, fn: Callable, columns: list[str], group_by: str | None = None,
                    **salt: Any) -> list[Unit]:
@@ -346,7 +347,9 @@ class _EngineFitContext(FitContext):
         units = [Unit(u.shard, u.key, run.store.unit(kind, f"{stage.name}{salt.get('name', '')}", u.shard.key),
                       u.fingerprint, u.upstream) for u in run._units(kind, stage, key_salt)]
         task = FitMapTask(stage, run.dataset, run.store, fn, data, upstream, group_by=group_by)
-        self._check(run._execute(f"fit:{stage.name}", task, units), "shard")
+        self._maps += 1
+        phase = f"fit:{stage.name}:{salt['name'].lstrip('.')}:map" if "name" in salt else f"fit:{stage.name}:map{self._maps}"
+        self._check(run._execute(phase, task, units), "shard")
         return units
 
     def _check(self, results: dict, what: str) -> None:
@@ -370,6 +373,6 @@ class _EngineFitContext(FitContext):
             pseudo = Shard(path="", rel=f"{stage.name}.{name}.partition-{p:05d}", size=0, mtime_ns=0)
             path = run.store.unit("reduce", f"{stage.name}.{name}", f"part-{p:05d}")
             units.append(Unit(pseudo, digest(salt, p), path, part=p))
-        self._check(run._execute(f"fit:{stage.name}:{name}", ReduceTask(stage, reduce, run.store, [u.path for u in maps]),
+        self._check(run._execute(f"fit:{stage.name}:{name}:reduce", ReduceTask(stage, reduce, run.store, [u.path for u in maps]),
                                  units), "partition")
         return [str(u.path.relative_to(run.store.root)) for u in units]

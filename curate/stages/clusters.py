@@ -7,14 +7,16 @@ process. Assignment to the nearest centroid is a per-shard map (kernels/kmeans.p
 """
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from curate.errors import ConfigError
-from curate.policy import select_boundary, tie_keys
+from curate.policy import tie_keys
 from curate.stage import ROW_HASH, FitContext, Stage
 from kernels.kmeans import fit_kmeans
 from kernels.vectors import unit_vectors, vector_type_problem
@@ -80,8 +82,11 @@ class ClusterStage(Stage):
     def fit_centroids(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
         """Centroids of a k-means on a uniform sample of the pool, and facts for the summary."""
         columns = [self.embedding, ROW_HASH, *self.pool_columns]
-        keys = list(ctx.map(self._sample_keys, columns))
-        n_pool = sum(t.num_rows for t in keys)
+
+        def keys():  # each shard's sorted tie keys, read back one shard at a time
+            return (t.column(0).to_numpy() for t in ctx.map(self._sample_keys, columns))
+
+        n_pool = sum(len(k) for k in keys())
         if n_pool == 0:
             raise ConfigError(f"stage {self.name!r}: no valid embeddings in {self.embedding!r} to cluster")
         k_asked = self.choose_k(n_pool)
@@ -89,20 +94,30 @@ class ClusterStage(Stage):
         if k < k_asked:
             log.warning("stage %s: k=%d is more than the %d rows to cluster; using k=%d", self.name, k_asked, n_pool, k)
         size = min(n_pool, self.fit_points_per_centroid * k)
-
-        def scan():
-            for t in keys:
-                v = t.column(0).to_numpy()
-                yield v, np.zeros(len(v), np.uint64)
-
-        bound, _ = select_boundary(scan, size)
-        import functools
-
+        bound = sample_bound(keys, size, n_pool)
         sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows, bound), columns)).sort_by("tie")
         d = sample.schema.field("vector").type.list_size
         x = np.asarray(sample.column("vector").combine_chunks().values.to_numpy(), np.float32).reshape(-1, d)
+        t0 = time.perf_counter()
         centroids = fit_kmeans(x, k, self.niter, self.seed, spherical=self.spherical)
-        return centroids, {"rows_clustered": n_pool, "k": k, "k_asked": k_asked, "sample": len(x), "dim": d}
+        return centroids, {"rows_clustered": n_pool, "k": k, "k_asked": k_asked, "sample": len(x), "dim": d,
+                           "kmeans_s": round(time.perf_counter() - t0, 3)}
+
+
+def sample_bound(keys, size: int, n: int) -> int:
+    """The size-th smallest of n uniform 64-bit keys, holding only about 1.2 * size of them in memory.
+
+    `keys()` yields the keys shard by shard and may be called again; rows with a key at or below the
+    bound are the sample, whatever the sharding."""
+    full = (1 << 64) - 1
+    if size >= n:
+        return full
+    guess = min(full, int(size / n * 1.2 * 2.0**64) + (1 << 40))
+    while True:
+        low = np.concatenate([k[k <= np.uint64(guess)] for k in keys()] or [np.array([], np.uint64)])
+        if len(low) >= size or guess == full:
+            return int(np.partition(low, size - 1)[size - 1])
+        guess = min(full, guess * 2)  # unlucky draw: widen and read again
 
 
 def centroid_table(centroids: np.ndarray, **columns: np.ndarray) -> pa.Table:

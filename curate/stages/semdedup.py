@@ -91,7 +91,9 @@ class SemDeDup(ClusterStage):
         centroids, info = self.fit_centroids(ctx)
         self._centroids = centroids
         k = len(centroids)
-        self._parts = min(k, 64) if self.partitions == "auto" else self.partitions
+        # ~50,000 rows per partition keeps a reduce's memory flat as the dataset grows
+        self._parts = min(k, max(4, math.ceil(info["rows_clustered"] / 50_000))) if self.partitions == "auto" \
+            else self.partitions
         paths = ctx.shuffle(self._assign, [self.embedding, ROW_ID, ROW_HASH], self._parts, self._pairs, name="pairs")
         n, max_m, splits = np.zeros(k, np.int64), np.full(k, np.nan, np.float32), np.zeros(k, np.int32)
         for p in paths:
