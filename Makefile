@@ -49,6 +49,7 @@ test: install debs
 bench: install debs
 	$(BIN)/python -m bench.wfpp
 	$(BIN)/python -m bench.embed
+	$(BIN)/python -m bench.clusters
 	$(BIN)/python -m bench.icc
 	$(BIN)/python -m bench.zipfit
 

@@ -32,6 +32,16 @@ from kernels.kmeans import nearest
 from kernels.vectors import error_array, unit_vectors
 
 
+# Hyperparameters as the paper reports them (its defaults here) and as the reference code sets them.
+PRESETS = {"paper": {"k": 500, "tau": 0.1, "balance": 0.0}, "reference": {"k": 10_000, "tau": 0.5, "balance": 0.5}}
+
+
+def _preset(name: str, where: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"{where}: preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return PRESETS[name]
+
+
 def inter_cluster_distance(centroids: np.ndarray, l: int) -> np.ndarray:
     """Per centroid, the mean cosine distance to its l nearest other centroids (0 when k == 1)."""
     k = len(centroids)
@@ -49,9 +59,10 @@ class DBP(ClusterStage):
     type = "dbp"
     version = "1"
 
-    def __init__(self, embedding: str, k: int | str = 500, l: int = 20, dedup: str | None = "semdedup",
-                 dedup_epsilon: float = 0.07, niter: int = 100, seed: int = 1234,
+    def __init__(self, embedding: str, k: int | str | None = None, l: int = 20, dedup: str | None = "semdedup",
+                 dedup_epsilon: float = 0.07, preset: str = "paper", niter: int = 100, seed: int = 1234,
                  fit_points_per_centroid: int = 256, name: str | None = None):
+        k = _preset(preset, "stage dbp")["k"] if k is None else k
         super().__init__(embedding, k, niter, seed, fit_points_per_centroid, name)
         if not isinstance(l, int) or l < 1:
             raise ConfigError(f"stage dbp: l must be a positive integer, got {l!r}")
@@ -63,7 +74,7 @@ class DBP(ClusterStage):
         return {**super().params(), "l": self.l, "dedup": self.dedup, "dedup_epsilon": self.dedup_epsilon}
 
     def choose_k(self, n_pool: int) -> int:
-        """The configured k (500 for `auto`, the paper's LAION value), lowered on small pools."""
+        """The configured k (the preset's for `auto`), lowered on small pools (max(2, N_pool / 50))."""
         return min(500 if self.k == "auto" else self.k, max(2, n_pool // 50))
 
     @property
@@ -162,8 +173,12 @@ class ClusterQuota(Policy):
     type = "cluster_quota"
 
     def __init__(self, column: str = "dbp.dist", keep_fraction: float | None = None, keep_count: int | None = None,
-                 tau: float = 0.1, balance: float = 0.0, order: str = "hard", seed: int = 0, name: str | None = None):
+                 tau: float | None = None, balance: float | None = None, order: str = "hard", preset: str = "paper",
+                 seed: int = 0, name: str | None = None):
         super().__init__(column, name)
+        defaults = _preset(preset, "policy cluster_quota")
+        tau = defaults["tau"] if tau is None else tau
+        balance = defaults["balance"] if balance is None else balance
         if (keep_fraction is None) == (keep_count is None):
             raise ConfigError("policy cluster_quota: give exactly one of keep_fraction and keep_count")
         if keep_fraction is not None and not 0 <= keep_fraction <= 1:

@@ -24,7 +24,7 @@ from curate.engine.shuffle import partition_of, read_shuffled
 from curate.errors import ConfigError
 from curate.policy import Policy, Rows, register_policy, scatter, tie_keys
 from curate.stage import ROW_HASH, ROW_ID, FitContext, ShardInfo, register
-from curate.stages.clusters import ClusterStage, centroid_table, centroids_of
+from curate.stages.clusters import ClusterStage, centroid_table
 from kernels.kmeans import fit_kmeans, nearest
 from kernels.maxsim import max_sim_prev
 from kernels.vectors import error_array, unit_vectors

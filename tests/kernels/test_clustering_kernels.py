@@ -127,3 +127,13 @@ def test_integer_quotas_sum_exactly_with_tiny_and_huge_instances():
 def test_allocation_refuses_impossible_bounds():
     with pytest.raises(ValueError, match="no allocation"):
         water_fill(np.array([5.0, 5.0]), np.array([4.0, 4.0]), np.array([9.0, 9.0]), 6)
+
+
+def test_torch_path_of_the_pairwise_kernel_matches_numpy():
+    """The code path GPU workers take, run on the CPU here: same pairs, same M."""
+    from kernels.maxsim import _max_sim_prev_torch
+
+    e = unit(np.random.default_rng(5), 700, 32)
+    m, arg = max_sim_prev(e, 64)
+    tm, targ = _max_sim_prev_torch(e, 64, "cpu")
+    assert (targ == arg).mean() > 0.999 and np.abs(tm - m).max() < 1e-6

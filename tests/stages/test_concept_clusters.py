@@ -106,3 +106,11 @@ def test_d_inter_averages_the_l_nearest_other_centroids():
     d = inter_cluster_distance(c, 2)
     np.testing.assert_allclose(d[0], np.mean([1 - np.sqrt(0.5), 1.0]), atol=1e-6)
     assert inter_cluster_distance(c[:1], 20).tolist() == [0.0]
+
+
+def test_paper_values_are_the_defaults_and_the_reference_preset_is_available():
+    paper, ref = ClusterQuota(keep_fraction=0.3), ClusterQuota(keep_fraction=0.3, preset="reference")
+    assert (paper.tau, paper.balance) == (0.1, 0.0) and (ref.tau, ref.balance) == (0.5, 0.5)
+    assert DBP("e").k == 500 and DBP("e", preset="reference").k == 10_000 and DBP("e", k=7).k == 7
+    with pytest.raises(ConfigError, match="preset must be one of"):
+        ClusterQuota(keep_fraction=0.3, preset="laion")
