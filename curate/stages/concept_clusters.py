@@ -68,14 +68,15 @@ class DBP(ClusterStage):
             raise ConfigError(f"stage dbp: l must be a positive integer, got {l!r}")
         if not isinstance(dedup_epsilon, (int, float)) or not 0 <= dedup_epsilon <= 2:
             raise ConfigError(f"stage dbp: dedup_epsilon must be in [0, 2], got {dedup_epsilon!r}")
-        self.l, self.dedup, self.dedup_epsilon = l, dedup, float(dedup_epsilon)
+        self.l, self.dedup, self.dedup_epsilon, self.preset = l, dedup, float(dedup_epsilon), preset
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "l": self.l, "dedup": self.dedup, "dedup_epsilon": self.dedup_epsilon}
+        return {**super().params(), "l": self.l, "dedup": self.dedup, "dedup_epsilon": self.dedup_epsilon,
+                "preset": self.preset}
 
     def choose_k(self, n_pool: int) -> int:
         """The configured k (the preset's for `auto`), lowered on small pools (max(2, N_pool / 50))."""
-        return min(500 if self.k == "auto" else self.k, max(2, n_pool // 50))
+        return min(PRESETS[self.preset]["k"] if self.k == "auto" else self.k, max(2, n_pool // 50))
 
     @property
     def pool_columns(self) -> list[str]:
