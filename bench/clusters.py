@@ -53,7 +53,7 @@ def generate(folder: Path, n: int, d: int, seed: int = 0) -> None:
         flat = pa.array(x.astype(np.float16).reshape(-1), pa.float16())
         ids = pa.array([f"e{start + i:09d}" for i in range(m)])
         pq.write_table(pa.table({"id": ids, "emb": pa.FixedSizeListArray.from_arrays(flat, d)}),
-                       folder / f"part-{s:05d}.parquet")
+                       folder / f"part-{s:05d}.parquet", compression="zstd", use_dictionary=["id"])  # as curate writes
 
 
 def peak_mb() -> float:

@@ -35,8 +35,8 @@ def unit_vectors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nda
     null = arr.is_null().to_numpy(zero_copy_only=False)
     if pa.types.is_fixed_size_list(arr.type):
         d = arr.type.list_size
-        flat = arr.values.slice(arr.offset * d, n * d)
-        x = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, d)
+        flat = _as_float32(arr.values.slice(arr.offset * d, n * d))
+        x = flat.to_numpy(zero_copy_only=False).reshape(n, d)
     else:
         lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy()
         ok_len = lengths[~null]
@@ -47,7 +47,7 @@ def unit_vectors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nda
         good = np.flatnonzero(~null & ~bad_len)
         if len(good):
             sub = arr.take(pa.array(good))
-            x[good] = np.asarray(pc.list_flatten(sub).to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)
+            x[good] = _as_float32(pc.list_flatten(sub)).to_numpy(zero_copy_only=False).reshape(-1, d)
         null = null | bad_len
     x = np.where(null[:, None], 0.0, x).astype(np.float32, copy=False)
     finite = np.isfinite(x).all(axis=1)
@@ -59,6 +59,12 @@ def unit_vectors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nda
     ok = errors == None  # noqa: E711
     x[ok] /= norm[ok, None]
     return x, errors
+
+
+def _as_float32(values: pa.Array) -> pa.Array:
+    # Arrow's cast of float16 is about twice numpy's astype; nulls inside a vector become NaN (invalid).
+    out = values if values.type == pa.float32() else pc.cast(values, pa.float32(), safe=False)
+    return pc.fill_null(out, float("nan")) if out.null_count else out
 
 
 def error_array(errors: np.ndarray) -> pa.Array:

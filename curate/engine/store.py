@@ -40,8 +40,18 @@ def write_parquet(path: Path, table: pa.Table, group_by: str | None = None) -> N
     if group_by:
         write_grouped(tmp, table, group_by)
     else:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary_columns(table.schema))
     os.replace(tmp, path)
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: not floats or lists of them (embeddings decode 2-3x faster without)."""
+    def numeric(t: pa.DataType) -> bool:
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            return numeric(t.value_type)
+        return pa.types.is_floating(t)
+
+    return [f.name for f in schema if not numeric(f.type)]
 
 
 def read_json(path: Path) -> Any:
