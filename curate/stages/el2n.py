@@ -56,7 +56,7 @@ def label_values(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nda
     if pa.types.is_floating(arr.type):
         with np.errstate(invalid="ignore"):
             bad = ~null & ~(np.isfinite(v) & (v == np.round(v)) & (np.abs(v) < 2**53))
-        errors[bad] = [f"bad_label: {x!r} is not an integer" for x in v[bad]]
+        errors[bad] = [f"bad_label: {float(x)} is not an integer" for x in v[bad]]
         v = np.where(bad, 0, v)
     errors[null] = "bad_label: null"
     return v.astype(np.int64), errors
@@ -328,7 +328,7 @@ class EL2N(Stage):
     def score_runs(self, x: np.ndarray, y_index: np.ndarray) -> dict[str, np.ndarray | None]:
         """Per-run scores (R, n) of valid rows (raw features, class indices): `el2n`, `loss`, `grand` (or None)."""
         xt = (torch.from_numpy(np.ascontiguousarray(x, np.float64)) - self._mean) / self._std
-        yt = torch.from_numpy(np.asarray(y_index, np.int64))
+        yt = torch.tensor(np.asarray(y_index, np.int64))
         runs = [proxy.score_run(m, xt, yt, self.grand, gm) for m, gm in zip(self._models, self._grand_models)]
         return {"el2n": np.stack([r.el2n for r in runs]) if runs else np.zeros((0, len(x))),
                 "loss": np.stack([r.loss for r in runs]) if runs else np.zeros((0, len(x))),

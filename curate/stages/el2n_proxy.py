@@ -203,7 +203,7 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, mean: np.ndarray, s
         return float("nan")
     right = 0
     for i in range(0, len(x), chunk):
-        xb = (torch.from_numpy(np.ascontiguousarray(x[i:i + chunk], np.float32)) - torch.as_tensor(mean, dtype=torch.float32)) \
+        xb = (torch.tensor(np.asarray(x[i:i + chunk], np.float32)) - torch.as_tensor(mean, dtype=torch.float32)) \
             / torch.as_tensor(std, dtype=torch.float32)
         right += int((model(xb).argmax(1).numpy() == y[i:i + chunk]).sum())
     return right / len(x)
