@@ -151,7 +151,7 @@ class EL2N(Stage):
     # --- declarations ---------------------------------------------------------------------------
     @property
     def inputs(self) -> tuple[str, ...]:
-        return (self.features, self.label)
+        return (self.features, self.label, ROW_HASH)  # the row hash keys the fit sample
 
     @property
     def outputs(self) -> dict[str, pa.DataType]:
