@@ -188,6 +188,8 @@ def markdown(r: dict) -> str:
         f"Scoring: fit {c['scoring']['fit_seconds']} s ({p['proxy_runs']} runs x {c['scoring']['score_steps']} steps), "
         f"score {c['scoring']['score_rows_per_s']:,} rows/s (all runs, float64); proxy train accuracy "
         f"{min(c['scoring']['proxy_train_acc']):.3f}-{max(c['scoring']['proxy_train_acc']):.3f}.", "",
+        "Timings are from a 2-core machine shared with other jobs (the test suite ran beside this benchmark); "
+        "scoring cost is R forward passes per row in float64 (the price of batch-independent scores).", "",
         "## Clean labels", "", "| subset | rows | test accuracy | vs random, points |", "|---|---|---|---|"]
     a = c["accuracy"]
     for label in a:
