@@ -8,7 +8,7 @@ DATASET ?= demo
 OUT     ?= runs/$(DATASET)
 EXECUTOR ?= ray
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes
+DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes dataset-fashion-mnist
 
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -39,8 +39,11 @@ data/demo/.complete: | install debs
 data/stdlib-code/.complete: | install debs
 	$(BIN)/curate data stdlib-code --out data/stdlib-code
 
+data/fashion-mnist/.complete: | install debs
+	$(BIN)/curate data fashion-mnist --out data/fashion-mnist
+
 curate: install
-	@case "$(DATASET)" in demo|stdlib-code) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; esac
+	@case "$(DATASET)" in demo|stdlib-code|fashion-mnist) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT) --executor $(EXECUTOR)
 
 test: install debs
@@ -52,6 +55,7 @@ bench: install debs
 	$(BIN)/python -m bench.clusters
 	$(BIN)/python -m bench.icc
 	$(BIN)/python -m bench.zipfit
+	$(BIN)/python -m bench.el2n
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui

@@ -52,8 +52,16 @@ def _data(args: argparse.Namespace) -> int:
         print(f"stdlib-code data: {info['rows']} chunks in {info['shards']} shards at {out}; "
               f"email targets: {info['targets']}")
         return 0
+    if args.name == "fashion-mnist":
+        from curate.data.fashion_mnist import build_fashion_mnist
+
+        out = args.out or "data/fashion-mnist"
+        info = build_fashion_mnist(out, shards=args.shards)
+        print(f"fashion-mnist data: {info['train']['rows']} train rows at {out}/train, "
+              f"{info['test']['rows']} test rows at {out}/test")
+        return 0
     if args.name != "demo":
-        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code")
+        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code, fashion-mnist")
     from curate.data.demo import build_demo
 
     info = build_demo(args.out or "data/demo", shards=args.shards)
@@ -95,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
     d = sub.add_parser("data", help="build a bundled real dataset")
     d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
-                                "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT)")
+                                "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT); "
+                                "fashion-mnist: 60k+10k labelled images (Debian dataset-fashion-mnist; EL2N)")
     d.add_argument("--out")
     d.add_argument("--shards", type=int, default=16)
     d.set_defaults(func=_data)
