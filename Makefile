@@ -8,7 +8,7 @@ DATASET ?= demo
 OUT     ?= runs/$(DATASET)
 EXECUTOR ?= ray
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes
+DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes chromium chromium-driver
 
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
