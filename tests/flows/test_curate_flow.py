@@ -43,5 +43,5 @@ def test_flow_writes_the_report_and_publishes_summary_and_link_artifacts(tmp_pat
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["curate-report", "curate-summary"])))
     ours = {a.key: a for a in found if page.resolve().as_uri() in a.data}  # earlier runs keep their versions
-    assert ours["curate-report"].type == "link"
+    assert ours["curate-report"].data == f"[flowreport report]({page.resolve().as_uri()})"  # a link artifact
     assert ours["curate-summary"].type == "markdown" and "flowreport" in ours["curate-summary"].data
