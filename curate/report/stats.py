@@ -74,7 +74,7 @@ def outcome_expr(policies: list[str]) -> pl.Expr:
     """Each row's outcome: `kept`, `dropped: <first policy that dropped it>` or `errored: <stage>`."""
     first = pl.lit(None, pl.String)
     for p in reversed(policies):  # the first policy in order wins, as in the manifest's drop_reason
-        first = pl.when(pl.col(f"keep.{p}") == False).then(pl.lit(f"dropped: {p}")).otherwise(first)  # noqa: E712
+        first = pl.when(pl.col(f"keep.{p}").not_()).then(pl.lit(f"dropped: {p}")).otherwise(first)
     return (pl.when(pl.col("error").is_not_null())
             .then(pl.lit("errored: ") + pl.col("error").str.split_exact(":", 1).struct.field("field_0"))
             .when(pl.col("keep")).then(pl.lit(KEPT))

@@ -53,7 +53,7 @@ def demo_run(demo_subset, tmp_path_factory) -> Path:
 def _uris(page: str, cls: str) -> dict[str, str]:
     """The decoded SVG of every <img class=cls>, by the column of its score block."""
     out = {}
-    for block in re.findall(r'<div class="score" data-column="([^"]+)">(.*?)</div>\s*</div>', page, re.S):
+    for block in re.findall(r'<div class="score" data-column="([^"]+)">(.*?)</div>\s*</div>', page, re.DOTALL):
         m = re.search(rf'<img class="{cls}" src="data:image/svg\+xml;base64,([^"]+)"', block[1])
         if m:
             out[block[0]] = base64.b64decode(m.group(1)).decode()
@@ -217,7 +217,9 @@ def test_galleries_show_real_thumbnails_and_each_rows_own_reason(demo_run):
 def test_same_run_renders_the_same_sample_and_a_seed_changes_it(demo_run, tmp_path):
     again = write_report(demo_run, tmp_path / "again.html")
     other = write_report(demo_run, tmp_path / "other.html", seed=7)
-    ids = lambda p: [c["id"] for rows in _cards(p.read_text()).values() for c in rows]  # noqa: E731
+    def ids(p):
+        return [c["id"] for rows in _cards(p.read_text()).values() for c in rows]
+
     assert ids(again) == ids(demo_run / "report.html")
     assert ids(other) != ids(again)
 
@@ -246,7 +248,7 @@ def test_changed_or_missing_input_shards_are_named_not_shown(demo_run, demo_subs
     summary = curate.load_summary(copy)
     moved = tmp_path / "data"
     shutil.copytree(demo_subset, moved)
-    first = sorted(moved.glob("part-*.parquet"))[0]
+    first = min(moved.glob("part-*.parquet"))
     t = pq.read_table(first)
     pq.write_table(t.slice(1).append_column("x", pa.array([1] * (t.num_rows - 1))), first)  # rows shifted
     import json
