@@ -6,11 +6,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import yaml
 
 from curate.manifest import load_summary, manifest_parts
 from curate.report import SECTIONS, gallery, plots
-from curate.report.stats import PER_GALLERY, keeps_above, policy_cuts, scan_manifest
+from curate.report.stats import PER_GALLERY, keeps_above, pipeline_order, policy_cuts, scan_manifest
 
 _TEMPLATE = Path(__file__).with_name("page.html.j2")
 _LIST_ITEMS = 40     # longer lists in summary details (e.g. per-cluster tables) are cut in the page
@@ -21,10 +22,16 @@ def render(run_dir: Path, seed: int = 0, per_gallery: int | None = None) -> str:
     import jinja2
 
     summary = load_summary(run_dir)
+    parts = manifest_parts(run_dir)
+    if parts:  # summary.json sorts its keys; show stages and policies in pipeline order
+        order_p, order_s = pipeline_order(pq.read_schema(parts[0]))
+        for key, order in (("policies", order_p), ("stages", order_s)):
+            entries = summary.get(key, {})
+            summary[key] = {k: entries[k] for k in sorted(entries, key=lambda k: (k not in order, order.index(k)
+                                                                                   if k in order else 0, k))}
     policies: dict[str, dict[str, Any]] = summary.get("policies", {})
     score_cols = list(dict.fromkeys(p["column"] for p in policies.values() if "column" in p))
-    stats = scan_manifest(manifest_parts(run_dir), list(policies), seed=seed,
-                          per_gallery=per_gallery or PER_GALLERY, extra_columns=score_cols)
+    stats = scan_manifest(parts, seed=seed, per_gallery=per_gallery or PER_GALLERY, extra_columns=score_cols)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _num
     env.filters["pct"] = lambda a, b: f"{100.0 * a / b:.1f}%" if b else "–"

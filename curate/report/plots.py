@@ -34,10 +34,13 @@ def _uri(fig: Any) -> str:
 
 
 def _cuts(ax, cuts: list[tuple[str, str, float]]) -> None:
+    lo, hi = ax.get_xlim()
     for i, (policy, label, value) in enumerate(cuts):
         ax.axvline(value, color=CUT_COLOR, linestyle="--", linewidth=1.2)
+        right = value > (lo + hi) / 2  # label inside the axes, so the figure keeps its width
         ax.annotate(f"{policy} {label} {value:.4g}", xy=(value, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, -10 - 11 * i), textcoords="offset points", color=CUT_COLOR, fontsize=8)
+                    xytext=(-3 if right else 3, -10 - 11 * i), textcoords="offset points", color=CUT_COLOR,
+                    fontsize=8, ha="right" if right else "left")
 
 
 def histogram(column: str, counts: np.ndarray, edges: np.ndarray, cuts: list[tuple[str, str, float]]) -> str:

@@ -86,13 +86,21 @@ def reason_pattern(reason: pl.Expr) -> pl.Expr:
     return reason.str.replace_all(_NUMBER.pattern, "#")
 
 
-def scan_manifest(parts: list[Path], policies: list[str], seed: int = 0, per_gallery: int = PER_GALLERY,
+def pipeline_order(schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """(policies, stages) in pipeline order, from the manifest's column order (summary.json sorts its keys)."""
+    policies = [c.removeprefix("keep.") for c in schema.names if c.startswith("keep.")]
+    stages = [c.removesuffix(".error") for c in schema.names if c.endswith(".error") and c != "error"]
+    return policies, stages
+
+
+def scan_manifest(parts: list[Path], seed: int = 0, per_gallery: int = PER_GALLERY,
                   extra_columns: list[str] = ()) -> ManifestStats:
     """Histograms, outcome counts, reason patterns and a per-outcome sample of rows (with `extra_columns`,
     e.g. the policies' score columns), from the manifest parts."""
     stats = ManifestStats()
     if not parts:
         return stats
+    policies, stages = pipeline_order(pq.read_schema(parts[0]))
     floats = float_columns(pq.read_schema(parts[0]))  # every part has the same columns
     stats.scores = {c: ScoreStats(c) for c in floats}
     for part in parts:  # pass 1: ranges
@@ -136,7 +144,9 @@ def scan_manifest(parts: list[Path], policies: list[str], seed: int = 0, per_gal
     stats.samples = (pl.concat(candidates).sort("h").group_by("outcome", maintain_order=True).head(per_gallery)
                      .sort("outcome", "h"))
     totals = pl.concat(outcome_counts).group_by("outcome").agg(pl.col("len").sum())
-    stats.outcomes = dict(sorted(zip(totals["outcome"], totals["len"]), key=lambda kv: (kv[0] != KEPT, kv[0])))
+    rank = {KEPT: 0, **{f"dropped: {p}": 1 + i for i, p in enumerate(policies)},
+            **{f"errored: {s}": 1 + len(policies) + i for i, s in enumerate(stages)}}
+    stats.outcomes = dict(sorted(zip(totals["outcome"], totals["len"]), key=lambda kv: (rank.get(kv[0], 10**6), kv[0])))
     if pattern_counts:
         pc_all = pl.concat(pattern_counts).group_by("outcome", "pattern").agg(pl.col("len").sum())
         for (outcome,), g in pc_all.group_by("outcome"):

@@ -37,6 +37,9 @@ def demo_subset(tmp_path_factory) -> Path:
     return out
 
 
+PIPELINE_POLICIES = ("wfpp", "caption_length", "icc")
+
+
 @pytest.fixture(scope="module")
 def demo_run(demo_subset, tmp_path_factory) -> Path:
     """WFPP, ICC (lexicon) and caption length over the subset: three policies, drops and errors."""
@@ -114,7 +117,7 @@ def test_demo_report_loads_in_headless_chromium_with_every_section_and_no_consol
               if pa.types.is_floating(f.type)]
     assert v.counts["img.hist"] == v.counts["img.sweep"] == len(floats) >= 3
     summary = curate.load_summary(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")), list(summary["policies"]))
+    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
     # kept, a gallery per dropping policy, one per erroring stage
     assert v.counts["details.gallery"] == len(stats.outcomes) == 1 + len(summary["policies"]) + 2
     assert v.counts[".card img"] >= 3 * 4
@@ -140,14 +143,17 @@ def test_the_console_check_catches_a_script_error(demo_run, tmp_path):
 def test_outcome_counts_match_the_manifest_and_the_summary(demo_run):
     m = curate.load_manifest(demo_run)
     summary = curate.load_summary(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")), list(summary["policies"]))
+    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
     r = summary["result"]
     assert stats.outcomes["kept"] == r["kept"]
     assert sum(v for k, v in stats.outcomes.items() if k.startswith("dropped: ")) == r["dropped"] > 0
     assert sum(v for k, v in stats.outcomes.items() if k.startswith("errored: ")) == r["errored"] > 0
-    # the first dropping policy, recounted from the keep.<policy> columns
+    page = (demo_run / "report.html").read_text()
+    assert re.findall(r'data-policy="([^"]+)"', page) == list(PIPELINE_POLICIES)  # not summary.json's sorted order
+    assert re.findall(r'data-stage="([^"]+)"', page) == ["wfpp", "icc", "caption_length"]
+    # the first dropping policy in pipeline order (not summary.json's sorted order), from keep.<policy>
     seen = np.zeros(m.num_rows, bool) | pc.is_valid(m.column("error")).to_numpy(zero_copy_only=False)
-    for name in summary["policies"]:
+    for name in PIPELINE_POLICIES:
         dropped = pc.fill_null(pc.invert(m.column(f"keep.{name}")), False).to_numpy(zero_copy_only=False)
         assert stats.outcomes.get(f"dropped: {name}", 0) == int((dropped & ~seen).sum())
         seen |= dropped
@@ -156,7 +162,7 @@ def test_outcome_counts_match_the_manifest_and_the_summary(demo_run):
 def test_histograms_count_every_valid_score_and_mark_each_policy_cut(demo_run):
     m = curate.load_manifest(demo_run)
     summary = curate.load_summary(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")), list(summary["policies"]))
+    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
     for col, s in stats.scores.items():
         v = np.asarray(m.column(col).to_numpy(zero_copy_only=False), np.float64)
         finite = v[np.isfinite(v)]
@@ -171,7 +177,7 @@ def test_histograms_count_every_valid_score_and_mark_each_policy_cut(demo_run):
 
 def test_threshold_sweep_equals_an_exact_count_at_every_bin_edge(demo_run):
     m = curate.load_manifest(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")), ["wfpp", "caption_length", "icc"])
+    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
     s = stats.scores["wfpp.score"]
     v = np.asarray(m.column("wfpp.score").to_numpy(zero_copy_only=False), np.float64)
     v = v[np.isfinite(v)]
@@ -191,8 +197,9 @@ def test_galleries_show_real_thumbnails_and_each_rows_own_reason(demo_run):
     by_id = {r["id"]: r for r in m}
     data = pq.read_table(curate.load_summary(demo_run)["data"], columns=["id", "caption"]).to_pylist()
     caption = {r["id"]: r["caption"] for r in data}
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")), ["wfpp", "caption_length", "icc"])
-    assert set(cards) == set(stats.outcomes) >= {"kept", "dropped: wfpp", "dropped: icc", "errored: wfpp"}
+    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
+    assert list(cards) == list(stats.outcomes)  # kept, then drops in pipeline order, then errors
+    assert [o for o in cards if o.startswith("dropped: ")] == [f"dropped: {p}" for p in PIPELINE_POLICIES]
     import io
 
     from PIL import Image
@@ -205,6 +212,9 @@ def test_galleries_show_real_thumbnails_and_each_rows_own_reason(demo_run):
                 assert row["keep"] and not card["why"]
             elif outcome.startswith("dropped: "):
                 assert not row["keep"] and card["why"] == row["drop_reason"]
+                policy = outcome.removeprefix("dropped: ")
+                earlier = PIPELINE_POLICIES[:PIPELINE_POLICIES.index(policy)]
+                assert row[f"keep.{policy}"] is False and all(row[f"keep.{q}"] for q in earlier)
             else:
                 assert card["why"] == row["error"]
             text = caption[row["id"]]
