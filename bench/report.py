@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 import curate
 from curate.report import write_report
 from curate.report.browser import view
+from curate.report.stats import pipeline_order
 from curate.stages.icc import ICC
 from curate.stages.wfpp import WFPP
 from tests.helpers import caption_length
@@ -46,7 +47,7 @@ def cheap_run(data: Path, out: Path) -> Path:
     pipeline = curate.Pipeline(
         [WFPP(), ICC(), caption_length],
         [curate.KeepFraction("wfpp.score", 0.9), curate.Threshold("caption_length.len", min=8),
-         curate.KeepFraction("icc.score", 0.9)], id_column="id")
+         curate.KeepFraction("icc.score", 0.9)], id_column="id", name="demo-cheap")
     curate.run(pipeline, data, out)
     return out
 
@@ -73,13 +74,14 @@ def measure(run_dir: Path, loads: int) -> dict:
     seconds = time.perf_counter() - t0
     page = page_path.read_text()
     summary = curate.load_summary(run_dir)
+    _, stages = pipeline_order(pq.read_schema(next((run_dir / "manifest").glob("*.parquet"))))
     views = [view(page_path) for _ in range(loads)]
     load_ms = [v.load_ms for v in views]
     size = page_path.stat().st_size
     parts = page_parts(page)
     return {
         "run": str(run_dir), "pipeline": summary["pipeline"], "rows": summary["result"]["in"],
-        "stages": list(summary["stages"]), "policies": list(summary["policies"]),
+        "stages": stages, "policies": list(summary["policies"]),
         "report_seconds": round(seconds, 2), "page_bytes": size, "page_mb": round(size / 2**20, 3),
         "parts": parts, "reference_original_images_bytes": original_image_bytes(page, summary),
         "load_ms_median": round(statistics.median(load_ms), 1), "load_ms_max": round(max(load_ms), 1),
@@ -127,8 +129,10 @@ def main() -> None:
         for rd in args.run_dir:
             runs.append(measure(Path(rd), args.loads))
     chromium = subprocess.run(["chromium", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), "
-                         f"Python {platform.python_version()}", "chromium": chromium, "runs": runs}
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared with other "
+                         f"jobs (load average {load} at the end), Python {platform.python_version()}",
+              "chromium": chromium, "runs": runs}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "report.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "report.md").write_text(markdown(result))
