@@ -51,6 +51,7 @@ bench: install debs
 	$(BIN)/python -m bench.embed
 	$(BIN)/python -m bench.icc
 	$(BIN)/python -m bench.zipfit
+	$(BIN)/python -m bench.report
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
