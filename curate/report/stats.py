@@ -25,7 +25,7 @@ PLOT_BINS = 60
 PER_GALLERY = 12
 MAX_PATTERNS = 8      # reason patterns listed per policy; more distinct ones are not a useful breakdown
 KEPT = "kept"
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
+_NUMBER = re.compile(r"(?i)-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")  # (?i) inline: polars gets the pattern text
 _ENGINE = {"id", "shard", "keep", "drop_reason", "error"}
 
 
