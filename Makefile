@@ -8,7 +8,7 @@ DATASET ?= demo
 OUT     ?= runs/$(DATASET)
 EXECUTOR ?= ray
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes dataset-fashion-mnist
+DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes dataset-fashion-mnist chromium chromium-driver
 
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -56,6 +56,7 @@ bench: install debs
 	$(BIN)/python -m bench.icc
 	$(BIN)/python -m bench.zipfit
 	$(BIN)/python -m bench.el2n
+	$(BIN)/python -m bench.report
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui

@@ -7,6 +7,7 @@ Public API (everything else may change):
     Threshold, KeepFraction, TopK       policies
     run, load_config                    run a pipeline over a dataset of Parquet shards
     load_manifest, load_summary, load_vectors, export   read and export results
+    write_report                        the run's HTML report (report.html)
 """
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ from curate.errors import ConfigError, CurateError, DataError, RunFailed
 from curate.manifest import export, load_manifest, load_summary, load_vectors
 from curate.pipeline import Pipeline
 from curate.policy import KeepFraction, Policy, Threshold, TopK
+from curate.report import write_report
 from curate.stage import Resources, Stage, TablesFitContext, stage
 
 __version__ = "0.1.0"
 
 __all__ = ["Pipeline", "Stage", "stage", "Resources", "TablesFitContext", "Policy", "Threshold", "KeepFraction", "TopK", "run",
-           "load_config", "load_manifest", "load_summary", "load_vectors", "export", "CurateError", "ConfigError", "DataError",
+           "load_config", "load_manifest", "load_summary", "load_vectors", "export", "write_report", "CurateError", "ConfigError", "DataError",
            "RunFailed", "Progress"]
 
 

@@ -1,4 +1,4 @@
-"""The `curate` command: run, data, export, summary."""
+"""The `curate` command: run, data, export, summary, report."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,14 @@ def _run(args: argparse.Namespace) -> int:
     summary = curate.run(pipeline, data, out, executor=args.executor, ray_address=args.ray_address,
                          workers=args.workers)
     _print_result(summary, out)
+    _report(argparse.Namespace(run_dir=out, out=None))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from curate.report import write_report
+
+    print(f"report:   {write_report(args.run_dir, args.out)}")
     return 0
 
 
@@ -118,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_summary)
+    h = sub.add_parser("report", help="write a run's HTML report (curate run writes it too)")
+    h.add_argument("run_dir")
+    h.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
+    h.set_defaults(func=_report)
     return p
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curate.config import load_config
 from curate.engine.progress import Progress
 from curate.engine.run import Run
 from curate.manifest import export
+from curate.report import write_report
 
 
 @task(name="plan", cache_policy=NO_CACHE)
@@ -43,6 +44,11 @@ def decide(run: Run) -> dict[str, Any]:
 def materialize(out: Path) -> dict[str, Any]:
     return export(out, kept_ids=str(out / "kept_ids.txt"), removed_ids=str(out / "removed_ids.txt"),
                   materialize=out / "curated")
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report(out: Path) -> Path:
+    return write_report(out)
 
 
 def _report_phase(stats: dict[str, Any]) -> None:
@@ -76,7 +82,11 @@ def curate_flow(config: str = "configs/demo.yaml", data: str | None = None, out:
         summary = decide(run)
     if pipeline.materialize:
         summary["exports"] = materialize(out_dir)
-    create_markdown_artifact(_markdown(summary), key="curate-summary", description=str(out_dir / "summary.json"))
+    page = report(out_dir)
+    create_markdown_artifact(_markdown(summary) + f"\n\n[HTML report]({page.resolve().as_uri()})", key="curate-summary",
+                             description=str(out_dir / "summary.json"))
+    create_link_artifact(page.resolve().as_uri(), link_text=f"{summary['pipeline']} report", key="curate-report",
+                         description=str(page))
     create_table_artifact([{"stage": k, "scored": v["scored"], "errored": v["errored"], "rows_per_s": v["rows_per_s"]}
                            for k, v in summary["stages"].items()], key="curate-stages")
     return summary["result"]

@@ -1,0 +1,27 @@
+"""A run's HTML report: one self-contained page (no network at view time) from summary.json + the manifest.
+
+Sections: summary, accounting (per policy and stage, drops by reason), scores (a histogram of every
+float manifest column with the policies' cuts, and a threshold sweep), galleries (sampled kept,
+dropped-per-policy and errored rows, with thumbnails or text read from the input shards), timing,
+config and versions. Built generically: any stage or policy that lands shows up without changes here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SECTIONS = ("summary", "accounting", "scores", "galleries", "timing", "config")
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, seed: int = 0,
+                 per_gallery: int | None = None) -> Path:
+    """Write `<run_dir>/report.html` (or `out`) and return its path."""
+    from curate.report.page import render  # matplotlib and polars load only when a report is written
+
+    run_dir = Path(run_dir)
+    page = render(run_dir, seed=seed, per_gallery=per_gallery)
+    path = Path(out) if out else run_dir / "report.html"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a page
+    return path

@@ -1,0 +1,115 @@
+"""Sample rows' content for the galleries: thumbnails and captions read from the input shards.
+
+Only the row groups holding sampled rows are read, and only the image and text columns. A shard that
+is gone or changed since the run (its fingerprint differs) is not read: its rows say why instead, so
+the report never shows another row's image under a row's id.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError
+
+log = logging.getLogger(__name__)
+
+THUMB_PX = 112           # longest side of a thumbnail
+SNIPPET_CHARS = 280
+IMAGE_COLUMNS = ("image",)
+TEXT_COLUMNS = ("caption", "text")
+
+
+def content_columns(schema: pa.Schema, id_column: str | None) -> tuple[str | None, str | None]:
+    """(image column, text column) to show: `image` bytes, `caption`/`text`, else the first string column."""
+    binary = (pa.types.is_binary, pa.types.is_large_binary)
+    image = next((c for c in IMAGE_COLUMNS if c in schema.names and any(ok(schema.field(c).type) for ok in binary)),
+                 None)
+    text = next((c for c in TEXT_COLUMNS if c in schema.names), None)
+    if text is None:
+        text = next((f.name for f in schema if f.name != id_column
+                     and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))), None)
+    return image, text
+
+
+def thumbnail(data: bytes | None) -> tuple[str | None, str | None]:
+    """(data URI of a small WebP, problem) for image bytes; alpha kept, longest side THUMB_PX."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return None, "no image"
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))  # JPEG decodes at a reduced scale
+            im = im.convert("RGBA")
+            im.thumbnail((THUMB_PX, THUMB_PX))
+            buf = io.BytesIO()
+            im.save(buf, "WEBP", quality=70, method=4)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        return None, f"image cannot be decoded ({type(e).__name__})"
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode(), None
+
+
+def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+    """Each sampled row with `thumb` (data URI), `text` (snippet) and `note` (why content is missing)."""
+    from curate.dataset import Dataset
+
+    rows = samples.to_dicts()
+    for r in rows:
+        r.update(thumb=None, text=None, note=None)
+    if not rows:
+        return rows
+    try:
+        dataset = Dataset(summary["data"], fingerprint_cache=run_dir / "state" / "fingerprints.json")
+    except CurateError as e:
+        for r in rows:
+            r["note"] = f"input data not readable here: {e}"
+        return rows
+    shards = {s.rel: s for s in dataset.shards}
+    expected = summary.get("inputs", {}).get("fingerprints", {})
+    by_shard: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_shard.setdefault(r["shard"], []).append(r)
+    for rel, group in by_shard.items():
+        shard = shards.get(rel)
+        if shard is None:
+            note = f"shard {rel} is no longer in {summary['data']}"
+        elif expected.get(rel, {}).get("fingerprint") not in (None, dataset.fingerprint(shard)):
+            note = f"shard {rel} changed since the run"
+        else:
+            note = None
+            _fill(dataset.open(shard), group, summary.get("id_column"))
+        if note:
+            for r in group:
+                r["note"] = note
+    return rows
+
+
+def _fill(pf: pq.ParquetFile, rows: list[dict[str, Any]], id_column: str | None) -> None:
+    image_col, text_col = content_columns(pf.schema_arrow, id_column)
+    cols = [c for c in (image_col, text_col) if c]
+    if not cols:
+        for r in rows:
+            r["note"] = "no image or text column to show"
+        return
+    starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)])
+    wanted = np.array([r["row"] for r in rows], np.int64)
+    groups = sorted({int(g) for g in np.searchsorted(starts, wanted, side="right") - 1})
+    table = pf.read_row_groups(groups, columns=cols)
+    offset = {g: int(sum(starts[h + 1] - starts[h] for h in groups if h < g)) for g in groups}
+    for r, w in zip(rows, wanted):
+        g = int(np.searchsorted(starts, w, side="right") - 1)
+        i = offset[g] + int(w - starts[g])
+        if image_col:
+            r["thumb"], r["note"] = thumbnail(table.column(image_col)[i].as_py())
+        if text_col:
+            value = table.column(text_col)[i].as_py()
+            text = value if isinstance(value, str) else ("(null)" if value is None else str(value))
+            r["text"] = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"

@@ -1,0 +1,145 @@
+"""The report page: summary.json and the manifest statistics rendered through the Jinja template."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+
+from curate.manifest import load_summary, manifest_parts
+from curate.report import SECTIONS, gallery, plots
+from curate.report.stats import PER_GALLERY, keeps_above, pipeline_order, policy_cuts, scan_manifest
+
+_TEMPLATE = Path(__file__).with_name("page.html.j2")
+_LIST_ITEMS = 40     # longer lists in summary details (e.g. per-cluster tables) are cut in the page
+
+
+def render(run_dir: Path, seed: int = 0, per_gallery: int | None = None) -> str:
+    """The report page as one HTML string."""
+    import jinja2
+
+    summary = load_summary(run_dir)
+    parts = manifest_parts(run_dir)
+    if parts:  # summary.json sorts its keys; show stages and policies in pipeline order
+        order_p, order_s = pipeline_order(pq.read_schema(parts[0]))
+        for key, order in (("policies", order_p), ("stages", order_s)):
+            entries = summary.get(key, {})
+            summary[key] = {k: entries[k] for k in sorted(entries, key=lambda k: (k not in order, order.index(k)
+                                                                                   if k in order else 0, k))}
+    policies: dict[str, dict[str, Any]] = summary.get("policies", {})
+    score_cols = list(dict.fromkeys(p["column"] for p in policies.values() if "column" in p))
+    stats = scan_manifest(parts, seed=seed, per_gallery=per_gallery or PER_GALLERY, extra_columns=score_cols)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda a, b: f"{100.0 * a / b:.1f}%" if b else "–"
+    page = env.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(
+        s=summary, sections=SECTIONS, title=f"curate report: {summary.get('pipeline', run_dir.name)}",
+        accounting=_accounting(summary, stats), scores=_scores(stats, policies),
+        galleries=_galleries(stats, summary, run_dir, score_cols), timing=_timing(summary),
+        config_yaml=yaml.safe_dump(summary.get("config", {}), sort_keys=False, allow_unicode=True),
+        run_dir=str(run_dir))
+    return page
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return "–" if math.isnan(v) else f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    return str(v)
+
+
+def _trim(value: Any) -> Any:
+    """Summary details for display: long lists cut to their first items with a count of the rest."""
+    if isinstance(value, dict):
+        return {k: _trim(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_trim(v) for v in value[:_LIST_ITEMS]]
+        return items + [f"... {len(value) - _LIST_ITEMS} more"] if len(value) > _LIST_ITEMS else items
+    return value
+
+
+def _details(entry: dict[str, Any], shown: set[str]) -> str:
+    rest = {k: v for k, v in entry.items() if k not in shown}
+    return json.dumps(_trim(rest), indent=1, default=str) if rest else ""
+
+
+def _accounting(summary: dict[str, Any], stats) -> dict[str, Any]:
+    r = summary["result"]
+    policies = []
+    for name, p in summary.get("policies", {}).items():
+        policies.append({"name": name, "type": p.get("type"), "column": p.get("column"),
+                         "in": p["in"], "kept": p["kept"], "dropped": p["dropped"], "errored": p["errored"],
+                         "first_dropped": stats.outcomes.get(f"dropped: {name}", 0),
+                         "cuts": policy_cuts(p), "patterns": stats.patterns.get(name, {}),
+                         "details": _details(p, {"type", "column", "in", "kept", "dropped", "errored"})})
+    stages = []
+    for name, st in summary.get("stages", {}).items():
+        stages.append({"name": name, "type": st.get("type"), "version": st.get("version"),
+                       "rows_in": st.get("rows_in", 0), "scored": st.get("scored", 0), "errored": st.get("errored", 0),
+                       "errors": st.get("errors", {}),
+                       "first_errored": stats.outcomes.get(f"errored: {name}", 0),
+                       "params": json.dumps(st.get("params", {}), indent=1, default=str),
+                       "artifact": json.dumps(_trim(st.get("artifact")), indent=1, default=str)
+                       if st.get("artifact") else ""})
+    names = ["run", *[p["name"] for p in policies]]
+    fig = plots.accounting(names, [r["kept"], *[p["kept"] for p in policies]],
+                           [r["dropped"], *[p["dropped"] for p in policies]],
+                           [r["errored"], *[p["errored"] for p in policies]])
+    return {"figure": fig, "policies": policies, "stages": stages, "outcomes": stats.outcomes, "rows": stats.rows}
+
+
+def _scores(stats, policies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for col, s in stats.scores.items():
+        on_col = [(name, p) for name, p in policies.items() if p.get("column") == col]
+        cuts = [(name, label, v) for name, p in on_col for label, v in policy_cuts(p)]
+        above = keeps_above(on_col[0][1]) if on_col else True
+        item = {"column": col, "valid": s.valid, "nulls": s.nulls, "cuts": cuts,
+                "policies": [n for n, _ in on_col], "hist": None, "sweep": None}
+        if s.valid:
+            counts, edges = s.plot_hist()
+            item["hist"] = plots.histogram(col, counts, edges, cuts)
+            t, kept = s.sweep(above)
+            item["sweep"] = plots.sweep(col, t, kept, above, s.valid, cuts)
+        out.append(item)
+    return out
+
+
+def _galleries(stats, summary: dict[str, Any], run_dir: Path, score_cols: list[str]) -> list[dict[str, Any]]:
+    if stats.samples is None or stats.samples.height == 0:
+        return []
+    rows = gallery.fetch(stats.samples, summary, run_dir)
+    out: dict[str, dict[str, Any]] = {}
+    for outcome in stats.outcomes:
+        out[outcome] = {"outcome": outcome, "rows": [], "total": stats.outcomes[outcome],
+                        "kind": outcome.split(":", 1)[0]}
+    for r in rows:
+        why = r.get("error") or r.get("drop_reason") or ""
+        scores = " · ".join(f"{c}={_num(r[c])}" for c in score_cols if r.get(c) is not None)
+        out[r["outcome"]]["rows"].append({"id": str(r["id"]), "shard": r["shard"], "why": why, "scores": scores,
+                                          "thumb": r["thumb"], "text": r["text"], "note": r["note"]})
+    return list(out.values())
+
+
+def _timing(summary: dict[str, Any]) -> dict[str, Any]:
+    phases = summary.get("phases", {})
+    names = [k for k, v in phases.items() if isinstance(v, dict) and v.get("seconds") is not None]
+    secs = [float(phases[k]["seconds"]) for k in names]
+    stages = [{"name": n, "seconds": st.get("seconds"), "rows_per_s": st.get("rows_per_s"),
+               "wall": phases.get(f"score:{n}", {}).get("seconds"),
+               "wall_rows_per_s": phases.get(f"score:{n}", {}).get("rows_per_s"),
+               "fit": phases.get(f"fit:{n}", {}).get("seconds"),
+               "computed": st.get("units_computed"), "reused": st.get("units_reused"),
+               "worker": ", ".join(f"{k} {v if isinstance(v, list) else _num(v)}"
+                                   for k, v in st.get("worker", {}).items())}
+              for n, st in summary.get("stages", {}).items()]
+    return {"figure": plots.timing(names, secs) if names else None, "phases": [(n, phases[n]) for n in names],
+            "stages": stages}

@@ -1,0 +1,103 @@
+"""The report's figures, drawn with matplotlib and embedded as SVG data URIs.
+
+Static SVG needs no JavaScript, so the page works offline, cannot fail to load a script, and stays
+small (a histogram is ~15 KB); an inline plotly.js alone would be ~4.5 MB.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+
+KEPT_COLOR, DROP_COLOR, ERR_COLOR, CUT_COLOR = "#2f7d32", "#c0392b", "#7f8c8d", "#1f4e9c"
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "curate", "font.size": 9, "axes.spines.top": False,
+       "axes.spines.right": False, "axes.titlesize": 10}
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported on first use (`import curate` stays light)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    _pyplot().close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _cuts(ax, cuts: list[tuple[str, str, float]]) -> None:
+    lo, hi = ax.get_xlim()
+    for i, (policy, label, value) in enumerate(cuts):
+        ax.axvline(value, color=CUT_COLOR, linestyle="--", linewidth=1.2)
+        right = value > (lo + hi) / 2  # label inside the axes, so the figure keeps its width
+        ax.annotate(f"{policy} {label} {value:.4g}", xy=(value, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(-3 if right else 3, -10 - 11 * i), textcoords="offset points", color=CUT_COLOR,
+                    fontsize=8, ha="right" if right else "left")
+
+
+def histogram(column: str, counts: np.ndarray, edges: np.ndarray, cuts: list[tuple[str, str, float]]) -> str:
+    """Row counts per score bin, with each policy cut on this column as a dashed line."""
+    plt = _pyplot()
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(4.6, 2.6))
+        ax.stairs(counts, edges, fill=True, color="#9db4d3", edgecolor="#4a6a94")
+        if counts.max(initial=0) > 0 and counts.max() > 50 * max(np.median(counts[counts > 0]), 1):
+            ax.set_yscale("log")  # a heavy peak would flatten every other bin
+        _cuts(ax, cuts)
+        ax.set_title(f"{column}: histogram")
+        ax.set_xlabel(column)
+        ax.set_ylabel("rows")
+        return _uri(fig)
+
+
+def sweep(column: str, thresholds: np.ndarray, kept: np.ndarray, keep_above: bool, valid: int,
+          cuts: list[tuple[str, str, float]]) -> str:
+    """Rows kept as the threshold moves (score >= t, or <= t for policies that keep low scores)."""
+    plt = _pyplot()
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(4.6, 2.6))
+        ax.plot(thresholds, kept, color=KEPT_COLOR, linewidth=1.5)
+        _cuts(ax, cuts)
+        ax.set_ylim(0, max(valid, 1) * 1.05)
+        ax.set_title(f"{column}: rows kept by {'score >= t' if keep_above else 'score <= t'}")
+        ax.set_xlabel("threshold t")
+        ax.set_ylabel(f"rows kept (of {valid})")
+        return _uri(fig)
+
+
+def accounting(names: list[str], kept: list[int], dropped: list[int], errored: list[int]) -> str:
+    """One horizontal stacked bar per policy (and the run): kept, dropped, errored."""
+    plt = _pyplot()
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.42 * len(names)))
+        y = np.arange(len(names))[::-1]
+        k, d, e = (np.asarray(a, float) for a in (kept, dropped, errored))
+        ax.barh(y, k, color=KEPT_COLOR, label="kept")
+        ax.barh(y, d, left=k, color=DROP_COLOR, label="dropped")
+        ax.barh(y, e, left=k + d, color=ERR_COLOR, label="errored")
+        ax.set_yticks(y, names)
+        ax.set_xlabel("rows")
+        ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+        return _uri(fig)
+
+
+def timing(names: list[str], seconds: list[float]) -> str:
+    """Wall seconds per phase of the run."""
+    plt = _pyplot()
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.32 * len(names)))
+        y = np.arange(len(names))[::-1]
+        ax.barh(y, seconds, color="#4a6a94")
+        ax.set_yticks(y, names)
+        ax.set_xlabel("seconds (wall)")
+        for yi, s in zip(y, seconds):
+            ax.annotate(f"{s:.3g} s", xy=(s, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+        return _uri(fig)

@@ -1,0 +1,178 @@
+"""What the report shows, computed from a run's manifest in two streaming passes over its parts.
+
+Pass 1 reads the float columns for their ranges; pass 2 bins them (a fine histogram, from which both the
+plotted histogram and the threshold sweep come), counts rows by outcome (kept, first dropping policy,
+first erroring stage) and by reason pattern, and picks a deterministic sample of rows per outcome: the
+rows with the smallest hash of (seed, id). Memory is bounded by the bins and the samples, not the rows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kernels.hashing import hash_strings, mix64
+
+FINE_BINS = 1200      # sweep resolution; the plotted histogram merges them
+PLOT_BINS = 60
+PER_GALLERY = 12
+MAX_PATTERNS = 8      # reason patterns listed per policy; more distinct ones are not a useful breakdown
+KEPT = "kept"
+_NUMBER = re.compile(r"(?i)-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")  # (?i) inline: polars gets the pattern text
+_ENGINE = {"id", "shard", "keep", "drop_reason", "error"}
+
+
+@dataclass
+class ScoreStats:
+    """One float column: its valid-row count, range and fine histogram."""
+
+    column: str
+    lo: float = np.inf
+    hi: float = -np.inf
+    valid: int = 0
+    nulls: int = 0
+    counts: np.ndarray | None = None
+
+    @property
+    def edges(self) -> np.ndarray:
+        hi = self.hi if self.hi > self.lo else self.lo + 1.0  # a constant column still gets one bin
+        return np.linspace(self.lo, hi, FINE_BINS + 1)
+
+    def plot_hist(self) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, edges) with PLOT_BINS bins."""
+        step = FINE_BINS // PLOT_BINS
+        return self.counts.reshape(PLOT_BINS, step).sum(axis=1), self.edges[::step]
+
+    def sweep(self, keep_above: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(thresholds, rows kept): rows with score >= t (keep_above) or <= t, at every fine bin edge."""
+        c = np.concatenate([[0], np.cumsum(self.counts)])  # rows below each edge
+        kept = self.valid - c if keep_above else c
+        return self.edges, kept
+
+
+@dataclass
+class ManifestStats:
+    rows: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)           # kept / dropped: p / errored: s -> rows
+    patterns: dict[str, dict[str, int]] = field(default_factory=dict)  # policy -> reason pattern -> rows
+    scores: dict[str, ScoreStats] = field(default_factory=dict)
+    samples: pl.DataFrame | None = None                               # sampled rows with their outcome
+
+
+def float_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if pa.types.is_floating(f.type) and f.name not in _ENGINE]
+
+
+def outcome_expr(policies: list[str]) -> pl.Expr:
+    """Each row's outcome: `kept`, `dropped: <first policy that dropped it>` or `errored: <stage>`."""
+    first = pl.lit(None, pl.String)
+    for p in reversed(policies):  # the first policy in order wins, as in the manifest's drop_reason
+        first = pl.when(pl.col(f"keep.{p}").not_()).then(pl.lit(f"dropped: {p}")).otherwise(first)
+    return (pl.when(pl.col("error").is_not_null())
+            .then(pl.lit("errored: ") + pl.col("error").str.split_exact(":", 1).struct.field("field_0"))
+            .when(pl.col("keep")).then(pl.lit(KEPT))
+            .otherwise(pl.coalesce(first, pl.lit("dropped: (unknown policy)"))))
+
+
+def reason_pattern(reason: pl.Expr) -> pl.Expr:
+    """A drop reason with its numbers replaced by '#', so rows dropped for the same rule group together."""
+    return reason.str.replace_all(_NUMBER.pattern, "#")
+
+
+def pipeline_order(schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """(policies, stages) in pipeline order, from the manifest's column order (summary.json sorts its keys)."""
+    policies = [c.removeprefix("keep.") for c in schema.names if c.startswith("keep.")]
+    stages = [c.removesuffix(".error") for c in schema.names if c.endswith(".error") and c != "error"]
+    return policies, stages
+
+
+def scan_manifest(parts: list[Path], seed: int = 0, per_gallery: int = PER_GALLERY,
+                  extra_columns: list[str] = ()) -> ManifestStats:
+    """Histograms, outcome counts, reason patterns and a per-outcome sample of rows (with `extra_columns`,
+    e.g. the policies' score columns), from the manifest parts."""
+    stats = ManifestStats()
+    if not parts:
+        return stats
+    policies, stages = pipeline_order(pq.read_schema(parts[0]))
+    floats = float_columns(pq.read_schema(parts[0]))  # every part has the same columns
+    stats.scores = {c: ScoreStats(c) for c in floats}
+    for part in parts:  # pass 1: ranges
+        t = pq.read_table(part, columns=floats)
+        for c in floats:
+            v = _finite(t.column(c))
+            s = stats.scores[c]
+            s.nulls += t.num_rows - len(v)
+            if len(v):
+                s.lo, s.hi = min(s.lo, float(v.min())), max(s.hi, float(v.max()))
+    for s in stats.scores.values():
+        if s.lo > s.hi:  # no finite value at all
+            s.lo, s.hi = 0.0, 1.0
+        s.counts = np.zeros(FINE_BINS, np.int64)
+
+    keep_cols = [f"keep.{p}" for p in policies]
+    schema = pq.read_schema(parts[0])
+    extra = [c for c in dict.fromkeys(extra_columns) if c in schema.names and c not in keep_cols]
+    candidates: list[pl.DataFrame] = []
+    pattern_counts: list[pl.DataFrame] = []
+    outcome_counts: list[pl.DataFrame] = []
+    seed_mix = mix64(np.uint64(seed))
+    for part in parts:  # pass 2: bins, outcomes, samples
+        t = pq.read_table(part)
+        stats.rows += t.num_rows
+        for c in floats:
+            v = _finite(t.column(c))
+            s = stats.scores[c]
+            s.valid += len(v)
+            s.counts += np.histogram(v, bins=s.edges)[0]
+        df = pl.from_arrow(t.select(["id", "shard", "keep", "drop_reason", "error", *keep_cols, *extra]))
+        df = df.with_columns(pl.col("id").cast(pl.String),
+                             pl.Series("row", np.arange(t.num_rows), pl.Int64),
+                             pl.Series("h", mix64(hash_strings(pc.cast(t.column("id"), pa.string())) ^ seed_mix),
+                                       pl.UInt64))
+        df = df.with_columns(outcome_expr(policies).alias("outcome"))
+        outcome_counts.append(df.group_by("outcome").len())
+        pattern_counts.append(df.filter(pl.col("outcome").str.starts_with("dropped: "))
+                              .group_by("outcome", reason_pattern(pl.col("drop_reason")).alias("pattern")).len())
+        candidates.append(df.sort("h").group_by("outcome", maintain_order=True).head(per_gallery))
+    stats.samples = (pl.concat(candidates).sort("h").group_by("outcome", maintain_order=True).head(per_gallery)
+                     .sort("outcome", "h"))
+    totals = pl.concat(outcome_counts).group_by("outcome").agg(pl.col("len").sum())
+    rank = {KEPT: 0, **{f"dropped: {p}": 1 + i for i, p in enumerate(policies)},
+            **{f"errored: {s}": 1 + len(policies) + i for i, s in enumerate(stages)}}
+    stats.outcomes = dict(sorted(zip(totals["outcome"], totals["len"]), key=lambda kv: (rank.get(kv[0], 10**6), kv[0])))
+    if pattern_counts:
+        pc_all = pl.concat(pattern_counts).group_by("outcome", "pattern").agg(pl.col("len").sum())
+        for (outcome,), g in pc_all.group_by("outcome"):
+            g = g.sort("len", descending=True)
+            if g.height <= MAX_PATTERNS:
+                stats.patterns[outcome.removeprefix("dropped: ")] = dict(zip(g["pattern"], g["len"]))
+    return stats
+
+
+def _finite(col: pa.ChunkedArray) -> np.ndarray:
+    v = np.asarray(col.to_numpy(), dtype=np.float64)  # nulls become NaN
+    return v[np.isfinite(v)]
+
+
+def policy_cuts(policy: dict[str, Any]) -> list[tuple[str, float]]:
+    """The cuts a policy's summary entry names, as (label, value): `cut`, `threshold`, `min`, `max`."""
+    out = []
+    for key in ("cut", "threshold", "min", "max"):
+        v = policy.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+            out.append((key, float(v)))
+    return out
+
+
+def keeps_above(policy: dict[str, Any]) -> bool:
+    """Whether a policy keeps the rows above its cut (True) or below it."""
+    if policy.get("type") == "semdedup" or (policy.get("max") is not None and policy.get("min") is None):
+        return False
+    return bool(policy.get("largest", True))
