@@ -43,7 +43,8 @@ data/fashion-mnist/.complete: | install debs
 	$(BIN)/curate data fashion-mnist --out data/fashion-mnist
 
 curate: install
-	@case "$(DATASET)" in demo|stdlib-code|fashion-mnist) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; esac
+	@case "$(DATASET)" in demo|demo-sens) $(MAKE) --no-print-directory data/demo/.complete;; \
+	  stdlib-code|fashion-mnist) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT) --executor $(EXECUTOR)
 
 test: install debs
