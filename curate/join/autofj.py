@@ -89,11 +89,11 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     if not sol.found:
         log.warning("autofj: the precision target %.3f cannot be reached on this data; the program joins nothing "
                     "(try a lower target or a larger join function space)", precision_target)
-    far = float("nan")
+    far = None
     if sol.found and prog.candidates is not None:
         far = _far_share(prog.candidates, sol.configs)
     n_joined = sol.n_joins
-    se = math.sqrt(sol.precision * (1 - sol.precision) / n_joined) if n_joined else float("nan")
+    se = math.sqrt(sol.precision * (1 - sol.precision) / n_joined) if n_joined else None
     program = {
         "version": PROGRAM_VERSION, "on": list(on), "space": space, "precision_target": precision_target,
         "n_thresholds": n_thresholds, "patience": patience, "k": index.k, "negative_rules": negative_rules,

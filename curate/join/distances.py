@@ -96,9 +96,9 @@ def char_distances(left: list[str], right: list[str], li: np.ndarray, ri: np.nda
     if not a:
         return np.zeros(0)
     if name == "editDistance":
-        return process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers).astype(np.float64)
+        return process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers, dtype=np.int64).astype(np.float64)
     if name == "jaroDistance":
-        sim = process.cpdist(a, b, scorer=JaroWinkler.similarity, workers=workers).astype(np.float64)
+        sim = process.cpdist(a, b, scorer=JaroWinkler.similarity, workers=workers, dtype=np.float64).astype(np.float64)
         # jellyfish (the reference) scores two empty strings 0, rapidfuzz 1.
         both_empty = np.fromiter((not x and not y for x, y in zip(a, b)), bool, len(a))
         sim[both_empty] = 0.0
