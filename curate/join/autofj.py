@@ -100,6 +100,8 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
         "configs": [{"function": f, "theta": th} for f, th in sol.configs],
         "column_weights": {on[c]: w for c, w in prog.weights.items()} if sol.found else {},
         "rules": [list(p) for p in rules.pairs] if negative_rules else [],
+        "column_selection": [{"weights": {on[c]: w for c, w in t["weights"].items()}, "reward": t["reward"],
+                              "kept": t["kept"]} for t in prog.trace],
         "left": {"rows": n_l, "fingerprint": fingerprint(left_ids, left_cols)},
         "search": {"rows": n_r, "est_precision": sol.precision if sol.found else None, "est_precision_se": se,
                    "matched": n_joined, "est_true_matches": float(sol.est[sol.join_l >= 0].sum()) if sol.found else 0.0,

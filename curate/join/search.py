@@ -127,7 +127,8 @@ class Solution:
     est: np.ndarray | None = None  # (n_r,) best estimate of the chosen proposal
     precision: float = float("nan")
     n_proposals: int = 0
-    iterations: int = 0
+    iterations: int = 0  # greedy iterations when this union was recorded
+    added: int = 0  # configurations the greedy added in all (recorded or not)
 
     @property
     def found(self) -> bool:
@@ -184,6 +185,7 @@ def greedy(cands: Candidates, target: float, patience: float = 0.05) -> Solution
         log.debug("greedy iteration %d: precision %.4f, %d joins", it, avg_prec, int((join >= 0).sum()))
         if avg_prec < target - patience:
             break
+    sol.added = len(selected)
     return sol
 
 
@@ -214,6 +216,7 @@ class Program:
     weights: dict[int, float]
     solution: Solution
     candidates: Candidates | None = None
+    trace: list[dict] = field(default_factory=list)  # per step: best weights and reward, kept or not
 
 
 def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_cols: list[dict[str, np.ndarray]],
@@ -224,6 +227,7 @@ def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_c
     best_reward = float("-inf")
     best_cols: list[int] = []
     best_w: list[float] | None = None
+    trace: list[dict] = []
     for _ in range(len(lr_cols)):
         step: Program | None = None
         step_reward = float("-inf")
@@ -240,7 +244,10 @@ def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_c
                 sol = greedy(cands, target, patience)
                 if sol.reward > step_reward:
                     step, step_reward, step_cols, step_w = Program(weights, sol, cands), sol.reward, cols, ws
+        if step is not None:
+            trace.append({"weights": dict(step.weights), "reward": step_reward, "kept": step_reward > best_reward})
         if step is None or step_reward <= best_reward:
             break
         best, best_reward, best_cols, best_w = step, step_reward, step_cols, step_w
+    best.trace = trace
     return best
