@@ -60,7 +60,7 @@ def run_ours(task: str) -> dict:
     t0 = time.perf_counter()
     res = autofj.fit(lids, [lt], [rt], ["title"], precision_target=0.9)
     t_fit = time.perf_counter() - t0
-    m = autofj.Matcher(res.program, lids, [lt]).match([rt])
+    m = autofj.Matcher(res.program, lids, [lt], res.ll_counts).match([rt])
     seconds = time.perf_counter() - t0
     pred = {(int(lids[l]), int(rids[i])) for i, l in enumerate(m.l) if l >= 0}
     gt_pairs = {(int(g[0]), int(g[2])) for g in gt}

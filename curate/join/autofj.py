@@ -54,6 +54,7 @@ class FitResult:
     program: dict[str, Any]
     join_l: np.ndarray  # chosen L row per search-set R row, -1 if none
     est: np.ndarray
+    ll_counts: np.ndarray  # (|L|, configurations): L-L neighbours within 2θ, for `Matcher`
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -108,10 +109,21 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                    "far_beyond_theta_share": far, "iterations": sol.iterations,
                    "proposals": sol.n_proposals},
     }
+    ll_w = {f: sum(ll_cols[c][f] * w for c, w in prog.weights.items()) for f, _ in sol.configs}
+    ll_counts = ll_neighbour_counts(sol.configs, ll_q, ll_w, n_l)
     times["total_s"] = time.perf_counter() - t0
     join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
     est = sol.est if sol.found else np.zeros(n_r)
-    return FitResult(program, join_l, est, times)
+    return FitResult(program, join_l, est, ll_counts, times)
+
+
+def ll_neighbour_counts(configs: list[tuple[str, float]], query: np.ndarray, d: dict[str, np.ndarray],
+                        n_l: int) -> np.ndarray:
+    """counts[l, j]: L-L candidates of l within 2θ_j under configuration j's function."""
+    counts = np.zeros((n_l, len(configs)), np.int32)
+    for j, (f, th) in enumerate(configs):
+        counts[:, j] = np.bincount(query[d[f] <= 2.0 * th], minlength=n_l)
+    return counts
 
 
 def _far_share(cands, configs: list[tuple[str, float]]) -> float:
@@ -193,9 +205,7 @@ class Matcher:
         c, q = left_pairs(self.index, self.lrec)
         d = self._weighted([self.views[i].distances(self.functions, c, q) if i in self.weights else {}
                             for i in range(len(self.views))], len(c))
-        for j, (f, th) in enumerate(self.configs):
-            counts[:, j] = np.bincount(q[d[f] <= 2.0 * th], minlength=n_l)
-        return counts
+        return ll_neighbour_counts(self.configs, q, d, n_l)
 
     def match(self, right_cols: list[list[str]]) -> Matches:
         n = len(right_cols[0])

@@ -43,7 +43,8 @@ class NegativeRules:
     @property
     def pairs(self) -> list[tuple[str, str]]:
         n = len(self.vocab)
-        return [(self.vocab.index[c // n], self.vocab.index[c % n]) for c in self.codes]
+        words = self.vocab.index.to_numpy(dtype=object)
+        return list(zip(words[self.codes // n].tolist(), words[self.codes % n].tolist()))
 
     @classmethod
     def learn(cls, left_values: list[str], cand: np.ndarray, query: np.ndarray) -> NegativeRules:

@@ -197,11 +197,10 @@ class AutoFJ(Stage):
         search["expected_matches"] = search["matched"] * scale
         prog["reference"] = info
         prog["timings"] = res.timings
-        matcher = autofj.Matcher(prog, ids, cols)
         arrays = {"id": pa.array(ids, pa.string())}
         arrays.update({c: pa.array(v, pa.string()) for c, v in zip(self.on, cols)})
-        for j in range(matcher.ll_counts.shape[1]):
-            arrays[f"ll_count_{j}"] = pa.array(matcher.ll_counts[:, j], pa.int32())
+        for j in range(res.ll_counts.shape[1]):
+            arrays[f"ll_count_{j}"] = pa.array(res.ll_counts[:, j], pa.int32())
         return pa.table(arrays).replace_schema_metadata({b"autofj.program": json.dumps(prog).encode()})
 
     # --- score ----------------------------------------------------------------------------------

@@ -48,11 +48,17 @@ def preprocess(values: list[str], method: str) -> list[str]:
     return [lookup[v] for v in values]
 
 
+@lru_cache(maxsize=1 << 20)
+def _blocking_key(s: str) -> str:
+    return _stem_words(_PUNCT.sub(" ", s.lower()))
+
+
 def blocking_key(values: list[str]) -> list[str]:
-    """The blocker's and negative rules' normalisation: lowercase, punctuation to a space, stem words."""
-    uniq = pd.unique(np.asarray(values, dtype=object))
-    lookup = {u: _stem_words(_PUNCT.sub(" ", u.lower())) for u in uniq}
-    return [lookup[v] for v in values]
+    """The blocker's and negative rules' normalisation: lowercase, punctuation to a space, stem words.
+
+    Cached per string: blocking, L-L blocking and the rules all normalise the same records.
+    """
+    return [_blocking_key(v) for v in values]
 
 
 def three_grams(s: str) -> list[str]:
