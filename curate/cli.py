@@ -52,8 +52,16 @@ def _data(args: argparse.Namespace) -> int:
         print(f"stdlib-code data: {info['rows']} chunks in {info['shards']} shards at {out}; "
               f"email targets: {info['targets']}")
         return 0
+    if args.name == "autofj-synth":
+        from curate.data.autofj_synth import build
+
+        out = args.out or "data/autofj-synth"
+        info = build(out, 100_000, 100_000, shards=args.shards)
+        print(f"autofj-synth data: L {info['left']} names at {out}/left.parquet, R {info['right']} rows "
+              f"({info['new_entities']} new entities) in {args.shards} shards at {out}/right")
+        return 0
     if args.name != "demo":
-        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code")
+        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code, autofj-synth")
     from curate.data.demo import build_demo
 
     info = build_demo(args.out or "data/demo", shards=args.shards)
@@ -107,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
     d = sub.add_parser("data", help="build a bundled real dataset")
     d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
-                                "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT)")
+                                "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT); "
+                                "autofj-synth: 100k names and 100k corrupted rows (Auto-FuzzyJoin)")
     d.add_argument("--out")
     d.add_argument("--shards", type=int, default=16)
     d.set_defaults(func=_data)

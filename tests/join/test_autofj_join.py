@@ -186,3 +186,20 @@ def test_cli_join_reads_csv_and_writes_a_manifest(tmp_path, capsys):
     assert sorted((int(r["autofj.match_id"]), int(r["id"])) for r in m if r["autofj.matched"]) == \
         [tuple(p) for p in ref["pairs"]]
     assert "estimated precision" in capsys.readouterr().out
+
+
+def test_config_and_synthetic_builder_run_end_to_end(tmp_path):
+    from curate.data.autofj_synth import build
+
+    info = build(tmp_path / "synth", 400, 300, shards=2)
+    assert info == {"left": 400, "right": 300, "new_entities": 30}
+    pipeline, data = curate.load_config(ROOT / "configs" / "autofj.yaml")
+    stage = pipeline.stages[0]
+    assert stage.type == "autofj" and data == "data/autofj-synth/right"
+    stage.reference = str(tmp_path / "synth" / "left.parquet")
+    s = curate.run(pipeline, tmp_path / "synth" / "right", tmp_path / "run")
+    m = curate.load_manifest(tmp_path / "run")
+    truth = dict(zip(*[pq.read_table(tmp_path / "synth" / "right").column(c).to_pylist() for c in ("id", "true_id")]))
+    pred = [(r, l) for r, l in zip(m.column("id").to_pylist(), m.column("autofj.match_id").to_pylist()) if l]
+    assert s["result"]["kept"] == len(pred) > 150  # the threshold policy keeps the matched rows
+    assert np.mean([truth[r] == l for r, l in pred]) > 0.85
