@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from curate.join.text import Vocabulary, blocking_key, count_matrix, pad_columns, three_grams
+from curate.join.text import Tokens, Vocabulary, blocking_key, blocking_tokens, count_matrix, pad_columns
 
 
 def default_k(n_left: int) -> int:
     return min(int(math.pow(n_left, 0.5)), 50)
 
 
-def _tokens(keys: list[str]) -> list[list[str]]:
-    return [three_grams(k) + k.split() for k in keys]
+def _tokens(keys: list[str]) -> Tokens:
+    return blocking_tokens(keys)
 
 
 @dataclass
@@ -39,13 +39,16 @@ class BlockingIndex:
         keys = blocking_key(left_values)
         toks = _tokens(keys)
         # The reference skips empty L records when indexing (they still count in |L|).
-        toks = [t if key else [] for t, key in zip(toks, keys)]
-        vocab = Vocabulary.from_tokens([x for t in toks for x in t])
+        empty = np.fromiter((not k for k in keys), bool, len(keys))
+        if empty.any():
+            keep = np.repeat(~empty, toks.lengths)
+            toks = Tokens(toks.flat[keep], np.where(empty, 0, toks.lengths))
+        vocab = Vocabulary.from_tokens(toks.flat)
         counts = count_matrix(toks, vocab)
         n = counts.shape[0]
         df = np.bincount(counts.indices, minlength=len(vocab)).astype(np.float64)
         idf = np.log(n / (df + 1.0))
-        lengths = np.fromiter((len(t) for t in toks), np.float64, n)
+        lengths = toks.lengths.astype(np.float64)
         tf = sp.diags(1.0 / np.maximum(lengths, 1.0)) @ counts
         weights = (tf @ sp.diags(idf)).tocsr()
         return cls(vocab, weights.T.tocsr(), default_k(n) if k is None else k, n)

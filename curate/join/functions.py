@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.join.distances import CHAR_DISTANCES, SET_DISTANCES, char_distances, idf_weights, set_distances, side_stats
-from curate.join.text import PREPROCESS, Vocabulary, count_matrix, pad_columns, preprocess, token_lists
+from curate.join.text import PREPROCESS, Vocabulary, count_matrix, pad_columns, preprocess, view_tokens
 
 _SPACE_OPTIONS = {
     "autofj_sm": (("lower", "lowerRemovePunctuationStem"), ("threeGram", "splitBySpace"), ("idfWeight",),
@@ -67,9 +67,9 @@ class ColumnViews:
     def view(self, p: str, t: str):
         """(vocabulary, L token counts) of the view (p, t); the vocabulary is L's."""
         if (p, t) not in self._views:
-            lists = token_lists(self.pre(p), t)
-            vocab = Vocabulary.from_tokens([x for tl in lists for x in tl])
-            self._views[(p, t)] = (vocab, count_matrix(lists, vocab))
+            toks = view_tokens(self.pre(p), t)
+            vocab = Vocabulary.from_tokens(toks.flat)
+            self._views[(p, t)] = (vocab, count_matrix(toks, vocab))
         return self._views[(p, t)]
 
     def distances(self, names: list[str], li: np.ndarray, ri: np.ndarray, right_values: list[str] | None = None
@@ -98,7 +98,7 @@ class ColumnViews:
             if right_values is None:
                 counts_r = counts_l
             else:
-                counts_r = count_matrix(token_lists(rpre(p), t), vocab)
+                counts_r = count_matrix(view_tokens(rpre(p), t), vocab)
             width = max(counts_l.shape[1], counts_r.shape[1])
             cl, cr = pad_columns(counts_l, width), pad_columns(counts_r, width)
             if w == "idfWeight":

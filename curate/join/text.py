@@ -12,8 +12,11 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 from nltk.stem.porter import PorterStemmer
+
+from kernels.hashing import hash_strings
 
 PREPROCESS = ("lower", "lowerStem", "lowerRemovePunctuation", "lowerRemovePunctuationStem")
 TOKENIZERS = ("threeGram", "splitBySpace")
@@ -86,15 +89,16 @@ class Vocabulary:
     index: pd.Index
 
     @classmethod
-    def from_tokens(cls, tokens: list[str]) -> Vocabulary:
-        return cls(pd.Index(pd.unique(np.asarray(tokens, dtype=object))))
+    def from_tokens(cls, tokens: list[str] | np.ndarray) -> Vocabulary:
+        arr = tokens if isinstance(tokens, np.ndarray) else np.asarray(tokens, dtype=object)
+        return cls(pd.Index(pd.unique(arr)))
 
     def __len__(self) -> int:
         return len(self.index)
 
     def encode(self, tokens: list[str]) -> tuple[np.ndarray, int]:
         """Column ids of tokens, and how many distinct unseen tokens got ids >= len(self)."""
-        arr = np.asarray(tokens, dtype=object)
+        arr = tokens if isinstance(tokens, np.ndarray) else np.asarray(tokens, dtype=object)
         ids = self.index.get_indexer(arr) if len(arr) else np.zeros(0, np.int64)
         unseen = ids < 0
         n_new = 0
@@ -105,18 +109,93 @@ class Vocabulary:
         return ids.astype(np.int64), n_new
 
 
+@dataclass
+class Tokens:
+    """Tokens of many strings, flat: `flat[starts[i]:starts[i] + lengths[i]]` are string i's tokens."""
+
+    flat: np.ndarray  # object (words) or uint64 (3-gram codes)
+    lengths: np.ndarray
+
+
+_WORD_BIT = np.uint64(1) << np.uint64(63)
+
+
+def gram_codes(values: list[str]) -> Tokens:
+    """Padded 3-grams of each string as uint64 codes (21 bits per code point), vectorised.
+
+    Same grams as `three_grams`: the string is padded with '$$' on both sides; a code packs the three
+    code points, so equal codes are equal 3-grams.
+    """
+    padded = ["$$" + v + "$$" for v in values]
+    lengths = np.fromiter((len(p) for p in padded), np.int64, len(padded))
+    if not len(padded):
+        return Tokens(np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    cps = np.frombuffer("".join(padded).encode("utf-32-le"), np.uint32).astype(np.uint64)
+    ends = np.cumsum(lengths)
+    valid = np.ones(len(cps), bool)
+    valid[ends - 1] = False
+    valid[ends - 2] = False
+    i = np.flatnonzero(valid)
+    codes = (cps[i] << np.uint64(42)) | (cps[i + 1] << np.uint64(21)) | cps[i + 2]
+    return Tokens(codes, lengths - 2)
+
+
+def word_tokens(values: list[str]) -> Tokens:
+    lists = [v.split() for v in values]
+    lengths = np.fromiter((len(t) for t in lists), np.int64, len(lists))
+    return Tokens(np.array([w for t in lists for w in t], dtype=object), lengths)
+
+
+def blocking_tokens(keys: list[str]) -> Tokens:
+    """The blocker's tokens: padded 3-grams plus words, in one space (a 3-letter word is that 3-gram)."""
+    grams, words = gram_codes(keys), word_tokens(keys)
+    w = words.flat
+    wcodes = np.zeros(len(w), np.uint64)
+    if len(w):
+        wlen = np.fromiter((len(x) for x in w), np.int64, len(w))
+        three = wlen == 3
+        if three.any():
+            wcodes[three] = gram_codes(list(w[three])).flat.reshape(-1, 5)[:, 2]  # "$$xyz$$" -> "xyz"
+        other = ~three
+        if other.any():
+            # Any other word: its 63-bit xxh3 hash, top bit set so that it never equals a 3-gram code.
+            wcodes[other] = hash_strings(pa.array(w[other].tolist(), pa.string())) | _WORD_BIT
+    return concat_rows(grams, Tokens(wcodes, words.lengths))
+
+
+def concat_rows(a: Tokens, b: Tokens) -> Tokens:
+    """Row i holds a's tokens of row i, then b's."""
+    rows = np.concatenate([np.repeat(np.arange(len(a.lengths)), a.lengths),
+                           np.repeat(np.arange(len(b.lengths)), b.lengths)])
+    flat = np.concatenate([a.flat, b.flat])
+    order = np.argsort(rows, kind="stable")
+    return Tokens(flat[order], a.lengths + b.lengths)
+
+
+def view_tokens(values: list[str], method: str) -> Tokens:
+    """Tokens of pre-processed strings for a join function's tokenizer (repeats kept)."""
+    if method == "splitBySpace":
+        return word_tokens(values)
+    if method == "threeGram":
+        return gram_codes([" ".join(v.split()) for v in values])
+    raise ValueError(f"unknown tokenizer {method!r}; known: {', '.join(TOKENIZERS)}")
+
+
 def token_lists(values: list[str], method: str) -> list[list[str]]:
     return [tokenize(v, method) for v in values]
 
 
-def count_matrix(lists: list[list[str]], vocab: Vocabulary, width: int | None = None) -> sp.csr_matrix:
+def count_matrix(lists: list[list[str]] | Tokens, vocab: Vocabulary, width: int | None = None) -> sp.csr_matrix:
     """Rows = strings, columns = vocabulary ids, values = token counts (repeats summed)."""
-    lengths = np.fromiter((len(t) for t in lists), np.int64, len(lists))
-    flat = [tok for t in lists for tok in t]
+    if isinstance(lists, Tokens):
+        lengths, flat = lists.lengths, lists.flat
+    else:
+        lengths = np.fromiter((len(t) for t in lists), np.int64, len(lists))
+        flat = [tok for t in lists for tok in t]
     ids, n_new = vocab.encode(flat)
-    rows = np.repeat(np.arange(len(lists)), lengths)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
     ncol = max(width or 0, len(vocab) + n_new)
-    m = sp.csr_matrix((np.ones(len(ids), np.float64), (rows, ids)), shape=(len(lists), ncol))
+    m = sp.csr_matrix((np.ones(len(ids), np.float64), (rows, ids)), shape=(len(lengths), ncol))
     m.sum_duplicates()
     return m
 

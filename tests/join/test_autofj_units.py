@@ -158,3 +158,33 @@ def test_configurations_adding_no_new_pair_score_minus_infinity_and_end_the_sear
     assert sol.added == 2  # config 0, then config 2 (config 1 adds no pair: -inf), then all are -inf
     assert [th for _, th in sol.configs] == [0.0]  # config 2 drops P̂ to 2.2/3 < 0.9: not recorded
     assert sol.join_l.tolist() == [0, 1, -1]
+
+
+def test_vectorised_tokens_equal_the_plain_ones_and_are_stable_across_calls():
+    from curate.join.text import blocking_tokens, gram_codes
+
+    vals = ["new york", "", "a", "日本語 x", "ab  c", "über-straße 2008"]
+    g = gram_codes(vals)
+    starts = np.r_[0, np.cumsum(g.lengths)]
+
+    def decode(c: int) -> str:
+        return "".join(chr((int(c) >> s) & ((1 << 21) - 1)) for s in (42, 21, 0))
+
+    for i, v in enumerate(vals):
+        assert [decode(c) for c in g.flat[starts[i]:starts[i + 1]]] == three_grams(v)
+    # A word gets the same code whichever batch it comes in; a 3-letter word is its 3-gram.
+    a, b = blocking_tokens(["lakers new"]), blocking_tokens(["boston lakers"])
+    assert set(a.flat.tolist()) & set(b.flat.tolist()) >= {int(b.flat[-1])}
+    assert int(a.flat[-1]) in set(gram_codes(["new"]).flat.tolist())
+
+
+def test_blocking_keeps_the_top_k_and_every_tie_with_the_kth_score():
+    import scipy.sparse as sp
+
+    from curate.join.blocking import top_k_dense, top_k_with_ties
+
+    scores = sp.csr_matrix(np.array([[5.0, 3.0, 3.0, 1.0, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0], [-1.0, 4.0, 0.5, 4.0, 0.5]]))
+    want = ([0, 0, 0, 1, 2, 2], [0, 1, 2, 0, 1, 3])
+    for f in (top_k_with_ties, top_k_dense):
+        r, c = f(scores.copy(), 2)
+        assert (r.tolist(), c.tolist()) == want
