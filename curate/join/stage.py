@@ -93,6 +93,11 @@ def check_reference(table: pa.Table, id_col: str, on: list[str], dedupe: bool, w
     return id_list, col_lists, info
 
 
+def _take(values: pa.Array, idx: np.ndarray) -> pa.Array:
+    """values[idx], null where idx < 0."""
+    return values.take(pa.array(np.maximum(idx, 0), mask=idx < 0)) if len(values) else pa.nulls(len(idx), values.type)
+
+
 @register
 class AutoFJ(Stage):
     """Auto-FuzzyJoin against a reference table (specs/autofj.md); see the module docstring."""
@@ -214,6 +219,8 @@ class AutoFJ(Stage):
             if prog["configs"] else np.zeros((len(self._left_ids), 0), np.int32)
         self._matcher = autofj.Matcher(prog, self._left_ids, cols, counts)
         self._configs = [f"{c['function']}@{c['theta']:.6g}" for c in prog["configs"]]
+        self._left_id_array = pa.array(self._left_ids, pa.string())
+        self._config_array = pa.array(self._configs, pa.string())
 
     def _valid(self, batch: pa.Table) -> np.ndarray:
         ok = np.ones(batch.num_rows, bool)
@@ -234,37 +241,39 @@ class AutoFJ(Stage):
         ok = self._valid(batch)
         rows = np.flatnonzero(ok)
         m = self._matcher.match([batch.column(c).take(pa.array(rows)).to_pylist() for c in self.on])
-        matched = np.zeros(n, bool)
-        match_id: list[str | None] = [None] * n
-        est = np.full(n, np.nan, np.float32)
-        dist = np.full(n, np.nan, np.float32)
-        nprop = np.zeros(n, np.int16)
-        config: list[str | None] = [None] * n
-        reason: list[str | None] = [None] * n
-        err_empty = ("bad_key: join column(s) " + ", ".join(f"{c!r} of type {batch.column(c).type}" for c in bad_type)
-                     + " are not strings") if bad_type else ERR_EMPTY
-        error: list[str | None] = [None] * n
-        for i in np.flatnonzero(~ok):
-            reason[i], error[i] = ("bad_key" if bad_type else "empty_key"), err_empty
         hit = m.l >= 0
-        matched[rows] = hit
+        # Per row: index into the L ids, the configuration names and the reason strings (-1 = null).
+        l_idx = np.full(n, -1, np.int64)
+        l_idx[rows] = m.l
+        c_idx = np.full(n, -1, np.int64)
+        c_idx[rows[hit]] = m.config[hit]
+        reasons = [autofj.REASONS[i] for i in range(len(autofj.REASONS))]
+        vetoes = sorted({v for v in m.veto if v})
+        r_idx = np.full(n, -1, np.int64)
+        code = m.reason.astype(np.int64)
+        r_idx[rows] = np.where(hit, -1, code)
+        if vetoes:
+            pos = {v: len(reasons) + i for i, v in enumerate(vetoes)}
+            reasons += [f"vetoed {v}" for v in vetoes]
+            r_idx[rows] = [pos[v] if v else r for v, r in zip(m.veto, r_idx[rows].tolist())]
+        bad_reason = "bad_key" if bad_type else "empty_key"
+        reasons.append(bad_reason)
+        r_idx[~ok] = len(reasons) - 1
+        err = ("bad_key: join column(s) " + ", ".join(f"{c!r} of type {batch.column(c).type}" for c in bad_type)
+               + " are not strings") if bad_type else ERR_EMPTY
+        matched = l_idx >= 0
+        est = np.zeros(n, np.float32)
+        dist = np.zeros(n, np.float32)
         est[rows[hit]] = m.est[hit]
         dist[rows[hit]] = m.distance[hit]
+        nprop = np.zeros(n, np.int16)
         nprop[rows] = np.minimum(m.n_proposals, 32767)
-        for j, i in enumerate(rows):
-            if hit[j]:
-                match_id[i] = self._left_ids[m.l[j]]
-                config[i] = self._configs[m.config[j]]
-            else:
-                code = autofj.REASONS[m.reason[j]]
-                reason[i] = f"vetoed {m.veto[j]}" if code == "vetoed" and m.veto[j] else code
         return pa.table({
-            "matched": pa.array(matched), "match_id": pa.array(match_id, pa.string()),
+            "matched": pa.array(matched), "match_id": _take(self._left_id_array, l_idx),
             "est_precision": pa.array(est, pa.float32(), mask=~matched),
-            "config": pa.array(config, pa.string()).dictionary_encode().cast(pa.string()),
-            "distance": pa.array(dist, pa.float32(), mask=~matched),
-            "n_proposals": pa.array(nprop, pa.int16()), "reason": pa.array(reason, pa.string()),
-            "error": pa.array(error, pa.string()),
+            "config": _take(self._config_array, c_idx), "distance": pa.array(dist, pa.float32(), mask=~matched),
+            "n_proposals": pa.array(nprop, pa.int16()), "reason": _take(pa.array(reasons, pa.string()), r_idx),
+            "error": _take(pa.array([err], pa.string()), np.where(ok, -1, 0)),
         })
 
     def describe(self, artifact: pa.Table | None) -> dict[str, Any]:
