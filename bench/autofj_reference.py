@@ -13,9 +13,9 @@ import time
 # This script's folder holds bench/autofj.py, which would shadow the reference package `autofj`.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-import pandas as pd  # noqa: E402
-from autofj import AutoFJ  # noqa: E402
-from autofj.blocker.autofj_blocker import AutoFJBlocker  # noqa: E402
+import pandas as pd
+from autofj import AutoFJ
+from autofj.blocker.autofj_blocker import AutoFJBlocker
 
 
 def run_task(data_dir: str, task: str) -> dict:

@@ -11,8 +11,8 @@ import sys
 # This script's folder holds bench/autofj.py, which would shadow the reference package `autofj`.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-import pandas as pd  # noqa: E402
-from autofj.blocker.autofj_blocker import AutoFJBlocker  # noqa: E402
+import pandas as pd
+from autofj.blocker.autofj_blocker import AutoFJBlocker
 
 
 def main() -> None:

@@ -33,9 +33,12 @@ class BlockingIndex:
     weights_t: sp.csc_matrix  # (vocabulary x |L|): idf(x) * tf_l(x)
     k: int
     n_left: int
+    max_postings: int | None = None
 
     @classmethod
-    def build(cls, left_values: list[str], k: int | None = None) -> BlockingIndex:
+    def build(cls, left_values: list[str], k: int | None = None, max_postings: int | None = None) -> BlockingIndex:
+        """L's index. `max_postings` (ours, off by default): tokens held by more L rows than this are left
+        out of the scores, which bounds the work per query (scale mode; it changes the candidates)."""
         keys = blocking_key(left_values)
         toks = _tokens(keys)
         # The reference skips empty L records when indexing (they still count in |L|).
@@ -51,7 +54,10 @@ class BlockingIndex:
         lengths = toks.lengths.astype(np.float64)
         tf = sp.diags(1.0 / np.maximum(lengths, 1.0)) @ counts
         weights = (tf @ sp.diags(idf)).tocsr()
-        return cls(vocab, weights.T.tocsr(), default_k(n) if k is None else k, n)
+        if max_postings is not None:
+            weights = (weights @ sp.diags((df <= max_postings).astype(np.float64))).tocsr()
+            weights.eliminate_zeros()
+        return cls(vocab, weights.T.tocsr(), default_k(n) if k is None else k, n, max_postings)
 
     def query_matrix(self, values: list[str]) -> sp.csr_matrix:
         """Binary (distinct-token) rows of query records over L's vocabulary; unseen tokens dropped."""

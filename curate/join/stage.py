@@ -81,8 +81,9 @@ def check_reference(table: pa.Table, id_col: str, on: list[str], dedupe: bool, w
     info = {"rows": len(id_list), "duplicates_dropped": 0}
     if dups and not dedupe:
         shown = ", ".join(f"id {id_list[i]!r} repeats id {id_list[first[recs[i]]]!r}" for i in dups[:5])
-        raise DataError([f"{where}: {len(dups)} duplicate record(s) on {on}: {shown}; the precision estimate "
-                         f"assumes a duplicate-free reference (set dedupe_reference: true to keep the first)"])
+        msg = (f"{where}: {len(dups)} duplicate record(s) on {on}: {shown}; the precision estimate "
+               f"assumes a duplicate-free reference (set dedupe_reference: true to keep the first)")
+        raise DataError([msg])
     if dups:
         keep = np.setdiff1d(np.arange(len(id_list)), dups)
         id_list = [id_list[i] for i in keep]
@@ -108,7 +109,7 @@ class AutoFJ(Stage):
     def __init__(self, reference: str, on: str | list[str], reference_id: str = "id", precision_target: float = 0.9,
                  space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
                  negative_rules: bool = True, search_sample: int = 20_000, mode: str = "default",
-                 dedupe_reference: bool = False, name: str | None = None):
+                 dedupe_reference: bool = False, max_postings: int | None = None, name: str | None = None):
         super().__init__(name)
         self.on = [on] if isinstance(on, str) else list(on)
         if not self.on or not all(isinstance(c, str) and c for c in self.on):
@@ -129,6 +130,9 @@ class AutoFJ(Stage):
         self.space, self.n_thresholds, self.patience = space, n_thresholds, float(patience)
         self.negative_rules, self.search_sample, self.mode = bool(negative_rules), search_sample, mode
         self.dedupe_reference = bool(dedupe_reference)
+        if max_postings is not None and (not isinstance(max_postings, int) or max_postings < 1):
+            raise ConfigError(f"autofj: max_postings must be a positive integer or null, got {max_postings!r}")
+        self.max_postings = max_postings
         self._matcher: autofj.Matcher | None = None
         self._left_ids: list[str] = []
         self._configs: list[str] = []
@@ -148,7 +152,7 @@ class AutoFJ(Stage):
                 "on": self.on, "reference_id": self.reference_id, "precision_target": self.precision_target,
                 "space": self.space, "n_thresholds": self.n_thresholds, "patience": self.patience,
                 "negative_rules": self.negative_rules, "search_sample": self.search_sample, "mode": self.mode,
-                "dedupe_reference": self.dedupe_reference}
+                "dedupe_reference": self.dedupe_reference, "max_postings": self.max_postings}
 
     def _reference_fingerprint(self) -> str:
         import hashlib
@@ -193,7 +197,7 @@ class AutoFJ(Stage):
         sample = sample.take(pa.array(order))
         right = [_strings(sample.column(c)).to_pylist() for c in self.on]
         res = autofj.fit(ids, cols, right, self.on, self.precision_target, self.space, self.n_thresholds,
-                         self.patience, self.negative_rules)
+                         self.patience, self.negative_rules, max_postings=self.max_postings)
         prog = res.program
         search = prog["search"]
         search["right_rows"] = n_rows
@@ -281,8 +285,8 @@ class AutoFJ(Stage):
             return {}
         prog = json.loads(artifact.schema.metadata[b"autofj.program"])
         s = prog["search"]
-        return {"program": {k: prog[k] for k in ("on", "space", "precision_target", "configs", "column_weights",
-                                                 "k", "left")},
+        return {"program": {k: prog.get(k) for k in ("on", "space", "precision_target", "configs",
+                                                     "column_weights", "k", "max_postings", "left")},
                 "rules": len(prog["rules"]), "est_precision": s["est_precision"],
                 "est_precision_se": s["est_precision_se"],
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),

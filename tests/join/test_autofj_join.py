@@ -169,7 +169,7 @@ def test_several_join_columns_run_through_the_stage(tmp_path):
 
 @pytest.mark.parametrize("task,unmatched", [("Reptile", 819 - 562), ("ShoppingMall", 227 - 159)])
 def test_new_entity_tasks_report_the_share_far_beyond_theta(task, unmatched):
-    lids, lt, rids, rt = task_tables(task)
+    lids, lt, _, rt = task_tables(task)
     res = autofj.fit(lids, [lt], [rt], ["title"])
     far = res.program["search"]["far_beyond_theta_share"]
     assert far is not None and 0 < far < 1

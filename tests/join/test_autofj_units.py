@@ -133,7 +133,7 @@ def hand_built(theta: float = 0.1):
 def test_estimate_is_one_over_one_plus_neighbours_within_two_theta():
     li, ri, d, c, q, dll = hand_built()
     cands = build_candidates(["f"], li, ri, d, c, q, dll, n_r=3, n_thresholds=2)  # θ in {0.0, 0.1}
-    j = [i for i, (_, th) in enumerate(cands.configs) if th == pytest.approx(0.1)][0]
+    j = next(i for i, (_, th) in enumerate(cands.configs) if th == pytest.approx(0.1))
     assert cands.P[j].tolist() == [1.0, 0.5, 0.25]
     assert cands.lstar[0].tolist() == [0, 1, 2]
 
