@@ -91,16 +91,17 @@ def set_distances(left: SideStats, right: SideStats, w: np.ndarray, li: np.ndarr
 def char_distances(left: list[str], right: list[str], li: np.ndarray, ri: np.ndarray, name: str,
                    workers: int = 1) -> np.ndarray:
     """editDistance (raw Levenshtein count) or jaroDistance (1 - Jaro-Winkler) of pre-processed strings."""
-    a = [left[i] for i in li]
-    b = [right[i] for i in ri]
-    if not a:
+    if len(li) == 0:
         return np.zeros(0)
+    la, ra = np.asarray(left, dtype=object), np.asarray(right, dtype=object)
+    a, b = la[li], ra[ri]
     if name == "editDistance":
         return process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers, dtype=np.int64).astype(np.float64)
     if name == "jaroDistance":
-        sim = process.cpdist(a, b, scorer=JaroWinkler.similarity, workers=workers, dtype=np.float64).astype(np.float64)
+        sim = process.cpdist(a, b, scorer=JaroWinkler.similarity, workers=workers, dtype=np.float64)
         # jellyfish (the reference) scores two empty strings 0, rapidfuzz 1.
-        both_empty = np.fromiter((not x and not y for x, y in zip(a, b)), bool, len(a))
-        sim[both_empty] = 0.0
+        empty_l = np.fromiter((not x for x in left), bool, len(left))
+        empty_r = np.fromiter((not x for x in right), bool, len(right))
+        sim[empty_l[li] & empty_r[ri]] = 0.0
         return 1.0 - sim
     raise ValueError(f"unknown character distance {name!r}; known: {', '.join(CHAR_DISTANCES)}")

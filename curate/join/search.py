@@ -30,12 +30,18 @@ def nearest(li: np.ndarray, ri: np.ndarray, d: np.ndarray, n_r: int) -> Nearest:
     """argmin_l d(l, r) per r, ties broken by the lowest L index."""
     best_l = np.full(n_r, -1, np.int64)
     best_d = np.full(n_r, np.inf)
-    if len(d):
-        order = np.lexsort((li, d, ri))
-        r_sorted = ri[order]
-        first = order[np.r_[True, r_sorted[1:] != r_sorted[:-1]]]
-        best_l[ri[first]] = li[first]
-        best_d[ri[first]] = d[first]
+    if len(d) == 0:
+        return Nearest(best_l, best_d)
+    if not (np.all(ri[1:] >= ri[:-1]) and np.all((ri[1:] > ri[:-1]) | (li[1:] > li[:-1]))):
+        order = np.lexsort((li, ri))  # pairs come sorted by (r, l) from blocking; sort otherwise
+        li, ri, d = li[order], ri[order], d[order]
+    starts = np.flatnonzero(np.r_[True, ri[1:] != ri[:-1]])
+    seg_min = np.minimum.reduceat(d, starts)
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(d)]))
+    at_min = np.flatnonzero(d == seg_min[seg])
+    first = at_min[np.r_[True, seg[at_min][1:] != seg[at_min][:-1]]]  # lowest l of each r's minima
+    best_l[ri[first]] = li[first]
+    best_d[ri[first]] = d[first]
     return Nearest(best_l, best_d)
 
 
@@ -62,8 +68,8 @@ def neighbour_counts(cand: np.ndarray, query: np.ndarray, d_ll: np.ndarray, ls: 
     mine = ls[pos_c] == query
     first_ok = np.searchsorted(2.0 * thetas, d_ll[mine], side="left")  # first i with d <= 2θ_i
     within = first_ok < len(thetas)
-    hist = np.zeros((len(ls), len(thetas)), np.int32)
-    np.add.at(hist, (pos_c[mine][within], first_ok[within]), 1)
+    flat = pos_c[mine][within] * len(thetas) + first_ok[within]
+    hist = np.bincount(flat, minlength=len(ls) * len(thetas)).reshape(len(ls), len(thetas))
     counts[:] = np.cumsum(hist, axis=1)
     return counts
 
