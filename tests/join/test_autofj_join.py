@@ -203,3 +203,12 @@ def test_config_and_synthetic_builder_run_end_to_end(tmp_path):
     pred = [(r, l) for r, l in zip(m.column("id").to_pylist(), m.column("autofj.match_id").to_pylist()) if l]
     assert s["result"]["kept"] == len(pred) > 150  # the threshold policy keeps the matched rows
     assert np.mean([truth[r] == l for r, l in pred]) > 0.85
+
+
+@pytest.mark.slow
+def test_local_and_ray_executors_give_the_same_manifest(tmp_path):
+    left, data = parquet_task(tmp_path, "TennisTournament", shards=3)
+    p = curate.Pipeline([AutoFJ(reference=str(left), on="title")], id_column="id")
+    curate.run(p, data, tmp_path / "local", executor="local")
+    curate.run(p, data, tmp_path / "ray", executor="ray")
+    assert curate.load_manifest(tmp_path / "local").equals(curate.load_manifest(tmp_path / "ray"))
