@@ -80,10 +80,18 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     t = time.perf_counter()
     views = [ColumnViews(col) for col in left_cols]
     lr_cols = [v.distances(functions, r_l, r_q, rc) for v, rc in zip(views, right_cols)]
-    ll_cols = [v.distances(functions, ll_c, ll_q) for v in views]
+    # The search needs L-L neighbourhoods only of L rows that can be some r's nearest: with one column the
+    # nearest rows of each function, with several (weights change the nearest) every L-R candidate.
+    if len(views) == 1:
+        needed = np.unique(np.concatenate([nearest(r_l, r_q, lr_cols[0][f], n_r).l for f in functions]))
+    else:
+        needed = np.unique(r_l)
+    sub = np.isin(ll_q, needed)
+    s_c, s_q = ll_c[sub], ll_q[sub]
+    ll_cols = [v.distances(functions, s_c, s_q) for v in views]
     times["distances_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    prog = forward_selection(functions, r_l, r_q, lr_cols, ll_c, ll_q, ll_cols, n_r, precision_target,
+    prog = forward_selection(functions, r_l, r_q, lr_cols, s_c, s_q, ll_cols, n_r, precision_target,
                              n_thresholds, patience)
     times["search_s"] = time.perf_counter() - t
     sol = prog.solution
@@ -110,8 +118,13 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                    "far_beyond_theta_share": far, "iterations": sol.iterations,
                    "proposals": sol.n_proposals},
     }
-    ll_w = {f: sum(ll_cols[c][f] * w for c, w in prog.weights.items()) for f, _ in sol.configs}
+    # Apply needs the neighbour counts of every L row, for the selected functions only.
+    t = time.perf_counter()
+    selected = sorted({f for f, _ in sol.configs})
+    full = [views[c].distances(selected, ll_c, ll_q) for c in sorted(prog.weights)]
+    ll_w = {f: sum(full[i][f] * prog.weights[c] for i, c in enumerate(sorted(prog.weights))) for f in selected}
     ll_counts = ll_neighbour_counts(sol.configs, ll_q, ll_w, n_l)
+    times["ll_counts_s"] = time.perf_counter() - t
     times["total_s"] = time.perf_counter() - t0
     join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
     est = sol.est if sol.found else np.zeros(n_r)

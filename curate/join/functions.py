@@ -51,6 +51,17 @@ def space_functions(space: str) -> list[str]:
     return names + [JoinFunction(p, None, None, d).name for p in ps for d in chars]
 
 
+PAIR_CHUNK = 1 << 20  # pairs per pass: bounds the gathered sparse rows' memory
+
+
+def _chunked(fn, li: np.ndarray, ri: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """fn over pair chunks, results concatenated per name."""
+    if len(li) <= PAIR_CHUNK:
+        return fn(li, ri)
+    parts = [fn(li[s:s + PAIR_CHUNK], ri[s:s + PAIR_CHUNK]) for s in range(0, len(li), PAIR_CHUNK)]
+    return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
+
 class ColumnViews:
     """One join column of L: its pre-processed strings and token matrices per view, built on demand."""
 
@@ -90,7 +101,8 @@ class ColumnViews:
         groups: dict[tuple[str, str, str], list[JoinFunction]] = {}
         for f in funcs:
             if f.t is None:
-                out[f.name] = char_distances(self.pre(f.p), rpre(f.p), li, ri, f.d)
+                out[f.name] = _chunked(lambda a, b, f=f: {f.d: char_distances(self.pre(f.p), rpre(f.p), a, b, f.d)},
+                                       li, ri, (f.d,))[f.d]
             else:
                 groups.setdefault((f.p, f.t, f.w), []).append(f)
         for (p, t, w), fs in groups.items():
@@ -109,7 +121,8 @@ class ColumnViews:
                 raise ValueError(f"unknown token weight {w!r}")
             sl = side_stats(cl, weights)
             sr = sl if right_values is None else side_stats(cr, weights)
-            d = set_distances(sl, sr, weights, li, ri, tuple(f.d for f in fs))
+            names_d = tuple(f.d for f in fs)
+            d = _chunked(lambda a, b: set_distances(sl, sr, weights, a, b, names_d), li, ri, names_d)
             for f in fs:
                 out[f.name] = d[f.d]
         return out
