@@ -95,7 +95,7 @@ def main() -> None:
                      f"{ft.get('ll_counts_s', 0):.1f}) | {r['apply_s']:.1f} | {r['apply_rows_per_s']:.0f} | "
                      f"{r['run_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['est_precision']:.3f} | {r['precision']:.3f} | "
                      f"{r['recall']:.3f} |")
-    (RESULTS / "autofj_scale.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
