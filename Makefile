@@ -36,6 +36,9 @@ debs:
 data/demo/.complete: | install debs
 	$(BIN)/curate data demo --out data/demo
 
+data/autofj-synth/.complete: | install
+	$(BIN)/curate data autofj-synth --out data/autofj-synth && touch $@
+
 data/stdlib-code/.complete: | install debs
 	$(BIN)/curate data stdlib-code --out data/stdlib-code
 
@@ -44,7 +47,8 @@ data/fashion-mnist/.complete: | install debs
 
 curate: install
 	@case "$(DATASET)" in demo|demo-sens) $(MAKE) --no-print-directory data/demo/.complete;; \
-	  stdlib-code|fashion-mnist) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; esac
+	  stdlib-code|fashion-mnist) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; \
+	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT) --executor $(EXECUTOR)
 
 test: install debs

@@ -68,12 +68,32 @@ def _data(args: argparse.Namespace) -> int:
         print(f"fashion-mnist data: {info['train']['rows']} train rows at {out}/train, "
               f"{info['test']['rows']} test rows at {out}/test")
         return 0
+    if args.name == "autofj-synth":
+        from curate.data.autofj_synth import build
+
+        out = args.out or "data/autofj-synth"
+        info = build(out, 100_000, 100_000, shards=args.shards)
+        print(f"autofj-synth data: L {info['left']} names at {out}/left.parquet, R {info['right']} rows "
+              f"({info['new_entities']} new entities) in {args.shards} shards at {out}/right")
+        return 0
     if args.name != "demo":
-        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code, fashion-mnist")
+        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code, fashion-mnist, autofj-synth")
     from curate.data.demo import build_demo
 
     info = build_demo(args.out or "data/demo", shards=args.shards)
     print(f"demo data: {info['rows']} rows in {info['shards']} shards at {args.out or 'data/demo'}")
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    from curate.join.cli import join
+
+    summary = join(args.left, args.right, args.on, args.out, precision=args.precision, left_id=args.left_id,
+                   right_id=args.right_id, executor=args.executor, shards=args.shards)
+    s = summary["stages"]["autofj"]
+    print(f"autofj: {s['scored']} rows scored, {s['errored']} errored; program: "
+          f"estimated precision {s.get('artifact', {}).get('est_precision')}")
+    _print_result(summary, Path(args.out))
     return 0
 
 
@@ -112,10 +132,22 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="build a bundled real dataset")
     d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
                                 "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT); "
-                                "fashion-mnist: 60k+10k labelled images (Debian dataset-fashion-mnist; EL2N)")
+                                "fashion-mnist: 60k+10k labelled images (Debian dataset-fashion-mnist; EL2N); "
+                                "autofj-synth: 100k names and 100k corrupted rows (Auto-FuzzyJoin)")
     d.add_argument("--out")
     d.add_argument("--shards", type=int, default=16)
     d.set_defaults(func=_data)
+    j = sub.add_parser("join", help="Auto-FuzzyJoin: link each row of R to at most one row of L (CSV or Parquet)")
+    j.add_argument("left", help="reference table L: CSV file, Parquet file or folder")
+    j.add_argument("right", help="table R: CSV file, Parquet file or folder of shards")
+    j.add_argument("--on", action="append", required=True, help="join column (repeat for several)")
+    j.add_argument("--precision", type=float, default=0.9, help="precision target τ (default 0.9)")
+    j.add_argument("--out", required=True, help="run directory")
+    j.add_argument("--left-id", default="id", help="id column of L (default id)")
+    j.add_argument("--right-id", default="id", help="id column of R (default id)")
+    j.add_argument("--executor", choices=["local", "ray"], default="local")
+    j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
+    j.set_defaults(func=_join)
     e = sub.add_parser("export", help="id lists or the curated dataset from a run")
     e.add_argument("run_dir")
     e.add_argument("--kept-ids")
