@@ -20,42 +20,52 @@ def vector_type_problem(t: pa.DataType) -> str | None:
     return f"is {t}; needs a list or fixed_size_list of floats (an embedding)"
 
 
-def unit_vectors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) float32 unit vectors and an object array of per-row errors (None where valid).
+def matrix(column: pa.Array | pa.ChunkedArray, d: int | None = None,
+           invalid: str = INVALID) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) float32 rows of a list column and an object array of per-row errors (None where valid).
 
-    Invalid rows (null, wrong length, NaN/Inf, zero norm) get a zero vector and an
-    `invalid_embedding: ...` message; they must take no part in any computation.
+    `d` is the expected length; without it, a fixed-size list's size or the most common length. Null
+    rows, other lengths and NaN/Inf values get `<invalid>: ...` and a zero row, which must take no part
+    in any computation.
     """
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     n = len(arr)
     errors = np.full(n, None, dtype=object)
     if not is_vector_type(arr.type):
-        errors[:] = f"{INVALID}: column type {arr.type} is not a list of floats"
-        return np.zeros((n, 0), np.float32), errors
+        errors[:] = f"{invalid}: column type {arr.type} is not a list of numbers"
+        return np.zeros((n, d or 0), np.float32), errors
     null = arr.is_null().to_numpy(zero_copy_only=False)
-    if pa.types.is_fixed_size_list(arr.type):
+    if pa.types.is_fixed_size_list(arr.type) and (d is None or d == arr.type.list_size):
         d = arr.type.list_size
-        flat = _as_float32(arr.values.slice(arr.offset * d, n * d))
-        x = flat.to_numpy(zero_copy_only=False).reshape(n, d)
+        x = _as_float32(arr.values.slice(arr.offset * d, n * d)).to_numpy(zero_copy_only=False).reshape(n, d)
     else:
-        lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy()
-        ok_len = lengths[~null]
-        d = int(np.bincount(ok_len).argmax()) if len(ok_len) else 0
+        if pa.types.is_fixed_size_list(arr.type):
+            lengths = np.full(n, arr.type.list_size, np.int64)
+        else:
+            lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        if d is None:
+            ok_len = lengths[~null]
+            d = int(np.bincount(ok_len).argmax()) if len(ok_len) else 0
         bad_len = ~null & (lengths != d)
-        errors[bad_len] = [f"{INVALID}: {k} values, expected {d}" for k in lengths[bad_len]]
+        errors[bad_len] = [f"{invalid}: {k} values, expected {d}" for k in lengths[bad_len]]
         x = np.zeros((n, d), np.float32)
         good = np.flatnonzero(~null & ~bad_len)
         if len(good):
-            sub = arr.take(pa.array(good))
-            x[good] = _as_float32(pc.list_flatten(sub)).to_numpy(zero_copy_only=False).reshape(-1, d)
+            x[good] = _as_float32(pc.list_flatten(arr.take(pa.array(good)))).to_numpy(zero_copy_only=False).reshape(-1, d)
         null = null | bad_len
-    x = np.where(null[:, None], 0.0, x).astype(np.float32, copy=False)
+    x = np.where(null[:, None], np.float32(0), x).astype(np.float32, copy=False)
     finite = np.isfinite(x).all(axis=1)
     x[~finite] = 0.0
+    errors[null & (errors == None)] = f"{invalid}: null"  # noqa: E711 (elementwise on an object array)
+    errors[~null & ~finite] = f"{invalid}: NaN or Inf values"
+    return x, errors
+
+
+def unit_vectors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """`matrix` rows scaled to unit length; zero vectors are invalid too."""
+    x, errors = matrix(column)
     norm = np.linalg.norm(x, axis=1)
-    errors[null & (errors == None)] = f"{INVALID}: null vector"  # noqa: E711 (elementwise on an object array)
-    errors[~null & ~finite] = f"{INVALID}: NaN or Inf values"
-    errors[~null & finite & (norm == 0)] = f"{INVALID}: zero vector"
+    errors[(errors == None) & (norm == 0)] = f"{INVALID}: zero vector"  # noqa: E711
     ok = errors == None  # noqa: E711
     x[ok] /= norm[ok, None]
     return x, errors

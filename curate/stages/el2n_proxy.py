@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+
+from kernels import vectors
 
 INVALID = "invalid_features"
 # Full GraNd holds one gradient per row and parameter; chunk rows so that this stays near 256 MB (float64).
@@ -32,50 +33,12 @@ ProxySpec = str | nn.Module | Callable[[int, int], nn.Module]
 # Features
 # --------------------------------------------------------------------------------------------------
 def is_feature_type(t: pa.DataType) -> bool:
-    return (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)) and \
-        (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
+    return vectors.is_vector_type(t)
 
 
 def feature_matrix(column: pa.Array | pa.ChunkedArray, d: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) float32 features and an object array of per-row errors (None where valid).
-
-    `d` is the expected length (the fitted one); without it, a fixed-size list's size or the most common
-    length in the column. Null rows, other lengths and NaN/Inf values get `invalid_features: ...` and a
-    zero row, which must take no part in any computation.
-    """
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    n = len(arr)
-    errors = np.full(n, None, dtype=object)
-    if not is_feature_type(arr.type):
-        errors[:] = f"{INVALID}: column type {arr.type} is not a list of numbers"
-        return np.zeros((n, d or 0), np.float32), errors
-    null = arr.is_null().to_numpy(zero_copy_only=False)
-    if pa.types.is_fixed_size_list(arr.type) and (d is None or d == arr.type.list_size):
-        d = arr.type.list_size
-        flat = arr.values.slice(arr.offset * d, n * d)
-        x = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, d)
-    else:
-        if pa.types.is_fixed_size_list(arr.type):
-            lengths = np.full(n, arr.type.list_size, np.int64)
-        else:
-            lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-        if d is None:
-            ok_len = lengths[~null]
-            d = int(np.bincount(ok_len).argmax()) if len(ok_len) else 0
-        bad_len = ~null & (lengths != d)
-        errors[bad_len] = [f"{INVALID}: {k} values, expected {d}" for k in lengths[bad_len]]
-        x = np.zeros((n, d), np.float32)
-        good = np.flatnonzero(~null & ~bad_len)
-        if len(good):
-            sub = arr.take(pa.array(good))
-            x[good] = np.asarray(pc.list_flatten(sub).to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)
-        null = null | bad_len
-    x = np.where(null[:, None], np.float32(0), x)
-    finite = np.isfinite(x).all(axis=1)
-    x[~finite] = 0.0
-    errors[null & (errors == None)] = f"{INVALID}: null"  # noqa: E711 (elementwise on an object array)
-    errors[~null & ~finite] = f"{INVALID}: NaN or Inf values"
-    return x, errors
+    """(n, d) float32 features and per-row errors (`invalid_features: ...`); see kernels.vectors.matrix."""
+    return vectors.matrix(column, d, invalid=INVALID)
 
 
 def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

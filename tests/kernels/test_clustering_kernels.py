@@ -67,7 +67,7 @@ def test_unit_vectors_name_every_bad_row():
     x, errors = unit_vectors(arr)
     assert errors[0] is None and errors[5] is None
     np.testing.assert_allclose(x[0], [0.6, 0.8], rtol=1e-6)
-    assert errors[1] == "invalid_embedding: null vector"
+    assert errors[1] == "invalid_embedding: null"
     assert errors[2] == "invalid_embedding: NaN or Inf values"
     assert errors[3] == "invalid_embedding: zero vector"
     assert errors[4] == "invalid_embedding: 3 values, expected 2"
