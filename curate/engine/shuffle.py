@@ -25,9 +25,9 @@ def write_grouped(path: Path, table: pa.Table, by: str) -> None:
     ends = np.r_[starts[1:], len(values)]
     index = {str(values[s]): i for i, s in enumerate(starts)}
     schema = table.schema.with_metadata({**(table.schema.metadata or {}), INDEX_KEY: json.dumps(index).encode()})
-    from curate.engine.store import dictionary_columns
+    from curate.engine.store import codecs, dictionary_columns
 
-    with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=dictionary_columns(schema)) as writer:
+    with pq.ParquetWriter(path, schema, compression=codecs(schema), use_dictionary=dictionary_columns(schema)) as writer:
         for s, e in zip(starts, ends):
             writer.write_table(table.slice(s, e - s).replace_schema_metadata(schema.metadata), row_group_size=e - s)
         if not len(starts):
