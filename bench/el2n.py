@@ -28,7 +28,7 @@ import pyarrow as pa
 import torch
 
 from curate.data import fashion_mnist as fm
-from curate.policy import Rows
+from curate.policy import Rows, RowsScan
 from curate.stage import ROW_HASH, TablesFitContext
 from curate.stages import el2n_proxy as proxy
 from curate.stages.el2n import EL2N
@@ -37,27 +37,6 @@ from kernels.hashing import hash_strings
 
 RESULTS = Path(__file__).parent / "results"
 NOISE_SEED = 7
-
-
-class _Scan:
-    def __init__(self, parts: list[Rows]):
-        self.parts = parts
-
-    def rows(self):
-        return iter(self.parts)
-
-    def __call__(self):
-        return ((r.values, r.id_hash) for r in self.parts)
-
-
-def flip_labels(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(len(y), int(round(fraction * len(y))), replace=False)
-    noisy = y.copy()
-    noisy[rows] = (y[rows] + rng.integers(1, 10, len(rows))) % 10
-    flipped = np.zeros(len(y), bool)
-    flipped[rows] = True
-    return noisy, flipped
 
 
 def score(x: np.ndarray, y: np.ndarray, ids: pa.Array, runs: int) -> tuple[np.ndarray, dict]:
@@ -84,7 +63,7 @@ def select(values: np.ndarray, labels: np.ndarray, id_hash: np.ndarray, **policy
                   {"el2n.score": values[i:i + 10_000], "el2n.label": labels[i:i + 10_000].astype(np.float64)}, "s")
              for i in range(0, len(values), 10_000)]
     p = El2nKeep(**policy)
-    p.fit(_Scan(parts))
+    p.fit(RowsScan(parts))
     keep = np.concatenate([p.decide_rows(r)[0] for r in parts])
     return keep, p.describe()["kept_per_class"]
 
@@ -142,7 +121,7 @@ def main() -> None:
         "easy 50%": lambda s: easy50, "hard 50% per class": lambda s: hard50_pc,
         "hard 20%": lambda s: hard20, "random 20%": rand(0.2)}, data, mean, std, steps, args.seeds)
 
-    noisy, flipped = flip_labels(y, 0.2, NOISE_SEED)
+    noisy, flipped = fm.flip_labels(y, 0.2, NOISE_SEED)
     noisy_scores, noisy_info = score(x, noisy, ids, args.runs)
     top_half = noisy_scores >= np.median(noisy_scores)
     offset, _ = select(noisy_scores, noisy, id_hash, fraction=0.5, direction="offset", offset=0.2)

@@ -36,6 +36,19 @@ _DIGITS = 65536
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+class RowsScan:
+    """A policy scan over in-memory `Rows` (one per shard): fit a policy in a test or script, without the engine."""
+
+    def __init__(self, parts: list[Rows]):
+        self.parts = parts
+
+    def rows(self) -> Iterator[Rows]:
+        return iter(self.parts)
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return ((r.values, r.id_hash) for r in self.parts)
+
+
 def tie_keys(id_hash: np.ndarray, seed: int) -> np.ndarray:
     """The deterministic tie-break order of rows: depends on (seed, id) only."""
     return mix64(np.asarray(id_hash, dtype=np.uint64) ^ mix64(np.uint64(seed % (1 << 64))))

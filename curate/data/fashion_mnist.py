@@ -120,3 +120,16 @@ def build_fashion_mnist(out: str | Path, shards: int = 8) -> dict:
     (out / f"{COMPLETE}.tmp").write_text(json.dumps(info, indent=1))
     (out / f"{COMPLETE}.tmp").rename(out / COMPLETE)
     return info
+
+
+def flip_labels(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Label noise for experiments: each chosen row gets another of the 10 classes, uniformly.
+
+    Returns (noisy labels, flipped mask)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(y), int(round(fraction * len(y))), replace=False)
+    noisy = y.copy()
+    noisy[rows] = (y[rows] + rng.integers(1, 10, len(rows))) % 10
+    flipped = np.zeros(len(y), bool)
+    flipped[rows] = True
+    return noisy, flipped

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from curate.errors import ConfigError, DataError
-from curate.policy import Rows, order_keys, tie_keys
+from curate.policy import Rows, RowsScan, order_keys, tie_keys
 from curate.stage import ROW_HASH, TablesFitContext
 from curate.stages import el2n_proxy as proxy
 from curate.stages.el2n import EL2N
@@ -221,19 +221,6 @@ def test_config_errors_name_the_parameter():
 
 
 # --- the policy ------------------------------------------------------------------------------------
-class FakeScan:
-    """A policy scan over in-memory shards (what the manifest gives a policy)."""
-
-    def __init__(self, parts: list[Rows]):
-        self.parts = parts
-
-    def rows(self):
-        return iter(self.parts)
-
-    def __call__(self):
-        return ((r.values, r.id_hash) for r in self.parts)
-
-
 def policy_rows(values: np.ndarray, labels: np.ndarray, shards: int = 3, column: str = "el2n.score") -> list[Rows]:
     ids = pa.array([f"p{i}" for i in range(len(values))])
     h = hash_strings(ids)
@@ -260,7 +247,7 @@ def test_policy_keeps_exactly_the_window_with_ties_broken_by_id(direction, offse
     labels = rng.integers(0, 4, 1001)
     parts = policy_rows(values, labels)
     p = El2nKeep(fraction=0.5, direction=direction, offset=offset)
-    p.fit(FakeScan(parts))
+    p.fit(RowsScan(parts))
     keep = decide_all(p, parts)
     h = np.concatenate([r.id_hash for r in parts])
     want = reference_window(values, h, direction != "easy", round(offset * 1001), 501)  # floor(0.5 * 1001 + 0.5)
@@ -269,7 +256,7 @@ def test_policy_keeps_exactly_the_window_with_ties_broken_by_id(direction, offse
     # the same rows whatever the sharding
     parts7 = policy_rows(values, labels, shards=7)
     p7 = El2nKeep(fraction=0.5, direction=direction, offset=offset)
-    p7.fit(FakeScan(parts7))
+    p7.fit(RowsScan(parts7))
     assert (decide_all(p7, parts7) == keep).all()
 
 
@@ -277,7 +264,7 @@ def test_offset_drops_the_top_as_likely_label_noise_then_keeps_the_next_fraction
     values = np.arange(100, dtype=np.float64)
     parts = policy_rows(values, np.zeros(100, np.int64), shards=2)
     p = El2nKeep(fraction=0.5, direction="offset", offset=0.2)
-    p.fit(FakeScan(parts))
+    p.fit(RowsScan(parts))
     keep = decide_all(p, parts)
     assert np.flatnonzero(keep).tolist() == list(range(30, 80))
     reasons = pa.concat_arrays([p.decide_rows(r)[1] for r in parts]).to_pylist()
@@ -291,10 +278,10 @@ def test_per_class_keeps_a_largest_remainder_share_of_each_class_exactly():
     values = rng.random(1000) + labels  # class 2 is all "harder" than class 0
     parts = policy_rows(values, labels)
     glob = El2nKeep(fraction=0.3)
-    glob.fit(FakeScan(parts))
+    glob.fit(RowsScan(parts))
     assert glob.describe()["kept_per_class"] == {"0": 0, "1": 101, "2": 199}  # the global cut collapses
     p = El2nKeep(fraction=0.3, per_class=True)
-    p.fit(FakeScan(parts))
+    p.fit(RowsScan(parts))
     keep = decide_all(p, parts)
     assert keep.sum() == 300
     assert p.describe()["kept_per_class"] == {"0": 150, "1": 90, "2": 60}  # 150.3, 90, 59.7 -> sums to 300
@@ -307,7 +294,7 @@ def test_nan_scores_are_never_ranked_as_hardest():
     values = np.array([np.nan, 0.1, 0.9, np.nan, 0.5, 0.7])
     parts = policy_rows(values, np.zeros(6, np.int64), shards=2)
     p = El2nKeep(fraction=0.5)
-    p.fit(FakeScan(parts))
+    p.fit(RowsScan(parts))
     keep = decide_all(p, parts)
     assert keep.tolist() == [False, False, True, False, False, True]  # 2 of the 4 finite rows
     assert p.describe()["valid_rows"] == 4

@@ -13,23 +13,12 @@ from curate.stages.el2n import EL2N
 from tests.helpers import write_shards
 
 
-def flip_labels(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each chosen row gets another class, uniformly; returns (noisy labels, flipped mask)."""
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(len(y), int(round(fraction * len(y))), replace=False)
-    noisy = y.copy()
-    noisy[rows] = (y[rows] + rng.integers(1, 10, len(rows))) % 10
-    flipped = np.zeros(len(y), bool)
-    flipped[rows] = True
-    return noisy, flipped
-
-
 @pytest.fixture(scope="module")
 def noisy_run(tmp_path_factory):
     if fm._dpkg_list(fm.PACKAGE) is None:
         pytest.fail(f"{fm.PACKAGE} not installed: run `make test` (it installs it)")
     data = fm.load_fashion_mnist()
-    noisy, flipped = flip_labels(data["train_y"], 0.2, seed=7)
+    noisy, flipped = fm.flip_labels(data["train_y"], 0.2, seed=7)
     ids = [f"train-{i:05d}" for i in range(len(noisy))]
     flat = pa.array(data["train_x"].reshape(-1), pa.uint8())
     table = pa.table({"id": ids, "label": noisy, "pixels": pa.FixedSizeListArray.from_arrays(flat, 784)})
