@@ -25,7 +25,7 @@ from curate.join.search import forward_selection, nearest
 
 log = logging.getLogger(__name__)
 
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2  # 2: the blocker's probe budget replaced max_postings
 FAR_GAP = 0.25  # "far beyond θ": more than this share of the function's distance range above θ
 
 
@@ -60,14 +60,14 @@ class FitResult:
 
 def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[str]], on: list[str],
         precision_target: float = 0.9, space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
-        negative_rules: bool = True, k: int | None = None, max_postings: int | None = None) -> FitResult:
+        negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto") -> FitResult:
     """Search a join program for L and the given R rows (the search set) at estimated precision > τ."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     n_l, n_r = len(left_ids), len(right_cols[0])
     functions = space_functions(space)
     lrec, rrec = records(left_cols), records(right_cols)
-    index = BlockingIndex.build(lrec, k, max_postings)
+    index = BlockingIndex.build(lrec, k, blocking_budget)
     ll_c, ll_q = left_pairs(index, lrec)
     r_q, r_l = index.candidates(rrec)
     times["blocking_s"] = time.perf_counter() - t0
@@ -105,7 +105,7 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     se = math.sqrt(sol.precision * (1 - sol.precision) / n_joined) if n_joined else None
     program = {
         "version": PROGRAM_VERSION, "on": list(on), "space": space, "precision_target": precision_target,
-        "n_thresholds": n_thresholds, "patience": patience, "k": index.k, "max_postings": max_postings,
+        "n_thresholds": n_thresholds, "patience": patience, "k": index.k, "blocking_budget": index.budget,
         "negative_rules": negative_rules,
         "configs": [{"function": f, "theta": th} for f, th in sol.configs],
         "column_weights": {on[c]: w for c, w in prog.weights.items()} if sol.found else {},
@@ -186,7 +186,7 @@ class Matcher:
         on = program["on"]
         self.weights = {on.index(c): w for c, w in program["column_weights"].items()}
         self.lrec = records(left_cols)
-        self.index = BlockingIndex.build(self.lrec, program["k"], program.get("max_postings"))
+        self.index = BlockingIndex.build(self.lrec, program["k"], program["blocking_budget"])
         self.rules = NegativeRules.learn(self.lrec, np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.rules.codes = self._rule_codes(program["rules"])
         self.views = [ColumnViews(col) for col in left_cols]

@@ -21,6 +21,7 @@ import pyarrow.dataset as pds
 
 from curate.errors import ConfigError, DataError
 from curate.join import autofj
+from curate.join.blocking import resolve_budget
 from curate.join.functions import SPACES
 from curate.stage import ROW_HASH, FitContext, Stage, register
 
@@ -109,7 +110,7 @@ class AutoFJ(Stage):
     def __init__(self, reference: str, on: str | list[str], reference_id: str = "id", precision_target: float = 0.9,
                  space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
                  negative_rules: bool = True, search_sample: int = 20_000, mode: str = "default",
-                 dedupe_reference: bool = False, max_postings: int | None = None, name: str | None = None):
+                 dedupe_reference: bool = False, blocking_budget: int | str | None = "auto", name: str | None = None):
         super().__init__(name)
         self.on = [on] if isinstance(on, str) else list(on)
         if not self.on or not all(isinstance(c, str) and c for c in self.on):
@@ -130,9 +131,11 @@ class AutoFJ(Stage):
         self.space, self.n_thresholds, self.patience = space, n_thresholds, float(patience)
         self.negative_rules, self.search_sample, self.mode = bool(negative_rules), search_sample, mode
         self.dedupe_reference = bool(dedupe_reference)
-        if max_postings is not None and (not isinstance(max_postings, int) or max_postings < 1):
-            raise ConfigError(f"autofj: max_postings must be a positive integer or null, got {max_postings!r}")
-        self.max_postings = max_postings
+        try:
+            resolve_budget(blocking_budget, 0)
+        except ValueError as e:
+            raise ConfigError(f"autofj: {e}") from None
+        self.blocking_budget = blocking_budget
         self._matcher: autofj.Matcher | None = None
         self._left_ids: list[str] = []
         self._configs: list[str] = []
@@ -152,7 +155,7 @@ class AutoFJ(Stage):
                 "on": self.on, "reference_id": self.reference_id, "precision_target": self.precision_target,
                 "space": self.space, "n_thresholds": self.n_thresholds, "patience": self.patience,
                 "negative_rules": self.negative_rules, "search_sample": self.search_sample, "mode": self.mode,
-                "dedupe_reference": self.dedupe_reference, "max_postings": self.max_postings}
+                "dedupe_reference": self.dedupe_reference, "blocking_budget": self.blocking_budget}
 
     def _reference_fingerprint(self) -> str:
         import hashlib
@@ -197,7 +200,7 @@ class AutoFJ(Stage):
         sample = sample.take(pa.array(order))
         right = [_strings(sample.column(c)).to_pylist() for c in self.on]
         res = autofj.fit(ids, cols, right, self.on, self.precision_target, self.space, self.n_thresholds,
-                         self.patience, self.negative_rules, max_postings=self.max_postings)
+                         self.patience, self.negative_rules, blocking_budget="exact" if self.mode == "reference" else self.blocking_budget)
         prog = res.program
         search = prog["search"]
         search["right_rows"] = n_rows
@@ -286,7 +289,7 @@ class AutoFJ(Stage):
         prog = json.loads(artifact.schema.metadata[b"autofj.program"])
         s = prog["search"]
         return {"program": {k: prog.get(k) for k in ("on", "space", "precision_target", "configs",
-                                                     "column_weights", "k", "max_postings", "left")},
+                                                     "column_weights", "k", "blocking_budget", "left")},
                 "rules": len(prog["rules"]), "est_precision": s["est_precision"],
                 "est_precision_se": s["est_precision_se"],
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),

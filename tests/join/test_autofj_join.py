@@ -212,3 +212,21 @@ def test_local_and_ray_executors_give_the_same_manifest(tmp_path):
     curate.run(p, data, tmp_path / "local", executor="local")
     curate.run(p, data, tmp_path / "ray", executor="ray")
     assert curate.load_manifest(tmp_path / "local").equals(curate.load_manifest(tmp_path / "ray"))
+
+
+def test_a_blocking_budget_runs_through_the_stage_and_is_recorded(tmp_path):
+    from curate.data.autofj_synth import build
+    from curate.errors import ConfigError
+
+    build(tmp_path / "synth", 3000, 600, shards=2)
+    stage = AutoFJ(reference=str(tmp_path / "synth" / "left.parquet"), on="name", blocking_budget=300)
+    s = curate.run(curate.Pipeline([stage], id_column="id"), tmp_path / "synth" / "right", tmp_path / "run")
+    assert s["stages"]["autofj"]["artifact"]["program"]["blocking_budget"] == 300
+    m = curate.load_manifest(tmp_path / "run")
+    truth = dict(zip(*[pq.read_table(tmp_path / "synth" / "right").column(c).to_pylist() for c in ("id", "true_id")]))
+    pred = [(r, l) for r, l in zip(m.column("id").to_pylist(), m.column("autofj.match_id").to_pylist()) if l]
+    assert len(pred) > 400 and np.mean([truth[r] == l for r, l in pred]) > 0.85
+    # auto stays exact at this size; nonsense fails at plan time
+    assert AutoFJ(reference="x", on="name").blocking_budget == "auto"
+    with pytest.raises(ConfigError, match="budget"):
+        AutoFJ(reference="x", on="name", blocking_budget="lots")
