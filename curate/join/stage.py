@@ -95,6 +95,18 @@ def check_reference(table: pa.Table, id_col: str, on: list[str], dedupe: bool, w
     return id_list, col_lists, info
 
 
+def _rule_columns(rules: list[list[str]], n_rows: int) -> dict[str, pa.Array]:
+    """The negative rules as two list<string> columns spread evenly over the artifact's L rows.
+
+    A large L learns millions of rules (6.8M from 1M synthetic names); inside the program JSON they would
+    make the Parquet footer metadata exceed what readers accept by default (about 100 MB).
+    """
+    per_row = -(-len(rules) // max(n_rows, 1))
+    offsets = pa.array(np.minimum(np.arange(n_rows + 1) * per_row, len(rules)), pa.int32())
+    return {name: pa.ListArray.from_arrays(offsets, pa.array([r[i] for r in rules], pa.string()))
+            for i, name in enumerate(("rule_a", "rule_b"))}
+
+
 def _take(values: pa.Array, idx: np.ndarray) -> pa.Array:
     """values[idx], null where idx < 0."""
     return values.take(pa.array(np.maximum(idx, 0), mask=idx < 0)) if len(values) else pa.nulls(len(idx), values.type)
@@ -213,6 +225,8 @@ class AutoFJ(Stage):
         arrays.update({c: pa.array(v, pa.string()) for c, v in zip(self.on, cols)})
         for j in range(res.ll_counts.shape[1]):
             arrays[f"ll_count_{j}"] = pa.array(res.ll_counts[:, j], pa.int32())
+        arrays.update(_rule_columns(prog.pop("rules"), len(ids)))
+        prog["n_rules"] = len(arrays["rule_a"].flatten())
         return pa.table(arrays).replace_schema_metadata({b"autofj.program": json.dumps(prog).encode()})
 
     # --- score ----------------------------------------------------------------------------------
@@ -220,6 +234,8 @@ class AutoFJ(Stage):
         if artifact is None:
             raise ValueError("autofj: setup needs the program artifact produced by fit")
         prog = json.loads(artifact.schema.metadata[b"autofj.program"])
+        prog["rules"] = [list(p) for p in zip(*(artifact.column(c).combine_chunks().flatten().to_pylist()
+                                                for c in ("rule_a", "rule_b")))]
         self._left_ids = artifact.column("id").to_pylist()
         cols = [artifact.column(c).to_pylist() for c in self.on]
         counts = np.stack([artifact.column(f"ll_count_{j}").to_numpy() for j in range(len(prog["configs"]))], 1) \
@@ -290,7 +306,7 @@ class AutoFJ(Stage):
         s = prog["search"]
         return {"program": {k: prog.get(k) for k in ("on", "space", "precision_target", "configs",
                                                      "column_weights", "k", "blocking_budget", "left")},
-                "rules": len(prog["rules"]), "est_precision": s["est_precision"],
+                "rules": prog["n_rules"], "est_precision": s["est_precision"],
                 "est_precision_se": s["est_precision_se"],
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),
                 "expected_matches": s.get("expected_matches"), "expected_true_matches": s.get("expected_true_matches"),

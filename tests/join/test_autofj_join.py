@@ -230,3 +230,14 @@ def test_a_blocking_budget_runs_through_the_stage_and_is_recorded(tmp_path):
     assert AutoFJ(reference="x", on="name").blocking_budget == "auto"
     with pytest.raises(ConfigError, match="budget"):
         AutoFJ(reference="x", on="name", blocking_budget="lots")
+
+
+@pytest.mark.parametrize("n_rules, n_rows", [(0, 3), (2, 5), (7, 3), (9, 3)])
+def test_negative_rules_ride_in_list_columns_of_the_artifact(n_rules, n_rows):
+    from curate.join.stage import _rule_columns
+
+    rules = [[f"a{i}", f"b{i}"] for i in range(n_rules)]
+    cols = _rule_columns(rules, n_rows)
+    assert all(len(c) == n_rows for c in cols.values())
+    back = [list(p) for p in zip(cols["rule_a"].flatten().to_pylist(), cols["rule_b"].flatten().to_pylist())]
+    assert back == rules
