@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from curate.join.blocking import BlockingIndex
-from curate.join.functions import ColumnViews, space_functions
+from curate.join.functions import PAIR_CHUNK, ColumnViews, space_functions
 from curate.join.rules import NegativeRules
 from curate.join.search import forward_selection, nearest
 
@@ -121,9 +121,12 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     # Apply needs the neighbour counts of every L row, for the selected functions only.
     t = time.perf_counter()
     selected = sorted({f for f, _ in sol.configs})
-    full = [views[c].distances(selected, ll_c, ll_q) for c in sorted(prog.weights)]
-    ll_w = {f: sum(full[i][f] * prog.weights[c] for i, c in enumerate(sorted(prog.weights))) for f in selected}
-    ll_counts = ll_neighbour_counts(sol.configs, ll_q, ll_w, n_l)
+    ll_counts = np.zeros((n_l, len(sol.configs)), np.int32)
+    for s in range(0, len(ll_c), 4 * PAIR_CHUNK):  # chunks: every L-L pair's distances at once is GBs at 1M L
+        c, q = ll_c[s:s + 4 * PAIR_CHUNK], ll_q[s:s + 4 * PAIR_CHUNK]
+        full = [views[col].distances(selected, c, q) for col in sorted(prog.weights)]
+        ll_w = {f: sum(full[i][f] * prog.weights[col] for i, col in enumerate(sorted(prog.weights))) for f in selected}
+        ll_counts += ll_neighbour_counts(sol.configs, q, ll_w, n_l)
     times["ll_counts_s"] = time.perf_counter() - t
     times["total_s"] = time.perf_counter() - t0
     join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from curate.join.functions import PAIR_CHUNK
 from curate.join.text import Vocabulary, blocking_key, count_matrix, pad_columns
 
 
@@ -53,13 +54,16 @@ class NegativeRules:
         vocab = Vocabulary.from_tokens([w for k in keys for w in k.split()])
         words = word_matrix(left_values, vocab)
         size = np.diff(words.indptr)
-        inter = np.diff(words[cand].multiply(words[query]).tocsr().indptr) if len(cand) else np.zeros(0, np.int64)
-        sel = (size[cand] - inter == 1) & (size[query] - inter == 1) & (size[cand] != 1)
-        a = _single_diff(words[cand[sel]], words[query[sel]])
-        b = _single_diff(words[query[sel]], words[cand[sel]])
         n = len(vocab)
-        codes = np.unique(np.concatenate([a * n + b, b * n + a]))
-        return cls(vocab, words, codes)
+        codes = [np.zeros(0, np.int64)]
+        for s in range(0, len(cand), PAIR_CHUNK):  # chunks bound the gathered rows' memory at large L
+            c, q = cand[s:s + PAIR_CHUNK], query[s:s + PAIR_CHUNK]
+            inter = np.diff(words[c].multiply(words[q]).tocsr().indptr)
+            sel = (size[c] - inter == 1) & (size[q] - inter == 1) & (size[c] != 1)
+            a = _single_diff(words[c[sel]], words[q[sel]])
+            b = _single_diff(words[q[sel]], words[c[sel]])
+            codes.append(np.unique(np.concatenate([a * n + b, b * n + a])))
+        return cls(vocab, words, np.unique(np.concatenate(codes)))
 
     def veto(self, right_values: list[str], li: np.ndarray, ri: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each L-R pair: vetoed?, and the code of the first rule that fired (-1 if none)."""

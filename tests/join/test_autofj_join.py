@@ -241,3 +241,16 @@ def test_negative_rules_ride_in_list_columns_of_the_artifact(n_rules, n_rows):
     assert all(len(c) == n_rows for c in cols.values())
     back = [list(p) for p in zip(cols["rule_a"].flatten().to_pylist(), cols["rule_b"].flatten().to_pylist())]
     assert back == rules
+
+
+def test_chunked_pair_passes_give_the_same_program_and_counts(monkeypatch):
+    from curate.join import functions, rules
+
+    lids, lt, _, rt = task_tables("BasketballTeam")
+    whole = autofj.fit(lids, [lt], [rt], ["title"])
+    for mod in (functions, rules, autofj):
+        monkeypatch.setattr(mod, "PAIR_CHUNK", 97)
+    chunked = autofj.fit(lids, [lt], [rt], ["title"])
+    assert chunked.program["rules"] == whole.program["rules"] and len(whole.program["rules"]) > 0
+    assert chunked.program["configs"] == whole.program["configs"]
+    assert np.array_equal(chunked.ll_counts, whole.ll_counts) and whole.ll_counts.sum() > 0
