@@ -61,6 +61,7 @@ bench: install debs
 	$(BIN)/python -m bench.icc
 	$(BIN)/python -m bench.zipfit
 	$(BIN)/python -m bench.el2n
+	$(BIN)/python -m bench.autofj
 	$(BIN)/python -m bench.report
 
 ui: install data/demo/.complete

@@ -109,6 +109,8 @@ def render(out: str) -> None:
                      f"{ft.get('ll_counts_s', 0):.1f}) | {qps:.0f} | {r['apply_s']:.1f} | {r['apply_rows_per_s']:.0f} | "
                      f"{r['run_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['est_precision']:.3f} | {r['precision']:.3f} | "
                      f"{r['recall']:.3f} |")
+    if data.get("note"):
+        lines += ["", data["note"]]
     (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
 
 
