@@ -89,7 +89,9 @@ def _join(args: argparse.Namespace) -> int:
     from curate.join.cli import join
 
     summary = join(args.left, args.right, args.on, args.out, precision=args.precision, left_id=args.left_id,
-                   right_id=args.right_id, executor=args.executor, shards=args.shards)
+                   right_id=args.right_id, executor=args.executor, shards=args.shards,
+                   blocking_budget=int(args.blocking_budget) if args.blocking_budget.isdigit() else args.blocking_budget,
+                   minhash_lsh=args.minhash_lsh)
     s = summary["stages"]["autofj"]
     print(f"autofj: {s['scored']} rows scored, {s['errored']} errored; program: "
           f"estimated precision {s.get('artifact', {}).get('est_precision')}")
@@ -147,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--right-id", default="id", help="id column of R (default id)")
     j.add_argument("--executor", choices=["local", "ray"], default="local")
     j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
+    j.add_argument("--blocking-budget", default="auto",
+                   help="auto (default: exact up to 50k L rows), exact, or postings probed per row")
+    j.add_argument("--minhash-lsh", action="store_true",
+                   help="add MinHash LSH candidates (20 bands x 5 rows) to the TF-IDF top k")
     j.set_defaults(func=_join)
     e = sub.add_parser("export", help="id lists or the curated dataset from a run")
     e.add_argument("run_dir")

@@ -20,6 +20,7 @@ import numpy as np
 
 from curate.join.blocking import BlockingIndex
 from curate.join.functions import PAIR_CHUNK, ColumnViews, space_functions
+from curate.join.minhash import LSHParams
 from curate.join.rules import NegativeRules
 from curate.join.search import forward_selection, nearest
 
@@ -60,14 +61,19 @@ class FitResult:
 
 def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[str]], on: list[str],
         precision_target: float = 0.9, space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
-        negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto") -> FitResult:
-    """Search a join program for L and the given R rows (the search set) at estimated precision > τ."""
+        negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto",
+        minhash_lsh: bool | dict | LSHParams | None = None) -> FitResult:
+    """Search a join program for L and the given R rows (the search set) at estimated precision > τ.
+
+    `minhash_lsh` (off by default; true or a mapping as in `LSHParams.parse`) adds MinHash LSH candidates
+    to the blocker's."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     n_l, n_r = len(left_ids), len(right_cols[0])
     functions = space_functions(space)
     lrec, rrec = records(left_cols), records(right_cols)
-    index = BlockingIndex.build(lrec, k, blocking_budget)
+    lsh = LSHParams.parse(minhash_lsh)
+    index = BlockingIndex.build(lrec, k, blocking_budget, lsh)
     ll_c, ll_q = left_pairs(index, lrec)
     r_q, r_l = index.candidates(rrec)
     times["blocking_s"] = time.perf_counter() - t0
@@ -106,7 +112,7 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     program = {
         "version": PROGRAM_VERSION, "on": list(on), "space": space, "precision_target": precision_target,
         "n_thresholds": n_thresholds, "patience": patience, "k": index.k, "blocking_budget": index.budget,
-        "negative_rules": negative_rules,
+        "minhash_lsh": lsh.as_dict() if lsh else None, "negative_rules": negative_rules,
         "configs": [{"function": f, "theta": th} for f, th in sol.configs],
         "column_weights": {on[c]: w for c, w in prog.weights.items()} if sol.found else {},
         "rules": [list(p) for p in rules.pairs] if negative_rules else [],
@@ -189,7 +195,8 @@ class Matcher:
         on = program["on"]
         self.weights = {on.index(c): w for c, w in program["column_weights"].items()}
         self.lrec = records(left_cols)
-        self.index = BlockingIndex.build(self.lrec, program["k"], program["blocking_budget"])
+        self.index = BlockingIndex.build(self.lrec, program["k"], program["blocking_budget"],
+                                         LSHParams.parse(program.get("minhash_lsh")))
         self.rules = NegativeRules.learn(self.lrec, np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.rules.codes = self._rule_codes(program["rules"])
         self.views = [ColumnViews(col) for col in left_cols]

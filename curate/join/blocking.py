@@ -13,6 +13,8 @@ summed posting lengths stay within the budget (at least its two rarest), keeps t
 rows by that partial score, re-scores them exactly with all of its tokens and keeps the top k with ties.
 The work per query is then bounded by the budget whatever |L| is; the candidates can differ from the
 exact ones (an L row that shares only common tokens with the query, or ranks low on its rare ones).
+Optionally (`lsh`, off by default) MinHash LSH over the same tokens adds the pairs with a high token
+overlap that the top k left out (curate.join.minhash).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import scipy.sparse as sp
 
 from sparse_dot_topn import sp_matmul_topn
 
+from curate.join.minhash import LSHIndex, LSHParams
 from curate.join.text import Tokens, Vocabulary, blocking_key, blocking_tokens, count_matrix, pad_columns
 
 
@@ -66,10 +69,13 @@ class BlockingIndex:
     n_left: int
     budget: int | None = None  # postings probed per query; None = exact
     probe_keep: int = 0  # L rows re-scored per query under a budget (default 4k)
+    lsh: LSHIndex | None = None
 
     @classmethod
-    def build(cls, left_values: list[str], k: int | None = None, budget: int | str | None = "auto") -> BlockingIndex:
-        """L's index; `budget` as in `resolve_budget` (the module docstring says what it changes)."""
+    def build(cls, left_values: list[str], k: int | None = None, budget: int | str | None = "auto",
+              lsh: LSHParams | None = None) -> BlockingIndex:
+        """L's index; `budget` as in `resolve_budget` (the module docstring says what it changes); `lsh`
+        adds MinHash LSH candidates."""
         keys = blocking_key(left_values)
         toks = _tokens(keys)
         # The reference skips empty L records when indexing (they still count in |L|).
@@ -86,7 +92,8 @@ class BlockingIndex:
         tf = sp.diags(1.0 / np.maximum(lengths, 1.0)) @ counts
         weights = (tf @ sp.diags(idf)).tocsr()
         k = default_k(n) if k is None else k
-        return cls(vocab, weights.T.tocsr(), k, n, resolve_budget(budget, n), 4 * k)
+        lsh_index = LSHIndex.build(counts, lsh) if lsh is not None else None
+        return cls(vocab, weights.T.tocsr(), k, n, resolve_budget(budget, n), 4 * k, lsh_index)
 
     @property
     def weights(self) -> sp.csr_matrix:
@@ -97,7 +104,9 @@ class BlockingIndex:
 
     def query_matrix(self, values: list[str]) -> sp.csr_matrix:
         """Binary (distinct-token) rows of query records over L's vocabulary; unseen tokens dropped."""
-        m = count_matrix(_tokens(blocking_key(values)), self.vocab)
+        return self._restrict(count_matrix(_tokens(blocking_key(values)), self.vocab))
+
+    def _restrict(self, m: sp.csr_matrix) -> sp.csr_matrix:
         m = m[:, :len(self.vocab)] if m.shape[1] > len(self.vocab) else pad_columns(m, len(self.vocab))
         m.data[:] = 1.0
         return m.tocsr()
@@ -108,7 +117,16 @@ class BlockingIndex:
         Queries go in chunks; a chunk's scores are made dense (at most `dense_cells` cells) when at least
         64 queries fit, where a partial sort per row beats sorting the sparse entries.
         """
-        q = self.query_matrix(values)
+        counts = count_matrix(_tokens(blocking_key(values)), self.vocab)
+        q, l = self._top_k(self._restrict(counts), dense_cells)
+        if self.lsh is None:
+            return q, l
+        # Unseen tokens stay in the signatures (their ids are past L's vocabulary): they lower the overlap.
+        lq, ll = self.lsh.candidates(counts)
+        u = np.unique(np.concatenate([q * self.n_left + l, lq * self.n_left + ll]))
+        return u // self.n_left, u % self.n_left
+
+    def _top_k(self, q: sp.csr_matrix, dense_cells: int) -> tuple[np.ndarray, np.ndarray]:
         if self.budget is not None:
             return self._budget_candidates(q)
         rows_dense = dense_cells // max(self.n_left, 1)

@@ -23,6 +23,7 @@ from curate.errors import ConfigError, DataError
 from curate.join import autofj
 from curate.join.blocking import resolve_budget
 from curate.join.functions import SPACES
+from curate.join.minhash import LSHParams
 from curate.stage import ROW_HASH, FitContext, Stage, register
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ class AutoFJ(Stage):
     def __init__(self, reference: str, on: str | list[str], reference_id: str = "id", precision_target: float = 0.9,
                  space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
                  negative_rules: bool = True, search_sample: int = 20_000, mode: str = "default",
-                 dedupe_reference: bool = False, blocking_budget: int | str | None = "auto", name: str | None = None):
+                 dedupe_reference: bool = False, blocking_budget: int | str | None = "auto",
+                 minhash_lsh: bool | dict | None = False, name: str | None = None):
         super().__init__(name)
         self.on = [on] if isinstance(on, str) else list(on)
         if not self.on or not all(isinstance(c, str) and c for c in self.on):
@@ -148,6 +150,14 @@ class AutoFJ(Stage):
         except ValueError as e:
             raise ConfigError(f"autofj: {e}") from None
         self.blocking_budget = blocking_budget
+        try:
+            lsh = LSHParams.parse(minhash_lsh)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"autofj: {e}") from None
+        if lsh is not None and mode == "reference":
+            raise ConfigError("autofj: minhash_lsh adds candidates the reference blocker never sees; "
+                              "it cannot be used with mode: reference")
+        self.minhash_lsh = lsh.as_dict() if lsh else None
         self._matcher: autofj.Matcher | None = None
         self._left_ids: list[str] = []
         self._configs: list[str] = []
@@ -167,7 +177,8 @@ class AutoFJ(Stage):
                 "on": self.on, "reference_id": self.reference_id, "precision_target": self.precision_target,
                 "space": self.space, "n_thresholds": self.n_thresholds, "patience": self.patience,
                 "negative_rules": self.negative_rules, "search_sample": self.search_sample, "mode": self.mode,
-                "dedupe_reference": self.dedupe_reference, "blocking_budget": self.blocking_budget}
+                "dedupe_reference": self.dedupe_reference, "blocking_budget": self.blocking_budget,
+                "minhash_lsh": self.minhash_lsh}
 
     def _reference_fingerprint(self) -> str:
         import hashlib
@@ -212,7 +223,8 @@ class AutoFJ(Stage):
         sample = sample.take(pa.array(order))
         right = [_strings(sample.column(c)).to_pylist() for c in self.on]
         res = autofj.fit(ids, cols, right, self.on, self.precision_target, self.space, self.n_thresholds,
-                         self.patience, self.negative_rules, blocking_budget="exact" if self.mode == "reference" else self.blocking_budget)
+                         self.patience, self.negative_rules, blocking_budget="exact" if self.mode == "reference" else self.blocking_budget,
+                         minhash_lsh=self.minhash_lsh)
         prog = res.program
         search = prog["search"]
         search["right_rows"] = n_rows
@@ -305,7 +317,8 @@ class AutoFJ(Stage):
         prog = json.loads(artifact.schema.metadata[b"autofj.program"])
         s = prog["search"]
         return {"program": {k: prog.get(k) for k in ("on", "space", "precision_target", "configs",
-                                                     "column_weights", "k", "blocking_budget", "left")},
+                                                     "column_weights", "k", "blocking_budget", "minhash_lsh",
+                                                     "left")},
                 "rules": prog["n_rules"], "est_precision": s["est_precision"],
                 "est_precision_se": s["est_precision_se"],
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),

@@ -1,0 +1,143 @@
+"""MinHash LSH: an optional second source of blocking candidates, beside the TF-IDF top k.
+
+Each record's token set (the blocker's tokens: padded 3-grams and words) gets a signature of
+`bands * rows` min-hashes; two sets agree in one position with probability equal to their Jaccard
+similarity J, so a pair lands in the same bucket of at least one band with probability
+1 - (1 - J^rows)^bands (about 0.5 at J = (1/bands)^(1/rows): 0.55 for 20 x 5). The candidates it adds
+are pairs with a high token overlap that the top k left out: ties beyond k, or under a probe budget an
+L row sharing only common tokens with the query. A bucket holding more than `max_bucket` L rows (a
+very common name) is skipped and counted, so one bucket cannot add |L| pairs per query.
+
+Hashes are multiply-shift over a mixed token code, vectorised over tokens x hash functions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class LSHParams:
+    bands: int = 20
+    rows: int = 5
+    max_bucket: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("bands", "rows", "max_bucket"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"minhash_lsh: {name} must be a positive integer, got {v!r}")
+
+    @classmethod
+    def parse(cls, value) -> LSHParams | None:
+        """`False`/None (off), `True` (defaults) or a mapping with any of bands, rows, max_bucket, seed."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, LSHParams):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - {"bands", "rows", "max_bucket", "seed"}
+            if unknown:
+                raise ValueError(f"minhash_lsh: unknown key(s) {sorted(unknown)}; known: bands, rows, max_bucket, seed")
+            return cls(**value)
+        raise ValueError(f"minhash_lsh must be false, true or a mapping of bands/rows/max_bucket/seed, got {value!r}")
+
+    def as_dict(self) -> dict[str, int]:
+        return {"bands": self.bands, "rows": self.rows, "max_bucket": self.max_bucket, "seed": self.seed}
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: token ids are small consecutive integers, the hashes need spread bits."""
+    x = x.astype(np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def signatures(m: sp.csr_matrix, n_hash: int, seed: int = 0, chunk_cells: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures (rows with a token) x n_hash uint64 of 32-bit values, mask of the rows with a token).
+
+    Columns of `m` are token ids; only its structure is read.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 1 << 63, n_hash, dtype=np.uint64) | np.uint64(1)  # odd multipliers
+    b = rng.integers(0, 1 << 63, n_hash, dtype=np.uint64)
+    counts = np.diff(m.indptr)
+    has = counts > 0
+    rows = np.flatnonzero(has)
+    out = np.empty((len(rows), n_hash), np.uint64)
+    step = max(1, chunk_cells // n_hash)  # tokens per chunk
+    ends = m.indptr[rows + 1]
+    done = 0
+    while done < len(rows):
+        # As many whole rows as fit in `step` tokens (at least one row).
+        stop = int(np.searchsorted(ends, m.indptr[rows[done]] + step, side="right"))
+        stop = max(stop, done + 1)
+        sel = rows[done:stop]
+        lo, hi = m.indptr[sel[0]], m.indptr[sel[-1] + 1]
+        h = (_mix(m.indices[lo:hi])[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)
+        out[done:stop] = np.minimum.reduceat(h, m.indptr[sel] - lo, axis=0)
+        done = stop
+    return out, has
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(n x bands) uint64: one hash of each band's `rows` signature values."""
+    n = sig.shape[0]
+    keys = np.zeros((n, bands), np.uint64)
+    for j in range(rows):
+        keys = _mix(keys ^ sig[:, j::rows][:, :bands])
+    return keys
+
+
+@dataclass
+class LSHIndex:
+    """L's band keys, sorted per band, for bucket look-ups."""
+
+    params: LSHParams
+    n_left: int
+    sorted_keys: list[np.ndarray] = field(default_factory=list)  # per band
+    order: list[np.ndarray] = field(default_factory=list)  # L row of each sorted key
+    skipped_buckets: int = 0  # buckets over max_bucket met by the last query
+
+    @classmethod
+    def build(cls, left: sp.csr_matrix, params: LSHParams) -> LSHIndex:
+        sig, has = signatures(left, params.bands * params.rows, params.seed)
+        keys = band_keys(sig, params.bands, params.rows)
+        rows = np.flatnonzero(has).astype(np.int32)
+        index = cls(params, left.shape[0])
+        for j in range(params.bands):
+            o = np.argsort(keys[:, j], kind="stable")
+            index.sorted_keys.append(keys[o, j])
+            index.order.append(rows[o])
+        return index
+
+    def candidates(self, queries: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """(query row, L row) pairs sharing a bucket in some band (unique, sorted by query then L row)."""
+        p = self.params
+        sig, has = signatures(queries, p.bands * p.rows, p.seed)
+        keys = band_keys(sig, p.bands, p.rows)
+        qrows = np.flatnonzero(has)
+        pair_keys = []
+        self.skipped_buckets = 0
+        for j in range(p.bands):
+            lo = np.searchsorted(self.sorted_keys[j], keys[:, j], side="left")
+            hi = np.searchsorted(self.sorted_keys[j], keys[:, j], side="right")
+            size = hi - lo
+            big = size > p.max_bucket
+            self.skipped_buckets += int(big.sum())
+            size[big] = 0
+            q = np.repeat(qrows, size)
+            pos = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size) + np.repeat(lo, size)
+            pair_keys.append(q.astype(np.int64) * self.n_left + self.order[j][pos])
+        if not pair_keys:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        u = np.unique(np.concatenate(pair_keys))
+        return u // self.n_left, u % self.n_left
