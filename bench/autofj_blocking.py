@@ -1,10 +1,10 @@
 """Auto-FuzzyJoin blocking alone on synthetic names: truth recall, pairs per query and queries per second of
 the exact TF-IDF top k, the probe budget, and either with MinHash LSH added (curate.join.minhash).
 
-    python -m bench.autofj_blocking [--left 100000] [--queries 20000] [--budgets exact,20000]
+    python -m bench.autofj_blocking [--left 100000] [--queries 20000] [--budgets exact,20000] [--out STEM]
 
 L is `curate.data.autofj_synth` names; the queries are corrupted copies of L rows (the rows with a true
-match in R). Writes bench/results/autofj_blocking.json and .md.
+match in R). Writes bench/results/<STEM>.json and .md (default autofj_blocking_<|L| in thousands>k).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--left", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=20_000)
     ap.add_argument("--budgets", default="exact,20000")
+    ap.add_argument("--out", default=None, help="results file stem in bench/results/")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         build(tmp, args.left, int(args.queries / 0.9) + 1, shards=1)
@@ -60,7 +61,8 @@ def main() -> None:
             print(rows[-1], flush=True)
     out = {"left": args.left, "queries": len(queries), "cpus": os.cpu_count(), "k": index.k, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "autofj_blocking.json").write_text(json.dumps(out, indent=1))
+    stem = args.out or f"autofj_blocking_{args.left // 1000}k"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
     lines = [f"# Auto-FuzzyJoin blocking: |L| = {args.left:,}, {len(queries):,} corrupted queries, k = {index.k}", "",
              "Truth recall: share of queries whose true L row is among their candidates. LSH: bands x rows "
              "(max 100 L rows per bucket). Times on the machine's cores as they were (the product uses all).", "",
@@ -68,7 +70,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['budget']} | {r['lsh']} | {r['truth_recall']:.4f} | {r['pairs_per_query']:.1f} | "
                      f"{r['queries_per_s']:.0f} | {r['build_s']:.1f} |")
-    (RESULTS / "autofj_blocking.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
