@@ -59,3 +59,12 @@ class Bar:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def steps(total: int, step: int, desc: str):
+    """range(0, total, step) with a bar on a terminal, for long work inside one process (a stage's fit).
+
+    Short loops (at most 4 steps) and non-terminals (logs, CI, Ray workers) stay silent.
+    """
+    return tqdm(range(0, total, step), desc=desc, unit="step", leave=False, file=sys.stderr, dynamic_ncols=True,
+                disable=not sys.stderr.isatty() or total <= 4 * step)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from curate.engine.progress import steps
 from curate.join.blocking import BlockingIndex
 from curate.join.functions import PAIR_CHUNK, ColumnViews, space_functions
 from curate.join.minhash import LSHParams
@@ -77,12 +78,15 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     ll_c, ll_q = left_pairs(index, lrec)
     r_q, r_l = index.candidates(rrec)
     times["blocking_s"] = time.perf_counter() - t0
+    log.info("autofj fit: blocked %d L rows and %d search rows: %d L-L and %d L-R candidate pairs in %.1f s",
+             n_l, n_r, len(ll_c), len(r_q), times["blocking_s"])
     t = time.perf_counter()
     rules = NegativeRules.learn(lrec, ll_c, ll_q)
     if negative_rules:
         vetoed, _ = rules.veto(rrec, r_l, r_q)
         r_q, r_l = r_q[~vetoed], r_l[~vetoed]
     times["rules_s"] = time.perf_counter() - t
+    log.info("autofj fit: %d negative rules in %.1f s", len(rules.codes), times["rules_s"])
     t = time.perf_counter()
     views = [ColumnViews(col) for col in left_cols]
     lr_cols = [v.distances(functions, r_l, r_q, rc) for v, rc in zip(views, right_cols)]
@@ -100,6 +104,8 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     prog = forward_selection(functions, r_l, r_q, lr_cols, s_c, s_q, ll_cols, n_r, precision_target,
                              n_thresholds, patience)
     times["search_s"] = time.perf_counter() - t
+    log.info("autofj fit: distances %.1f s, search %.1f s: %d configurations", times["distances_s"],
+             times["search_s"], len(prog.solution.configs))
     sol = prog.solution
     if not sol.found:
         log.warning("autofj: the precision target %.3f cannot be reached on this data; the program joins nothing "
@@ -128,7 +134,7 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     t = time.perf_counter()
     selected = sorted({f for f, _ in sol.configs})
     ll_counts = np.zeros((n_l, len(sol.configs)), np.int32)
-    for s in range(0, len(ll_c), 4 * PAIR_CHUNK):  # chunks: every L-L pair's distances at once is GBs at 1M L
+    for s in steps(len(ll_c), 4 * PAIR_CHUNK, "autofj L-L counts"):  # chunks: every L-L pair's distances at once is GBs at 1M L
         c, q = ll_c[s:s + 4 * PAIR_CHUNK], ll_q[s:s + 4 * PAIR_CHUNK]
         full = [views[col].distances(selected, c, q) for col in sorted(prog.weights)]
         ll_w = {f: sum(full[i][f] * prog.weights[col] for i, col in enumerate(sorted(prog.weights))) for f in selected}

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from sparse_dot_topn import sp_matmul_topn
 
+from curate.engine.progress import steps
 from curate.join.minhash import LSHIndex, LSHParams
 from curate.join.text import Tokens, Vocabulary, blocking_key, blocking_tokens, count_matrix, pad_columns
 
@@ -133,7 +134,7 @@ class BlockingIndex:
         dense = rows_dense >= 64
         chunk = min(rows_dense, 4096) if dense else 1024
         qs, ls = [], []
-        for start in range(0, q.shape[0], chunk):
+        for start in steps(q.shape[0], chunk, "autofj blocking"):
             scores = (q[start:start + chunk] @ self.weights_t).tocsr()
             r, c = top_k_dense(scores, self.k) if dense else top_k_with_ties(scores, self.k)
             qs.append(r + start)
@@ -147,7 +148,7 @@ class BlockingIndex:
         """Candidates under the probe budget (module docstring), chunk by chunk of queries."""
         df = np.diff(self.weights_t.indptr)
         qs, ls = [], []
-        for start in range(0, q.shape[0], chunk):
+        for start in steps(q.shape[0], chunk, "autofj blocking"):
             qc = q[start:start + chunk]
             probe = sp_matmul_topn(probe_tokens(qc, df, self.budget), self.weights_t, top_n=self.probe_keep,
                                    n_threads=_threads()).tocoo()

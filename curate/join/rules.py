@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from curate.engine.progress import steps
 from curate.join.functions import PAIR_CHUNK
 from curate.join.text import Vocabulary, blocking_key, count_matrix, pad_columns
 
@@ -56,7 +57,7 @@ class NegativeRules:
         size = np.diff(words.indptr)
         n = len(vocab)
         codes = [np.zeros(0, np.int64)]
-        for s in range(0, len(cand), PAIR_CHUNK):  # chunks bound the gathered rows' memory at large L
+        for s in steps(len(cand), PAIR_CHUNK, "autofj rules"):  # chunks bound the gathered rows' memory at large L
             c, q = cand[s:s + PAIR_CHUNK], query[s:s + PAIR_CHUNK]
             inter = np.diff(words[c].multiply(words[q]).tocsr().indptr)
             sel = (size[c] - inter == 1) & (size[q] - inter == 1) & (size[c] != 1)
