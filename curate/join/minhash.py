@@ -61,10 +61,11 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def signatures(m: sp.csr_matrix, n_hash: int, seed: int = 0, chunk_cells: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+def signatures(m: sp.csr_matrix, n_hash: int, seed: int = 0, chunk_cells: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
     """(signatures (rows with a token) x n_hash uint64 of 32-bit values, mask of the rows with a token).
 
-    Columns of `m` are token ids; only its structure is read.
+    Columns of `m` are token ids; only its structure is read. Chunks of about `chunk_cells` token x hash
+    cells stay in cache: 64k cells ran ten times faster than 16M on 200k names.
     """
     rng = np.random.default_rng(seed)
     a = rng.integers(1, 1 << 63, n_hash, dtype=np.uint64) | np.uint64(1)  # odd multipliers
