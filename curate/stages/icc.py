@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("lexicon", "probe", "icc-student")
 TARGETS = ("words", "student")
 _OOV_CACHE_MAX = 1_000_000
+OOV_BATCH = 32  # unknown words per MiniLM batch: every batch is full (icc_probe.encode), so keep it small
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -292,7 +293,7 @@ class ICC(Stage):
             if new:
                 if len(self._oov) + len(new) > _OOV_CACHE_MAX:
                     self._oov.clear()
-                self._oov.update(zip(new, self._head.predict(encode(self._encoder, new)).tolist()))
+                self._oov.update(zip(new, self._head.predict(encode(self._encoder, new, OOV_BATCH)).tolist()))
                 self._count("oov_embedded", len(new))
             rating[miss] = oov.replace_strict(self._oov, return_dtype=pl.Float64).to_numpy()
         m = norms_mod.aggregate(row, rating, np.ones(len(rating), bool), n)

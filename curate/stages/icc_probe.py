@@ -127,9 +127,11 @@ def minilm(device: str = "cpu"):
 def encode(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
     """Unit-norm float32 MiniLM vectors, rounded through float16 like the embed stage's stored vectors.
 
-    Texts are encoded in groups of equal token count, so no batch is padded: a text's vector then does
-    not depend on which other texts share its batch (padding changes the float rounding), and a word's
-    probe rating does not depend on which words a worker happened to embed with it.
+    Texts are encoded in groups of equal token count, so no batch is padded, and every batch holds
+    exactly `batch_size` texts (a group's last batch is filled with copies of its last text): the matrix
+    products then take the same path whatever the batch mates, so a text's vector does not depend on
+    them (padding tokens and batch sizes both change the float rounding), and a word's probe rating does
+    not depend on which words a worker happened to embed with it.
     """
     dim = model.get_embedding_dimension()
     out = np.zeros((len(texts), dim), np.float32)
@@ -139,8 +141,10 @@ def encode(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
     lengths = np.minimum([len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]], limit)
     for length in np.unique(lengths):
         idx = np.flatnonzero(lengths == length)
-        out[idx] = model.encode([texts[i] for i in idx], batch_size=batch_size, convert_to_numpy=True,
-                                normalize_embeddings=True, show_progress_bar=False)
+        group = [texts[i] for i in idx]
+        group += group[-1:] * (-len(group) % batch_size)
+        out[idx] = model.encode(group, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                                show_progress_bar=False)[:len(idx)]
     return out.astype(np.float16).astype(np.float32)
 
 

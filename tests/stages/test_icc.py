@@ -15,7 +15,7 @@ from scipy.stats import spearmanr
 from bench.icc_random_student import save_random_student
 from curate.errors import ConfigError
 from curate.stages import icc_norms
-from curate.stages.icc import ICC
+from curate.stages.icc import ICC, OOV_BATCH
 from curate.stages.icc_probe import DEFAULT_HEAD, ProbeHead, encode, minilm
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "icc" / "caption_concreteness_annotations.csv"
@@ -184,6 +184,16 @@ def test_shipped_probe_table_is_the_head_applied_to_minilm_word_vectors():
     assert sha == head.meta["model_sha256"]
     recomputed = head.predict(encode(model, [str(w) for w in head.words[pick]]))
     np.testing.assert_allclose(recomputed, head.predicted[pick], atol=1e-3)
+
+
+def test_a_words_vector_does_not_depend_on_its_batch_mates():
+    model, _ = minilm()
+    words = [str(w) for w in ProbeHead.load(DEFAULT_HEAD).words[:700]]
+    together = encode(model, words, OOV_BATCH)  # groups of equal token count, full batches
+    alone = np.vstack([encode(model, [w], OOV_BATCH) for w in words[:12]])
+    assert np.array_equal(alone, together[:12])
+    others = encode(model, words[:40] + words[-3:], OOV_BATCH)[:40]  # other, fewer batch mates
+    assert np.array_equal(others, together[:40])
 
 
 def test_probe_head_trained_on_other_norms_is_refused(tmp_path):
