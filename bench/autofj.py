@@ -174,7 +174,8 @@ def write_md(summary: dict, per_task: dict) -> None:
              "defaults (2 processes) in bench/.venv-autofj, read from bench/results/autofj_reference_runs.json, "
              "which bench/autofj_reference.py fills one task at a time on this kind of machine "
              f"({len(s['reference_run_in_this_invocation'])} of its {len(s['tasks'])} tasks in the same invocation "
-             "as ours). Times are wall seconds and noisy: other work shared the 2 cores during parts of both runs.", "",
+             "as ours). Times are wall seconds and noisy: reference runs may have shared the 2 cores with other work "
+             "(its earlier quiet times per task: bench/data/autofj/REFERENCE_RESULTS.md).", "",
              f"**Ours, all {a['tasks']} tasks:** mean P {a['mean_precision']:.3f}, R {a['mean_recall']:.3f}, "
              f"F1 {a['mean_f1']:.3f}, total {a['total_seconds']:.1f} s.", ""]
     if s["tasks"]:
