@@ -186,6 +186,10 @@ def test_cli_join_reads_csv_and_writes_a_manifest(tmp_path, capsys):
     assert sorted((int(r["autofj.match_id"]), int(r["id"])) for r in m if r["autofj.matched"]) == \
         [tuple(p) for p in ref["pairs"]]
     assert "estimated precision" in capsys.readouterr().out
+    rc = cli_main(["join", str(DATA / "TennisTournament" / "left.csv"), str(DATA / "TennisTournament" / "right.csv"),
+                   "--on", "title", "--out", str(tmp_path / "run2"), "--blocking-budget", "5000", "--minhash-lsh"])
+    prog = json.loads((tmp_path / "run2" / "summary.json").read_text())["stages"]["autofj"]["artifact"]["program"]
+    assert rc == 0 and prog["blocking_budget"] == 5000 and prog["minhash_lsh"]["bands"] == 20
 
 
 def test_config_and_synthetic_builder_run_end_to_end(tmp_path):
