@@ -77,6 +77,8 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     index = BlockingIndex.build(lrec, k, blocking_budget, lsh)
     ll_c, ll_q = left_pairs(index, lrec)
     r_q, r_l = index.candidates(rrec)
+    # search rows whose LSH bucket was too crowded to use, summed over bands (None without LSH)
+    lsh_skipped = index.lsh.skipped_buckets if index.lsh else None
     times["blocking_s"] = time.perf_counter() - t0
     log.info("autofj fit: blocked %d L rows and %d search rows: %d L-L and %d L-R candidate pairs in %.1f s",
              n_l, n_r, len(ll_c), len(r_q), times["blocking_s"])
@@ -128,7 +130,7 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
         "search": {"rows": n_r, "est_precision": sol.precision if sol.found else None, "est_precision_se": se,
                    "matched": n_joined, "est_true_matches": float(sol.est[sol.join_l >= 0].sum()) if sol.found else 0.0,
                    "far_beyond_theta_share": far, "iterations": sol.iterations,
-                   "proposals": sol.n_proposals},
+                   "proposals": sol.n_proposals, "lsh_skipped_buckets": lsh_skipped},
     }
     # Apply needs the neighbour counts of every L row, for the selected functions only.
     t = time.perf_counter()

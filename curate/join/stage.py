@@ -324,4 +324,5 @@ class AutoFJ(Stage):
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),
                 "expected_matches": s.get("expected_matches"), "expected_true_matches": s.get("expected_true_matches"),
                 "far_beyond_theta_share": s["far_beyond_theta_share"], "reference": prog.get("reference"),
+                "lsh_skipped_buckets": s.get("lsh_skipped_buckets"),
                 "timings": prog.get("timings")}

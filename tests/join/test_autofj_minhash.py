@@ -102,8 +102,10 @@ def test_minhash_lsh_runs_through_the_stage_and_is_recorded(tmp_path):
     stage = AutoFJ(reference=str(tmp_path / "synth" / "left.parquet"), on="name",
                    minhash_lsh={"bands": 16, "rows": 4})
     s = curate.run(curate.Pipeline([stage], id_column="id"), tmp_path / "synth" / "right", tmp_path / "run")
-    assert s["stages"]["autofj"]["artifact"]["program"]["minhash_lsh"] == {"bands": 16, "rows": 4,
-                                                                           "max_bucket": 100, "seed": 0}
+    prog = s["stages"]["autofj"]["artifact"]["program"]
+    assert prog["minhash_lsh"] == {"bands": 16, "rows": 4, "max_bucket": 100, "seed": 0}
+    art = s["stages"]["autofj"]["artifact"]
+    assert art["search_rows"] == 400 and isinstance(art["lsh_skipped_buckets"], int)  # None when LSH is off
     m = curate.load_manifest(tmp_path / "run")
     truth = dict(zip(*[pq.read_table(tmp_path / "synth" / "right").column(c).to_pylist() for c in ("id", "true_id")]))
     pred = [(r, l) for r, l in zip(m.column("id").to_pylist(), m.column("autofj.match_id").to_pylist()) if l]
