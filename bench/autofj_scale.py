@@ -21,7 +21,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def child(n: int, budget: str, n_left: int | None = None) -> dict:
+def child(n: int, budget: str, n_left: int | None = None, lsh: bool = False) -> dict:
     import curate
     from curate.data.autofj_synth import build
     from curate.join.stage import AutoFJ
@@ -31,7 +31,7 @@ def child(n: int, budget: str, n_left: int | None = None) -> dict:
         info = build(tmp, n_left or n, n, shards=max(4, n // 25_000))
         t_build = time.perf_counter() - t0
         stage = AutoFJ(reference=f"{tmp}/left.parquet", on="name", precision_target=0.9,
-                       blocking_budget=int(budget) if budget.isdigit() else budget)
+                       blocking_budget=int(budget) if budget.isdigit() else budget, minhash_lsh=lsh)
         t0 = time.perf_counter()
         summary = curate.run(curate.Pipeline([stage], id_column="id"), f"{tmp}/right", f"{tmp}/run")
         total = time.perf_counter() - t0
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--budget", default="auto",
                     help="blocking probe budget: auto (exact up to 50k L rows), exact, or postings per query")
     ap.add_argument("--left", type=int, default=None, help="fixed |L| (default: |L| = |R| = n)")
+    ap.add_argument("--minhash-lsh", action="store_true", help="add MinHash LSH candidates (20 x 5)")
     ap.add_argument("--out", default="autofj_scale", help="results file stem in bench/results/")
     ap.add_argument("--child", type=int)
     ap.add_argument("--render", action="store_true", help="only rewrite <out>.md from <out>.json")
@@ -65,7 +66,7 @@ def main() -> None:
         render(args.out)
         return
     if args.child:
-        print(json.dumps(child(args.child, args.budget, args.left)))
+        print(json.dumps(child(args.child, args.budget, args.left, args.minhash_lsh)))
         return
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
@@ -73,6 +74,8 @@ def main() -> None:
         cmd += ["--budget", args.budget]
         if args.left:
             cmd += ["--left", str(args.left)]
+        if args.minhash_lsh:
+            cmd += ["--minhash-lsh"]
         p = subprocess.run(cmd, capture_output=True, text=True, check=False,
                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
         if p.returncode:
@@ -82,6 +85,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps({"cpus": os.cpu_count(), "budget": args.budget, "left": args.left,
+                                                          "minhash_lsh": args.minhash_lsh,
                                                           "rows": rows}, indent=1))
     render(args.out)
 
@@ -90,6 +94,8 @@ def render(out: str) -> None:
     """bench/results/<out>.md from <out>.json."""
     data = json.loads((RESULTS / f"{out}.json").read_text())
     rows, budget, left = data["rows"], data.get("budget", "auto"), data.get("left")
+    if data.get("minhash_lsh"):
+        budget += ", plus MinHash LSH candidates (20 bands x 5 rows)"
     shape = f"|L| = {left}, |R| = n" if left else "|L| = |R| = n"
     lines = [f"# Auto-FuzzyJoin at scale (synthetic names, {shape}, search sample 20k, local executor)", "",
              f"Blocking: budget = {budget} (auto: exact TF-IDF top-k up to 50k L rows, else each query "
