@@ -62,7 +62,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def signatures(m: sp.csr_matrix, n_hash: int, seed: int = 0, chunk_cells: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
-    """(signatures (rows with a token) x n_hash uint64 of 32-bit values, mask of the rows with a token).
+    """(signatures: (rows with a token) x n_hash uint32, mask of the rows with a token).
 
     Columns of `m` are token ids; only its structure is read. Chunks of about `chunk_cells` token x hash
     cells stay in cache: 64k cells ran ten times faster than 16M on 200k names.
@@ -73,7 +73,7 @@ def signatures(m: sp.csr_matrix, n_hash: int, seed: int = 0, chunk_cells: int = 
     counts = np.diff(m.indptr)
     has = counts > 0
     rows = np.flatnonzero(has)
-    out = np.empty((len(rows), n_hash), np.uint64)
+    out = np.empty((len(rows), n_hash), np.uint32)
     step = max(1, chunk_cells // n_hash)  # tokens per chunk
     ends = m.indptr[rows + 1]
     done = 0
@@ -94,8 +94,18 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     n = sig.shape[0]
     keys = np.zeros((n, bands), np.uint64)
     for j in range(rows):
-        keys = _mix(keys ^ sig[:, j::rows][:, :bands])
+        keys = _mix(keys ^ sig[:, j::rows][:, :bands].astype(np.uint64))
     return keys
+
+
+def lsh_keys(m: sp.csr_matrix, params: LSHParams, block: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """(band keys of the rows with a token, that mask), block by block of rows: the signatures of a
+    block are dropped once hashed, so memory holds n x bands keys, never n x (bands * rows) values."""
+    n_hash = params.bands * params.rows
+    parts = [band_keys(signatures(m[s:s + block], n_hash, params.seed)[0], params.bands, params.rows)
+             for s in range(0, m.shape[0], block)]
+    keys = np.concatenate(parts) if parts else np.zeros((0, params.bands), np.uint64)
+    return keys, np.diff(m.indptr) > 0
 
 
 @dataclass
@@ -110,8 +120,7 @@ class LSHIndex:
 
     @classmethod
     def build(cls, left: sp.csr_matrix, params: LSHParams) -> LSHIndex:
-        sig, has = signatures(left, params.bands * params.rows, params.seed)
-        keys = band_keys(sig, params.bands, params.rows)
+        keys, has = lsh_keys(left, params)
         rows = np.flatnonzero(has).astype(np.int32)
         index = cls(params, left.shape[0])
         for j in range(params.bands):
@@ -123,8 +132,7 @@ class LSHIndex:
     def candidates(self, queries: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         """(query row, L row) pairs sharing a bucket in some band (unique, sorted by query then L row)."""
         p = self.params
-        sig, has = signatures(queries, p.bands * p.rows, p.seed)
-        keys = band_keys(sig, p.bands, p.rows)
+        keys, has = lsh_keys(queries, p)
         qrows = np.flatnonzero(has)
         pair_keys = []
         self.skipped_buckets = 0

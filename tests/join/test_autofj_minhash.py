@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 import curate
 from curate.join.blocking import BlockingIndex
-from curate.join.minhash import LSHIndex, LSHParams, band_keys, signatures
+from curate.join.minhash import LSHIndex, LSHParams, band_keys, lsh_keys, signatures
 from curate.join.stage import AutoFJ
 
 
@@ -34,6 +34,9 @@ def test_signatures_do_not_depend_on_the_chunking():
     small, has2 = signatures(m, 64, chunk_cells=64 * 7)  # a few rows per chunk, some rows alone
     assert (has == has2).all() and (whole == small).all()
     assert has.sum() < 300  # some rows are empty and get no signature
+    keys, has3 = lsh_keys(m, LSHParams(bands=8, rows=8))
+    blocked, _ = lsh_keys(m, LSHParams(bands=8, rows=8), block=7)  # signatures hashed 7 rows at a time
+    assert (has3 == has).all() and (keys == band_keys(whole, 8, 8)).all() and (blocked == keys).all()
 
 
 def test_collision_rate_follows_the_s_curve():
