@@ -6,7 +6,6 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 DATASET ?= demo
 OUT     ?= runs/$(DATASET)
-EXECUTOR ?= ray
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes dataset-fashion-mnist chromium chromium-driver
 
@@ -16,7 +15,7 @@ export RAY_AUTH_MODE := disabled
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install debs curate test bench ui clean
+.PHONY: install debs curate test lint reference bench ui clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,10 +48,19 @@ curate: install
 	@case "$(DATASET)" in demo|demo-sens) $(MAKE) --no-print-directory data/demo/.complete;; \
 	  stdlib-code|fashion-mnist) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; \
 	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
-	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT) --executor $(EXECUTOR)
+	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT)
 
 test: install debs
 	$(BIN)/python -m pytest -q
+
+# ruff and the import contracts (pyproject.toml); CI runs this beside the tests.
+lint: install
+	$(BIN)/ruff check curate flows kernels tests bench testkit
+	$(BIN)/lint-imports
+
+# docs/reference.md from the registry (a test checks it is fresh).
+reference: install
+	$(BIN)/python -m curate.reference
 
 bench: install debs
 	$(BIN)/python -m bench.wfpp

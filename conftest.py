@@ -1,11 +1,17 @@
-"""Repo-root conftest: puts the project root on sys.path (for `tests.helpers`, `bench`) and sets test env."""
+"""Repo-root conftest: puts the project root on sys.path (for `testkit`) and sets the test environment."""
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-# Before anything imports prefect or ray: a git-ignored Prefect home (migrations run once), quiet Ray,
-# one thread per process (2 shared cores: oversubscribed threads were 10-30x slower).
-os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+# Before anything imports prefect or ray: a Prefect home of the test session's own (never the `make ui`
+# database in .prefect), quiet Ray, one thread per process (2 shared cores: oversubscribed threads were
+# 10-30x slower).
+_PREFECT_HOME = tempfile.mkdtemp(prefix="curate-test-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # its exit-time INFO lines hit closed streams
 os.environ.setdefault("OMP_NUM_THREADS", "1")

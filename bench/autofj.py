@@ -2,7 +2,7 @@
 
     python -m bench.autofj [--ref-tasks cached|all|T1,T2,...] [--skip-reference]
 
-Ours (curate.join.autofj: fit on all of R, then the fitted program applied to R by `Matcher`, as the
+Ours (curate.methods.autofj.program: fit on all of R, then the fitted program applied to R by `Matcher`, as the
 stage does) runs on all 50 tasks. The reference runs in a bench-only venv (bench/.venv-autofj, created
 here: python3.11 -m venv + pip install autofj==0.0.6 'pandas<3'). All 50 tasks take it several hours on a
 2-core machine, so its per-task outputs are kept in bench/results/autofj_reference_runs.json (written
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.join import autofj
-from curate.join.blocking import BlockingIndex
+from curate.methods.autofj import program as autofj
+from curate.methods.autofj.blocking import BlockingIndex
 
 HERE = Path(__file__).parent
 DATA = HERE / "data" / "autofj"
@@ -170,7 +170,7 @@ def write_md(summary: dict, per_task: dict) -> None:
     s, a = summary["subset"], summary["ours_all_50"]
     lines = ["# Auto-FuzzyJoin benchmark (50 DBpedia tasks, τ = 0.9)", "",
              f"Machine: {summary['machine']['cpus']} CPUs, Python {summary['machine']['python']}. Ours: "
-             "`curate.join.autofj` fit on all of R, then the program applied by `Matcher`. Reference: `autofj` 0.0.6 "
+             "`curate.methods.autofj.program` fit on all of R, then the program applied by `Matcher`. Reference: `autofj` 0.0.6 "
              "defaults (2 processes) in bench/.venv-autofj, read from bench/results/autofj_reference_runs.json, "
              "which bench/autofj_reference.py fills one task at a time on this kind of machine "
              f"({len(s['reference_run_in_this_invocation'])} of its {len(s['tasks'])} tasks in the same invocation "

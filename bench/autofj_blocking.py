@@ -1,5 +1,5 @@
 """Auto-FuzzyJoin blocking alone on synthetic names: truth recall, pairs per query and queries per second of
-the exact TF-IDF top k, the probe budget, and either with MinHash LSH added (curate.join.minhash).
+the exact TF-IDF top k, the probe budget, and either with MinHash LSH added (curate.methods.autofj.minhash).
 
     python -m bench.autofj_blocking [--left 100000] [--queries 20000] [--budgets exact,20000] [--out STEM]
 
@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from curate.data.autofj_synth import build
-from curate.join.blocking import BlockingIndex
-from curate.join.minhash import LSHParams
+from curate.methods.autofj.blocking import BlockingIndex
+from curate.methods.autofj.minhash import LSHParams
 
 RESULTS = Path(__file__).parent / "results"
 LSH_SETTINGS = {"off": None, "20x5": LSHParams(20, 5), "32x3": LSHParams(32, 3)}

@@ -24,7 +24,7 @@ RESULTS = Path(__file__).parent / "results"
 def child(n: int, budget: str, n_left: int | None = None, lsh: bool = False) -> dict:
     import curate
     from curate.data.autofj_synth import build
-    from curate.join.stage import AutoFJ
+    from curate.methods.autofj.stage import AutoFJ
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -33,7 +33,7 @@ def child(n: int, budget: str, n_left: int | None = None, lsh: bool = False) -> 
         stage = AutoFJ(reference=f"{tmp}/left.parquet", on="name", precision_target=0.9,
                        blocking_budget=int(budget) if budget.isdigit() else budget, minhash_lsh=lsh)
         t0 = time.perf_counter()
-        summary = curate.run(curate.Pipeline([stage], id_column="id"), f"{tmp}/right", f"{tmp}/run")
+        summary = curate.run(curate.Pipeline([stage], id_column="id"), f"{tmp}/right", f"{tmp}/run", executor="local")
         total = time.perf_counter() - t0
         m = curate.load_manifest(f"{tmp}/run")
         import pyarrow.parquet as pq

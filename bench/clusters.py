@@ -62,10 +62,10 @@ def peak_mb() -> float:
 
 def run_curate(data: Path, out: Path) -> dict:
     import curate
-    from curate.stages.semdedup import Dedup, SemDeDup
+    from curate.methods.semdedup import SemDeDup, SemDeDupPolicy
 
     t0 = time.perf_counter()
-    summary = curate.run(curate.Pipeline(stages=[SemDeDup("emb")], policies=[Dedup(epsilon=EPSILON)], id_column="id"),
+    summary = curate.run(curate.Pipeline(stages=[SemDeDup("emb")], policies=[SemDeDupPolicy(epsilon=EPSILON)], id_column="id"),
                          data, out, executor="local", progress=curate.Progress(enabled=False))
     total = time.perf_counter() - t0
     ph = summary["phases"]

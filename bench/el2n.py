@@ -28,11 +28,11 @@ import pyarrow as pa
 import torch
 
 from curate.data import fashion_mnist as fm
+from curate.methods.el2n import proxy
+from curate.methods.el2n.policy import El2nKeep
+from curate.methods.el2n.stage import EL2N
 from curate.policy import Rows, RowsScan
 from curate.stage import ROW_HASH, TablesFitContext
-from curate.stages import el2n_proxy as proxy
-from curate.stages.el2n import EL2N
-from curate.stages.el2n_policy import El2nKeep
 from kernels.hashing import hash_strings
 
 RESULTS = Path(__file__).parent / "results"

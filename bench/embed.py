@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from curate.stages import images
-from curate.stages.embed import Embed
+from curate.methods.embed import images
+from curate.methods.embed.stage import Embed
 
 RESULTS = Path(__file__).parent / "results"
 DEMO = Path("data/demo")

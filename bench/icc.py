@@ -28,9 +28,9 @@ import numpy as np
 import pyarrow as pa
 from scipy.stats import kendalltau, pearsonr, spearmanr
 
-from bench.icc_random_student import save_random_student
-from curate.stages import icc_norms
-from curate.stages.icc import ICC, distil_head
+from curate.methods.icc import norms as icc_norms
+from curate.methods.icc.stage import ICC, distil_head
+from testkit.icc_random_student import save_random_student
 
 RESULTS = Path(__file__).parent / "results"
 FIXTURE = Path(__file__).parents[1] / "tests" / "fixtures" / "icc" / "caption_concreteness_annotations.csv"
@@ -95,7 +95,7 @@ def distilled_cv(captions: list[str], human: np.ndarray, teacher: np.ndarray, fo
     """The distilled probe: MiniLM caption vectors -> ridge on the student's scores, held-out rows."""
     from sklearn.model_selection import KFold
 
-    from curate.stages.icc_probe import encode, minilm
+    from curate.methods.icc.probe import encode, minilm
 
     x = encode(minilm()[0], captions)
     pred = np.zeros(len(captions))

@@ -31,12 +31,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import curate
+from curate.methods.icc.stage import ICC
+from curate.methods.wfpp.stage import WFPP
 from curate.report import write_report
-from curate.report.browser import view
 from curate.report.stats import pipeline_order
-from curate.stages.icc import ICC
-from curate.stages.wfpp import WFPP
-from tests.helpers import caption_length
+from testkit.browser import view
+from testkit.helpers import caption_length
 
 RESULTS = Path(__file__).parent / "results"
 MAX_LOAD_S, MAX_MB = 2.0, 5.0
@@ -48,7 +48,7 @@ def cheap_run(data: Path, out: Path) -> Path:
         [WFPP(), ICC(), caption_length],
         [curate.KeepFraction("wfpp.score", 0.9), curate.Threshold("caption_length.len", min=8),
          curate.KeepFraction("icc.score", 0.9)], id_column="id", name="demo-cheap")
-    curate.run(pipeline, data, out)
+    curate.run(pipeline, data, out, executor="local")
     return out
 
 

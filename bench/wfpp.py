@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import curate
-from bench import wfpp_reference as ref
+from curate.methods.wfpp.stage import WFPP
 from curate.stage import TablesFitContext
-from curate.stages.wfpp import WFPP
+from testkit import wfpp_reference as ref
 
 RESULTS = Path(__file__).parent / "results"
 DEMO = Path("data/demo")
@@ -189,7 +189,7 @@ def markdown(r: dict) -> str:
 
 {tp['rows']:,} real-derived captions (openclipart titles/descriptions + keywords; {tp['non_ascii_or_amp_rows']:,}
 rows non-ASCII or with `&`), one thread (POLARS_MAX_THREADS=1), {r['machine']['cpus']}-core machine.
-Reference: `bench/wfpp_reference.py`, a straightforward per-caption Python implementation of the same formula.
+Reference: `testkit/wfpp_reference.py`, a straightforward per-caption Python implementation of the same formula.
 
 | pass | reference rows/s | curate rows/s | ratio |
 |---|---|---|---|

@@ -37,9 +37,9 @@ from scipy.stats import spearmanr
 
 import curate
 from curate.data.stdlib_code import email_experiment
+from curate.methods.zipfit.stage import ZipFit
 from curate.stage import TablesFitContext
-from curate.stages.zipfit import ZipFit
-from tests.helpers import write_shards
+from testkit.helpers import write_shards
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"

@@ -1,7 +1,8 @@
-"""The `curate` command: run, data, export, summary, report."""
+"""The `curate` command: run, join, data, export, summary, report, stages. A front door: it calls `curate.api`."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -13,17 +14,14 @@ log = logging.getLogger("curate")
 
 
 def _run(args: argparse.Namespace) -> int:
-    import curate
+    from curate import api
+    from curate.config import load_config
 
-    pipeline, default_data = curate.load_config(args.config)
-    data = args.data or default_data
-    if not data:
-        raise CurateError(f"{args.config} names no `data`; pass --data PATH")
+    pipeline, default_data = load_config(args.config, overrides=args.set)
     out = Path(args.out or f"runs/{pipeline.name}")
-    summary = curate.run(pipeline, data, out, executor=args.executor, ray_address=args.ray_address,
-                         workers=args.workers)
+    summary = api.run(pipeline, args.data or default_data, out, executor=args.executor, ray_address=args.ray_address,
+                      workers=args.workers, report=True)
     _print_result(summary, out)
-    _report(argparse.Namespace(run_dir=out, out=None))
     return 0
 
 
@@ -44,11 +42,16 @@ def _print_result(summary: dict, out: Path) -> None:
               f"{s['units_computed']} shard(s) computed, {s['units_reused']} reused")
     for name, p in summary["policies"].items():
         print(f"  policy {name} ({p['type']}): kept {p['kept']}, dropped {p['dropped']}, errored {p['errored']}")
-    print(f"manifest: {out / 'manifest'}")
-    print(f"summary:  {out / 'summary.json'}")
+    from curate.layout import RunLayout
+
+    layout = RunLayout(out)
+    print(f"manifest: {layout.manifest}")
+    print(f"summary:  {layout.summary}")
     if "exports" in summary:
         print(f"curated:  {summary['exports']['materialized_to']} ({summary['exports']['materialized_rows']} rows); "
-              f"id lists: {out / 'kept_ids.txt'}, {out / 'removed_ids.txt'}")
+              f"id lists: {layout.kept_ids}, {layout.removed_ids}")
+    if "report" in summary:
+        print(f"report:   {summary['report']}")
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -86,12 +89,12 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _join(args: argparse.Namespace) -> int:
-    from curate.join.cli import join
+    from curate import api
 
-    summary = join(args.left, args.right, args.on, args.out, precision=args.precision, left_id=args.left_id,
-                   right_id=args.right_id, executor=args.executor, shards=args.shards,
-                   blocking_budget=int(args.blocking_budget) if args.blocking_budget.isdigit() else args.blocking_budget,
-                   minhash_lsh=args.minhash_lsh)
+    params = {name: value for name, value in vars(args).items() if name.startswith("p_") and value is not None}
+    params = {name[2:]: value for name, value in params.items()}
+    summary = api.join(args.reference, args.right, args.on, args.out, right_id=args.id, executor=args.executor,
+                       shards=args.shards, report=True, **params)
     s = summary["stages"]["autofj"]
     print(f"autofj: {s['scored']} rows scored, {s['errored']} errored; program: "
           f"estimated precision {s.get('artifact', {}).get('est_precision')}")
@@ -99,8 +102,15 @@ def _join(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stages(args: argparse.Namespace) -> int:
+    from curate.reference import reference
+
+    print(reference(), end="")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
-    from curate.manifest import export
+    from curate.engine.export import export
 
     if not (args.kept_ids or args.removed_ids or args.materialize):
         raise CurateError("nothing to export: give --kept-ids, --removed-ids and/or --materialize")
@@ -109,7 +119,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from curate.manifest import load_summary
+    from curate.layout import load_summary
 
     summary = load_summary(args.run_dir)
     if args.json:
@@ -117,6 +127,35 @@ def _summary(args: argparse.Namespace) -> int:
     else:
         _print_result(summary, Path(args.run_dir))
     return 0
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    from curate.api import DEFAULT_EXECUTOR
+    from curate.engine.executor import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
+                   help=f"where units run (default {DEFAULT_EXECUTOR})")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--workers", type=int, help="at most this many workers per stage")
+
+
+def _stage_options(p: argparse.ArgumentParser, type_name: str, skip: set[str]) -> None:
+    """One `--<param>` option per parameter of a registered stage, spelled as in YAML (`_` -> `-`)."""
+    import yaml
+
+    from curate import registry
+    from curate.params import type_text
+
+    cls = registry.lookup("stage", type_name)
+    for name, spec in cls.param_specs().items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = "" if spec.default is inspect.Parameter.empty else f" (default {spec.default!r})"
+        help_ = f"{spec.doc or name} [{type_text(spec.hint)}]{default}; YAML `{name}`"
+        takes_flag = "bool" in type_text(spec.hint)  # `--minhash-lsh` alone means true
+        p.add_argument(flag, dest=f"p_{name}", type=yaml.safe_load, nargs="?" if takes_flag else None,
+                       const=True if takes_flag else None, default=None, help=help_)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -127,9 +166,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
     r.add_argument("--data", help="dataset folder or URI of Parquet shards (default: the config's `data`)")
     r.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
-    r.add_argument("--executor", choices=["local", "ray"], default="ray")
-    r.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    r.add_argument("--workers", type=int, help="at most this many workers per stage")
+    _executor_options(r)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value: `stages.<name>.<param>=v`, `policies.<name>.<param>=v` or a "
+                        "top-level key (`batch_size=1000`); values are YAML (repeat for several)")
     r.set_defaults(func=_run)
     d = sub.add_parser("data", help="build a bundled real dataset")
     d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
@@ -140,20 +180,17 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--shards", type=int, default=16)
     d.set_defaults(func=_data)
     j = sub.add_parser("join", help="Auto-FuzzyJoin: link each row of R to at most one row of L (CSV or Parquet)")
-    j.add_argument("left", help="reference table L: CSV file, Parquet file or folder")
+    j.add_argument("reference", help="reference table L: CSV file, Parquet file or folder")
     j.add_argument("right", help="table R: CSV file, Parquet file or folder of shards")
     j.add_argument("--on", action="append", required=True, help="join column (repeat for several)")
-    j.add_argument("--precision", type=float, default=0.9, help="precision target τ (default 0.9)")
     j.add_argument("--out", required=True, help="run directory")
-    j.add_argument("--left-id", default="id", help="id column of L (default id)")
-    j.add_argument("--right-id", default="id", help="id column of R (default id)")
-    j.add_argument("--executor", choices=["local", "ray"], default="local")
+    j.add_argument("--id", default="id", help="id column of R (default id)")
     j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
-    j.add_argument("--blocking-budget", default="auto",
-                   help="auto (default: exact up to 50k L rows), exact, or postings probed per row")
-    j.add_argument("--minhash-lsh", action="store_true",
-                   help="add MinHash LSH candidates (20 bands x 5 rows) to the TF-IDF top k")
+    _executor_options(j)
+    _stage_options(j, "autofj", skip={"reference", "on", "name"})
     j.set_defaults(func=_join)
+    t = sub.add_parser("stages", help="list every stage and policy with its parameters (docs/reference.md)")
+    t.set_defaults(func=_stages)
     e = sub.add_parser("export", help="id lists or the curated dataset from a run")
     e.add_argument("run_dir")
     e.add_argument("--kept-ids")

@@ -26,10 +26,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from curate import registry
 from curate.errors import ConfigError
 from curate.pipeline import Pipeline
-from curate.policy import policy_types
-from curate.stage import Stage, make_stage, stage_types
+from curate.stage import Stage
 
 
 class ExportConfig(BaseModel):
@@ -59,28 +59,37 @@ def _pydantic_message(where: str, e: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _build(kind: str, where: str, spec: dict[str, Any], factory: Any, signature_of: Any) -> Any:
-    """Call a stage or policy constructor, turning unknown or missing parameters into clear errors."""
+_EMPTY = inspect.Parameter.empty
+
+
+def _build(kind: str, where: str, spec: dict[str, Any]) -> Any:
+    """A stage or policy from its config entry; unknown, missing and mistyped parameters become clear errors."""
+    type_name = spec.get("type")
+    if not isinstance(type_name, str):
+        known = ", ".join(sorted(registry.STAGES if kind == "stage" else registry.POLICIES))
+        raise ConfigError(f"{where}: every {kind} needs a `type`; known types: {known}")
     params = {k: v for k, v in spec.items() if k != "type"}
-    sig = inspect.signature(signature_of)
-    allowed = [p for p in sig.parameters if p not in ("self", "args", "kwargs")]
-    if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        for key in params:
-            if key not in allowed:
-                near = difflib.get_close_matches(key, allowed, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise ConfigError(f"{where} ({kind}): unknown parameter {key!r}{hint}; allowed: {', '.join(allowed)}")
-        missing = [p.name for p in sig.parameters.values()
-                   if p.default is p.empty and p.name != "self" and p.name not in params
-                   and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        if missing:
-            raise ConfigError(f"{where} ({kind}): missing required parameter(s) {missing}; allowed: {', '.join(allowed)}")
     try:
-        return factory(**params)
+        cls = registry.lookup(kind, type_name)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e
+    try:
+        if isinstance(cls, type):
+            allowed = cls.param_names()
+            for key in params:
+                if key not in allowed:
+                    near = difflib.get_close_matches(key, allowed, n=1)
+                    hint = f" (did you mean {near[0]!r}?)" if near else ""
+                    raise ConfigError(f"unknown parameter {key!r}{hint}; allowed: {', '.join(allowed)}")
+            specs = cls.param_specs()
+            missing = [n for n in allowed if specs[n].default is _EMPTY and n not in params]
+            if missing:
+                raise ConfigError(f"missing required parameter(s) {missing}; allowed: {', '.join(allowed)}")
+        return registry.build(kind, type_name, params)
+    except ConfigError as e:
+        raise ConfigError(f"{where} ({type_name}): {e}") from e
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where} ({kind}): {e}") from e
+        raise ConfigError(f"{where} ({type_name}): {e}") from e
 
 
 def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, str | None]:
@@ -91,28 +100,8 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
         cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_pydantic_message(source, e)) from e
-    stages: list[Stage] = []
-    for i, spec in enumerate(cfg.stages):
-        where = f"{source}: stages[{i}]"
-        kind = spec.get("type")
-        if not isinstance(kind, str):
-            raise ConfigError(f"{where}: every stage needs a `type`; known types: {', '.join(sorted(stage_types()))}")
-        cls = stage_types().get(kind)
-        if cls is None:
-            try:
-                stages.append(make_stage(kind, **{k: v for k, v in spec.items() if k != "type"}))
-            except ConfigError as e:
-                raise ConfigError(f"{where}: {e}") from e
-        else:
-            stages.append(_build(kind, where, spec, cls, cls.__init__))
-    policies = []
-    for i, spec in enumerate(cfg.policies):
-        where = f"{source}: policies[{i}]"
-        kind = spec.get("type")
-        types = policy_types()
-        if kind not in types:
-            raise ConfigError(f"{where}: unknown policy type {kind!r}; known types: {', '.join(sorted(types))}")
-        policies.append(_build(kind, where, spec, types[kind], types[kind].__init__))
+    stages: list[Stage] = [_build("stage", f"{source}: stages[{i}]", spec) for i, spec in enumerate(cfg.stages)]
+    policies = [_build("policy", f"{source}: policies[{i}]", spec) for i, spec in enumerate(cfg.policies)]
     try:
         pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
                             name=cfg.name, config=raw, materialize=cfg.export.materialize)
@@ -121,8 +110,41 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     return pipeline, cfg.data
 
 
-def load_config(path: str | os.PathLike) -> tuple[Pipeline, str | None]:
-    """Read a YAML config; a relative `data` path is resolved against the current directory."""
+def _entry_name(section: str, entry: dict[str, Any]) -> str:
+    """A config entry's name as the pipeline will call it: `name`, else a stage's type or a policy's column stage."""
+    if entry.get("name"):
+        return str(entry["name"])
+    if section == "policies" and isinstance(entry.get("column"), str):
+        return entry["column"].split(".", 1)[0]
+    return str(entry.get("type"))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """`key=value` overrides (values read as YAML): `stages.<name>.<param>`, `policies.<name>.<param>`, or a
+    top-level key. A stage or policy is named by its `name`, else its `type`."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        value = yaml.safe_load(text)
+        path = key.split(".")
+        if path[0] in ("stages", "policies") and len(path) == 3:
+            entries = [e for e in raw.get(path[0]) or [] if isinstance(e, dict)]
+            names = [_entry_name(path[0], e) for e in entries]
+            named = [e for e, n in zip(entries, names) if n == path[1]]
+            if len(named) != 1:
+                raise ConfigError(f"--set {item!r}: {source} has no single {path[0].rstrip('s').replace('ie', 'y')} "
+                                  f"named {path[1]!r}; names: {', '.join(map(str, names))}")
+            named[0][path[2]] = value
+        elif len(path) == 1:
+            raw[path[0]] = value
+        else:
+            raise ConfigError(f"--set {item!r}: use stages.<name>.<param>, policies.<name>.<param> or a top-level key")
+    return raw
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> tuple[Pipeline, str | None]:
+    """Read a YAML config (with `--set` overrides); a relative `data` path is resolved against the current directory."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -130,4 +152,6 @@ def load_config(path: str | os.PathLike) -> tuple[Pipeline, str | None]:
         raise ConfigError(f"config {path} not found; configs live in configs/ (e.g. configs/demo.yaml)") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if overrides and isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides, str(path))
     return pipeline_from_dict(raw, str(path))

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from curate.errors import ConfigError
+from curate.params import Params
 from kernels.hashing import mix64
 
 # A scan yields, per shard, the valid rows' scores (float64) and id hashes (uint64); the engine's scan
@@ -123,9 +125,10 @@ def _fmt(values: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(np.round(values, 6)), pa.string())
 
 
-class Policy:
+class Policy(Params):
     """Base class. `fit` sees the whole (valid) score column through a scan; `decide` one shard."""
 
+    kind: ClassVar[str] = "policy"
     type: ClassVar[str] = ""
 
     def __init__(self, column: str, name: str | None = None):
@@ -134,12 +137,12 @@ class Policy:
         self.column = column
         self.name = name or column.split(".", 1)[0]
 
+    def implied_name(self) -> str | None:
+        return self.column.split(".", 1)[0]
+
     @property
     def stage(self) -> str:
         return self.column.split(".", 1)[0]
-
-    def params(self) -> dict[str, Any]:
-        return {"column": self.column}
 
     @property
     def columns(self) -> list[str]:
@@ -163,10 +166,7 @@ class Policy:
         return keep, reason, {}
 
     def describe(self) -> dict[str, Any]:
-        return {"type": self.type, **self.params()}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+        return {"type": self.type, **{k: v for k, v in self.get_params().items() if k != "name"}}
 
 
 class Threshold(Policy):
@@ -174,14 +174,17 @@ class Threshold(Policy):
 
     type = "threshold"
 
-    def __init__(self, column: str, min: float | None = None, max: float | None = None, name: str | None = None):
+    def __init__(self, column: Annotated[str, Field(description="the score column, like 'wfpp.score'")],
+                 min: Annotated[float | None, Field(description="drop rows scoring below this")] = None,
+                 max: Annotated[float | None, Field(description="drop rows scoring above this")] = None,
+                 name: Annotated[str | None, Field(description="the policy's name (default: the stage it reads)")]
+                 = None):
         super().__init__(column, name)
         if min is None and max is None:
             raise ConfigError(f"policy threshold on {column!r}: give min, max or both")
+        if min is not None and max is not None and min > max:
+            raise ConfigError(f"policy threshold on {column!r}: min {min} is above max {max}, which would drop every row")
         self.min, self.max = min, max
-
-    def params(self) -> dict[str, Any]:
-        return {"column": self.column, "min": self.min, "max": self.max}
 
     def decide(self, values: np.ndarray, id_hash: np.ndarray) -> tuple[np.ndarray, pa.Array]:
         keep = np.ones(len(values), dtype=bool)
@@ -201,16 +204,16 @@ class TopK(Policy):
 
     type = "top_k"
 
-    def __init__(self, column: str, k: int, largest: bool = True, seed: int = 0, name: str | None = None):
+    def __init__(self, column: Annotated[str, Field(description="the score column, like 'wfpp.score'")],
+                 k: Annotated[int, Field(ge=0, description="rows kept")],
+                 largest: Annotated[bool, Field(description="keep the largest scores (else the smallest)")] = True,
+                 seed: Annotated[int, Field(description="tie-break seed")] = 0,
+                 name: Annotated[str | None, Field(description="the policy's name (default: the stage it reads)")]
+                 = None):
         super().__init__(column, name)
-        if not isinstance(k, int) or k < 0:
-            raise ConfigError(f"policy top_k on {column!r}: k must be a non-negative integer, got {k!r}")
         self.k, self.largest, self.seed = k, largest, seed
         self._bound: tuple[int, int] | None = None
         self._n_valid = 0
-
-    def params(self) -> dict[str, Any]:
-        return {"column": self.column, "k": self.k, "largest": self.largest, "seed": self.seed}
 
     def _target(self, n_valid: int) -> int:
         return min(self.k, n_valid)
@@ -261,32 +264,17 @@ class KeepFraction(TopK):
 
     type = "keep_fraction"
 
-    def __init__(self, column: str, fraction: float, largest: bool = True, seed: int = 0, name: str | None = None):
-        if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0 or math.isnan(fraction):
-            raise ConfigError(f"policy keep_fraction on {column!r}: fraction must be in [0, 1], got {fraction!r}")
+    def __init__(self, column: Annotated[str, Field(description="the score column, like 'wfpp.score'")],
+                 fraction: Annotated[float, Field(ge=0, le=1, description="share of valid rows kept")],
+                 largest: Annotated[bool, Field(description="keep the largest scores (else the smallest)")] = True,
+                 seed: Annotated[int, Field(description="tie-break seed")] = 0,
+                 name: Annotated[str | None, Field(description="the policy's name (default: the stage it reads)")]
+                 = None):
         super().__init__(column, k=0, largest=largest, seed=seed, name=name)
         self.fraction = float(fraction)
-
-    def params(self) -> dict[str, Any]:
-        return {"column": self.column, "fraction": self.fraction, "largest": self.largest, "seed": self.seed}
 
     def _target(self, n_valid: int) -> int:
         return min(n_valid, math.floor(self.fraction * n_valid + 0.5))
 
     def _what(self) -> str:
         return f"fraction {self.fraction:g}"
-
-
-POLICY_TYPES: dict[str, type[Policy]] = {p.type: p for p in (Threshold, TopK, KeepFraction)}
-
-
-def register_policy(cls: type[Policy]) -> type[Policy]:
-    """Class decorator: make a Policy type usable from configs under `cls.type`."""
-    POLICY_TYPES[cls.type] = cls
-    return cls
-
-
-def policy_types() -> dict[str, type[Policy]]:
-    import curate.stages  # noqa: F401  (stage modules register their policies)
-
-    return dict(POLICY_TYPES)

@@ -5,35 +5,46 @@ given, in the same order. A row it cannot score gets nulls and a message in `<na
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from curate.errors import ConfigError
+from curate.params import Params
 
-
-# Columns the engine provides to any stage or fit map that lists them: the row's id (string) and its
-# 64-bit hash (the policies' tie-break input).
+# Columns the engine provides to any stage or fit map that lists them: the row's id (string), its
+# 64-bit hash (the policies' tie-break input) and its position in the shard.
 ROW_ID = "_curate.id"
 ROW_HASH = "_curate.id_hash"
-ENGINE_COLUMNS = (ROW_ID, ROW_HASH)
+ROW_INDEX = "_curate.row"
+ENGINE_COLUMNS = (ROW_ID, ROW_HASH, ROW_INDEX)
+
+
+@dataclass(frozen=True)
+class Shuffled:
+    """What `FitContext.shuffle` returns: the reduce outputs (opaque names, in partition order) and
+    the schema metadata each reduce attached to its table. Store `outputs` in the artifact and hand
+    them to `ShardInfo.read_shuffled` at scoring time."""
+
+    outputs: list[str]
+    metadata: list[dict[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """The shard being scored, given to `Stage.begin_shard`; `root` is the run directory."""
+    """The shard being scored, given to `Stage.begin_shard` (the engine provides `read_shuffled`)."""
 
     key: str
     rel: str
     fingerprint: str
     rows: int
-    root: str
+
+    def read_shuffled(self, outputs: list[str], columns: list[str] | None = None) -> pa.Table:
+        """This shard's rows from a shuffle's reduce outputs, in row order, checked complete."""
+        raise NotImplementedError("read_shuffled needs the engine (run the stage through curate.run)")
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,6 @@ class Resources:
 
     cpus: float = 1.0
     gpus: float = 0.0
-    memory_gb: float = 0.0
 
 
 class FitContext:
@@ -52,20 +62,18 @@ class FitContext:
     `TablesFitContext` implements `map` in memory for plain tests.
     """
 
-    root: Path  # the run directory (the shuffle's outputs are relative to it)
-
     def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
         """Apply `fn` to each shard's `columns` (one table per shard) and yield the results."""
         raise NotImplementedError
 
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
-                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> list[str]:
+                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> Shuffled:
         """Group rows across shards, then reduce each group where the executor runs it.
 
         `fn(shard table)` returns rows with an int column `part` in [0, partitions) and their `row` in
         the shard; the engine adds `shard` (the shard key, as `ShardInfo.key`). `reduce(rows of one part
-        from every shard)` returns rows that keep `shard` and `row`. Returns the reduced outputs' paths relative to
-        the run directory; `read_shuffled` gives one shard's rows back from them.
+        from every shard)` returns rows that keep `shard` and `row`. `ShardInfo.read_shuffled(outputs)` gives
+        one shard's rows back at scoring time.
         """
         raise NotImplementedError
 
@@ -81,14 +89,15 @@ class TablesFitContext(FitContext):
             yield fn(shard.select(columns))
 
 
-class Stage:
+class Stage(Params):
     """Base class of every scoring stage.
 
     Subclasses set `type` (the name used in configs), `version` (bump it when the scores change),
-    declare `inputs`, `outputs` and `resources`, and take their parameters as keyword arguments,
-    which `params()` reports and which key the stage's stored outputs.
+    declare `inputs`, `outputs` and `resources`, and take their parameters as typed keyword arguments
+    stored under their own names (`curate.params`): they key the stage's stored outputs.
     """
 
+    kind: ClassVar[str] = "stage"
     type: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     resources: Resources = Resources()
@@ -98,6 +107,9 @@ class Stage:
 
     def __init__(self, name: str | None = None):
         self.name = name or self.type
+
+    def implied_name(self) -> str | None:
+        return self.type
 
     # --- declarations -------------------------------------------------------------------------
     @property
@@ -110,8 +122,9 @@ class Stage:
         """New columns, without the `<name>.` prefix; `error` is added by the engine."""
         return {}
 
-    def params(self) -> dict[str, Any]:
-        """The parameters that determine the scores (part of every output's key)."""
+    def depends_on(self) -> dict[str, Any]:
+        """What the scores depend on beyond the parameters (part of every output's key): content hashes
+        of files the parameters name, versions of libraries that shape the scores."""
         return {}
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
@@ -160,23 +173,22 @@ class Stage:
         return pa.schema(fields + [pa.field(self.column("error"), pa.string())])
 
     def identity(self) -> dict[str, Any]:
-        """What keys this stage's outputs: type, version and parameters."""
-        return {"type": self.type, "name": self.name, "version": self.version, "params": self.params()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}(name={self.name!r}, {args})"
+        """What keys this stage's outputs: type, version, parameters and what else they depend on."""
+        return {"type": self.type, "name": self.name, "version": self.version, "params": self.keyed_params(),
+                **self.depends_on()}
 
 
 class FunctionStage(Stage):
     """A stage made from a plain batch function by `@curate.stage`."""
 
     type = "function"
+    unkeyed = frozenset({"fn", "resources"})  # the function is keyed by its source (version) and name
 
     def __init__(self, fn: Callable[[pa.Table], Any], inputs: list[str] | Mapping[str, pa.DataType],
                  outputs: Mapping[str, pa.DataType], name: str | None = None, resources: Resources | None = None):
         super().__init__(name or fn.__name__)
         self.fn = fn
+        self._input_spec = inputs
         self._inputs = tuple(inputs)
         self._input_types = dict(inputs) if isinstance(inputs, Mapping) else {}
         self._outputs = dict(outputs)
@@ -196,6 +208,15 @@ class FunctionStage(Stage):
     @property
     def outputs(self) -> dict[str, pa.DataType]:
         return self._outputs
+
+    def get_params(self) -> dict[str, Any]:
+        # `inputs` and `outputs` are the declarations as given (the properties are the engine's view).
+        return {"fn": self.fn, "inputs": self._input_spec, "outputs": self._outputs, "name": self.name,
+                "resources": self.resources}
+
+    @classmethod
+    def check_arguments(cls, *args: Any, **kwargs: Any) -> None:
+        pass  # the decorator's arguments are checked where they are used (engine plan, conform)
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "function": f"{self.fn.__module__}.{self.fn.__qualname__}"}
@@ -233,47 +254,3 @@ def stage(inputs: list[str] | Mapping[str, pa.DataType], outputs: Mapping[str, p
         return FunctionStage(fn, inputs, outputs, name=name, resources=Resources(cpus=cpus, gpus=gpus))
 
     return wrap
-
-
-# --- registry of stage types usable from configs ------------------------------------------------
-_REGISTRY: dict[str, type[Stage]] = {}
-
-
-def register(cls: type[Stage]) -> type[Stage]:
-    """Class decorator: make a Stage type available to configs under `cls.type`."""
-    _REGISTRY[cls.type] = cls
-    return cls
-
-
-def stage_types() -> dict[str, type[Stage]]:
-    import curate.stages  # noqa: F401  (registers the built-in stages)
-
-    return dict(_REGISTRY)
-
-
-def make_stage(type_name: str, **params: Any) -> Stage:
-    """Build a registered stage by its config name, or a decorated function given as `module:attr`."""
-    if ":" in type_name:
-        import importlib
-
-        module, _, attr = type_name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"stage type {type_name!r}: cannot import {attr!r} from {module!r} ({e})") from e
-        if isinstance(obj, Stage):
-            obj = copy.copy(obj)  # the decorated function is shared; naming this use must not rename others
-            if params.get("name"):
-                obj.name = params.pop("name")
-            if params:
-                raise ConfigError(f"stage {type_name!r} is a decorated function and takes no parameters; "
-                                  f"got {sorted(params)}")
-            return obj
-        if isinstance(obj, type) and issubclass(obj, Stage):
-            return obj(**params)
-        raise ConfigError(f"stage type {type_name!r} is neither a Stage class nor a @curate.stage function")
-    types = stage_types()
-    if type_name not in types:
-        raise ConfigError(f"unknown stage type {type_name!r}; known types: {', '.join(sorted(types))}, "
-                          f"or 'module:function' for a custom @curate.stage")
-    return types[type_name](**params)

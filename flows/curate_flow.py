@@ -6,6 +6,7 @@ Runs in Prefect's ephemeral mode with no server; `make ui` serves it with a sche
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,42 +14,16 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curate.config import load_config
-from curate.engine.progress import Progress
-from curate.engine.run import Run
-from curate.manifest import export
-from curate.report import write_report
+from curate import api
+from curate.progress import Progress
+
+RETRIED = ("fit-", "score-")  # units are idempotent, so a retried fit or score redoes only what did not finish
 
 
-@task(name="plan", cache_policy=NO_CACHE)
-def plan(run: Run) -> None:
-    run.plan()
-
-
-@task(name="fit", cache_policy=NO_CACHE, retries=1, task_run_name="fit-{stage}")
-def fit(run: Run, stage: str) -> None:
-    run.fit(stage)
-
-
-@task(name="score", cache_policy=NO_CACHE, retries=1, task_run_name="score-{stage}")
-def score(run: Run, stage: str) -> None:
-    run.score(stage)
-
-
-@task(name="policies", cache_policy=NO_CACHE)
-def decide(run: Run) -> dict[str, Any]:
-    return run.decide()
-
-
-@task(name="export", cache_policy=NO_CACHE)
-def materialize(out: Path) -> dict[str, Any]:
-    return export(out, kept_ids=str(out / "kept_ids.txt"), removed_ids=str(out / "removed_ids.txt"),
-                  materialize=out / "curated")
-
-
-@task(name="report", cache_policy=NO_CACHE)
-def report(out: Path) -> Path:
-    return write_report(out)
+def _as_task(name: str, fn: Callable[[], Any]) -> Any:
+    """One Prefect task per phase of `curate.run` (plan, fit-<stage>, score-<stage>, policies, export, report)."""
+    retries = 1 if name.startswith(RETRIED) else 0
+    return task(fn, name=name, cache_policy=NO_CACHE, retries=retries)()
 
 
 def _report_phase(stats: dict[str, Any]) -> None:
@@ -69,22 +44,13 @@ def _markdown(summary: dict[str, Any]) -> str:
 
 @flow(name="curate", log_prints=True)
 def curate_flow(config: str = "configs/demo.yaml", data: str | None = None, out: str | None = None,
-                executor: str = "ray", ray_address: str | None = None) -> dict[str, Any]:
+                executor: str = api.DEFAULT_EXECUTOR, ray_address: str | None = None) -> dict[str, Any]:
     """Run a curate config; returns the run's result counts (the full summary is in <out>/summary.json)."""
-    pipeline, default_data = load_config(config)
-    out_dir = Path(out or f"runs/{pipeline.name}")
-    with Run(pipeline, data or default_data, out_dir, executor=executor, ray_address=ray_address,
-             progress=Progress(enabled=False, listener=_report_phase)) as run:
-        plan(run)
-        for stage in pipeline.stages:
-            fit(run, stage.name)
-            score(run, stage.name)
-        summary = decide(run)
-    if pipeline.materialize:
-        summary["exports"] = materialize(out_dir)
-    page = report(out_dir)
+    summary = api.run(config, data, out, executor=executor, ray_address=ray_address, report=True, phase=_as_task,
+                      progress=Progress(enabled=False, listener=_report_phase))
+    page = Path(summary["report"])
     create_markdown_artifact(_markdown(summary) + f"\n\n[HTML report]({page.resolve().as_uri()})", key="curate-summary",
-                             description=str(out_dir / "summary.json"))
+                             description=str(page.parent / "summary.json"))
     create_link_artifact(page.resolve().as_uri(), link_text=f"{summary['pipeline']} report", key="curate-report",
                          description=str(page))
     create_table_artifact([{"stage": k, "scored": v["scored"], "errored": v["errored"], "rows_per_s": v["rows_per_s"]}

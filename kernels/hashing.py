@@ -44,3 +44,8 @@ def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         word[np.minimum(length[rows] - i, 8)[:, None] <= _BYTE] = 0  # bytes of the next string
         h[rows] = mix64(h[rows] ^ np.ascontiguousarray(word).view("<u8").ravel())
     return h
+
+
+def partition_of(values: np.ndarray, partitions: int) -> np.ndarray:
+    """A stable spread of integer group ids over `partitions` (int32)."""
+    return (mix64(np.asarray(values, dtype=np.uint64)) % np.uint64(partitions)).astype(np.int32)

@@ -20,7 +20,7 @@ differ from those of `regex` and Python's `str.lower` for newer code points, so 
 the reference's tokens on all text.
 
 Exactness. The tokens of every row are identical to `regex.findall(PATTERN, clean(text))` (checked
-against bench/wfpp_reference.py on arbitrary text in tests/kernels/test_words.py). Keys are the
+against testkit/wfpp_reference.py on arbitrary text in tests/kernels/test_words.py). Keys are the
 token's bytes, not a hash of them, so a lookup never confuses two words: exact up to 16 bytes, and
 longer words are looked up by their string. `TOKENIZER_VERSION` names the pattern, the cleaning and
 the Unicode tables that decide the tokens.

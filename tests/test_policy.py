@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.errors import ConfigError
-from curate.policy import KeepFraction, Threshold, TopK, key_to_value, order_keys, tie_keys
+from curate.policy import (
+    KeepFraction,
+    Threshold,
+    TopK,
+    key_to_value,
+    order_keys,
+    tie_keys,
+)
 
 
 def scan_of(parts):

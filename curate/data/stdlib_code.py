@@ -29,7 +29,12 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.data.demo import _clear_previous, _shard_bounds, package_files, package_version
+from curate.data.demo import (
+    _clear_previous,
+    _shard_bounds,
+    package_files,
+    package_version,
+)
 from curate.errors import DataError
 
 DOC_PACKAGE = "python3.11-doc"

@@ -5,7 +5,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from curate.engine.task import Failure, Task
+from curate.engine.executor import Failure, Task
 
 
 class LocalExecutor:
@@ -13,7 +13,7 @@ class LocalExecutor:
 
     name = "local"
 
-    def __enter__(self) -> "LocalExecutor":
+    def __enter__(self) -> LocalExecutor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from curate.engine.task import Failure, Task
+from curate.engine.executor import Failure, Task
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class RayExecutor:
             self.startup_seconds = time.perf_counter() - t0
             log.info("started Ray in %.1fs (%s)", self.startup_seconds, address or "local")
 
-    def __enter__(self) -> "RayExecutor":
+    def __enter__(self) -> RayExecutor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -18,41 +18,48 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
-from curate.engine.progress import Progress
-from curate.engine.store import Store, digest, read_json, write_json, write_parquet
-from curate.engine.task import Failure, Task
+from curate.engine.decide import write_manifest
+from curate.engine.executor import EXECUTORS, Executor, Failure, Task
+from curate.engine.files import digest, write_json, write_parquet
+from curate.engine.local import LocalExecutor
+from curate.engine.store import Store
 from curate.engine.units import IDS, FitMapTask, IdsTask, ReduceTask, ScoreTask, Unit
-from curate.errors import CurateError, DataError, RunFailed
+from curate.errors import ConfigError, DataError, RunFailed
+from curate.layout import read_json
 from curate.pipeline import Pipeline
-from curate.stage import ENGINE_COLUMNS, FitContext, Stage
+from curate.progress import Progress
+from curate.stage import ENGINE_COLUMNS, FitContext, Shuffled, Stage
 
 log = logging.getLogger(__name__)
 
 ID_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 
 
-def make_executor(kind: str, ray_address: str | None = None, workers: int | None = None):
+def make_executor(kind: str, ray_address: str | None = None, workers: int | None = None) -> Executor:
+    """An executor by name: `local` or `ray` (a local Ray, or the cluster at `ray_address`/RAY_ADDRESS)."""
     if kind == "local":
-        from curate.engine.local import LocalExecutor
-
         return LocalExecutor()
     if kind == "ray":
-        from curate.engine.ray import RayExecutor
+        from curate.engine.ray import RayExecutor  # imports ray only when asked for
 
         return RayExecutor(address=ray_address, max_workers=workers)
-    raise CurateError(f"unknown executor {kind!r}; use 'local' or 'ray'")
+    raise ConfigError(f"unknown executor {kind!r}; use one of {', '.join(EXECUTORS)} or pass an Executor object")
 
 
 class Run:
     """One pipeline over one dataset into one run directory."""
 
     def __init__(self, pipeline: Pipeline, data: str | os.PathLike, out: str | os.PathLike,
-                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
+                 executor: str | Executor = "local", ray_address: str | None = None, workers: int | None = None,
                  retries: int = 2, progress: Progress | None = None):
         self.pipeline = pipeline
         self.store = Store(out)
-        self.dataset = Dataset(data, fingerprint_cache=self.store.root / "state" / "fingerprints.json")
-        self.executor_kind, self.ray_address, self.workers = executor, ray_address, workers
+        self.dataset = Dataset(data, fingerprint_cache=self.store.fingerprint_cache)
+        if not isinstance(executor, str) and not isinstance(executor, Executor):
+            raise TypeError(f"executor must be a name ('local', 'ray') or an Executor, got {executor!r}")
+        self._given = None if isinstance(executor, str) else executor  # the caller's: not ours to close
+        self.executor_kind = executor if isinstance(executor, str) else executor.name
+        self.ray_address, self.workers = ray_address, workers
         self.retries = retries
         self.progress = progress or Progress()
         self._executor: Any = None
@@ -64,7 +71,7 @@ class Run:
         self.phases: dict[str, dict[str, Any]] = {}   # phase name -> timing and reuse counts
 
     # --- executor lifetime --------------------------------------------------------------------
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -73,7 +80,9 @@ class Run:
             self._executor = None
 
     @property
-    def executor(self):
+    def executor(self) -> Executor:
+        if self._given is not None:
+            return self._given
         if self._executor is None:
             self._executor = make_executor(self.executor_kind, self.ray_address, self.workers)
             if getattr(self._executor, "startup_seconds", 0):
@@ -158,7 +167,7 @@ class Run:
             raise DataError(problems)
         self.fps = self.dataset.fingerprints()
         units = [Unit(s, digest("ids", self.fps[s.key], self.pipeline.id_column),
-                      self.store.unit("ids", "", s.key), fingerprint=self.fps[s.key]) for s in self.dataset.shards]
+                      self.store.ids(s.key), fingerprint=self.fps[s.key]) for s in self.dataset.shards]
         results = self._execute("ids", IdsTask(self.dataset, self.store, self.pipeline.id_column), units)
         for u in units:
             r = results[u.shard.key]
@@ -248,7 +257,7 @@ class Run:
                 for s in self.dataset.shards if s.key not in self.failed]
 
     def _upstream_path(self, name: str, shard: Shard) -> Path:
-        return self.store.unit("ids", "", shard.key) if name == IDS else self.store.unit("scores", name, shard.key)
+        return self.store.ids(shard.key) if name == IDS else self.store.scores(name, shard.key)
 
     # --- fit --------------------------------------------------------------------------------------
     def fit(self, stage: Stage | str) -> pa.Table | None:
@@ -296,8 +305,6 @@ class Run:
     # --- decide -------------------------------------------------------------------------------------
     def decide(self) -> dict[str, Any]:
         """Policies, manifest parts and summary.json; raises RunFailed (after writing) if shards failed."""
-        from curate.manifest import write_manifest
-
         self.plan()
         for stage in self.pipeline.stages:
             if not self._scored(stage):
@@ -327,13 +334,12 @@ class Run:
         return [s for s in self.dataset.shards if s.key not in self.failed]
 
     def score_path(self, stage: Stage, shard: Shard) -> Path:
-        return self.store.unit("scores", stage.name, shard.key)
+        return self.store.scores(stage.name, shard.key)
 
 
 class _EngineFitContext(FitContext):
     def __init__(self, run: Run, stage: Stage):
         self.run, self.stage = run, stage
-        self.root = run.store.root
         self._maps = 0
 
     def _map_units(self, kind: str, fn: Callable, columns: list[str], group_by: str | None = None,
@@ -364,7 +370,7 @@ class _EngineFitContext(FitContext):
             yield pq.read_table(u.path)
 
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
-                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> list[str]:
+                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> Shuffled:
         run, stage = self.run, self.stage
         maps = self._map_units("shuffle", fn, columns, group_by="part", name=f".{name}", partitions=partitions)
         salt = digest("reduce", stage.identity(), getattr(reduce, "__qualname__", repr(reduce)), [u.key for u in maps])
@@ -375,4 +381,5 @@ class _EngineFitContext(FitContext):
             units.append(Unit(pseudo, digest(salt, p), path, part=p))
         self._check(run._execute(f"fit:{stage.name}:{name}:reduce", ReduceTask(stage, reduce, run.store, [u.path for u in maps]),
                                  units), "partition")
-        return [str(u.path.relative_to(run.store.root)) for u in units]
+        return Shuffled(outputs=[str(u.path.relative_to(run.store.root)) for u in units],
+                        metadata=[dict(pq.read_schema(u.path).metadata or {}) for u in units])

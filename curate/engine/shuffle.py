@@ -1,8 +1,8 @@
-"""Grouped Parquet files for the shuffle: one row group per group value, located by a footer index.
+"""Reading the shuffle's grouped Parquet files: one row group per group value, located by a footer index.
 
 A shuffle map writes each shard's rows grouped by `part`; a reduce reads its part's row group from
 every map output, and writes its results grouped by source `shard`, so that scoring a shard reads one
-row group per reduce output and nothing else.
+row group per reduce output and nothing else (files are written by engine/files.py).
 """
 from __future__ import annotations
 
@@ -14,24 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-INDEX_KEY = b"curate.groups"
-
-
-def write_grouped(path: Path, table: pa.Table, by: str) -> None:
-    """Write `table` sorted by `by`, one row group per distinct value, with a value -> group index."""
-    table = table.sort_by([(by, "ascending")] + ([("row", "ascending")] if "row" in table.column_names else []))
-    values = table.column(by).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.array([], int)
-    ends = np.r_[starts[1:], len(values)]
-    index = {str(values[s]): i for i, s in enumerate(starts)}
-    schema = table.schema.with_metadata({**(table.schema.metadata or {}), INDEX_KEY: json.dumps(index).encode()})
-    from curate.engine.store import codecs, dictionary_columns
-
-    with pq.ParquetWriter(path, schema, compression=codecs(schema), use_dictionary=dictionary_columns(schema)) as writer:
-        for s, e in zip(starts, ends):
-            writer.write_table(table.slice(s, e - s).replace_schema_metadata(schema.metadata), row_group_size=e - s)
-        if not len(starts):
-            writer.write_table(schema.empty_table())
+from curate.engine.files import GROUP_INDEX_KEY
 
 
 def read_group(paths: Iterable[Path], value: object, columns: list[str] | None = None) -> pa.Table | None:
@@ -39,7 +22,7 @@ def read_group(paths: Iterable[Path], value: object, columns: list[str] | None =
     parts = []
     for path in paths:
         pf = pq.ParquetFile(path)
-        index = json.loads((pf.schema_arrow.metadata or {}).get(INDEX_KEY, b"{}"))
+        index = json.loads((pf.schema_arrow.metadata or {}).get(GROUP_INDEX_KEY, b"{}"))
         if str(value) in index:
             parts.append(pf.read_row_group(index[str(value)], columns=columns))
     if not parts:
@@ -58,13 +41,3 @@ def read_shuffled(root: str | Path, paths: list[str], shard_key: str, rows: int,
     if len(got) != rows or not np.array_equal(got, np.arange(rows)):
         raise ValueError(f"shard {shard_key}: the shuffle's outputs hold {len(got)} of its {rows} rows")
     return table.drop_columns(["row"] + (["shard"] if "shard" in table.column_names else []))
-
-
-def partition_of(values: np.ndarray, partitions: int) -> pa.Array:
-    """A stable spread of integer group ids over partitions."""
-    from kernels.hashing import mix64
-
-    return pa.array((mix64(np.asarray(values, dtype=np.uint64)) % np.uint64(partitions)).astype(np.int32))
-
-
-

@@ -17,13 +17,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
+from curate.engine.shuffle import read_group, read_shuffled
 from curate.engine.store import Store
-from curate.engine.shuffle import read_group
-from curate.stage import ROW_HASH, ROW_ID, Resources, ShardInfo, Stage
+from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, Resources, ShardInfo, Stage
 from kernels.hashing import hash_strings
 
 IDS = "_ids"  # the upstream name under which engine columns (row ids) are read from the ids unit
-_ID_FILE_COLUMNS = {ROW_ID: "id", ROW_HASH: "id_hash"}
+
+
+@dataclass(frozen=True)
+class EngineShardInfo(ShardInfo):
+    """ShardInfo with the run directory at hand, so a stage can read its shuffle's rows back."""
+
+    root: str = ""
+
+    def read_shuffled(self, outputs: list[str], columns: list[str] | None = None) -> pa.Table:
+        return read_shuffled(self.root, outputs, self.key, self.rows, columns)
 
 
 @dataclass
@@ -85,7 +94,9 @@ def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream
     table = dataset.read(unit.shard, data_columns) if data_columns else None
     for stage_name, cols in upstream_columns.items():
         if stage_name == IDS:
-            up = pq.read_table(unit.upstream[IDS], columns=[_ID_FILE_COLUMNS[c] for c in cols]).rename_columns(cols)
+            ids = pq.read_table(unit.upstream[IDS]).rename_columns([ROW_ID, ROW_HASH])
+            index = pa.array(np.arange(ids.num_rows), pa.int64())  # a row's position in its shard
+            up = ids.append_column(ROW_INDEX, index).select(cols)
         else:
             up = pq.read_table(unit.upstream[stage_name], columns=cols)
         if table is None:
@@ -165,8 +176,8 @@ class ScoreTask:
         if table is None:
             table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).metadata.num_rows)})
         schema = self.stage.output_schema()
-        self.stage.begin_shard(ShardInfo(unit.shard.key, unit.shard.rel, unit.fingerprint, table.num_rows,
-                                         str(self.store.root)))
+        self.stage.begin_shard(EngineShardInfo(unit.shard.key, unit.shard.rel, unit.fingerprint, table.num_rows,
+                                               str(self.store.root)))
         parts = []
         for offset in range(0, table.num_rows, self.batch_size):
             batch = table.slice(offset, self.batch_size)

@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SECTIONS = ("summary", "accounting", "scores", "galleries", "timing", "config")
+from curate.report.sections import SECTIONS
+
+__all__ = ["SECTIONS", "write_report"]
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, seed: int = 0,
                  per_gallery: int | None = None) -> Path:
     """Write `<run_dir>/report.html` (or `out`) and return its path."""
-    from curate.report.page import render  # matplotlib and polars load only when a report is written
+    from curate.report.page import (
+        render,  # matplotlib and polars load only when a report is written
+    )
 
     run_dir = Path(run_dir)
     page = render(run_dir, seed=seed, per_gallery=per_gallery)

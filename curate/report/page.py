@@ -9,9 +9,16 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from curate.manifest import load_summary, manifest_parts
-from curate.report import SECTIONS, gallery, plots
-from curate.report.stats import PER_GALLERY, keeps_above, pipeline_order, policy_cuts, scan_manifest
+from curate.layout import load_summary, manifest_parts
+from curate.report import gallery, plots
+from curate.report.sections import SECTIONS
+from curate.report.stats import (
+    PER_GALLERY,
+    keeps_above,
+    pipeline_order,
+    policy_cuts,
+    scan_manifest,
+)
 
 _TEMPLATE = Path(__file__).with_name("page.html.j2")
 _LIST_ITEMS = 40     # longer lists in summary details (e.g. per-cluster tables) are cut in the page

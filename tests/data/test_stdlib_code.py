@@ -6,7 +6,12 @@ from pathlib import PurePosixPath
 
 import pyarrow.parquet as pq
 
-from curate.data.stdlib_code import build_stdlib_code, chunk_lines, email_experiment, fortune_files
+from curate.data.stdlib_code import (
+    build_stdlib_code,
+    chunk_lines,
+    email_experiment,
+    fortune_files,
+)
 
 
 def test_chunks_are_whole_lines_of_at_least_1000_bytes_and_a_short_tail_is_dropped():

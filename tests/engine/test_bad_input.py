@@ -8,13 +8,13 @@ import pytest
 import curate
 from curate.cli import main
 from curate.config import pipeline_from_dict
-from tests.helpers import caption_length, caption_table, write_shards
+from testkit.helpers import caption_length, caption_table, write_shards
 
 
 def run_expecting(tmp_path, error, match, data=None, pipeline=None):
     pipeline = pipeline or curate.Pipeline([caption_length], id_column="id")
     with pytest.raises(error, match=match):
-        curate.run(pipeline, data, tmp_path / "run")
+        curate.run(pipeline, data, tmp_path / "run", executor="local")
     assert not (tmp_path / "run" / "scores").exists(), "nothing may be computed before validation passes"
 
 
@@ -73,19 +73,19 @@ def test_missing_id_column_and_empty_dataset(tmp_path):
 
 def test_without_id_column_ids_are_shard_content_and_row(tmp_path):
     data = write_shards(tmp_path / "data", caption_table(10).drop_columns(["id"]), 2)
-    curate.run(curate.Pipeline([caption_length]), data, tmp_path / "run")
+    curate.run(curate.Pipeline([caption_length]), data, tmp_path / "run", executor="local")
     ids = curate.load_manifest(tmp_path / "run").column("id").to_pylist()
     assert len(set(ids)) == 10 and ids[0].endswith(":0") and ids[5].endswith(":0") and ids[0] != ids[5]
 
 
-CONFIG = {"stages": [{"type": "tests.helpers:caption_length"}],
+CONFIG = {"stages": [{"type": "testkit.helpers:caption_length"}],
           "policies": [{"type": "keep_fraction", "column": "caption_length.len", "fraction": 0.5}]}
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"stages": [{"type": "wfppp"}]}, r"stages\[0\]: unknown stage type 'wfppp'; known types: .*wfpp"),
+    ({"stages": [{"type": "wfppp"}]}, r"stages\[0\]: unknown stage type 'wfppp' \(did you mean 'wfpp'\?\); known types: .*wfpp"),
     ({"stages": [{"type": "wfpp", "tt": 1}]}, r"stages\[0\] \(wfpp\): unknown parameter 'tt' \(did you mean 't'\?\)"),
-    ({"stages": [{"type": "wfpp", "t": 5}]}, r"stages\[0\]: .*t must be"),
+    ({"stages": [{"type": "wfpp", "t": 5}]}, r"stages\[0\] \(wfpp\): .*'?t'? (must be|is 5; expected float in \(0, 1\))"),
     ({"policies": [{"type": "keep_fraction", "column": "caption_length.len", "fraction": 0.5, "seeds": 1}]},
      r"policies\[0\] \(keep_fraction\): unknown parameter 'seeds' \(did you mean 'seed'\?\)"),
     ({"policies": [{"type": "keep_ratio", "column": "caption_length.len"}]}, r"unknown policy type 'keep_ratio'"),
@@ -103,7 +103,7 @@ def test_cli_prints_one_clear_message_without_traceback(tmp_path, capsys):
     data = write_shards(tmp_path / "data", caption_table(10), 1)
     pq.write_table(caption_table(5).drop_columns(["caption"]), data / "part-00001.parquet")
     config = tmp_path / "c.yaml"
-    config.write_text("stages:\n  - type: tests.helpers:caption_length\nid_column: id\n")
+    config.write_text("stages:\n  - type: testkit.helpers:caption_length\nid_column: id\n")
     assert main(["run", str(config), "--data", str(data), "--out", str(tmp_path / "run"), "--executor", "local"]) == 1
     err = capsys.readouterr().err
     assert "error: the dataset cannot be processed" in err and "part-00001.parquet" in err
@@ -113,6 +113,6 @@ def test_cli_prints_one_clear_message_without_traceback(tmp_path, capsys):
 
 
 def test_naming_a_decorated_function_in_a_config_does_not_rename_it_elsewhere():
-    a, _ = pipeline_from_dict({"stages": [{"type": "tests.helpers:caption_length", "name": "first"}]})
-    b, _ = pipeline_from_dict({"stages": [{"type": "tests.helpers:caption_length", "name": "second"}]})
+    a, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "first"}]})
+    b, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "second"}]})
     assert [a.stages[0].name, b.stages[0].name, caption_length.name] == ["first", "second", "caption_length"]

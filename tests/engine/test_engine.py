@@ -16,7 +16,13 @@ import pytest
 
 import curate
 from curate.engine.run import Run
-from tests.helpers import caption_length, caption_table, flaky, slow_length, write_shards
+from testkit.helpers import (
+    caption_length,
+    caption_table,
+    flaky,
+    slow_length,
+    write_shards,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,9 +34,9 @@ def sidecars(run_dir: Path, stage: str) -> dict[str, float]:
 def test_rerun_reuses_every_unit_and_gives_the_same_manifest(tmp_path):
     data = write_shards(tmp_path / "data", caption_table(300), 6)
     p = curate.Pipeline([caption_length], [curate.KeepFraction("caption_length.len", 0.5)], id_column="id")
-    first = curate.run(p, data, tmp_path / "run")
+    first = curate.run(p, data, tmp_path / "run", executor="local")
     before = sidecars(tmp_path / "run", "caption_length")
-    again = curate.run(p, data, tmp_path / "run")
+    again = curate.run(p, data, tmp_path / "run", executor="local")
     assert first["stages"]["caption_length"]["units_computed"] == 6
     assert again["stages"]["caption_length"]["units_computed"] == 0
     assert again["stages"]["caption_length"]["units_reused"] == 6
@@ -42,10 +48,10 @@ def test_changing_only_the_policy_reruns_only_the_policies(tmp_path):
     data = write_shards(tmp_path / "data", caption_table(400), 4)
     run_dir = tmp_path / "run"
     p = curate.Pipeline([caption_length], [curate.KeepFraction("caption_length.len", 0.9)], id_column="id")
-    first = curate.run(p, data, run_dir)
+    first = curate.run(p, data, run_dir, executor="local")
     scored = sidecars(run_dir, "caption_length")
     p2 = curate.Pipeline([caption_length], [curate.KeepFraction("caption_length.len", 0.5)], id_column="id")
-    second = curate.run(p2, data, run_dir)
+    second = curate.run(p2, data, run_dir, executor="local")
     assert second["stages"]["caption_length"]["units_computed"] == 0
     assert second["phases"]["ids"]["computed"] == 0
     assert sidecars(run_dir, "caption_length") == scored
@@ -59,9 +65,9 @@ def test_killed_run_resumes_from_finished_shards_and_matches_an_uninterrupted_ru
     run_dir = tmp_path / "run"
     script = (
         "import curate, sys\n"
-        "from tests.helpers import slow_length\n"
+        "from testkit.helpers import slow_length\n"
         "p = curate.Pipeline([slow_length], [curate.KeepFraction('slow_length.len', 0.5)], id_column='id')\n"
-        f"curate.run(p, {str(data)!r}, {str(run_dir)!r})\n")
+        f"curate.run(p, {str(data)!r}, {str(run_dir)!r}, executor='local')\n")
     env = {**os.environ, "CURATE_TEST_SLEEP": "0.5", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
     deadline = time.time() + 120
@@ -77,8 +83,8 @@ def test_killed_run_resumes_from_finished_shards_and_matches_an_uninterrupted_ru
     os.environ["CURATE_TEST_SLEEP"] = "0"
     try:
         p = curate.Pipeline([slow_length], [curate.KeepFraction("slow_length.len", 0.5)], id_column="id")
-        resumed = curate.run(p, data, run_dir)
-        fresh = curate.run(p, data, tmp_path / "fresh")
+        resumed = curate.run(p, data, run_dir, executor="local")
+        fresh = curate.run(p, data, tmp_path / "fresh", executor="local")
     finally:
         del os.environ["CURATE_TEST_SLEEP"]
     stage = resumed["stages"]["slow_length"]
@@ -97,14 +103,14 @@ def test_a_failing_shard_is_retried_then_reported_and_a_rerun_picks_it_up(tmp_pa
     data = write_shards(tmp_path / "data", table, 3)
     p = curate.Pipeline([flaky], [curate.KeepFraction("flaky.len", 0.5)], id_column="id")
     with pytest.raises(curate.RunFailed, match=r"part-00001\.parquet: stage flaky: RuntimeError\('boom"):
-        curate.run(p, data, tmp_path / "run")
+        curate.run(p, data, tmp_path / "run", executor="local")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert [f["shard"] for f in summary["failed_shards"]] == ["part-00001.parquet"]
     assert summary["result"]["failed_shard_rows"] == 30 and summary["result"]["in"] == 60
     assert not (tmp_path / "run" / "manifest" / "part-part-00001.parquet").exists()
 
     monkeypatch.setenv("CURATE_TEST_FIXED", "1")
-    summary = curate.run(p, data, tmp_path / "run")
+    summary = curate.run(p, data, tmp_path / "run", executor="local")
     assert summary["stages"]["flaky"]["units_computed"] == 1 and summary["stages"]["flaky"]["units_reused"] == 2
     assert summary["result"]["in"] == 90 and summary["failed_shards"] == []
 
@@ -116,7 +122,7 @@ def test_summary_accounts_for_every_row_per_stage_and_policy(tmp_path):
         captions[i] = None
     data = write_shards(tmp_path / "data", table.set_column(1, "caption", pa.array(captions)), 5)
     p = curate.Pipeline([caption_length], [curate.Threshold("caption_length.len", min=20)], id_column="id")
-    s = curate.run(p, data, tmp_path / "run")
+    s = curate.run(p, data, tmp_path / "run", executor="local")
     r, pol = s["result"], s["policies"]["caption_length"]
     assert r["in"] == 100 and r["errored"] == 3 and r["kept"] + r["dropped"] == 97
     assert pol["in"] == pol["kept"] + pol["dropped"] + pol["errored"] and pol["errored"] == 3
@@ -134,7 +140,7 @@ def test_export_writes_id_lists_and_the_kept_rows_with_the_input_schema(tmp_path
     data = write_shards(tmp_path / "data", table, 3)
     p = curate.Pipeline([caption_length], [curate.KeepFraction("caption_length.len", 0.25)], id_column="id",
                         materialize=True)
-    s = curate.run(p, data, tmp_path / "run")
+    s = curate.run(p, data, tmp_path / "run", executor="local")
     kept = (tmp_path / "run" / "kept_ids.txt").read_text().split()
     removed = (tmp_path / "run" / "removed_ids.txt").read_text().split()
     assert len(kept) == 30 and len(removed) == 90 and not set(kept) & set(removed)
@@ -146,7 +152,7 @@ def test_export_writes_id_lists_and_the_kept_rows_with_the_input_schema(tmp_path
 def test_zero_row_shard_is_recorded_not_an_error(tmp_path):
     data = write_shards(tmp_path / "data", caption_table(40), 2)
     pq.write_table(caption_table(0), data / "part-00009.parquet")
-    s = curate.run(curate.Pipeline([caption_length], id_column="id"), data, tmp_path / "run")
+    s = curate.run(curate.Pipeline([caption_length], id_column="id"), data, tmp_path / "run", executor="local")
     assert s["inputs"]["empty_shards"] == ["part-00009.parquet"] and s["result"]["in"] == 40
 
 
@@ -163,7 +169,7 @@ def test_phases_can_run_one_by_one(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_ray_worker_is_restarted_and_its_shard_retried(tmp_path, monkeypatch):
-    from tests.helpers import dies_once
+    from testkit.helpers import dies_once
 
     monkeypatch.setenv("CURATE_TEST_MARKER", str(tmp_path / "died"))
     data = write_shards(tmp_path / "data", caption_table(60), 3)
@@ -183,7 +189,7 @@ def test_a_nan_score_without_an_error_is_reported_as_an_error_not_kept(tmp_path)
 
     data = write_shards(tmp_path / "data", caption_table(10), 1)
     s = curate.run(curate.Pipeline([nanny], [curate.Threshold("nanny.score", min=0.5)], id_column="id"),
-                   data, tmp_path / "run")
+                   data, tmp_path / "run", executor="local")
     assert s["result"] == {**s["result"], "in": 10, "kept": 5, "errored": 5, "dropped": 0}
     rows = curate.load_manifest(tmp_path / "run").to_pylist()
     assert all(r["error"] == "nanny: nanny.score is null or NaN without an error" for r in rows[::2])
@@ -208,7 +214,7 @@ def test_data_outputs_feed_later_stages_but_stay_out_of_the_manifest(tmp_path):
         return {"norm": np.linalg.norm(v, axis=1)}
 
     data = write_shards(tmp_path / "data", caption_table(20), 2)
-    curate.run(curate.Pipeline([vec, norm], id_column="id"), data, tmp_path / "run")
+    curate.run(curate.Pipeline([vec, norm], id_column="id"), data, tmp_path / "run", executor="local")
     m = curate.load_manifest(tmp_path / "run")
     assert "vec.vector" not in m.column_names and "vec.error" in m.column_names
     lengths = np.array([len(c) for c in caption_table(20).column("caption").to_pylist()])
@@ -223,7 +229,7 @@ def test_export_refuses_a_run_with_failed_shards_instead_of_leaving_rows_out(tmp
     captions[5] = "boom"
     data = write_shards(tmp_path / "data", table.set_column(1, "caption", pa.array(captions)), 2)
     with pytest.raises(curate.RunFailed):
-        curate.run(curate.Pipeline([flaky], id_column="id"), data, tmp_path / "run")
+        curate.run(curate.Pipeline([flaky], id_column="id"), data, tmp_path / "run", executor="local")
     for call in (lambda: curate.export(tmp_path / "run", kept_ids=str(tmp_path / "k.txt")),
                  lambda: curate.export(tmp_path / "run", materialize=tmp_path / "cur"),
                  lambda: curate.load_manifest(tmp_path / "run")):

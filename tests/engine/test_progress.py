@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import sys
 
-from curate.engine.progress import Progress, steps
+from curate.progress import Progress, steps
 
 
 def test_steps_walk_the_range_and_stay_silent_off_a_terminal(monkeypatch):

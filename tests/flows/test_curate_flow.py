@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import curate
-from tests.helpers import caption_table, write_shards
+from testkit.helpers import caption_table, write_shards
 
 
 @pytest.mark.slow
@@ -13,14 +13,14 @@ def test_flow_runs_in_ephemeral_mode_and_matches_the_engine(tmp_path):
 
     data = write_shards(tmp_path / "data", caption_table(200), 4)
     config = tmp_path / "flow.yaml"
-    config.write_text("name: flowtest\nid_column: id\nstages:\n  - type: tests.helpers:caption_length\n"
+    config.write_text("name: flowtest\nid_column: id\nstages:\n  - type: testkit.helpers:caption_length\n"
                       "policies:\n  - type: keep_fraction\n    column: caption_length.len\n    fraction: 0.5\n"
                       "export:\n  materialize: true\n")
     result = curate_flow(config=str(config), data=str(data), out=str(tmp_path / "flow"), executor="ray")
     assert result["in"] == 200 and result["kept"] == 100
 
     pipeline, _ = curate.load_config(config)
-    curate.run(pipeline, data, tmp_path / "engine")
+    curate.run(pipeline, data, tmp_path / "engine", executor="local")
     assert curate.load_manifest(tmp_path / "flow").equals(curate.load_manifest(tmp_path / "engine"))
     assert (tmp_path / "flow" / "curated").exists()
 

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from curate.data.stdlib_code import chunk_lines, stdlib_files
-from kernels.compress import (GZIP_FRAMING, alignment, check_level, dictionary_sizes, gzip_sizes, ncd,
-                              size_function, train_dictionary)
+from kernels.compress import (
+    GZIP_FRAMING,
+    alignment,
+    check_level,
+    dictionary_sizes,
+    gzip_sizes,
+    ncd,
+    size_function,
+    train_dictionary,
+)
 
 
 @pytest.fixture(scope="module")

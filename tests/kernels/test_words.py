@@ -7,9 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import wfpp_reference as R
 from kernels import words as K
-
+from testkit import wfpp_reference as R
 
 TOKEN_CASES = {
     "Don't": ["don", "'t"],

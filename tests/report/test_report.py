@@ -17,12 +17,12 @@ import pytest
 import curate
 from curate.cli import main
 from curate.data import demo
+from curate.methods.icc.stage import ICC
+from curate.methods.wfpp.stage import WFPP
 from curate.report import SECTIONS, write_report
 from curate.report.gallery import THUMB_PX
 from curate.report.stats import PER_GALLERY, scan_manifest
-from curate.stages.icc import ICC
-from curate.stages.wfpp import WFPP
-from tests.helpers import caption_length, caption_table, write_shards
+from testkit.helpers import caption_length, caption_table, write_shards
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def demo_run(demo_subset, tmp_path_factory) -> Path:
         [curate.KeepFraction("wfpp.score", 0.8), curate.Threshold("caption_length.len", min=8),
          curate.KeepFraction("icc.score", 0.9)], id_column="id")
     out = tmp_path_factory.mktemp("demo-run")
-    curate.run(pipeline, demo_subset, out)
+    curate.run(pipeline, demo_subset, out, executor="local")
     write_report(out)
     return out
 
@@ -103,7 +103,7 @@ def _cards(page: str) -> dict[str, list[dict]]:
 
 # --- the page in a real browser ---------------------------------------------------------------------
 def test_demo_report_loads_in_headless_chromium_with_every_section_and_no_console_errors(demo_run, tmp_path):
-    from curate.report.browser import find_browser, view
+    from testkit.browser import find_browser, view
 
     if find_browser() is None:
         pytest.fail("chromium / chromium-driver not installed: run `make test` (it installs them)")
@@ -128,7 +128,7 @@ def test_demo_report_loads_in_headless_chromium_with_every_section_and_no_consol
 
 
 def test_the_console_check_catches_a_script_error(demo_run, tmp_path):
-    from curate.report.browser import find_browser, view
+    from testkit.browser import find_browser, view
 
     if find_browser() is None:
         pytest.fail("chromium / chromium-driver not installed: run `make test` (it installs them)")
@@ -241,7 +241,7 @@ def test_text_only_run_shows_snippets_of_the_first_string_column(tmp_path):
     length = curate.stage(inputs=["body"], outputs={"len": pa.float64()}, name="body_len")(
         lambda b: {"len": pc.cast(pc.utf8_length(b.column("body")), pa.float64())})
     p = curate.Pipeline([length], [curate.TopK("body_len.len", 60)], id_column="id")
-    curate.run(p, data, tmp_path / "run")
+    curate.run(p, data, tmp_path / "run", executor="local")
     page = write_report(tmp_path / "run").read_text()
     cards = _cards(page)
     body = dict(zip(table.column("id").to_pylist(), table.column("body").to_pylist()))
@@ -277,7 +277,7 @@ def test_undecodable_image_bytes_get_a_note_not_a_crash(tmp_path):
     table = caption_table(40).append_column("image", pa.array([b"not a png"] * 40, pa.binary()))
     data = write_shards(tmp_path / "data", table, 2)
     curate.run(curate.Pipeline([caption_length], [curate.Threshold("caption_length.len", min=10)], id_column="id"),
-               data, tmp_path / "run")
+               data, tmp_path / "run", executor="local")
     page = write_report(tmp_path / "run").read_text()
     assert "image cannot be decoded (UnidentifiedImageError)" in page
     assert "no float score columns" in page  # caption_length.len is an integer: nothing to histogram

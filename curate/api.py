@@ -1,0 +1,91 @@
+"""The front door every caller uses: `run` a pipeline (or a config) over a dataset, or `join` two tables.
+
+The CLI, the Prefect flow and library users all come through here, so a run is assembled one way:
+plan, fit and score each stage, decide, then the exports and the report when asked for.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from curate.config import load_config
+from curate.engine.executor import Executor
+from curate.engine.export import export
+from curate.engine.run import Run
+from curate.errors import ConfigError
+from curate.layout import RunLayout
+from curate.pipeline import Pipeline
+from curate.progress import Progress
+from curate.report import write_report
+
+DEFAULT_EXECUTOR = "ray"   # the one default: CLI, flow, join and library calls alike
+
+T = TypeVar("T")
+Phase = Callable[[str, Callable[[], T]], T]
+
+
+def _call(name: str, fn: Callable[[], T]) -> T:
+    return fn()
+
+
+def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None,
+            out: str | os.PathLike | None) -> tuple[Pipeline, str | os.PathLike, Path]:
+    """The pipeline (a config path is loaded), the dataset (else the config's `data`) and the run directory
+    (else `runs/<pipeline name>`)."""
+    default_data = None
+    if not isinstance(pipeline, Pipeline):
+        pipeline, default_data = load_config(pipeline)
+    data = data or default_data
+    if not data:
+        raise ConfigError(f"pipeline {pipeline.name!r} names no dataset: pass `data` (CLI: --data PATH)")
+    return pipeline, data, Path(out or f"runs/{pipeline.name}")
+
+
+def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
+        out: str | os.PathLike | None = None, executor: str | Executor = DEFAULT_EXECUTOR,
+        ray_address: str | None = None, workers: int | None = None, progress: Progress | None = None,
+        report: bool = False, phase: Phase | None = None) -> dict[str, Any]:
+    """Run the whole pipeline; returns the summary (also in `<out>/summary.json`).
+
+    `pipeline` is a Pipeline or the path of a YAML config. `executor` is `"ray"` (a local Ray, or the
+    cluster at `ray_address`/RAY_ADDRESS), `"local"` (in this process) or an Executor object. Finished
+    units under `out` are reused, so re-running after a crash or a policy change is cheap. With
+    `pipeline.materialize` the kept rows go to `<out>/curated` (and id lists beside it); with `report`,
+    `<out>/report.html`. `phase(name, fn)` wraps each step (the Prefect flow makes each one a task).
+    """
+    pipeline, data, out = resolve(pipeline, data, out)
+    call = phase or _call
+    with Run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers,
+             progress=progress) as r:
+        call("plan", r.plan)
+        for stage in pipeline.stages:
+            call(f"fit-{stage.name}", lambda stage=stage: r.fit(stage))
+            call(f"score-{stage.name}", lambda stage=stage: r.score(stage))
+        summary = call("policies", r.decide)
+    layout = RunLayout(out)
+    if pipeline.materialize:
+        summary["exports"] = call("export", lambda: export(out, kept_ids=layout.kept_ids, removed_ids=layout.removed_ids,
+                                                           materialize=layout.curated))
+    if report:
+        summary["report"] = str(call("report", lambda: write_report(out)))
+    return summary
+
+
+def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: str | os.PathLike,
+         right_id: str = "id", executor: str | Executor = DEFAULT_EXECUTOR, shards: int = 4, report: bool = False,
+         **stage_params: Any) -> dict[str, Any]:
+    """Auto-FuzzyJoin R against the reference table L (`reference`): fit and apply; the manifest goes to `out`.
+
+    `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
+    split into `shards` Parquet files under `<out>/input` first.
+    """
+    from curate.methods.autofj import AutoFJ
+    from curate.methods.autofj.stage import csv_as_shards
+
+    out = Path(out)
+    data = csv_as_shards(right, out / "input", shards)
+    stage = AutoFJ(reference=str(left), on=list(on), **stage_params)
+    pipeline = Pipeline([stage], [], id_column=right_id, name="autofj-join")
+    return run(pipeline, data, out, executor=executor, report=report)

@@ -1,0 +1,301 @@
+"""Decide: fit the policies, then write the manifest (one row per input row, input order) and summary.json.
+
+Manifest columns: `id`, `shard`, every stage column, `keep.<policy>` (null when the row errored for
+that policy), `keep`, `drop_reason` (the first policy that dropped the row), `error` (the first stage
+error as `<stage>: <message>`). A row is errored if any stage could not score it; errored rows are
+never kept and never counted as dropped, so in = kept + dropped + errored holds for every policy and
+for the whole run, and is checked before summary.json is written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.dataset import Dataset, Shard
+from curate.engine.files import write_json, write_parquet
+from curate.engine.store import Store
+from curate.errors import CurateError
+from curate.layout import read_json
+from curate.pipeline import Pipeline
+from curate.policy import Policy, Rows, scatter
+from kernels.hashing import mix64
+
+
+class Run(Protocol):
+    """What deciding reads of a run (engine/run.py's Run): its inputs, scored units and bookkeeping."""
+
+    pipeline: Pipeline
+    store: Store
+    dataset: Dataset
+    executor_kind: str
+    fps: dict[str, str]                                  # shard key -> content fingerprint
+    rows: dict[str, int]                                 # shard key -> rows
+    ids: dict[str, Path]                                 # shard key -> its ids unit
+    artifacts: dict[str, tuple[str | None, Any]]         # stage name -> (fit key, artifact)
+    failed: dict[str, dict[str, str]]                    # shard key -> {stage, error}
+    phases: dict[str, dict[str, Any]]
+
+    def ok_shards(self) -> list[Shard]: ...
+
+    def score_path(self, stage: Any, shard: Shard) -> Path: ...
+
+# Above this many valid rows, a policy's scan re-reads score files instead of holding them in memory.
+SCAN_IN_MEMORY_ROWS = 20_000_000
+QUANTILE_SAMPLE = 1_000_000
+VERSIONED = ("curate", "pyarrow", "polars", "numpy", "ray", "prefect", "ftfy", "regex")
+
+
+def _valid(table: pa.Table, column: str, stage: str) -> np.ndarray:
+    values = table.column(column)
+    ok = pc.and_(pc.is_null(table.column(f"{stage}.error")), pc.is_valid(values))
+    if pa.types.is_floating(values.type):
+        ok = pc.and_(ok, pc.invert(pc.fill_null(pc.is_nan(values), True)))  # null and NaN are both invalid
+    return ok.to_numpy(zero_copy_only=False)
+
+
+def _held(cols: dict, stage: str, valid: np.ndarray) -> np.ndarray:
+    """Rows a stage left unscored on purpose, without error: a null score and a `<stage>.status`
+    (e.g. ZIP-FIT's prefilter). Every policy on that stage's columns drops them with the status as reason."""
+    status = cols.get(f"{stage}.status")
+    if status is None:
+        return np.zeros(len(valid), dtype=bool)
+    no_error = pc.is_null(cols[f"{stage}.error"]).to_numpy(zero_copy_only=False)
+    return ~valid & no_error & pc.is_valid(status).to_numpy(zero_copy_only=False)
+
+
+def _numeric(values: pa.ChunkedArray, mask: np.ndarray) -> np.ndarray:
+    arr = values.combine_chunks()
+    if pa.types.is_boolean(arr.type):
+        arr = pc.cast(arr, pa.float64())
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)[mask]
+
+
+def _column(values: pa.ChunkedArray | pa.Array, mask: np.ndarray) -> np.ndarray:
+    """A policy input column's valid rows: numbers as float64, anything else as its numpy form."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type):
+        return _numeric(values, mask)
+    return arr.to_numpy(zero_copy_only=False)[mask]
+
+
+def _rows(policy: Policy, table: pa.Table, id_hash: np.ndarray, fingerprint: str) -> Rows:
+    """A shard's valid rows for `policy`, from a table holding its columns and its stage's error column."""
+    mask = _valid(table, policy.column, policy.stage)
+    cols = {c: _column(table.column(c), mask) for c in policy.columns}
+    return Rows(cols[policy.column], id_hash[mask], cols, fingerprint)
+
+
+class _Scan:
+    """The valid rows of one policy's columns, shard by shard; cached when small."""
+
+    def __init__(self, run: Run, policy: Policy):
+        self.run, self.policy = run, policy
+        self.cache: list[Rows] | None = None
+        total = sum(run.rows[s.key] for s in run.ok_shards())
+        self.cacheable = total <= SCAN_IN_MEMORY_ROWS
+
+    def _read(self) -> Iterator[Rows]:
+        stage = self.run.pipeline.stage(self.policy.stage)
+        for shard in self.run.ok_shards():
+            t = pq.read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
+            h = pq.read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
+            yield _rows(self.policy, t, h, self.run.fps[shard.key])
+
+    def rows(self) -> Iterator[Rows]:
+        if self.cache is not None:
+            return iter(self.cache)
+        if self.cacheable:
+            self.cache = list(self._read())
+            return iter(self.cache)
+        return self._read()
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return ((r.values, r.id_hash) for r in self.rows())
+
+
+def write_manifest(run: Run) -> dict[str, Any]:
+    """Fit the policies, write one manifest part per shard and summary.json; return the summary."""
+    pipeline = run.pipeline
+    for policy in pipeline.policies:
+        policy.fit(_Scan(run, policy))
+    acc = {p.name: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for p in pipeline.policies}
+    total = {"in": 0, "kept": 0, "dropped": 0, "errored": 0}
+    stage_acc = {s.name: {"rows_in": 0, "errored": 0, "errors": {}, "seconds": 0.0, "worker": {}}
+                 for s in pipeline.stages}
+    n_rows = sum(run.rows[s.key] for s in run.ok_shards())
+    sample_below = np.uint64(min(2**64 - 1, int(2**64 * min(1.0, QUANTILE_SAMPLE / max(n_rows, 1)))))
+    samples: dict[str, list[np.ndarray]] = {}
+    stale = {p.name for p in run.store.manifest.glob("part-*.parquet")} if run.store.manifest.exists() else set()
+
+    for shard in run.ok_shards():
+        ids = pq.read_table(run.ids[shard.key])
+        n = ids.num_rows
+        cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": pa.array([shard.rel] * n, pa.string())}
+        error = pa.nulls(n, pa.string())
+        keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
+        for stage in pipeline.stages:
+            path = run.score_path(stage, shard)
+            t = pq.read_table(path)
+            meta = read_json(run.store.sidecar(path)) or {}
+            sa = stage_acc[stage.name]
+            sa["rows_in"] += n
+            sa["errored"] += meta.get("errored", 0)
+            sa["seconds"] += meta.get("seconds", 0.0)
+            for kind, c in meta.get("errors", {}).items():
+                sa["errors"][kind] = sa["errors"].get(kind, 0) + c
+            _merge_worker(sa["worker"], {**meta.get("worker", {}), "write_s": meta.get("write_s", 0.0)})
+            hidden = {stage.column(name) for name in stage.data_outputs}
+            t = t.drop_columns([c for c in t.column_names if c in hidden])
+            for name in t.column_names:
+                cols[name] = t.column(name)
+            stage_err = t.column(f"{stage.name}.error").combine_chunks()
+            error = pc.if_else(pc.and_(pc.is_null(error), pc.is_valid(stage_err)),
+                               pc.binary_join_element_wise(f"{stage.name}", stage_err, ": "), error)
+            for f in t.schema:
+                if pa.types.is_floating(f.type):
+                    v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
+                    samples.setdefault(f.name, []).append(v[np.isfinite(v)])
+        valid_for, held_for = {}, {}
+        stage_of = {p.name: p.stage for p in pipeline.policies}
+        for policy in pipeline.policies:
+            stage = pipeline.stage(policy.stage)
+            t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
+            valid_for[policy.name] = valid = _valid(t, policy.column, stage.name)
+            held_for[policy.name] = held = _held(cols, stage.name, valid)
+            # A null or NaN score the stage gave no reason for is an error too, never a silent keep.
+            unexplained = pa.array(~valid & ~held & pc.is_null(error).to_numpy(zero_copy_only=False))
+            error = pc.if_else(unexplained, f"{stage.name}: {policy.column} is null or NaN without an error", error)
+        errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
+        keep = ~errored
+        reason = pa.nulls(n, pa.string())
+        weight = None
+        for policy in pipeline.policies:
+            valid = valid_for[policy.name]
+            table = pa.table({c: cols[c] for c in {*policy.columns, f"{policy.stage}.error"}})
+            pk, preason, extras = policy.decide_rows(_rows(policy, table, ids.column("id_hash").to_numpy(),
+                                                           run.fps[shard.key]))
+            for name, dtype in policy.outputs().items():
+                cols[f"{policy.name}.{name}"] = scatter(pa.array(extras[name], dtype), np.flatnonzero(valid), n)
+            if "weight" in extras:
+                w = np.zeros(n)
+                w[valid] = extras["weight"]
+                weight = w if weight is None else weight * w
+            held = held_for[policy.name]
+            full_keep = np.zeros(n, dtype=bool)
+            full_keep[valid] = pk
+            cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~(valid | held), type=pa.bool_())
+            full_reason = scatter(preason, np.flatnonzero(valid), n)
+            if held.any():
+                status = pc.binary_join_element_wise(f"{stage_of[policy.name]}.status: ",
+                                                     cols[f"{stage_of[policy.name]}.status"], "")
+                full_reason = pc.if_else(pa.array(held), status, full_reason)
+            a = acc[policy.name]
+            a["in"] += n
+            a["kept"] += int(pk.sum())
+            a["dropped"] += int((~pk).sum()) + int(held.sum())
+            a["errored"] += int((~valid & ~held).sum())
+            newly = keep & (valid | held) & ~full_keep
+            reason = pc.if_else(pa.array(newly), full_reason, reason)
+            keep &= ~((valid | held) & ~full_keep)
+        cols["keep"] = pa.array(keep, pa.bool_())
+        if weight is not None:  # a row's training weight: the product of the weighting policies' weights
+            cols["weight"] = pa.array(np.where(keep, weight, 0.0), pa.float64())
+        cols["drop_reason"] = reason
+        cols["error"] = error
+        part = run.store.manifest_part(shard.key)
+        write_parquet(part, pa.table(cols))
+        stale.discard(part.name)
+        total["in"] += n
+        total["kept"] += int(keep.sum())
+        total["errored"] += int(errored.sum())
+        total["dropped"] += int((~keep & ~errored).sum())
+    for name in stale:  # parts of shards that left the dataset (or failed this time) are not this run's
+        (run.store.manifest / name).unlink()
+
+    for name, a in {**acc, "run": total}.items():
+        if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
+            raise CurateError(f"internal accounting error in {name}: {a}; please report it")
+    summary = _summary(run, acc, total, stage_acc, samples)
+    write_json(run.store.summary, summary)
+    return summary
+
+
+def _merge_worker(acc: dict[str, Any], info: dict[str, Any]) -> None:
+    """Sum numeric worker facts over shards; collect the distinct values of the others."""
+    for k, v in info.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            acc[k] = acc.get(k, 0.0) + v
+        else:
+            acc.setdefault(k, set()).add(str(v))
+
+
+def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -> dict[str, Any]:
+    pipeline = run.pipeline
+    failed_rows = sum(run.rows[k] for k in run.failed)
+    all_rows = sum(run.rows.values())
+    if all_rows != total["in"] + failed_rows:
+        raise CurateError(f"internal accounting error: {all_rows} input rows but {total['in']} in the manifest "
+                          f"and {failed_rows} in failed shards; please report it")
+    stages = {}
+    for stage in pipeline.stages:
+        sa = stage_acc[stage.name]
+        key, artifact = run.artifacts.get(stage.name, (None, None))
+        quantiles = {}
+        for col in (f.name for f in stage.output_schema()):
+            if col in samples:
+                v = np.concatenate(samples[col]) if samples[col] else np.array([])
+                if len(v):
+                    qs = np.quantile(v, [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0])
+                    quantiles[col] = dict(zip(["min", "p01", "p10", "p25", "p50", "p75", "p90", "p99", "max"],
+                                              [round(float(q), 8) for q in qs]))
+        phase = run.phases.get(f"score:{stage.name}", {})
+        stages[stage.name] = {
+            **stage.identity(), "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
+            "errored": sa["errored"], "errors": sa["errors"],
+            "seconds": round(sa["seconds"], 3),
+            "rows_per_s": round(sa["rows_in"] / sa["seconds"], 1) if sa["seconds"] else None,
+            "units_computed": phase.get("computed", 0), "units_reused": phase.get("reused", 0),
+            "worker": {k: round(v, 3) if isinstance(v, float) else sorted(v) for k, v in sa["worker"].items()},
+            "artifact": {"key": key, **stage.describe(artifact)} if key else None,
+            "quantiles": quantiles,
+        }
+    config = pipeline.config or {}
+    empty = [s.rel for s in run.dataset.shards if run.rows.get(s.key) == 0]
+    return {
+        "pipeline": pipeline.name,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data": run.dataset.uri,
+        "id_column": pipeline.id_column,
+        "executor": run.executor_kind,
+        "config": config,
+        "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "versions": {"python": platform.python_version(), **{p: _version(p) for p in VERSIONED}},
+        "inputs": {"shards": len(run.dataset.shards), "rows": all_rows, "empty_shards": empty,
+                   "fingerprints": {s.rel: {"fingerprint": run.fps.get(s.key), "rows": run.rows.get(s.key)}
+                                    for s in run.dataset.shards}},
+        "stages": stages,
+        "policies": {p.name: {**p.describe(), **acc[p.name]} for p in pipeline.policies},
+        "result": {**total, "failed_shard_rows": failed_rows,
+                   "check": "in = kept + dropped + errored: ok"},
+        "failed_shards": [{"shard": run.dataset.shard(k).rel, **{a: b for a, b in v.items() if a != "traceback"}}
+                          for k, v in run.failed.items()],
+        "phases": run.phases,
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,41 @@
+"""Executors run units of work: a Task is set up once per worker, then called once per unit.
+
+`Executor` is the protocol the engine uses; `local` (engine/local.py, in-process) and `ray`
+(engine/ray.py, a local Ray or a cluster) are its two implementations, named by `Run`. Any object with `map` (and, optionally, the
+context-manager methods) can be passed to `curate.run(executor=...)` instead of a name.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from curate.stage import Resources
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class Failure:
+    """A unit that raised: the message for users and the traceback for `-v`."""
+
+    message: str
+    traceback: str = ""
+
+
+class Task(Protocol):
+    resources: Resources
+
+    def setup(self) -> None: ...
+
+    def __call__(self, unit: Any) -> dict: ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs `task` over `units`, yielding each unit with its result (the sidecar dict) or a Failure,
+    in any order. A task raising must become a Failure, never an exception out of `map`."""
+
+    name: str
+
+    def map(self, task: Task, units: Iterable[Any]) -> Iterator[tuple[Any, dict | Failure]]: ...

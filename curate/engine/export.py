@@ -1,0 +1,52 @@
+"""Exports from a finished run: kept/removed id lists and the curated dataset (kept rows, same schema)."""
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from curate.dataset import Dataset
+from curate.engine.files import write_parquet
+from curate.errors import CurateError
+from curate.layout import load_summary, manifest_parts
+
+
+def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None,
+           removed_ids: str | os.PathLike | None = None, materialize: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write kept/removed id lists (one id per line) and/or the curated dataset (kept rows, same schema)."""
+    summary = load_summary(run_dir)
+    out: dict[str, Any] = {}
+    parts = manifest_parts(run_dir)
+    files = {k: v for k, v in {"kept": kept_ids, "removed": removed_ids}.items() if v}
+    with ExitStack() as stack:
+        handles = {k: stack.enter_context(open(v, "w", encoding="utf-8")) for k, v in files.items()}
+        for part in parts:
+            m = pq.read_table(part, columns=["id", "keep"])
+            keep = m.column("keep").to_numpy(zero_copy_only=False)
+            for k, fh in handles.items():
+                sel = keep if k == "kept" else ~keep
+                ids = m.column("id").to_numpy(zero_copy_only=False)[sel]
+                if len(ids):
+                    fh.write("\n".join(map(str, ids)) + "\n")
+                out[f"{k}_ids"] = out.get(f"{k}_ids", 0) + int(sel.sum())
+    if materialize:
+        dataset = Dataset(summary["data"])
+        dest = Path(materialize)
+        rows = 0
+        for rel, part in zip(summary["inputs"]["fingerprints"], parts):  # the run's shards, not today's listing
+            try:
+                shard = next(s for s in dataset.shards if s.rel == rel)
+            except StopIteration:
+                raise CurateError(f"shard {rel} of the run is no longer in {summary['data']}") from None
+            if dataset.fingerprint(shard) != summary["inputs"]["fingerprints"][rel]["fingerprint"]:
+                raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
+            keep = pq.read_table(part, columns=["keep"]).column(0)
+            kept = dataset.open(shard).read().filter(keep)
+            write_parquet(dest / shard.rel, kept)
+            rows += kept.num_rows
+        out["materialized_rows"] = rows
+        out["materialized_to"] = str(dest)
+    return out

@@ -1,0 +1,135 @@
+"""The run directory's layout, and reading a finished run (summary, manifest, vectors).
+
+```
+ids/<shard>.parquet                    row ids and id hashes (+ .json sidecar: the unit's key and counts)
+fitmap/<stage>/<shard>.parquet         a fit's per-shard map outputs
+shuffle/<stage>.<name>/<shard>.parquet  a shuffle's per-shard map outputs, grouped by partition
+reduce/<stage>.<name>/part-NNNNN.parquet  a shuffle's reduce outputs, grouped by shard
+artifacts/<stage>/<key>/artifact.parquet  a fitted artifact (+ .json done-marker)
+scores/<stage>/<shard>.parquet         a stage's per-shard outputs
+manifest/part-<shard>.parquet          one row per input row: scores, keep decisions and why
+summary.json   report.html   kept_ids.txt   removed_ids.txt   curated/   state/
+```
+Readers need nothing but these files (no lease, no engine).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.dataset import Shard
+from curate.errors import CurateError
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class RunLayout:
+    """Where each file of a run directory lies."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def unit(self, kind: str, stage: str, shard_key: str) -> Path:
+        """Output path of a per-shard unit: kind is `ids`, `scores`, `fitmap`, `shuffle` or `reduce`."""
+        return self.root / kind / stage / f"{shard_key}.parquet" if stage else self.root / kind / f"{shard_key}.parquet"
+
+    def ids(self, shard_key: str) -> Path:
+        return self.unit("ids", "", shard_key)
+
+    def scores(self, stage: str, shard_key: str) -> Path:
+        return self.unit("scores", stage, shard_key)
+
+    @staticmethod
+    def sidecar(path: Path) -> Path:
+        return path.with_suffix(".json")
+
+    def artifact(self, stage: str, key: str) -> Path:
+        return self.root / "artifacts" / stage / key / "artifact.parquet"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest"
+
+    def manifest_part(self, shard_key: str) -> Path:
+        return self.manifest / f"part-{shard_key}.parquet"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def kept_ids(self) -> Path:
+        return self.root / "kept_ids.txt"
+
+    @property
+    def removed_ids(self) -> Path:
+        return self.root / "removed_ids.txt"
+
+    @property
+    def curated(self) -> Path:
+        return self.root / "curated"
+
+    @property
+    def fingerprint_cache(self) -> Path:
+        return self.root / "state" / "fingerprints.json"
+
+
+def load_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    summary = read_json(RunLayout(run_dir).summary)
+    if summary is None:
+        raise CurateError(f"{run_dir}: no summary.json; is this a finished run directory (curate run --out)?")
+    return summary
+
+
+def _shard_keys(summary: dict[str, Any]) -> dict[str, str]:
+    """The run's shards, relative path -> shard key, in dataset order."""
+    return {rel: Shard(rel, rel, 0, 0).key for rel in summary["inputs"]["fingerprints"]}
+
+
+def manifest_parts(run_dir: str | os.PathLike) -> list[Path]:
+    """The manifest parts in dataset order; refuses an incomplete run rather than leave rows out."""
+    layout, summary = RunLayout(run_dir), load_summary(run_dir)
+    parts = {rel: layout.manifest_part(key) for rel, key in _shard_keys(summary).items()}
+    missing = [rel for rel, path in parts.items() if not path.exists()]
+    if missing:
+        failed = {f["shard"] for f in summary.get("failed_shards", [])}
+        listing = ", ".join(f"{rel}{' (failed)' if rel in failed else ''}" for rel in missing[:10])
+        raise CurateError(f"{run_dir}: the manifest lacks {len(missing)} shard(s): {listing}; "
+                          f"re-run the pipeline to complete it")
+    return list(parts.values())
+
+
+def load_manifest(run_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """The whole manifest as one table, in input order (fine for inspection; stream parts at scale)."""
+    parts = manifest_parts(run_dir)
+    if not parts:
+        raise CurateError(f"{run_dir}: no manifest parts")
+    return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
+
+
+def load_vectors(run_dir: str | os.PathLike, stage: str) -> pa.Table:
+    """`id` and `vector` of an embed stage's rows, in input order (null vectors for rows it could not embed)."""
+    layout = RunLayout(run_dir)
+    parts = []
+    for rel, key in _shard_keys(load_summary(run_dir)).items():
+        scores = layout.scores(stage, key)
+        if not scores.exists():
+            raise CurateError(f"{run_dir}: no outputs of stage {stage!r} for shard {rel}")
+        vec = pq.read_table(scores, columns=[f"{stage}.vector"]).column(0)
+        parts.append(pa.table({"id": pq.read_table(layout.ids(key), columns=["id"]).column(0), "vector": vec}))
+    return pa.concat_tables(parts)

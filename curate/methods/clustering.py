@@ -1,0 +1,149 @@
+"""The clustering shared by SemDeDup, concept-cluster pruning and sensitivity sampling.
+
+Fit: k-means (faiss) on a uniform sample of the valid embeddings, chosen by tie key so the sample does
+not depend on sharding: a first map collects the tie keys of valid rows, a radix select finds the
+S-th smallest, a second map returns the vectors at or below it. Only the sample ever sits in one
+process. Assignment to the nearest centroid is a per-shard map (kernels/kmeans.py).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import typing
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from curate.errors import ConfigError
+from curate.methods.hints import StageName
+from curate.policy import tie_keys
+from curate.stage import ROW_HASH, FitContext, Stage
+from kernels.kmeans import fit_kmeans
+from kernels.vectors import unit_vectors, vector_type_problem
+
+log = logging.getLogger(__name__)
+
+# How a cluster's rows are ordered: `hard` farthest from the centroid first (the papers' default).
+Order = Annotated[Literal["hard", "easy", "random"],
+                  Field(description="the order inside a cluster: hard (farthest from the centroid first), easy "
+                                    "(nearest first) or random")]
+ORDERS = typing.get_args(typing.get_args(Order)[0])
+
+# The parameters every clustering stage takes, declared once (each stage's signature lists them).
+Embedding = Annotated[str, Field(min_length=1, description="the vector column to cluster, e.g. 'embed_text.vector'")]
+K = Annotated[int, Field(ge=1)]
+KOrAuto = Annotated[K | Literal["auto"], Field(description="the number of clusters, or auto")]
+Niter = Annotated[int, Field(ge=1, description="k-means iterations")]
+Seed = Annotated[int, Field(description="seed of the k-means and of the tie-break order")]
+FitPoints = Annotated[int, Field(ge=1, description="k-means is fitted on a sample of this many rows per cluster")]
+
+
+def cluster_order(dist: np.ndarray, ties: np.ndarray, order: str) -> np.ndarray:
+    """Positions of a cluster's rows in processing order: `hard` farthest first, `easy` nearest first,
+    `random` by tie key; ties by tie key."""
+    if order == "hard":
+        return np.lexsort((ties, -dist.astype(np.float64)))
+    if order == "easy":
+        return np.lexsort((ties, dist.astype(np.float64)))
+    return np.argsort(ties, kind="stable")
+
+
+class ClusterStage(Stage):
+    """Base of the stages that cluster an embedding column; parameters common to all of them."""
+
+    spherical = True
+
+    def __init__(self, embedding: Embedding, k: KOrAuto = "auto", niter: Niter = 100, seed: Seed = 1234,
+                 fit_points_per_centroid: FitPoints = 256, name: StageName = None):
+        super().__init__(name)
+        self.embedding, self.k, self.niter, self.seed = embedding, k, niter, seed
+        self.fit_points_per_centroid = fit_points_per_centroid
+
+    def check_input(self, column: str, type: pa.DataType) -> str | None:
+        return vector_type_problem(type) if column == self.embedding else None
+
+    # --- which rows take part ---------------------------------------------------------------------
+    @property
+    def pool_columns(self) -> list[str]:
+        """Extra columns `in_pool` reads (none: every valid row)."""
+        return []
+
+    def in_pool(self, table: pa.Table) -> np.ndarray:
+        """Which rows the clustering is fitted on (valid embeddings are checked separately)."""
+        return np.ones(table.num_rows, dtype=bool)
+
+    def choose_k(self, n_pool: int) -> int:
+        """The number of clusters for a pool of n_pool rows (before capping at n_pool)."""
+        raise NotImplementedError
+
+    # --- fit ----------------------------------------------------------------------------------------
+    def _sample_keys(self, table: pa.Table) -> pa.Table:
+        _, errors = unit_vectors(table.column(self.embedding))
+        ok = (errors == None) & self.in_pool(table)  # noqa: E711
+        ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)[ok]
+        return pa.table({"tie": pa.array(np.sort(ties), pa.uint64())})
+
+    def _sample_rows(self, bound: int, table: pa.Table) -> pa.Table:
+        x, errors = unit_vectors(table.column(self.embedding))
+        ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)
+        take = np.flatnonzero((errors == None) & self.in_pool(table) & (ties <= np.uint64(bound)))  # noqa: E711
+        d = x.shape[1]
+        flat = pa.array(x[take].reshape(-1), pa.float32())
+        return pa.table({"tie": pa.array(ties[take], pa.uint64()),
+                         "vector": pa.FixedSizeListArray.from_arrays(flat, d)})
+
+    def fit_centroids(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+        """Centroids of a k-means on a uniform sample of the pool, and facts for the summary."""
+        columns = [self.embedding, ROW_HASH, *self.pool_columns]
+
+        def keys():  # each shard's sorted tie keys, read back one shard at a time
+            return (t.column(0).to_numpy() for t in ctx.map(self._sample_keys, columns))
+
+        n_pool = sum(len(k) for k in keys())
+        if n_pool == 0:
+            raise ConfigError(f"stage {self.name!r}: no valid embeddings in {self.embedding!r} to cluster")
+        k_asked = self.choose_k(n_pool)
+        k = min(k_asked, n_pool)
+        if k < k_asked:
+            log.warning("stage %s: k=%d is more than the %d rows to cluster; using k=%d", self.name, k_asked, n_pool, k)
+        size = min(n_pool, self.fit_points_per_centroid * k)
+        bound = sample_bound(keys, size, n_pool)
+        sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows, bound), columns)).sort_by("tie")
+        d = sample.schema.field("vector").type.list_size
+        x = np.asarray(sample.column("vector").combine_chunks().values.to_numpy(), np.float32).reshape(-1, d)
+        t0 = time.perf_counter()
+        centroids = fit_kmeans(x, k, self.niter, self.seed, spherical=self.spherical)
+        return centroids, {"rows_clustered": n_pool, "k": k, "k_asked": k_asked, "sample": len(x), "dim": d,
+                           "kmeans_s": round(time.perf_counter() - t0, 3)}
+
+
+def sample_bound(keys, size: int, n: int) -> int:
+    """The size-th smallest of n uniform 64-bit keys, holding only about 1.2 * size of them in memory.
+
+    `keys()` yields the keys shard by shard and may be called again; rows with a key at or below the
+    bound are the sample, whatever the sharding."""
+    full = (1 << 64) - 1
+    if size >= n:
+        return full
+    guess = min(full, int(size / n * 1.2 * 2.0**64) + (1 << 40))
+    while True:
+        low = np.concatenate([k[k <= np.uint64(guess)] for k in keys()] or [np.array([], np.uint64)])
+        if len(low) >= size or guess == full:
+            return int(np.partition(low, size - 1)[size - 1])
+        guess = min(full, guess * 2)  # unlucky draw: widen and read again
+
+
+def centroid_table(centroids: np.ndarray, **columns: np.ndarray) -> pa.Table:
+    """The artifact's per-cluster table: `cluster`, `centroid` and any per-cluster columns."""
+    k, d = centroids.shape
+    flat = pa.array(centroids.astype(np.float32).reshape(-1), pa.float32())
+    return pa.table({"cluster": pa.array(np.arange(k), pa.int32()),
+                     "centroid": pa.FixedSizeListArray.from_arrays(flat, d), **columns})
+
+
+def centroids_of(artifact: pa.Table) -> np.ndarray:
+    col = artifact.column("centroid").combine_chunks()
+    return np.asarray(col.values.to_numpy(), np.float32).reshape(len(col), col.type.list_size)

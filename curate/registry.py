@@ -1,0 +1,84 @@
+"""The stage and policy types a config can name, and where each class lives.
+
+One table per kind, `type -> "module:Class"`, imported on first use: a pipeline imports only the
+methods it names. A new method adds its lines here (a test checks every entry's `type`).
+A config may also name any Stage class, Policy class or `@curate.stage` function as `module:attr`.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+from typing import Any
+
+from curate.errors import ConfigError
+from curate.policy import Policy
+from curate.stage import Stage
+
+STAGES = {
+    "wfpp": "curate.methods.wfpp:WFPP",
+    "zipfit": "curate.methods.zipfit:ZipFit",
+    "icc": "curate.methods.icc:ICC",
+    "embed": "curate.methods.embed:Embed",
+    "semdedup": "curate.methods.semdedup:SemDeDup",
+    "dbp": "curate.methods.dbp:DBP",
+    "sens": "curate.methods.sens:Sensitivity",
+    "el2n": "curate.methods.el2n:EL2N",
+    "autofj": "curate.methods.autofj:AutoFJ",
+}
+
+POLICIES = {
+    "threshold": "curate.policy:Threshold",
+    "keep_fraction": "curate.policy:KeepFraction",
+    "top_k": "curate.policy:TopK",
+    "semdedup": "curate.methods.semdedup:SemDeDupPolicy",
+    "cluster_quota": "curate.methods.dbp:ClusterQuota",
+    "sample": "curate.methods.sens:Sample",
+    "el2n_keep": "curate.methods.el2n:El2nKeep",
+}
+
+_TABLES = {"stage": (STAGES, Stage), "policy": (POLICIES, Policy)}
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import {attr!r} from {module!r} ({e})") from e
+
+
+def lookup(kind: str, type_name: str) -> Any:
+    """The class registered under `type_name` (or a `module:attr` path) for kind `stage` or `policy`."""
+    table, base = _TABLES[kind]
+    if type_name in table:
+        return _import(table[type_name])
+    if ":" in type_name:
+        obj = _import(type_name)
+        if (isinstance(obj, type) and issubclass(obj, base)) or (kind == "stage" and isinstance(obj, Stage)):
+            return obj
+        raise ConfigError(f"{kind} type {type_name!r} is not a {base.__name__} class"
+                          + (" or a @curate.stage function" if kind == "stage" else ""))
+    near = difflib.get_close_matches(type_name, table, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ConfigError(f"unknown {kind} type {type_name!r}{hint}; known types: {', '.join(sorted(table))}"
+                      + (", or 'module:function' for a custom @curate.stage" if kind == "stage" else
+                         ", or 'module:Class' for a custom Policy"))
+
+
+def types(kind: str) -> dict[str, type]:
+    """Every registered class of a kind, by type name (imports every method: for listings and docs)."""
+    return {name: _import(path) for name, path in _TABLES[kind][0].items()}
+
+
+def build(kind: str, type_name: str, params: dict[str, Any]) -> Any:
+    """A stage or policy from its type name and parameters; a shared @curate.stage function is copied."""
+    obj = lookup(kind, type_name)
+    if isinstance(obj, Stage):  # a decorated function: naming this use must not rename other uses
+        extra = sorted(set(params) - {"name"})
+        if extra:
+            raise ConfigError(f"stage {type_name!r} is a decorated function and takes only `name`; got {extra}")
+        obj = copy.copy(obj)
+        obj.name = params.get("name") or obj.name
+        return obj
+    return obj(**params)

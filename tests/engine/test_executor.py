@@ -1,0 +1,95 @@
+"""The Executor protocol: `curate.run` takes a name or any object with `map`, and results do not depend on it."""
+from __future__ import annotations
+
+import traceback
+
+import pytest
+
+import curate
+from curate.engine.executor import Failure
+from testkit.helpers import caption_length, caption_table, write_shards
+
+
+class BackwardsExecutor:
+    """A third executor: in-process, units in reverse order, and it counts what it ran."""
+
+    name = "backwards"
+
+    def __init__(self) -> None:
+        self.units = 0
+
+    def map(self, task, units):
+        units = list(units)[::-1]
+        task.setup()
+        for unit in units:
+            self.units += 1
+            try:
+                yield unit, task(unit)
+            except Exception as e:  # the protocol: a failing unit is a Failure, never an exception out of map
+                yield unit, Failure(repr(e), traceback.format_exc())
+
+
+def pipeline() -> curate.Pipeline:
+    return curate.Pipeline([caption_length], [curate.KeepFraction("caption_length.len", 0.5)], id_column="id")
+
+
+def test_a_third_executor_gives_the_same_manifest_as_local(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(200), 5)
+    ex = BackwardsExecutor()
+    theirs = curate.run(pipeline(), data, tmp_path / "theirs", executor=ex)
+    ours = curate.run(pipeline(), data, tmp_path / "ours", executor="local")
+    assert ex.units == 10  # 5 id units and 5 score units went through it
+    assert theirs["executor"] == "backwards" and theirs["result"] == ours["result"]
+    assert curate.load_manifest(tmp_path / "theirs").equals(curate.load_manifest(tmp_path / "ours"))
+
+
+def test_an_unknown_executor_is_a_config_error(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(10), 1)
+    with pytest.raises(curate.ConfigError, match="unknown executor 'spark'"):
+        curate.run(pipeline(), data, tmp_path / "run", executor="spark")
+    with pytest.raises(TypeError, match="Executor"):
+        curate.run(pipeline(), data, tmp_path / "run", executor=42)
+
+
+def test_run_takes_a_config_path_and_the_phase_hook_sees_every_step(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(30), 2)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: hooked\ndata: {data}\nid_column: id\nstages:\n  - type: testkit.helpers:caption_length\n"
+                      "policies:\n  - type: top_k\n    column: caption_length.len\n    k: 5\n")
+    seen = []
+
+    def phase(name, fn):
+        seen.append(name)
+        return fn()
+
+    summary = curate.run(config, out=tmp_path / "run", executor="local", phase=phase, report=True)
+    assert seen == ["plan", "fit-caption_length", "score-caption_length", "policies", "report"]
+    assert summary["result"]["kept"] == 5 and (tmp_path / "run" / "report.html").exists()
+
+
+def test_the_default_executor_is_the_same_for_every_front_door():
+    import inspect
+
+    from curate import api, cli
+    from flows.curate_flow import curate_flow
+
+    assert inspect.signature(api.run).parameters["executor"].default == api.DEFAULT_EXECUTOR
+    assert inspect.signature(api.join).parameters["executor"].default == api.DEFAULT_EXECUTOR
+    assert inspect.signature(curate_flow.fn).parameters["executor"].default == api.DEFAULT_EXECUTOR
+    for command in ("run", "join"):
+        args = cli.parser().parse_args([command, "x", "y", "--on", "a", "--out", "o"] if command == "join" else [command, "c.yaml"])
+        assert args.executor == api.DEFAULT_EXECUTOR
+
+
+def test_config_values_can_be_set_from_the_command_line(tmp_path):
+    from curate.config import load_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text("stages:\n  - type: wfpp\n    t: 1.0e-7\npolicies:\n  - type: keep_fraction\n    column: wfpp.score\n"
+                      "    fraction: 0.9\n")
+    p, _ = load_config(config, overrides=["stages.wfpp.t=0.001", "policies.wfpp.fraction=0.5", "batch_size=100"])
+    assert p.stages[0].t == 0.001 and p.policies[0].fraction == 0.5 and p.batch_size == 100
+    with pytest.raises(curate.ConfigError, match="no single stage named 'nope'"):
+        load_config(config, overrides=["stages.nope.t=1"])
+    with pytest.raises(curate.ConfigError, match="no single policy named 'x'"):
+        load_config(config, overrides=["policies.x.k=1"])
