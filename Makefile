@@ -71,6 +71,7 @@ bench: install debs
 	$(BIN)/python -m bench.el2n
 	$(BIN)/python -m bench.autofj
 	$(BIN)/python -m bench.report
+	$(BIN)/python -m bench.protocol
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui

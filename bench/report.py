@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import curate
+from curate.layout import manifest_parts
 from curate.methods.icc.stage import ICC
 from curate.methods.wfpp.stage import WFPP
 from curate.report import write_report
@@ -74,7 +75,7 @@ def measure(run_dir: Path, loads: int) -> dict:
     seconds = time.perf_counter() - t0
     page = page_path.read_text()
     summary = curate.load_summary(run_dir)
-    _, stages = pipeline_order(pq.read_schema(next((run_dir / "manifest").glob("*.parquet"))))
+    _, stages = pipeline_order(pq.read_schema(manifest_parts(run_dir)[0]))
     views = [view(page_path) for _ in range(loads)]
     load_ms = [v.load_ms for v in views]
     size = page_path.stat().st_size

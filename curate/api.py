@@ -14,6 +14,9 @@ from curate.config import load_config
 from curate.engine.executor import Executor
 from curate.engine.export import export
 from curate.engine.run import Run
+from curate.engine.verify import verify
+
+__all__ = ["DEFAULT_EXECUTOR", "join", "resolve", "run", "verify"]
 from curate.errors import ConfigError
 from curate.layout import RunLayout
 from curate.pipeline import Pipeline
@@ -46,7 +49,7 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
         out: str | os.PathLike | None = None, executor: str | Executor = DEFAULT_EXECUTOR,
         ray_address: str | None = None, workers: int | None = None, progress: Progress | None = None,
-        report: bool = False, phase: Phase | None = None) -> dict[str, Any]:
+        report: bool = False, phase: Phase | None = None, verify_outputs: bool = False) -> dict[str, Any]:
     """Run the whole pipeline; returns the summary (also in `<out>/summary.json`).
 
     `pipeline` is a Pipeline or the path of a YAML config. `executor` is `"ray"` (a local Ray, or the
@@ -54,11 +57,15 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     units under `out` are reused, so re-running after a crash or a policy change is cheap. With
     `pipeline.materialize` the kept rows go to `<out>/curated` (and id lists beside it); with `report`,
     `<out>/report.html`. `phase(name, fn)` wraps each step (the Prefect flow makes each one a task).
+    `verify_outputs` re-hashes every stored output and input first (`curate verify`), so that damaged
+    units are recomputed instead of reused.
     """
     pipeline, data, out = resolve(pipeline, data, out)
     call = phase or _call
+    if verify_outputs and Path(out).is_dir():
+        call("verify", lambda: verify(out))
     with Run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers,
-             progress=progress) as r:
+             progress=progress, verify=verify_outputs) as r:
         call("plan", r.plan)
         for stage in pipeline.stages:
             call(f"fit-{stage.name}", lambda stage=stage: r.fit(stage))

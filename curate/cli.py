@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     pipeline, default_data = load_config(args.config, overrides=args.set)
     out = Path(args.out or f"runs/{pipeline.name}")
     summary = api.run(pipeline, args.data or default_data, out, executor=args.executor, ray_address=args.ray_address,
-                      workers=args.workers, report=True)
+                      workers=args.workers, report=True, verify_outputs=args.verify)
     _print_result(summary, out)
     return 0
 
@@ -102,6 +102,17 @@ def _join(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from curate.api import verify
+
+    result = verify(args.run_dir)
+    for b in result["bad"]:
+        print(f"bad: {b['unit']}: {b['problem']}")
+    print(f"{result['units_checked']} unit(s) checked, {len(result['bad'])} damaged"
+          + ("; the next `curate run` recomputes them" if result["bad"] else ""))
+    return 1 if result["bad"] else 0
+
+
 def _stages(args: argparse.Namespace) -> int:
     from curate.reference import reference
 
@@ -170,6 +181,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: `stages.<name>.<param>=v`, `policies.<name>.<param>=v` or a "
                         "top-level key (`batch_size=1000`); values are YAML (repeat for several)")
+    r.add_argument("--verify", action="store_true",
+                   help="re-hash every stored output and input shard first; damaged units are recomputed")
     r.set_defaults(func=_run)
     d = sub.add_parser("data", help="build a bundled real dataset")
     d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
@@ -189,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
     _executor_options(j)
     _stage_options(j, "autofj", skip={"reference", "on", "name"})
     j.set_defaults(func=_join)
+    v = sub.add_parser("verify", help="re-hash a run's outputs; damaged units are marked for the next run")
+    v.add_argument("run_dir")
+    v.set_defaults(func=_verify)
     t = sub.add_parser("stages", help="list every stage and policy with its parameters (docs/reference.md)")
     t.set_defaults(func=_stages)
     e = sub.add_parser("export", help="id lists or the curated dataset from a run")
@@ -216,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CurateError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # storage the engine did not write through its own checks (reading, listing)
+        print(f"error: {e.filename or ''}: {e.strerror or e}; nothing half-written is trusted: fix the cause and "
+              f"re-run", file=sys.stderr)
         return 1
 
 

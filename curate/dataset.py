@@ -83,10 +83,16 @@ class Dataset:
 
     # --- content ids --------------------------------------------------------------------------
     def fingerprint(self, shard: Shard) -> str:
-        """A 128-bit hash of the shard's bytes (cached by path, size and mtime)."""
+        """A 128-bit hash of the shard's bytes (xxh3-128), cached by what a rewrite cannot keep.
+
+        The cache key is (path, size, mtime, hash of the Parquet footer), plus on a local disk the inode
+        change time and inode number: `touch -r` restores an mtime, but any write or rename sets the change
+        time, which no user call can set back. On an object store the mtime is the upload time, set by the
+        store. Trusted without re-hashing: a file for which all of these are unchanged. `curate run
+        --verify` re-hashes every shard."""
         if not self._fingerprints:
             self._load_cache()
-        stamp = f"{shard.path}|{shard.size}|{shard.mtime_ns}"
+        stamp = f"{shard.path}|{shard.size}|{shard.mtime_ns}|{self._local_stamp(shard)}|{self._footer_hash(shard)}"
         if stamp not in self._fingerprints:
             h = xxhash.xxh3_128()
             with self.fs.open_input_stream(shard.path) as f:
@@ -94,6 +100,27 @@ class Dataset:
                     h.update(chunk)
             self._fingerprints[stamp] = h.hexdigest()
         return self._fingerprints[stamp]
+
+    def _local_stamp(self, shard: Shard) -> str:
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            return ""
+        try:
+            st = os.stat(shard.path)
+        except OSError:
+            return "unreadable"
+        return f"{st.st_ctime_ns}:{st.st_ino}"
+
+    def _footer_hash(self, shard: Shard) -> str:
+        """xxh3 of the file's Parquet footer (or of its last 64 KiB when it has none: plan then refuses it)."""
+        try:
+            with self.fs.open_input_file(shard.path) as f:
+                size = f.size()
+                tail = f.read_at(min(8, size), max(0, size - 8))
+                n = int.from_bytes(tail[:4], "little") if tail[4:] == b"PAR1" else 65_536
+                footer = f.read_at(min(n + 8, size), max(0, size - n - 8))
+        except OSError:
+            return "unreadable"
+        return xxhash.xxh3_64_hexdigest(footer)
 
     def fingerprints(self) -> dict[str, str]:
         """Fingerprint of every shard, by shard key; saves the cache."""

@@ -7,10 +7,13 @@ shuffle/<stage>.<name>/<shard>.parquet  a shuffle's per-shard map outputs, group
 reduce/<stage>.<name>/part-NNNNN.parquet  a shuffle's reduce outputs, grouped by shard
 artifacts/<stage>/<key>/artifact.parquet  a fitted artifact (+ .json done-marker)
 scores/<stage>/<shard>.parquet         a stage's per-shard outputs
-manifest/part-<shard>.parquet          one row per input row: scores, keep decisions and why
-summary.json   report.html   kept_ids.txt   removed_ids.txt   curated/   state/
+manifest/g<N>/part-<shard>.parquet     one row per input row: scores, keep decisions and why (generation N)
+summary.json                           the published generation: counts, and each part's size and hash
+lease.json                             the writer's lease (engine/lease.py)
+report.html   kept_ids.txt   removed_ids.txt   curated/   state/
 ```
-Readers need nothing but these files (no lease, no engine).
+Readers need nothing but these files (no lease, no engine): they read the generation that summary.json
+publishes, so a killed or concurrent `decide` never shows them a mix of two runs.
 """
 from __future__ import annotations
 
@@ -61,8 +64,12 @@ class RunLayout:
     def manifest(self) -> Path:
         return self.root / "manifest"
 
-    def manifest_part(self, shard_key: str) -> Path:
-        return self.manifest / f"part-{shard_key}.parquet"
+    def generation(self, gen: int) -> Path:
+        """The folder of one manifest generation; summary.json says which one is published."""
+        return self.manifest / f"g{gen:06d}"
+
+    def manifest_part(self, shard_key: str, gen: int) -> Path:
+        return self.generation(gen) / f"part-{shard_key}.parquet"
 
     @property
     def summary(self) -> Path:
@@ -102,16 +109,25 @@ def _shard_keys(summary: dict[str, Any]) -> dict[str, str]:
 
 
 def manifest_parts(run_dir: str | os.PathLike) -> list[Path]:
-    """The manifest parts in dataset order; refuses an incomplete run rather than leave rows out."""
+    """The published manifest parts in dataset order; refuses an incomplete or damaged one rather than
+    leave rows out."""
     layout, summary = RunLayout(run_dir), load_summary(run_dir)
-    parts = {rel: layout.manifest_part(key) for rel, key in _shard_keys(summary).items()}
-    missing = [rel for rel, path in parts.items() if not path.exists()]
-    if missing:
-        failed = {f["shard"] for f in summary.get("failed_shards", [])}
-        listing = ", ".join(f"{rel}{' (failed)' if rel in failed else ''}" for rel in missing[:10])
-        raise CurateError(f"{run_dir}: the manifest lacks {len(missing)} shard(s): {listing}; "
+    published = summary.get("manifest", {}).get("parts", {})
+    paths, problems = [], []
+    for rel in summary["inputs"]["fingerprints"]:
+        part = published.get(rel)
+        if part is None:
+            problems.append(f"{rel}{' (failed)' if rel in {f['shard'] for f in summary.get('failed_shards', [])} else ''}")
+            continue
+        path = layout.root / part["file"]
+        size = path.stat().st_size if path.exists() else None
+        if size != part["size"]:
+            problems.append(f"{rel} ({part['file']} is {'missing' if size is None else 'damaged'})")
+        paths.append(path)
+    if problems:
+        raise CurateError(f"{run_dir}: the manifest lacks {len(problems)} shard(s): {', '.join(problems[:10])}; "
                           f"re-run the pipeline to complete it")
-    return list(parts.values())
+    return paths
 
 
 def load_manifest(run_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:

@@ -117,3 +117,13 @@ def nan_loss(batch: pa.Table):
     import numpy as np
 
     return np.full(batch.num_rows, np.nan)
+
+
+@curate.stage(inputs=["caption"], outputs={"len": pa.int32()}, name="hangs_once")
+def hangs_once(batch: pa.Table) -> dict:
+    """Hangs (10 minutes) the first time it runs (marker file), like a worker stuck on a dead mount."""
+    marker = Path(os.environ["CURATE_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("hung")
+        time.sleep(600)
+    return {"len": pc.utf8_length(batch.column("caption"))}

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
-from curate.engine.files import write_json, write_parquet
+from curate.engine.files import seal, write_json, write_parquet
+from curate.engine.lease import Lease
 from curate.engine.store import Store
 from curate.errors import CurateError
 from curate.layout import read_json
@@ -37,6 +38,7 @@ class Run(Protocol):
 
     pipeline: Pipeline
     store: Store
+    lease: Lease
     dataset: Dataset
     executor_kind: str
     fps: dict[str, str]                                  # shard key -> content fingerprint
@@ -136,7 +138,11 @@ def write_manifest(run: Run) -> dict[str, Any]:
     n_rows = sum(run.rows[s.key] for s in run.ok_shards())
     sample_below = np.uint64(min(2**64 - 1, int(2**64 * min(1.0, QUANTILE_SAMPLE / max(n_rows, 1)))))
     samples: dict[str, list[np.ndarray]] = {}
-    stale = {p.name for p in run.store.manifest.glob("part-*.parquet")} if run.store.manifest.exists() else set()
+    # A new generation of parts; readers keep seeing the last published one until summary.json names this.
+    # (Never the folder of a killed attempt: the next number after every generation present.)
+    gen = 1 + max([int((read_json(run.store.summary) or {}).get("manifest", {}).get("generation", 0))]
+                  + [int(p.name[1:]) for p in run.store.manifest.glob("g[0-9]*") if p.name[1:].isdigit()])
+    parts: dict[str, dict[str, Any]] = {}
 
     for shard in run.ok_shards():
         ids = pq.read_table(run.ids[shard.key])
@@ -148,6 +154,7 @@ def write_manifest(run: Run) -> dict[str, Any]:
             path = run.score_path(stage, shard)
             t = pq.read_table(path)
             meta = read_json(run.store.sidecar(path)) or {}
+            _cross_check(path, meta, t, stage.column("error"))
             sa = stage_acc[stage.name]
             sa["rows_in"] += n
             sa["errored"] += meta.get("errored", 0)
@@ -213,22 +220,44 @@ def write_manifest(run: Run) -> dict[str, Any]:
             cols["weight"] = pa.array(np.where(keep, weight, 0.0), pa.float64())
         cols["drop_reason"] = reason
         cols["error"] = error
-        part = run.store.manifest_part(shard.key)
-        write_parquet(part, pa.table(cols))
-        stale.discard(part.name)
+        part = run.store.manifest_part(shard.key, gen)
+        parts[shard.rel] = {"file": part.relative_to(run.store.root).as_posix(), "rows": n,
+                            **write_parquet(part, pa.table(cols))}
         total["in"] += n
         total["kept"] += int(keep.sum())
         total["errored"] += int(errored.sum())
         total["dropped"] += int((~keep & ~errored).sum())
-    for name in stale:  # parts of shards that left the dataset (or failed this time) are not this run's
-        (run.store.manifest / name).unlink()
-
     for name, a in {**acc, "run": total}.items():
         if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
             raise CurateError(f"internal accounting error in {name}: {a}; please report it")
     summary = _summary(run, acc, total, stage_acc, samples)
-    write_json(run.store.summary, summary)
+    summary["manifest"] = {"generation": gen, "parts": parts}
+    run.lease.check()  # fencing: a writer whose lease was taken over must not publish
+    write_json(run.store.summary, seal(summary))  # the publish: one small write
+    _collect_garbage(run.store, gen)
     return summary
+
+
+def _cross_check(path: Path, meta: dict[str, Any], table: pa.Table, error_column: str) -> None:
+    """A unit's sidecar counts against its file; a mismatch is an error, never a silent summary."""
+    errored = table.num_rows - table.column(error_column).null_count
+    if meta.get("rows") != table.num_rows or meta.get("errored", errored) != errored:
+        raise CurateError(f"{path}: its sidecar says {meta.get('rows')} rows and {meta.get('errored')} errored, the "
+                          f"file holds {table.num_rows} and {errored}; run `curate verify` on the run directory, then "
+                          f"re-run to recompute it")
+
+
+def _collect_garbage(store: Store, gen: int) -> None:
+    """Remove the manifest generations that are not published (and parts of the old flat layout)."""
+    import shutil
+
+    if not store.manifest.exists():
+        return
+    for p in store.manifest.iterdir():
+        if p.is_dir() and p.name.startswith("g") and p != store.generation(gen):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.is_file() and p.name.startswith("part-"):
+            p.unlink(missing_ok=True)
 
 
 def _merge_worker(acc: dict[str, Any], info: dict[str, Any]) -> None:

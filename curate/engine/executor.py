@@ -17,10 +17,17 @@ EXECUTORS = ("local", "ray")
 
 @dataclass
 class Failure:
-    """A unit that raised: the message for users and the traceback for `-v`."""
+    """A unit that raised: the message for users and the traceback for `-v`. `fatal` failures (the run
+    directory cannot be written) stop the run at once instead of being retried."""
 
     message: str
     traceback: str = ""
+    fatal: bool = False
+
+    @classmethod
+    def of(cls, e: BaseException, tb: str, prefix: str = "") -> Failure:
+        fatal = bool(getattr(e, "fatal", False))
+        return cls(prefix + (str(e) if fatal else repr(e)), tb, fatal)
 
 
 class Task(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from curate.dataset import Dataset
-from curate.engine.files import write_parquet
+from curate.engine.files import write_parquet, writing_text
 from curate.errors import CurateError
 from curate.layout import load_summary, manifest_parts
 
@@ -22,7 +22,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
     parts = manifest_parts(run_dir)
     files = {k: v for k, v in {"kept": kept_ids, "removed": removed_ids}.items() if v}
     with ExitStack() as stack:
-        handles = {k: stack.enter_context(open(v, "w", encoding="utf-8")) for k, v in files.items()}
+        handles = {k: stack.enter_context(writing_text(Path(v))) for k, v in files.items()}
         for part in parts:
             m = pq.read_table(part, columns=["id", "keep"])
             keep = m.column("keep").to_numpy(zero_copy_only=False)

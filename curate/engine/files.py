@@ -1,20 +1,57 @@
-"""Writing the run directory's files atomically: JSON, Parquet, and grouped Parquet for the shuffle.
+"""Writing the run directory's files: whole, once, with their size and content hash.
 
-Each file is written to a temporary name beside it and renamed into place, so a reader or a crashed
-writer never sees half a file under the final name.
+A file is built in memory, hashed (xxh3-64), then written to a temporary name beside its final one and
+renamed into place, so no reader ever sees half a file under the final name (on an object store the same
+write is one PUT). The returned record (`size`, `xxh3`) goes into the unit's sealed sidecar, which is
+the commit: engine/store.py. A failed write (a full disk) raises StorageError saying what, where and how
+many bytes were needed; nothing half-written is left under a final name.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
+
+from curate.errors import CurateError
+
+TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"   # temporary names: `.<name>.<random>.tmp`, removed by the next run if left
+SEAL = "seal"
+
+
+class StorageError(CurateError):
+    """The run directory cannot be written (full disk, read-only, quota): the run stops; finished units stay."""
+
+    fatal = True
+
+
+def content_hash(data: bytes | memoryview | pa.Buffer) -> str:
+    return xxhash.xxh3_64_hexdigest(memoryview(data))
+
+
+def file_record(data: bytes | memoryview | pa.Buffer) -> dict[str, Any]:
+    return {"size": len(memoryview(data)), "xxh3": content_hash(data)}
+
+
+def seal(meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta` with a hash of its own content: any later edit of the file is detected (`sealed`)."""
+    body = json.loads(json.dumps({k: v for k, v in meta.items() if k != SEAL}, default=str))
+    return {**body, SEAL: content_hash(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())}
+
+
+def sealed(meta: dict[str, Any]) -> bool:
+    body = {k: v for k, v in meta.items() if k != SEAL}
+    return meta.get(SEAL) == content_hash(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
 
 GROUP_INDEX_KEY = b"curate.groups"
 
@@ -25,28 +62,63 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _tmp(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+def write_bytes(path: Path, data: bytes | pa.Buffer) -> dict[str, Any]:
+    """Write `data` whole under `path` (temporary name, then rename); returns its size and hash."""
+    record = file_record(data)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(memoryview(data))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in FULL:
+            raise StorageError(f"cannot write {path}: {e.strerror} (needed {record['size']:,} bytes); free space "
+                               f"and re-run: finished units are kept and only the rest is redone") from e
+        raise StorageError(f"cannot write {path}: {e}") from e
+    return record
 
 
-def write_parquet(path: Path, table: pa.Table, group_by: str | None = None) -> None:
-    """Atomic write; with `group_by`, one row group per value of that column (see `write_grouped`)."""
-    tmp = _tmp(path)
+@contextmanager
+def writing_text(path: Path) -> Iterator[IO[str]]:
+    """A text file written in pieces (large id lists) that appears under `path` only once complete."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {e.strerror or e}; free space and re-run the export") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> dict[str, Any]:
+    return write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+
+
+def parquet_bytes(table: pa.Table, group_by: str | None = None) -> pa.Buffer:
+    """The Parquet file of `table`; with `group_by`, one row group per value of that column (`write_grouped`)."""
+    sink = pa.BufferOutputStream()
     if group_by:
-        write_grouped(tmp, table, group_by)
+        write_grouped(sink, table, group_by)
     else:
-        pq.write_table(table, tmp, compression=codecs(table.schema), use_dictionary=dictionary_columns(table.schema))
-    os.replace(tmp, path)
+        pq.write_table(table, sink, compression=codecs(table.schema), use_dictionary=dictionary_columns(table.schema))
+    return sink.getvalue()
 
 
-def write_grouped(path: Path, table: pa.Table, by: str) -> None:
+def write_parquet(path: Path, table: pa.Table, group_by: str | None = None) -> dict[str, Any]:
+    """Write `table` whole as Parquet; returns the file's size and hash."""
+    return write_bytes(path, parquet_bytes(table, group_by))
+
+
+def write_grouped(path: Any, table: pa.Table, by: str) -> None:
     """Write `table` sorted by `by`, one row group per distinct value, with a value -> group index."""
     table = table.sort_by([(by, "ascending")] + ([("row", "ascending")] if "row" in table.column_names else []))
     values = table.column(by).to_numpy(zero_copy_only=False)

@@ -23,7 +23,7 @@ class LocalExecutor:
         try:
             task.setup()
         except Exception as e:  # a setup that fails fails every unit, each with the cause
-            failure = Failure(f"setup failed: {e!r}", traceback.format_exc())
+            failure = Failure.of(e, traceback.format_exc(), "setup failed: ")
             for unit in units:
                 yield unit, failure
             return
@@ -31,4 +31,4 @@ class LocalExecutor:
             try:
                 yield unit, task(unit)
             except Exception as e:
-                yield unit, Failure(repr(e), traceback.format_exc())
+                yield unit, Failure.of(e, traceback.format_exc())

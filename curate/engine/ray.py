@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1", "MKL_NUM_THREADS": "1",
               "RAY_USAGE_STATS_ENABLED": "0"}
 IN_FLIGHT_PER_WORKER = 2
+POLL_S = 1.0            # how often in-flight units are checked against their time limit
+TIMEOUT_FACTOR = 10.0   # a unit is lost after 10x the slowest finished unit of its map (at least min_unit_timeout)
 
 
 class _Worker:
@@ -41,7 +44,7 @@ class _Worker:
                 self.task, self.token = task, token
             return self.task(unit)
         except Exception as e:  # returned, not raised: the engine decides about retries
-            return Failure(repr(e), traceback.format_exc())
+            return Failure.of(e, traceback.format_exc())
 
     def ready(self) -> bool:
         return True
@@ -50,18 +53,21 @@ class _Worker:
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_workers: int | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_workers: int | None = None,
+                 unit_timeout: float | None = None, min_unit_timeout: float = 120.0):
         import ray
 
         self.ray = ray
         self.max_workers = max_workers
+        # A unit running longer than this is presumed lost (its node died, its worker hangs): its actor is
+        # replaced and the unit fails, to be retried elsewhere by the engine. None: derived per map from
+        # the units already finished (TIMEOUT_FACTOR x their slowest), at least `min_unit_timeout`.
+        self.unit_timeout, self.min_unit_timeout = unit_timeout, min_unit_timeout
         self._pools: dict[tuple[float, float], list] = {}
         self._warned_no_gpu = False
         self._owns = False
         self.startup_seconds = 0.0
         if not ray.is_initialized():
-            import time
-
             t0 = time.perf_counter()
             address = address or os.environ.get("RAY_ADDRESS") or None
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -121,8 +127,25 @@ class RayExecutor:
         return pool[: self._pool_size(task, n_units)]
 
     def _actor_cls(self, shape: tuple[float, float]) -> Any:
+        # No restarts by Ray: a restarted actor can wait forever for the resources of a lost node. The engine
+        # retries the unit instead, on the workers that are left (and the next map tops the pool up).
         return self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None,
-                                                max_restarts=2, max_task_retries=2)
+                                                max_restarts=0, max_task_retries=0)
+
+    def _limit(self, seconds: list[float]) -> float:
+        if self.unit_timeout is not None:
+            return self.unit_timeout
+        if len(seconds) < 3:  # nothing to compare with yet: only a unit that hangs for an hour is lost
+            return max(3600.0, self.min_unit_timeout)
+        return max(self.min_unit_timeout, TIMEOUT_FACTOR * max(seconds))
+
+    def _drop(self, shape: tuple[float, float], actor: Any) -> None:
+        """Kill a dead or stuck actor for good and take it out of the pool; the next map tops the pool up
+        to what the cluster holds then (a lost node's share is not waited for)."""
+        self.ray.kill(actor, no_restart=True)
+        pool = self._pools.get(shape, [])
+        if actor in pool:
+            pool.remove(actor)
 
     def map(self, task: Task, units: Iterable[Any]) -> Iterator[tuple[Any, dict | Failure]]:
         ray = self.ray
@@ -132,37 +155,62 @@ class RayExecutor:
         _ship_custom_code(task)
         token, box = uuid.uuid4().hex, [ray.put(task)]
         shape = self._shape(task)
-        actors = self._pool(task, len(units))
+        live = {id(a): a for a in self._pool(task, len(units))}
+        load = dict.fromkeys(live, 0)                       # units in flight per live actor
         todo = iter(units)
-        pending: dict[Any, tuple[Any, Any]] = {}
+        pending: dict[Any, tuple[Any, Any, float]] = {}   # ref -> (unit, actor, submitted at)
+        seconds: list[float] = []
 
-        def submit(actor: Any) -> None:
+        def submit() -> None:
+            if not live:  # every worker of this map was lost: start one more where the cluster has room
+                fresh = self._actor_cls(shape).remote()
+                self._pools.setdefault(shape, []).append(fresh)
+                live[id(fresh)], load[id(fresh)] = fresh, 0
+            key = min(load, key=load.get)
+            if load[key] >= IN_FLIGHT_PER_WORKER:
+                return
             unit = next(todo, None)
             if unit is not None:
-                pending[actor.run.remote(token, box, unit)] = (unit, actor)
+                pending[live[key].run.remote(token, box, unit)] = (unit, live[key], time.monotonic())
+                load[key] += 1
 
-        for actor in actors:
-            for _ in range(IN_FLIGHT_PER_WORKER):
-                submit(actor)
+        def lose(actor: Any) -> None:
+            if live.pop(id(actor), None) is not None:
+                del load[id(actor)]
+                self._drop(shape, actor)
+
+        for _ in range(len(live) * IN_FLIGHT_PER_WORKER):
+            submit()
         try:
             while pending:
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                unit, actor = pending.pop(ref)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+                if not ready:
+                    now, limit = time.monotonic(), self._limit(seconds)
+                    for ref in [r for r, (_, _, t0) in pending.items() if now - t0 > limit]:
+                        unit, actor, t0 = pending.pop(ref)
+                        lose(actor)
+                        log.warning("shard %s: no result after %.0fs (limit %.0fs): its worker is presumed lost",
+                                    unit.shard.rel, now - t0, limit)
+                        yield unit, Failure(f"no result after {now - t0:.0f}s (limit {limit:.0f}s): a lost node "
+                                            f"or a stuck worker")
+                        submit()
+                    continue
+                unit, actor, t0 = pending.pop(ready[0])
                 try:
-                    result = ray.get(ref)
-                except Exception as e:  # the actor died beyond its restarts
+                    result = ray.get(ready[0])
+                    seconds.append(time.monotonic() - t0)
+                    if id(actor) in load:
+                        load[id(actor)] -= 1
+                except ray.exceptions.RayError as e:  # the worker died (killed, out of memory) or its node is gone
                     result = Failure(f"worker failed: {e!r}", traceback.format_exc())
-                    pool = self._pools[shape]
-                    if actor in pool:  # its other in-flight unit fails the same way; replace it once
-                        ray.kill(actor)
-                        pool[pool.index(actor)] = self._actor_cls(shape).remote()
-                        actors = [a for a in actors if a is not actor] + [pool[-1]]
-                    actor = actors[-1]
+                    lose(actor)
                 yield unit, result
-                submit(actor)
+                submit()
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            # Work still in flight (an error, or the caller stopped early) belongs to actors of this run:
+            # kill them rather than cancel actor tasks (Ray refuses a forced cancel of those).
+            for actor in {id(a): a for _, a, _ in pending.values()}.values():
+                lose(actor)
 
 
 def _ship_custom_code(task: Task) -> None:

@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 from curate.dataset import Dataset, Shard
 from curate.engine.decide import write_manifest
 from curate.engine.executor import EXECUTORS, Executor, Failure, Task
-from curate.engine.files import digest, write_json, write_parquet
+from curate.engine.files import TMP_PREFIX, TMP_SUFFIX, digest
+from curate.engine.lease import DEFAULT_TTL, Lease
 from curate.engine.local import LocalExecutor
 from curate.engine.store import Store
 from curate.engine.units import IDS, FitMapTask, IdsTask, ReduceTask, ScoreTask, Unit
-from curate.errors import ConfigError, DataError, RunFailed
-from curate.layout import read_json
+from curate.errors import ConfigError, CurateError, DataError, RunFailed
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.stage import ENGINE_COLUMNS, FitContext, Shuffled, Stage
@@ -51,10 +51,14 @@ class Run:
 
     def __init__(self, pipeline: Pipeline, data: str | os.PathLike, out: str | os.PathLike,
                  executor: str | Executor = "local", ray_address: str | None = None, workers: int | None = None,
-                 retries: int = 2, progress: Progress | None = None):
+                 retries: int = 2, progress: Progress | None = None, verify: bool = False,
+                 lease_ttl: float = DEFAULT_TTL):
         self.pipeline = pipeline
         self.store = Store(out)
-        self.dataset = Dataset(data, fingerprint_cache=self.store.fingerprint_cache)
+        # verify: re-hash every input shard instead of trusting the fingerprint cache (api.run also verifies outputs)
+        self.dataset = Dataset(data, fingerprint_cache=None if verify else self.store.fingerprint_cache)
+        self.lease = Lease(out, ttl=lease_ttl)
+        self._leased = False
         if not isinstance(executor, str) and not isinstance(executor, Executor):
             raise TypeError(f"executor must be a name ('local', 'ray') or an Executor, got {executor!r}")
         self._given = None if isinstance(executor, str) else executor  # the caller's: not ours to close
@@ -67,6 +71,7 @@ class Run:
         self.rows: dict[str, int] = {}
         self.ids: dict[str, Path] = {}
         self.artifacts: dict[str, tuple[str | None, pa.Table | None]] = {}
+        self.artifact_hashes: dict[str, str | None] = {}  # stage -> content hash of its artifact file
         self.failed: dict[str, dict[str, str]] = {}   # shard key -> {stage, error}
         self.phases: dict[str, dict[str, Any]] = {}   # phase name -> timing and reuse counts
 
@@ -75,9 +80,28 @@ class Run:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._executor is not None:
-            self._executor.__exit__(*exc)
-            self._executor = None
+        try:
+            if self._executor is not None:
+                self._executor.__exit__(*exc)
+                self._executor = None
+        finally:
+            if self._leased:
+                self.lease.release()
+                self._leased = False
+
+    def _take_lease(self) -> None:
+        """Become the run directory's one writer, then clear what dead writers left half-written."""
+        if self._leased:
+            return
+        self.lease.acquire()
+        self._leased = True
+        if self.lease.took_over:
+            self.phases["lease_takeover"] = {k: self.lease.took_over.get(k) for k in ("host", "pid", "reason")}
+        left = [p for p in self.store.root.rglob(f"{TMP_PREFIX}*{TMP_SUFFIX}") if p.is_file()]
+        for p in left:
+            p.unlink(missing_ok=True)
+        if left:
+            log.info("removed %d temporary file(s) left by an interrupted run", len(left))
 
     @property
     def executor(self) -> Executor:
@@ -108,6 +132,8 @@ class Run:
             for attempt in range(self.retries + 1):
                 again = []
                 for unit, result in self.executor.map(task, todo):
+                    if isinstance(result, Failure) and result.fatal:
+                        raise CurateError(f"{phase}: {result.message}")
                     if isinstance(result, Failure) and attempt < self.retries:
                         log.warning("%s: shard %s failed (attempt %d), retrying: %s", phase, unit.shard.rel,
                                     attempt + 1, result.message)
@@ -151,6 +177,7 @@ class Run:
         """Validate every shard against every stage before any compute, then read and check row ids."""
         if self.fps:
             return
+        self._take_lease()
         problems: list[str] = []
         schemas: dict[str, pa.Schema] = {}
         for shard in self.dataset.shards:
@@ -241,10 +268,12 @@ class Run:
 
     # --- keys -------------------------------------------------------------------------------------
     def stage_key(self, stage: Stage) -> str:
-        """Everything a stage's scores depend on except the shard: identity, artifact, upstream stages."""
+        """Everything a stage's scores depend on except the shard: identity, artifact content, upstream stages.
+
+        A fit that returns no artifact adds nothing, so such a stage recomputes only the shards that changed."""
         _, upstream = self.inputs_of(stage)
-        art_key = self.fit_key(stage) if stage.has_fit else None
-        return digest("stage", stage.identity(), art_key, self.upstream_keys(upstream))
+        self.fit(stage)
+        return digest("stage", stage.identity(), self.artifact_hashes[stage.name], self.upstream_keys(upstream))
 
     def fit_key(self, stage: Stage) -> str:
         _, upstream = self.inputs_of(stage)
@@ -268,20 +297,22 @@ class Run:
             return self.artifacts[stage.name][1]
         if not stage.has_fit:
             self.artifacts[stage.name] = (None, None)
+            self.artifact_hashes[stage.name] = None
             return None
         key = self.fit_key(stage)
         path = self.store.artifact(stage.name, key)
-        done = self.store.sidecar(path)
-        if read_json(done) is not None:
-            artifact = pq.read_table(path) if path.exists() else None
+        meta = self.store.done(path, key)
+        if meta is not None:
+            artifact = pq.read_table(path) if meta["files"] else None
             self.phases[f"fit:{stage.name}"] = {"reused": True, "seconds": 0.0}
         else:
             t0 = time.perf_counter()
             artifact = stage.fit(_EngineFitContext(self, stage))
-            if artifact is not None:
-                write_parquet(path, artifact)
-            write_json(done, {"key": key, "stage": stage.name, "seconds": round(time.perf_counter() - t0, 3)})
+            meta = self.store.finish(path, artifact, {"key": key, "stage": stage.name,
+                                                      "seconds": round(time.perf_counter() - t0, 3)})
             self.phases[f"fit:{stage.name}"] = {"reused": False, "seconds": round(time.perf_counter() - t0, 3)}
+        # Scores depend on the artifact's content: a refit that differs recomputes them and what follows.
+        self.artifact_hashes[stage.name] = meta["files"][path.name]["xxh3"] if meta["files"] else None
         self.artifacts[stage.name] = (key, artifact)
         return artifact
 

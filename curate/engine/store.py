@@ -1,34 +1,76 @@
-"""The run directory as the engine writes it: content-keyed units committed by their sidecar.
+"""The run directory as the engine writes it: content-keyed units, committed by a sealed sidecar.
 
-A unit's output is written (atomically, engine/files.py), and only then its JSON sidecar. A unit is
-done iff its sidecar exists and holds the expected key, so a crash at any point leaves either a
-finished unit or one that is simply redone.
+A unit writes its output file(s) whole (engine/files.py), then its JSON sidecar: the unit's key, its
+counts, and for every file its size and xxh3 hash, sealed with a hash of the sidecar's own content.
+The sidecar is the commit record, a single small write, so the protocol needs no rename and no lock
+from the storage (an object store PUTs each object once).
+
+A unit is done iff its sidecar is sealed, holds the expected key, and every file it lists exists with
+the recorded size. A reuse checks sizes (cheap); `deep` checks (`curate verify`, `curate run --verify`)
+re-hash the files. A unit that fails a check is recomputed, with a warning naming the file.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
-from curate.engine.files import write_json, write_parquet
+from curate.engine.files import content_hash, seal, sealed, write_json, write_parquet
 from curate.layout import RunLayout, read_json
+
+log = logging.getLogger(__name__)
 
 
 class Store(RunLayout):
-    """Paths (RunLayout) plus the done-markers of one run directory."""
+    """Paths (RunLayout) plus the commit records of one run directory."""
+
+    def __init__(self, root: Any, deep: bool = False):
+        super().__init__(root)
+        self.deep = deep   # re-hash outputs before reusing them
 
     def done(self, path: Path, key: str) -> dict | None:
-        """The sidecar of a finished unit with this key, else None."""
-        meta = read_json(self.sidecar(path))
-        if meta and meta.get("key") == key and path.exists():
-            return meta
+        """The sidecar of a finished, intact unit with this key, else None (warning when it was damaged)."""
+        sidecar = self.sidecar(path)
+        meta = read_json(sidecar)
+        if meta is None:
+            if sidecar.exists():
+                log.warning("recomputing %s: its sidecar %s is unreadable", path, sidecar)
+            return None
+        if meta.get("key") != key:
+            return None  # stale: the inputs or the parameters changed
+        problem = self.problem(path, meta, deep=self.deep)
+        if problem:
+            log.warning("recomputing %s: %s", path, problem)
+            return None
+        return meta
+
+    def problem(self, path: Path, meta: dict[str, Any], deep: bool = False) -> str | None:
+        """What is wrong with a committed unit (None when intact)."""
+        if not sealed(meta):
+            return f"its sidecar {self.sidecar(path).name} was modified after it was written"
+        for name, record in meta.get("files", {}).items():
+            f = path.parent / name
+            try:
+                size = f.stat().st_size
+            except FileNotFoundError:
+                return f"{f} is missing"
+            if size != record["size"]:
+                return f"{f} has {size:,} bytes, {record['size']:,} were written (truncated or replaced)"
+            if deep and content_hash(f.read_bytes()) != record["xxh3"]:
+                return f"{f}'s content changed after it was written (hash mismatch)"
         return None
 
-    def finish(self, path: Path, table: pa.Table, meta: dict, group_by: str | None = None) -> dict:
-        """Write a unit's table, then its sidecar: the sidecar's presence is the commit."""
+    def finish(self, path: Path, table: pa.Table | None, meta: dict, group_by: str | None = None) -> dict:
+        """Write a unit's table (if any), then its sealed sidecar: the sidecar is the commit."""
         t0 = time.perf_counter()
-        write_parquet(path, table, group_by)
-        meta = {**meta, "write_s": round(time.perf_counter() - t0, 4)}
+        files = {path.name: write_parquet(path, table, group_by)} if table is not None else {}
+        meta = seal({**meta, "files": files, "write_s": round(time.perf_counter() - t0, 4)})
         write_json(self.sidecar(path), meta)
         return meta
+
+    def forget(self, path: Path) -> None:
+        """Mark a unit not done (its outputs are rewritten by the next run)."""
+        self.sidecar(path).unlink(missing_ok=True)

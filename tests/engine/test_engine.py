@@ -107,7 +107,8 @@ def test_a_failing_shard_is_retried_then_reported_and_a_rerun_picks_it_up(tmp_pa
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert [f["shard"] for f in summary["failed_shards"]] == ["part-00001.parquet"]
     assert summary["result"]["failed_shard_rows"] == 30 and summary["result"]["in"] == 60
-    assert not (tmp_path / "run" / "manifest" / "part-part-00001.parquet").exists()
+    assert "part-00001.parquet" not in summary["manifest"]["parts"] and len(summary["manifest"]["parts"]) == 2
+    assert not list((tmp_path / "run" / "manifest").rglob("part-part-00001.parquet"))
 
     monkeypatch.setenv("CURATE_TEST_FIXED", "1")
     summary = curate.run(p, data, tmp_path / "run", executor="local")

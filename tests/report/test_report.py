@@ -17,6 +17,7 @@ import pytest
 import curate
 from curate.cli import main
 from curate.data import demo
+from curate.layout import manifest_parts
 from curate.methods.icc.stage import ICC
 from curate.methods.wfpp.stage import WFPP
 from curate.report import SECTIONS, write_report
@@ -113,11 +114,11 @@ def test_demo_report_loads_in_headless_chromium_with_every_section_and_no_consol
     assert v.console == [], v.console
     assert v.sections == list(SECTIONS)
     assert v.broken_images == 0
-    floats = [f.name for f in pq.read_schema(next((demo_run / "manifest").glob("*.parquet")))
+    floats = [f.name for f in pq.read_schema(manifest_parts(demo_run)[0])
               if pa.types.is_floating(f.type)]
     assert v.counts["img.hist"] == v.counts["img.sweep"] == len(floats) >= 3
     summary = curate.load_summary(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
+    stats = scan_manifest(manifest_parts(demo_run))
     # kept, a gallery per dropping policy, one per erroring stage
     assert v.counts["details.gallery"] == len(stats.outcomes) == 1 + len(summary["policies"]) + 2
     assert v.counts[".card img"] >= 3 * 4
@@ -143,7 +144,7 @@ def test_the_console_check_catches_a_script_error(demo_run, tmp_path):
 def test_outcome_counts_match_the_manifest_and_the_summary(demo_run):
     m = curate.load_manifest(demo_run)
     summary = curate.load_summary(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
+    stats = scan_manifest(manifest_parts(demo_run))
     r = summary["result"]
     assert stats.outcomes["kept"] == r["kept"]
     assert sum(v for k, v in stats.outcomes.items() if k.startswith("dropped: ")) == r["dropped"] > 0
@@ -162,7 +163,7 @@ def test_outcome_counts_match_the_manifest_and_the_summary(demo_run):
 def test_histograms_count_every_valid_score_and_mark_each_policy_cut(demo_run):
     m = curate.load_manifest(demo_run)
     summary = curate.load_summary(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
+    stats = scan_manifest(manifest_parts(demo_run))
     for col, s in stats.scores.items():
         v = np.asarray(m.column(col).to_numpy(zero_copy_only=False), np.float64)
         finite = v[np.isfinite(v)]
@@ -177,7 +178,7 @@ def test_histograms_count_every_valid_score_and_mark_each_policy_cut(demo_run):
 
 def test_threshold_sweep_equals_an_exact_count_at_every_bin_edge(demo_run):
     m = curate.load_manifest(demo_run)
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
+    stats = scan_manifest(manifest_parts(demo_run))
     s = stats.scores["wfpp.score"]
     v = np.asarray(m.column("wfpp.score").to_numpy(zero_copy_only=False), np.float64)
     v = v[np.isfinite(v)]
@@ -197,7 +198,7 @@ def test_galleries_show_real_thumbnails_and_each_rows_own_reason(demo_run):
     by_id = {r["id"]: r for r in m}
     data = pq.read_table(curate.load_summary(demo_run)["data"], columns=["id", "caption"]).to_pylist()
     caption = {r["id"]: r["caption"] for r in data}
-    stats = scan_manifest(sorted((demo_run / "manifest").glob("*.parquet")))
+    stats = scan_manifest(manifest_parts(demo_run))
     assert list(cards) == list(stats.outcomes)  # kept, then drops in pipeline order, then errors
     assert [o for o in cards if o.startswith("dropped: ")] == [f"dropped: {p}" for p in PIPELINE_POLICIES]
     import io

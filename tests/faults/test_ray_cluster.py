@@ -1,0 +1,78 @@
+"""Ray faults on a real multi-node cluster on this machine (ray.cluster_utils.Cluster: a head and two
+worker nodes, each its own raylet): the same manifest as the local executor, a node removed mid-run
+still finishes (identical, within a bounded time), and kill -9 of a Ray run resumes."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import curate
+from curate.engine.ray import RayExecutor
+from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    yield c, workers
+    c.shutdown()
+
+
+def test_a_node_lost_mid_run_still_finishes_with_the_local_manifest(tmp_path, cluster, monkeypatch):
+    c, workers = cluster
+    monkeypatch.setenv("CURATE_TEST_SLEEP", "0")
+    monkeypatch.setenv("CURATE_TEST_DECIDE_SLEEP", "0")
+    data = dataset(tmp_path / "data", rows=360, shards=12)
+    ref = reference(tmp_path, data)
+    monkeypatch.setenv("CURATE_TEST_SLEEP", "0.6")
+    out = tmp_path / "run"
+
+    def remove_a_node_once_scoring_started() -> None:
+        deadline = time.time() + 120
+        while len(sidecars(out, "scores")) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        c.remove_node(workers[1], allow_graceful=False)
+
+    killer = threading.Thread(target=remove_a_node_once_scoring_started)
+    t0 = time.time()
+    with RayExecutor(address=c.address, min_unit_timeout=20) as ex:
+        killer.start()
+        summary = curate.run(pipeline(), data, out, executor=ex)
+    killer.join()
+    assert time.time() - t0 < 240
+    assert summary["result"]["failed_shard_rows"] == 0
+    assert sorted_manifest(out).equals(ref)
+
+
+def test_kill_9_of_a_ray_run_resumes_to_the_same_manifest(tmp_path, monkeypatch):
+    monkeypatch.setenv("CURATE_TEST_SLEEP", "0")
+    monkeypatch.setenv("CURATE_TEST_DECIDE_SLEEP", "0")
+    data = dataset(tmp_path / "data")
+    ref = reference(tmp_path, data)
+    out = tmp_path / "run"
+    proc = start(data, out, executor="ray", sleep=0.3)
+    assert kill_when(proc, lambda: len(sidecars(out, "scores")) >= 4, timeout=180)
+    summary = curate.run(pipeline(), data, out, executor="ray")
+    assert summary["stages"]["wfpp"]["units_reused"] + summary["stages"]["slow_length"]["units_reused"] >= 4
+    assert sorted_manifest(out).equals(ref)
+
+
+def test_a_stuck_unit_is_abandoned_after_its_time_limit_and_retried_elsewhere(tmp_path, monkeypatch):
+    from testkit.helpers import caption_table, hangs_once, write_shards
+
+    monkeypatch.setenv("CURATE_TEST_MARKER", str(tmp_path / "hung"))
+    data = write_shards(tmp_path / "data", caption_table(60), 4)
+    p = curate.Pipeline([hangs_once], id_column="id")
+    t0 = time.time()
+    with RayExecutor(unit_timeout=8) as ex:
+        summary = curate.run(p, data, tmp_path / "run", executor=ex)
+    assert (tmp_path / "hung").exists() and time.time() - t0 < 120
+    assert summary["result"]["in"] == 60 and summary["result"]["failed_shard_rows"] == 0
