@@ -5,7 +5,9 @@ import argparse
 import inspect
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from curate.errors import CurateError
@@ -224,12 +226,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(Exception):
+    """SIGTERM, raised in the main thread so that every `finally` and context manager runs."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # unwind: stop this run's workers, release the lease
     try:
         return args.func(args)
+    except Terminated:
+        print("error: terminated (SIGTERM); finished units are kept and a re-run resumes from them", file=sys.stderr)
+        return 143
     except CurateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ Runs in Prefect's ephemeral mode with no server; `make ui` serves it with a sche
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 
 from curate import api
+from curate.errors import CurateError
 from curate.progress import Progress
 
+ALLOWED_CONFIGS = "CURATE_ALLOWED_CONFIGS"  # set by `make ui`: the folders a served deployment may run configs from
 RETRIED = ("fit-", "score-")  # units are idempotent, so a retried fit or score redoes only what did not finish
 
 
@@ -24,6 +27,16 @@ def _as_task(name: str, fn: Callable[[], Any]) -> Any:
     """One Prefect task per phase of `curate.run` (plan, fit-<stage>, score-<stage>, policies, export, report)."""
     retries = 1 if name.startswith(RETRIED) else 0
     return task(fn, name=name, cache_policy=NO_CACHE, retries=retries)()
+
+
+def check_allowed(config: str) -> None:
+    """A config is code (it names Python to import): a served deployment runs only configs that lie, by
+    resolved path, under a folder of CURATE_ALLOWED_CONFIGS (os.pathsep-separated), never any path typed
+    into the UI."""
+    allowed = [Path(p).resolve() for p in os.environ.get(ALLOWED_CONFIGS, "").split(os.pathsep) if p]
+    if allowed and not any(Path(config).resolve().is_relative_to(folder) for folder in allowed):
+        raise CurateError(f"config {config!r} is not under an allowed folder ({', '.join(map(str, allowed))}); "
+                          f"a served deployment runs only the project's configs")
 
 
 def _report_phase(stats: dict[str, Any]) -> None:
@@ -46,6 +59,7 @@ def _markdown(summary: dict[str, Any]) -> str:
 def curate_flow(config: str = "configs/demo.yaml", data: str | None = None, out: str | None = None,
                 executor: str = api.DEFAULT_EXECUTOR, ray_address: str | None = None) -> dict[str, Any]:
     """Run a curate config; returns the run's result counts (the full summary is in <out>/summary.json)."""
+    check_allowed(config)
     summary = api.run(config, data, out, executor=executor, ray_address=ray_address, report=True, phase=_as_task,
                       progress=Progress(enabled=False, listener=_report_phase))
     page = Path(summary["report"])

@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 HOST, PORT = "127.0.0.1", int(os.environ.get("CURATE_UI_PORT", "4200"))
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 API = f"http://{HOST}:{PORT}/api"
 
 
@@ -30,6 +32,10 @@ def wait_healthy(proc: subprocess.Popen, timeout: float = 180) -> None:
 
 
 def main() -> None:
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # offline machine: no telemetry
+    from flows.curate_flow import ALLOWED_CONFIGS
+
+    os.environ.setdefault(ALLOWED_CONFIGS, str(CONFIGS))  # the deployment's `config` parameter is code: only ours
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(PORT)],
                               start_new_session=True)
 

@@ -91,3 +91,22 @@ def test_threshold_keeps_within_bounds_with_reasons():
 def test_bad_policy_parameters_are_config_errors(make):
     with pytest.raises(ConfigError):
         make()
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"type": "threshold", "column": "wfpp.score", "min": float("nan")}, r"parameter 'min' is nan; expected float"),
+    ({"type": "threshold", "column": "wfpp.score", "max": float("nan")}, r"parameter 'max' is nan"),
+    ({"type": "threshold", "column": "wfpp.score", "min": 0.9, "max": 0.1}, r"min 0.9 is above max 0.1"),
+    ({"type": "threshold", "column": "wfpp.score", "min": "abc"}, r"parameter 'min' is 'abc'; expected float"),
+    ({"type": "threshold", "column": "wfpp.score", "min": True}, r"parameter 'min' is True"),
+    ({"type": "keep_fraction", "column": "wfpp.score", "fraction": True}, r"parameter 'fraction' is True"),
+    ({"type": "keep_fraction", "column": "wfpp.score", "fraction": "0.5"}, r"parameter 'fraction' is '0.5'"),
+    ({"type": "top_k", "column": "wfpp.score", "k": 2.5}, r"parameter 'k' is 2.5; expected int"),
+])
+def test_policy_values_are_checked_when_the_config_is_loaded(spec, match):
+    """NaN bounds kept every row, min > max dropped every row, `true` was read as 1.0 and a string bound
+    failed after all scoring: each is now refused at load time, naming the parameter."""
+    from curate.config import pipeline_from_dict
+
+    with pytest.raises(ConfigError, match=match):
+        pipeline_from_dict({"stages": [{"type": "wfpp"}], "policies": [spec]}, "c.yaml")

@@ -89,9 +89,43 @@ class IdsTask:
         return self.store.finish(unit.path, table, meta)
 
 
-def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream_columns: dict[str, list[str]]) -> pa.Table:
-    """A shard's data columns beside the upstream stages' columns, rows aligned."""
+def _utf8_problems(table: pa.Table) -> tuple[pa.Table, np.ndarray | None, pa.Array | None]:
+    """Text values that are not UTF-8 (Parquet writers let them through) become nulls; returns the table,
+    a mask of the rows that had one, and each such row's error (`invalid_utf8: column 'x'`)."""
+    mask, message = None, None
+    for i, col_field in enumerate(table.schema):
+        if not (pa.types.is_string(col_field.type) or pa.types.is_large_string(col_field.type)):
+            continue
+        column = table.column(i)
+        try:
+            column.validate(full=True)  # checks UTF-8 in C++: the common, clean case costs one pass
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = column.combine_chunks().cast(pa.large_binary()).to_pylist()
+        bad = np.zeros(len(raw), dtype=bool)
+        for r, v in enumerate(raw):
+            if v is not None:
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad[r] = True
+        table = table.set_column(i, col_field, pc.if_else(pa.array(bad), pa.scalar(None, col_field.type), column))
+        text = pa.scalar(f"invalid_utf8: column {col_field.name!r} holds bytes that are not UTF-8")
+        message = pc.if_else(pa.array(bad), text, message if message is not None else pa.nulls(len(raw), pa.string()))
+        mask = bad if mask is None else mask | bad
+    return table, mask, message
+
+
+def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream_columns: dict[str, list[str]],
+                 problems: list | None = None) -> pa.Table:
+    """A shard's data columns beside the upstream stages' columns, rows aligned. Text that is not UTF-8
+    is read as null; with `problems`, the (mask, errors) of such rows is appended to it."""
     table = dataset.read(unit.shard, data_columns) if data_columns else None
+    if table is not None:
+        table, mask, errors = _utf8_problems(table)
+        if mask is not None and problems is not None:
+            problems.append((mask, errors))
     for stage_name, cols in upstream_columns.items():
         if stage_name == IDS:
             ids = pq.read_table(unit.upstream[IDS]).rename_columns([ROW_ID, ROW_HASH])
@@ -171,7 +205,8 @@ class ScoreTask:
 
     def __call__(self, unit: Unit) -> dict:
         t0 = time.perf_counter()
-        table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
+        bad_text: list = []
+        table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns, bad_text)
         read_s = time.perf_counter() - t0
         if table is None:
             table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).metadata.num_rows)})
@@ -185,6 +220,10 @@ class ScoreTask:
         out = pa.concat_tables(parts) if parts else schema.empty_table()
         if self.stage.file_metadata():
             out = out.replace_schema_metadata(self.stage.file_metadata())
+        for mask, message in bad_text:  # the engine's per-row errors come first: the stage saw a null
+            column = self.stage.column("error")
+            out = out.set_column(out.schema.get_field_index(column), column,
+                                 pc.if_else(pa.array(mask), message, out.column(column)))
         errors = out.column(self.stage.column("error")).combine_chunks()
         meta = {"key": unit.key, "shard": unit.shard.rel, "rows": out.num_rows,
                 "errored": int(len(errors) - errors.null_count), "errors": error_kinds(errors),

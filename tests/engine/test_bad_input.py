@@ -116,3 +116,18 @@ def test_naming_a_decorated_function_in_a_config_does_not_rename_it_elsewhere():
     a, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "first"}]})
     b, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "second"}]})
     assert [a.stages[0].name, b.stages[0].name, caption_length.name] == ["first", "second", "caption_length"]
+
+
+def test_text_that_is_not_utf8_is_a_per_row_error_naming_the_column(tmp_path):
+    from curate.methods.wfpp import WFPP
+
+    raw = pa.array([b"a red car", b"bad \xff\xfe text", b"a blue boat"] * 10, pa.binary())
+    text = pa.StringArray.from_buffers(len(raw), raw.buffers()[1], raw.buffers()[2], raw.buffers()[0])
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(30)], "caption": text}), tmp_path / "data" / "p.parquet")
+    p = curate.Pipeline([WFPP(text_column="caption", min_count=1), caption_length], id_column="id")
+    summary = curate.run(p, tmp_path / "data", tmp_path / "run", executor="local")
+    m = curate.load_manifest(tmp_path / "run").to_pylist()
+    assert summary["result"]["errored"] == 10 and summary["stages"]["wfpp"]["errors"] == {"invalid_utf8": 10}
+    assert m[1]["error"] == "wfpp: invalid_utf8: column 'caption' holds bytes that are not UTF-8"
+    assert m[0]["error"] is None and m[0]["wfpp.score"] is not None

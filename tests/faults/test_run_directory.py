@@ -249,3 +249,28 @@ def test_kill_at_a_random_moment_then_rerun_gives_the_uninterrupted_manifest(tmp
     finish(data, out)
     assert sorted_manifest(out).equals(ref)
     assert not list(out.rglob("*.tmp"))
+
+
+def test_sigterm_ends_a_run_cleanly_and_releases_the_lease(tmp_path, data, ref):
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"id_column: id\ndata: {data}\nstages:\n  - type: wfpp\n    text_column: caption\n"
+                      "    min_count: 1\n  - type: testkit.helpers:slow_length\npolicies:\n"
+                      "  - type: keep_fraction\n    column: wfpp.score\n    fraction: 0.5\n"
+                      "  - type: testkit.faults:SlowThreshold\n    column: slow_length.len\n    min: 10\n")
+    out = tmp_path / "run"
+    env = {**os.environ, "CURATE_TEST_SLEEP": "0.3", "PYTHONPATH": str(faults.ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out),
+                             "--executor", "local"], cwd=faults.ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(sidecars(out, "scores")) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert not (out / "lease.json").exists()
+    finish(data, out)
+    assert sorted_manifest(out).equals(ref)

@@ -1,6 +1,8 @@
 """The Prefect flow runs the same pipeline in ephemeral mode (no server), with Ray inside its tasks."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import curate
@@ -45,3 +47,15 @@ def test_flow_writes_the_report_and_publishes_summary_and_link_artifacts(tmp_pat
     ours = {a.key: a for a in found if page.resolve().as_uri() in a.data}  # earlier runs keep their versions
     assert ours["curate-report"].data == f"[flowreport report]({page.resolve().as_uri()})"  # a link artifact
     assert ours["curate-summary"].type == "markdown" and "flowreport" in ours["curate-summary"].data
+
+
+def test_a_served_deployment_runs_only_configs_under_the_allowed_folders(tmp_path, monkeypatch):
+    from curate.errors import CurateError
+    from flows.curate_flow import ALLOWED_CONFIGS, check_allowed
+
+    project = Path(__file__).resolve().parents[2] / "configs"
+    monkeypatch.setenv(ALLOWED_CONFIGS, str(project))
+    check_allowed(str(project / "demo.yaml"))
+    for elsewhere in (str(tmp_path / "evil.yaml"), str(project / ".." / "evil.yaml")):
+        with pytest.raises(CurateError, match="not under an allowed folder"):
+            check_allowed(elsewhere)

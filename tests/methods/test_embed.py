@@ -71,10 +71,30 @@ def test_image_paths_resolve_under_the_root_only(tmp_path):
     (tmp_path / "secret.png").write_bytes(image_bytes("RGB"))
     stage = Embed(modality="image", image_column="image_path", model=TINY, random_init=True, image_root=str(root))
     stage.setup(None)
-    out = stage.score(pa.table({"image_path": ["a.png", "missing.png", "../secret.png", str(root / "a.png")]}))
+    out = stage.score(pa.table({"image_path": ["a.png", "missing.png", "../secret.png", str(root / "a.png"),
+                                               "a.png\x00.jpg"]}))
     err = out.column("error").to_pylist()
     assert err[0] is None and err[1].startswith("missing_file")
     assert err[2].startswith("path_outside_root") and err[3].startswith("path_outside_root")
+    assert err[4].startswith("bad_path:") and "NUL byte" in err[4]  # a row's error, not a failed shard
+
+
+def test_an_image_over_pillows_bomb_limit_is_a_row_error_without_a_warning(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from curate.methods.embed.images import ImageError, decode
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 1000  # the 1,200-pixel test image now trips Pillow's bomb warning (2x: its error)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning that escapes fails the test
+            with pytest.raises(ImageError, match="image_too_large"):
+                decode(image_bytes("RGB"), max_pixels=150)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def test_weights_load_from_a_local_checkpoint_and_give_identical_vectors(tmp_path, tiny_image):

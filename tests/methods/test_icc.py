@@ -92,6 +92,10 @@ def test_stopword_only_and_unrated_captions_get_no_rated_word_not_zero(lexicon, 
         assert out["score"][2] is None and out["error"][2].startswith("no_rated_word")
         assert out["score"][3] is not None and out["error"][3] is None
     assert scored(lexicon, captions).column("error")[1].as_py().startswith("no_rated_word")
+    # each backend says why in its own terms: the probe does not use the norms
+    assert "in the norms" in scored(lexicon, captions).column("error")[0].as_py()
+    assert scored(probe, ["Nine.", "Fire! Fire! Fire!"]).column("error").to_pylist() == \
+        ["no_rated_word: the caption has no content word (only stop words, numbers or punctuation)"] * 2
     # the probe rates unknown words through their embedding, so it scores them
     assert scored(probe, captions).column("score")[1].as_py() is not None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def read_path(path: str, root: Path | None) -> bytes:
     """The bytes of `path`, relative to `root`; refuses paths that leave the root."""
     if root is None:
         raise ImageError("path_outside_root: image paths need an image_root")
+    if "\x00" in path:
+        raise ImageError(f"bad_path: {path!r} contains a NUL byte")
     if os.path.isabs(path):
         raise ImageError(f"path_outside_root: {path!r} is absolute")
     full = (root / path).resolve()
@@ -44,7 +47,9 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background:
     if not data:
         raise ImageError("empty_bytes: no image data")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the pixel limit below is this row's error, not a warning on stderr
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
         w, h = img.size
         if w * h > max_pixels:
             raise ImageError(f"image_too_large: {w}x{h} is over the {max_pixels:,}-pixel limit")
@@ -52,6 +57,8 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background:
         img.load()  # forces a full decode, so truncated files fail here
     except ImageError:
         raise
+    except Image.DecompressionBombError as e:  # over twice Pillow's own limit: refused before decoding
+        raise ImageError(f"image_too_large: {e}") from None
     except Exception as e:  # Pillow raises many types for bad data; each becomes this row's error
         raise ImageError(f"undecodable_image: {type(e).__name__}: {e}") from None
     if background is not None and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):

@@ -267,8 +267,11 @@ class ICC(Stage):
             else:
                 s, cov = self._lexicon(valid) if self.backend == "lexicon" else self._probe(valid)
                 score[rows], coverage[rows] = s, cov
+                # The probe rates any word through its embedding: only a caption without content words is left.
+                why = ("no content word of the caption is in the norms" if self.backend == "lexicon" else
+                       "the caption has no content word (only stop words, numbers or punctuation)")
                 for i in rows[np.isnan(s)]:
-                    errors[i] = "no_rated_word: no content word of the caption is in the norms"
+                    errors[i] = f"no_rated_word: {why}"
         bad = np.isnan(score)
         return pa.table({
             "score": pa.array(score.astype(np.float32), pa.float32(), mask=bad),
