@@ -13,6 +13,8 @@ from pathlib import Path
 from curate.errors import CurateError
 
 log = logging.getLogger("curate")
+THIRD_PARTY_LOGGERS = ("py.warnings", "open_clip", "root.open_clip", "transformers", "sentence_transformers", "PIL",
+                       "faiss")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -226,8 +228,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class Terminated(Exception):
-    """SIGTERM, raised in the main thread so that every `finally` and context manager runs."""
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` and context manager runs (a BaseException,
+    like KeyboardInterrupt, so that no `except Exception` around a unit mistakes it for the unit failing)."""
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -238,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Libraries' warnings belong in the log (-v shows them); the facts they carry are in the manifest.
+    logging.captureWarnings(True)
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if args.verbose else logging.ERROR)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)  # unwind: stop this run's workers, release the lease
     try:

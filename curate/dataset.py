@@ -38,6 +38,35 @@ class Shard:
         return re.sub(r"[^A-Za-z0-9._-]", "_", stem.replace("/", "__"))
 
 
+def _local_files(root: Path, uri: str) -> list[pafs.FileInfo]:
+    """Files under a local folder, following symlinks once: a link back into a folder already walked (a
+    loop, `loop -> .`) is refused by name, and a file reached through several links is listed once,
+    under its first path in sorted order."""
+    files, seen_dirs, seen_files, loops = [], {}, set(), []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        st = os.stat(folder)
+        here = Path(folder).relative_to(root).as_posix()
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            loops.append(f"{here} (the same folder as {seen_dirs[(st.st_dev, st.st_ino)] or '.'})")
+            dirs[:] = []
+            continue
+        seen_dirs[(st.st_dev, st.st_ino)] = "" if here == "." else here
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(folder) / name
+            try:
+                fst = path.stat()
+            except OSError:
+                continue  # a dangling link is not a shard
+            if (fst.st_dev, fst.st_ino) in seen_files:
+                continue
+            seen_files.add((fst.st_dev, fst.st_ino))
+            files.append(pafs.FileInfo(str(path), pafs.FileType.File, size=fst.st_size, mtime_ns=fst.st_mtime_ns))
+    if loops:
+        raise DataError([f"dataset {uri!r}: symlink loop at {loop}; remove the link" for loop in loops])
+    return files
+
+
 class Dataset:
     """The shards under `uri`; reading is column-selective and goes through pyarrow's filesystem."""
 
@@ -56,6 +85,8 @@ class Dataset:
         if info.type == pafs.FileType.File:
             infos = [info]
             self.root = str(Path(self.root).parent) if "://" not in self.uri else self.root.rsplit("/", 1)[0]
+        elif isinstance(self.fs, pafs.LocalFileSystem):
+            infos = _local_files(Path(self.root), self.uri)
         else:
             infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True))
         shards = []

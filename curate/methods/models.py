@@ -3,7 +3,10 @@ inside installed packages, and an offline sentence-transformers loader. Nothing 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from curate.errors import ConfigError
@@ -46,3 +49,25 @@ def load_sentence_transformer(folder: str, device: str):
     hf_logging.set_verbosity_error()  # lengths past the model's limit are measured on purpose
 
     return SentenceTransformer(folder, device=device, local_files_only=True)
+
+
+@contextmanager
+def library_logs_to_debug(package: str) -> Iterator[None]:
+    """While loading a model, log lines that `package` writes on the root logger (open_clip's "No
+    pretrained weights loaded ... initialized randomly") go to curate's debug log: the fact they carry is
+    recorded in every row and in the summary."""
+    marker = f"{os.sep}{package}{os.sep}"
+    log = logging.getLogger("curate.models")
+
+    def demote(record: logging.LogRecord) -> bool:
+        if marker in record.pathname and record.levelno < logging.ERROR:
+            log.debug("%s: %s", package, record.getMessage())
+            return False
+        return True
+
+    root = logging.getLogger()
+    root.addFilter(demote)
+    try:
+        yield
+    finally:
+        root.removeFilter(demote)

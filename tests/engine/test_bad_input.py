@@ -131,3 +131,15 @@ def test_text_that_is_not_utf8_is_a_per_row_error_naming_the_column(tmp_path):
     assert summary["result"]["errored"] == 10 and summary["stages"]["wfpp"]["errors"] == {"invalid_utf8": 10}
     assert m[1]["error"] == "wfpp: invalid_utf8: column 'caption' holds bytes that are not UTF-8"
     assert m[0]["error"] is None and m[0]["wfpp.score"] is not None
+
+
+def test_a_symlink_loop_is_refused_by_name_and_a_linked_shard_is_listed_once(tmp_path):
+    from curate.dataset import Dataset
+
+    data = write_shards(tmp_path / "data", caption_table(20), 2)
+    (data / "again.parquet").symlink_to(data / "part-00000.parquet")  # the same file under a second name
+    shards = [s.rel for s in Dataset(data).shards]
+    assert shards == ["again.parquet", "part-00001.parquet"] or shards == ["part-00000.parquet", "part-00001.parquet"]
+    (data / "loop").symlink_to(data)
+    with pytest.raises(curate.DataError, match=r"symlink loop at loop \(the same folder as \.\)"):
+        Dataset(data)

@@ -223,3 +223,14 @@ def test_new_weights_re_embed_and_nothing_else(tmp_path, tiny_image):
     state = tiny_image._encoder.model.state_dict()
     torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, w)
     assert run()["units_computed"] == 1
+
+
+def test_a_random_init_model_says_so_in_the_rows_not_on_stderr(tmp_path, capfd):
+    import logging
+
+    logging.basicConfig()  # a root handler, as the CLI has: open_clip's notice must not reach it
+    stage = Embed(modality="image", image_column="image", model=TINY, random_init=True)
+    stage.setup(None)
+    out = stage.score(pa.table({"image": [image_bytes("RGB")]}))
+    assert out.column("random_init").to_pylist() == [True]
+    assert "initialized randomly" not in capfd.readouterr().err

@@ -21,6 +21,7 @@ from curate.errors import ConfigError
 from curate.methods.embed import images
 from curate.methods.hints import BatchSize, Cpus, Device, Gpus
 from curate.methods.models import (
+    library_logs_to_debug,
     load_sentence_transformer,
     package_model_dir,
     sha256_of,
@@ -220,8 +221,9 @@ class OpenClipEncoder:
 
         name = _open_clip_name(stage.model)
         torch.manual_seed(0)  # random_init must give the same weights in every worker
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=stage.weights_path, device=device)
+        with library_logs_to_debug("open_clip"):
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=stage.weights_path, device=device)
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(name)
         self.stage, self.device, self.torch = stage, device, torch
