@@ -73,6 +73,7 @@ bench: install debs
 	$(BIN)/python -m bench.autofj
 	$(BIN)/python -m bench.report
 	$(BIN)/python -m bench.protocol
+	$(BIN)/python -m bench.footprint
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
