@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.worktree import checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DEMO = ROOT / "data" / "demo"
@@ -56,27 +58,21 @@ def main() -> None:
     if not (DEMO / ".complete").exists():
         raise SystemExit("build the demo data first: curate data demo")
     results: dict[str, dict[str, list[dict]]] = {}
-    with tempfile.TemporaryDirectory(prefix="curate-footprint-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="curate-footprint-") as tmp, checkout(args.base) as base:
         tmp = Path(tmp)
-        base = tmp / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT, check=True,
-                       capture_output=True)
-        try:
-            for name, text in CONFIGS.items():
-                (tmp / f"{name}.yaml").write_text(text)
-            for i in range(args.repeats):
-                for version, code in (("base", base), ("current", ROOT)):
-                    r = child([sys.executable, "-c", IMPORT, *CONFIGS.values()], code)
-                    results.setdefault("import_and_build", {}).setdefault(version, []).append(r)
-                    for name in CONFIGS:
-                        out = tmp / f"run-{version}-{name}"
-                        shutil.rmtree(out, ignore_errors=True)
-                        r = child([sys.executable, "-m", "curate.cli", "run", str(tmp / f"{name}.yaml"), "--data",
-                                   str(DEMO), "--out", str(out), "--executor", "local"], code)
-                        results.setdefault(name, {}).setdefault(version, []).append(r)
-                    print(f"repeat {i + 1} {version} done", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
+        for name, text in CONFIGS.items():
+            (tmp / f"{name}.yaml").write_text(text)
+        for i in range(args.repeats):
+            for version, code in (("base", base), ("current", ROOT)):
+                r = child([sys.executable, "-c", IMPORT, *CONFIGS.values()], code)
+                results.setdefault("import_and_build", {}).setdefault(version, []).append(r)
+                for name in CONFIGS:
+                    out = tmp / f"run-{version}-{name}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    r = child([sys.executable, "-m", "curate.cli", "run", str(tmp / f"{name}.yaml"), "--data",
+                               str(DEMO), "--out", str(out), "--executor", "local"], code)
+                    results.setdefault(name, {}).setdefault(version, []).append(r)
+                print(f"repeat {i + 1} {version} done", flush=True)
 
     def stats(runs: list[dict], key: str) -> dict:
         v = [r[key] for r in runs]

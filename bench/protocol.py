@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.wfpp import make_rows, real_captions
+from bench.worktree import checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -68,26 +69,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--base", default="b150182")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="curate-protocol-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="curate-protocol-") as tmp, checkout(args.base) as base:
         tmp = Path(tmp)
-        base = tmp / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT, check=True,
-                       capture_output=True)
-        try:
-            write_data(tmp / "data", args.rows, args.shards)
-            times: dict[str, list[float]] = {"base": [], "current": []}
-            cpu: dict[str, list[float]] = {"base": [], "current": []}
-            kept = set()
-            for i in range(args.repeats):
-                for name, code in (("base", base), ("current", ROOT)):
-                    r = run_once(code, tmp / "data", tmp / f"run-{name}")
-                    times[name].append(r["seconds"])
-                    cpu[name].append(r["cpu_seconds"])
-                    kept.add(r["kept"])
-                    print(f"repeat {i + 1} {name}: {r['seconds']:.2f} s", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
+        write_data(tmp / "data", args.rows, args.shards)
+        times: dict[str, list[float]] = {"base": [], "current": []}
+        cpu: dict[str, list[float]] = {"base": [], "current": []}
+        kept = set()
+        for i in range(args.repeats):
+            for name, code in (("base", base), ("current", ROOT)):
+                r = run_once(code, tmp / "data", tmp / f"run-{name}")
+                times[name].append(r["seconds"])
+                cpu[name].append(r["cpu_seconds"])
+                kept.add(r["kept"])
+                print(f"repeat {i + 1} {name}: {r['seconds']:.2f} s", flush=True)
     assert len(kept) == 1, f"the two versions kept different row counts: {kept}"
+
     def summarise(d: dict[str, list[float]]) -> dict:
         return {k: {"min": min(v), "median": statistics.median(v), "max": max(v), "runs": v} for k, v in d.items()}
 
