@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
+import shutil
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -249,8 +250,6 @@ def _cross_check(path: Path, meta: dict[str, Any], table: pa.Table, error_column
 
 def _collect_garbage(store: Store, gen: int) -> None:
     """Remove the manifest generations that are not published (and parts of the old flat layout)."""
-    import shutil
-
     if not store.manifest.exists():
         return
     for p in store.manifest.iterdir():

@@ -15,6 +15,7 @@ from typing import Any
 from curate.engine.files import content_hash, sealed
 from curate.engine.lease import Lease
 from curate.engine.store import Store
+from curate.errors import CurateError
 from curate.layout import read_json
 
 UNIT_FOLDERS = ("ids", "fitmap", "shuffle", "reduce", "artifacts", "scores")
@@ -30,8 +31,6 @@ def verify(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Check every unit and the published manifest; forget the damaged units. Takes the run's lease."""
     store = Store(run_dir)
     if not store.root.is_dir():
-        from curate.errors import CurateError
-
         raise CurateError(f"{run_dir} is not a run directory")
     bad: list[dict[str, str]] = []
     checked = 0
