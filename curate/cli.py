@@ -169,7 +169,7 @@ def _stage_options(p: argparse.ArgumentParser, type_name: str, skip: set[str]) -
         default = "" if spec.default is inspect.Parameter.empty else f" (default {spec.default!r})"
         help_ = f"{spec.doc or name} [{type_text(spec.hint)}]{default}; YAML `{name}`"
         takes_flag = "bool" in type_text(spec.hint)  # `--minhash-lsh` alone means true
-        p.add_argument(flag, dest=f"p_{name}", type=yaml.safe_load, nargs="?" if takes_flag else None,
+        p.add_argument(flag, dest=f"p_{name}", metavar=name.upper(), type=yaml.safe_load, nargs="?" if takes_flag else None,
                        const=True if takes_flag else None, default=None, help=help_)
 
 

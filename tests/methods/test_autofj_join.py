@@ -259,3 +259,19 @@ def test_chunked_pair_passes_give_the_same_program_and_counts(monkeypatch):
     assert chunked.program["rules"] == whole.program["rules"] and len(whole.program["rules"]) > 0
     assert chunked.program["configs"] == whole.program["configs"]
     assert np.array_equal(chunked.ll_counts, whole.ll_counts) and whole.ll_counts.sum() > 0
+
+
+def test_every_autofj_parameter_is_a_curate_join_option_under_its_yaml_name():
+    import argparse
+
+    from curate.cli import parser
+    from curate.methods.autofj import AutoFJ
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["join"]
+    flags = {o for a in sub._actions for o in a.option_strings}
+    for name in AutoFJ.param_names():
+        if name not in ("reference", "on", "name"):  # L is the first argument, --on is repeated, name is fixed
+            assert "--" + name.replace("_", "-") in flags, name
+    args = parser().parse_args(["join", "l.csv", "r.csv", "--on", "t", "--out", "o", "--dedupe-reference",
+                                "--precision-target", "0.95", "--blocking-budget", "5000"])
+    assert (args.p_dedupe_reference, args.p_precision_target, args.p_blocking_budget) == (True, 0.95, 5000)

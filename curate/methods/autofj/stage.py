@@ -99,7 +99,8 @@ def check_reference(table: pa.Table, id_col: str, on: list[str], dedupe: bool, w
     if dups and not dedupe:
         shown = ", ".join(f"id {id_list[i]!r} repeats id {id_list[first[recs[i]]]!r}" for i in dups[:5])
         msg = (f"{where}: {len(dups)} duplicate record(s) on {on}: {shown}; the precision estimate "
-               f"assumes a duplicate-free reference (set dedupe_reference: true to keep the first)")
+               f"assumes a duplicate-free reference (to keep the first: `dedupe_reference: true` in a config, "
+               f"`--dedupe-reference` for curate join)")
         raise DataError([msg])
     if dups:
         keep = np.setdiff1d(np.arange(len(id_list)), dups)
