@@ -17,5 +17,5 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no telemetry from th
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # its exit-time INFO lines hit closed streams
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # as a local run: Ray's token authentication on
 os.environ.pop("PREFECT_API_URL", None)  # ephemeral mode: never talk to a server someone left running

@@ -71,7 +71,8 @@ class RayExecutor:
             t0 = time.perf_counter()
             address = address or os.environ.get("RAY_ADDRESS") or None
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            if not address:  # a local Ray keeps token authentication on (a cluster's own settings apply when joining)
+                os.environ.setdefault("RAY_AUTH_MODE", "token")
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                           runtime_env={"env_vars": WORKER_ENV})
             if address:

@@ -93,3 +93,18 @@ def test_config_values_can_be_set_from_the_command_line(tmp_path):
         load_config(config, overrides=["stages.nope.t=1"])
     with pytest.raises(curate.ConfigError, match="no single policy named 'x'"):
         load_config(config, overrides=["policies.x.k=1"])
+
+
+@pytest.mark.slow
+def test_a_local_ray_keeps_token_authentication_on(tmp_path, monkeypatch):
+    """A local Ray started by curate requires Ray's token on its gRPC services (it used to be switched off)."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    from curate.engine.ray import RayExecutor
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    data = write_shards(tmp_path / "data", caption_table(20), 2)
+    with RayExecutor(max_workers=1) as ex:
+        assert is_token_auth_enabled()
+        summary = curate.run(pipeline(), data, tmp_path / "run", executor=ex)
+    assert summary["result"]["in"] == 20
