@@ -52,6 +52,7 @@ class _Worker:
 
 class RayExecutor:
     name = "ray"
+    service_pids: list[int] = []
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, max_workers: int | None = None,
                  unit_timeout: float | None = None, min_unit_timeout: float = 120.0):
@@ -80,6 +81,8 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
             self._owns = True
+            if not address:  # the services of the local Ray this started (recorded by the run: see engine/leftovers.py)
+                self.service_pids = _session_pids(ray)
             # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
             shape = (1.0, 0.0)
             n = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -212,6 +215,18 @@ class RayExecutor:
             # kill them rather than cancel actor tasks (Ray refuses a forced cancel of those).
             for actor in {id(a): a for _, a, _ in pending.values()}.values():
                 lose(actor)
+
+
+def _session_pids(ray: Any) -> list[int]:
+    """The processes of this Ray session (their command lines name its session folder)."""
+    import psutil
+
+    session = os.path.basename(ray._private.worker._global_node.get_session_dir_path())
+    pids = []
+    for p in psutil.process_iter(["cmdline"]):
+        if p.pid != os.getpid() and session in " ".join(p.info["cmdline"] or []):
+            pids.append(p.pid)
+    return pids
 
 
 def _ship_custom_code(task: Task) -> None:

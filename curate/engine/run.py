@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
+from curate.engine import leftovers
 from curate.engine.decide import write_manifest
 from curate.engine.executor import EXECUTORS, Executor, Failure, Task
 from curate.engine.files import TMP_PREFIX, TMP_SUFFIX, digest
@@ -86,6 +87,7 @@ class Run:
                 self._executor = None
         finally:
             if self._leased:
+                leftovers.forget(self.store)  # the executor shut its processes down
                 self.lease.release()
                 self._leased = False
 
@@ -97,6 +99,9 @@ class Run:
         self._leased = True
         if self.lease.took_over:
             self.phases["lease_takeover"] = {k: self.lease.took_over.get(k) for k in ("host", "pid", "reason")}
+        stopped = leftovers.stop_left(self.store)
+        if stopped:
+            self.phases["stopped_leftover_processes"] = {"count": stopped}
         left = [p for p in self.store.root.rglob(f"{TMP_PREFIX}*{TMP_SUFFIX}") if p.is_file()]
         for p in left:
             p.unlink(missing_ok=True)
@@ -109,6 +114,8 @@ class Run:
             return self._given
         if self._executor is None:
             self._executor = make_executor(self.executor_kind, self.ray_address, self.workers)
+            if self._leased and getattr(self._executor, "service_pids", None):
+                leftovers.record(self.store, self._executor.service_pids)
             if getattr(self._executor, "startup_seconds", 0):
                 self.phases["ray_startup"] = {"seconds": round(self._executor.startup_seconds, 3)}
         return self._executor

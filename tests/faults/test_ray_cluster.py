@@ -81,3 +81,24 @@ def test_a_stuck_unit_is_abandoned_after_its_time_limit_and_retried_elsewhere(tm
         summary = curate.run(p, data, tmp_path / "run", executor=ex)
     assert (tmp_path / "hung").exists() and time.time() - t0 < 120
     assert summary["result"]["in"] == 60 and summary["result"]["failed_shard_rows"] == 0
+
+
+def test_ray_services_of_a_killed_run_are_stopped_by_the_next_run(tmp_path, monkeypatch):
+    import json
+
+    from curate.engine.leftovers import _same
+
+    monkeypatch.setenv("CURATE_TEST_SLEEP", "0")
+    monkeypatch.setenv("CURATE_TEST_DECIDE_SLEEP", "0")
+    data = dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    record = out / "state" / "processes.json"
+    proc = start(data, out, executor="ray", sleep=0.3)
+    assert kill_when(proc, lambda: record.exists() and len(sidecars(out, "scores")) >= 2, timeout=180)
+    services = json.loads(record.read_text())["processes"]
+    alive = [pid for pid, started in services if _same(pid, started)]
+    assert alive, "the killed run's Ray services outlive it (the behaviour this guards against)"
+    summary = curate.run(pipeline(), data, out, executor="local")
+    assert summary["phases"]["stopped_leftover_processes"]["count"] >= 1
+    assert not [pid for pid, started in services if _same(pid, started)]
+    assert not record.exists()
