@@ -60,12 +60,19 @@ def flaky(batch: pa.Table) -> dict:
     return {"len": pc.utf8_length(batch.column("caption"))}
 
 
+def _first_call(what: str) -> bool:
+    """True the first time in a test (the marker file CURATE_TEST_MARKER does not exist yet), which it creates."""
+    marker = Path(os.environ["CURATE_TEST_MARKER"])
+    if marker.exists():
+        return False
+    marker.write_text(what)
+    return True
+
+
 @curate.stage(inputs=["caption"], outputs={"len": pa.int32()}, name="dies_once")
 def dies_once(batch: pa.Table) -> dict:
     """Kills its own worker process the first time it runs (marker file), like an OOM-killed worker."""
-    marker = Path(os.environ["CURATE_TEST_MARKER"])
-    if not marker.exists():
-        marker.write_text("died")
+    if _first_call("died"):
         os._exit(1)
     return {"len": pc.utf8_length(batch.column("caption"))}
 
@@ -122,8 +129,6 @@ def nan_loss(batch: pa.Table):
 @curate.stage(inputs=["caption"], outputs={"len": pa.int32()}, name="hangs_once")
 def hangs_once(batch: pa.Table) -> dict:
     """Hangs (10 minutes) the first time it runs (marker file), like a worker stuck on a dead mount."""
-    marker = Path(os.environ["CURATE_TEST_MARKER"])
-    if not marker.exists():
-        marker.write_text("hung")
+    if _first_call("hung"):
         time.sleep(600)
     return {"len": pc.utf8_length(batch.column("caption"))}

@@ -6,8 +6,8 @@ The sidecar is the commit record, a single small write, so the protocol needs no
 from the storage (an object store PUTs each object once).
 
 A unit is done iff its sidecar is sealed, holds the expected key, and every file it lists exists with
-the recorded size. A reuse checks sizes (cheap); `deep` checks (`curate verify`, `curate run --verify`)
-re-hash the files. A unit that fails a check is recomputed, with a warning naming the file.
+the recorded size. A reuse checks sizes (cheap); `curate verify` (engine/verify.py, also run by `curate
+run --verify`) re-hashes the files. A unit that fails a check is recomputed, with a warning naming the file.
 """
 from __future__ import annotations
 
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 class Store(RunLayout):
     """Paths (RunLayout) plus the commit records of one run directory."""
 
-    def __init__(self, root: Any, deep: bool = False):
-        super().__init__(root)
-        self.deep = deep   # re-hash outputs before reusing them
-
     def done(self, path: Path, key: str) -> dict | None:
         """The sidecar of a finished, intact unit with this key, else None (warning when it was damaged)."""
         sidecar = self.sidecar(path)
@@ -41,7 +37,7 @@ class Store(RunLayout):
             return None
         if meta.get("key") != key:
             return None  # stale: the inputs or the parameters changed
-        problem = self.problem(path, meta, deep=self.deep)
+        problem = self.problem(path, meta)
         if problem:
             log.warning("recomputing %s: %s", path, problem)
             return None
