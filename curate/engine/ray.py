@@ -12,6 +12,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from curate.engine.executor import Failure, Task
@@ -56,6 +57,12 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, max_workers: int | None = None,
                  unit_timeout: float | None = None, min_unit_timeout: float = 120.0):
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
+        # mode once, at import: set after that, its services would want a token its driver does not send.
+        if not address and "ray" not in sys.modules:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
         import ray
 
         self.ray = ray
@@ -70,16 +77,13 @@ class RayExecutor:
         self.startup_seconds = 0.0
         if not ray.is_initialized():
             t0 = time.perf_counter()
-            address = address or os.environ.get("RAY_ADDRESS") or None
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            if not address:  # a local Ray keeps token authentication on (a cluster's own settings apply when joining)
-                os.environ.setdefault("RAY_AUTH_MODE", "token")
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                           runtime_env={"env_vars": WORKER_ENV})
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+                with _loopback_only(ray):
+                    ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", **kwargs)
             self._owns = True
             if not address:  # the services of the local Ray this started (recorded by the run: see engine/leftovers.py)
                 self.service_pids = _session_pids(ray)
@@ -215,6 +219,26 @@ class RayExecutor:
             # kill them rather than cancel actor tasks (Ray refuses a forced cancel of those).
             for actor in {id(a): a for _, a, _ in pending.values()}.values():
                 lose(actor)
+
+
+@contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """A local Ray binds its services (GCS, raylet, workers, agents) to 127.0.0.1 only.
+
+    Ray turns a loopback `_node_ip_address` into the machine's routable address (so that other nodes could
+    join), and its gRPC servers then listen on all interfaces, unless cluster mode is off: the switch Ray
+    reads at import from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER. It is turned off only while this local Ray
+    starts (its processes get the address as an argument), so joining a cluster later in the same process
+    is unaffected. tests/engine/test_executor.py checks every listening socket of a run.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def _session_pids(ray: Any) -> list[int]:

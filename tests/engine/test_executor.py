@@ -95,9 +95,39 @@ def test_config_values_can_be_set_from_the_command_line(tmp_path):
         load_config(config, overrides=["policies.x.k=1"])
 
 
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def _listening(pids: set[int]) -> list[tuple[str, int, str]]:
+    import psutil
+
+    found = []
+    for c in psutil.net_connections(kind="inet"):
+        if c.status == psutil.CONN_LISTEN and c.pid in pids:
+            found.append((c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name()))
+    return found
+
+
+def _tree(pids: list[int]) -> set[int]:
+    import psutil
+
+    out = set()
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            out |= {pid, *(c.pid for c in p.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 @pytest.mark.slow
-def test_a_local_ray_keeps_token_authentication_on(tmp_path, monkeypatch):
-    """A local Ray started by curate requires Ray's token on its gRPC services (it used to be switched off)."""
+def test_a_local_ray_listens_on_loopback_only_keeps_token_authentication_and_leaves_nothing(tmp_path, monkeypatch):
+    """A local Ray started by curate: Ray's token on its gRPC services (it used to be switched off), every
+    socket of the run (driver, GCS, raylet, workers, agents) bound to 127.0.0.1, no process left after it."""
+    import os
+
+    import psutil
     from ray._private.authentication.authentication_utils import is_token_auth_enabled
 
     from curate.engine.ray import RayExecutor
@@ -107,4 +137,34 @@ def test_a_local_ray_keeps_token_authentication_on(tmp_path, monkeypatch):
     with RayExecutor(max_workers=1) as ex:
         assert is_token_auth_enabled()
         summary = curate.run(pipeline(), data, tmp_path / "run", executor=ex)
+        services = _tree(ex.service_pids)
+        assert len(services) >= 3, "the GCS, the raylet and a worker at least"
+        sockets = _listening(services | {os.getpid()})
+        assert sockets, "a running Ray listens somewhere"
+        assert [s for s in sockets if s[0] not in LOOPBACK] == []
     assert summary["result"]["in"] == 20
+    _gone, alive = psutil.wait_procs([psutil.Process(p) for p in services if psutil.pid_exists(p)], timeout=30)
+    assert alive == []
+
+
+@pytest.mark.slow
+def test_the_cli_starts_a_local_ray_with_authentication_and_a_quiet_stderr(tmp_path):
+    """The front door, as a user runs it: a fresh process with no Ray settings in its environment (the tests'
+    own process has them set before Ray is imported, which once hid a CLI that could not start Ray)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = write_shards(tmp_path / "data", caption_table(300), 3)
+    config = tmp_path / "wfpp.yaml"
+    config.write_text("id_column: id\nstages:\n  - type: wfpp\n    text_column: caption\n    min_count: 1\n"
+                      "policies:\n  - type: keep_fraction\n    column: wfpp.score\n    fraction: 0.5\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "curate.cli", "run", str(config), "--data", str(data),
+                           "--out", str(tmp_path / "run"), "--executor", "ray"],
+                          cwd=root, env={**env, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "", "nothing on stderr but our own warnings, and there are none here"
+    assert "kept 150" in proc.stdout
