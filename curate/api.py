@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from curate.config import load_config
@@ -22,6 +21,7 @@ from curate.layout import RunLayout
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.report import write_report
+from curate.storage import AnyPath, location
 
 DEFAULT_EXECUTOR = "ray"   # the one default: CLI, flow, join and library calls alike
 
@@ -34,7 +34,7 @@ def _call(name: str, fn: Callable[[], T]) -> T:
 
 
 def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None,
-            out: str | os.PathLike | None) -> tuple[Pipeline, str | os.PathLike, Path]:
+            out: str | os.PathLike | None) -> tuple[Pipeline, str | os.PathLike, AnyPath]:
     """The pipeline (a config path is loaded), the dataset (else the config's `data`) and the run directory
     (else `runs/<pipeline name>`)."""
     default_data = None
@@ -43,7 +43,7 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
     data = data or default_data
     if not data:
         raise ConfigError(f"pipeline {pipeline.name!r} names no dataset: pass `data` (CLI: --data PATH)")
-    return pipeline, data, Path(out or f"runs/{pipeline.name}")
+    return pipeline, data, location(out or f"runs/{pipeline.name}")
 
 
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
@@ -62,7 +62,7 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     """
     pipeline, data, out = resolve(pipeline, data, out)
     call = phase or _call
-    if verify_outputs and Path(out).is_dir():
+    if verify_outputs and out.is_dir():
         call("verify", lambda: verify(out))
     with Run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers,
              progress=progress, verify=verify_outputs) as r:
@@ -91,7 +91,7 @@ def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: 
     from curate.methods.autofj import AutoFJ
     from curate.methods.autofj.stage import csv_as_shards
 
-    out = Path(out)
+    out = location(out)
     data = csv_as_shards(right, out / "input", shards)
     stage = AutoFJ(reference=str(left), on=list(on), **stage_params)
     pipeline = Pipeline([stage], [], id_column=right_id, name="autofj-join")

@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from curate.errors import CurateError
+from curate.storage import AnyPath, location
 
 log = logging.getLogger("curate")
 THIRD_PARTY_LOGGERS = ("py.warnings", "open_clip", "root.open_clip", "transformers", "sentence_transformers", "PIL",
@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     from curate.config import load_config
 
     pipeline, default_data = load_config(args.config, overrides=args.set)
-    out = Path(args.out or f"runs/{pipeline.name}")
+    out = location(args.out or f"runs/{pipeline.name}")
     summary = api.run(pipeline, args.data or default_data, out, executor=args.executor, ray_address=args.ray_address,
                       workers=args.workers, report=True, verify_outputs=args.verify)
     _print_result(summary, out)
@@ -36,7 +36,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_result(summary: dict, out: Path) -> None:
+def _print_result(summary: dict, out: AnyPath) -> None:
     r = summary["result"]
     print(f"{summary['pipeline']}: {r['in']} rows -> kept {r['kept']}, dropped {r['dropped']}, "
           f"errored {r['errored']}" + (f", {r['failed_shard_rows']} in failed shards" if r["failed_shard_rows"] else ""))
@@ -102,7 +102,7 @@ def _join(args: argparse.Namespace) -> int:
     s = summary["stages"]["autofj"]
     print(f"autofj: {s['scored']} rows scored, {s['errored']} errored; program: "
           f"estimated precision {s.get('artifact', {}).get('est_precision')}")
-    _print_result(summary, Path(args.out))
+    _print_result(summary, location(args.out))
     return 0
 
 
@@ -140,7 +140,7 @@ def _summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        _print_result(summary, Path(args.run_dir))
+        _print_result(summary, location(args.run_dir))
     return 0
 
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from curate.errors import DataError
+from curate.storage import AnyPath, ObjectPath, location, write_whole
 
 _CHUNK = 8 << 20
 
@@ -70,13 +71,14 @@ def _local_files(root: Path, uri: str) -> list[pafs.FileInfo]:
 class Dataset:
     """The shards under `uri`; reading is column-selective and goes through pyarrow's filesystem."""
 
-    def __init__(self, uri: str | os.PathLike, fingerprint_cache: str | os.PathLike | None = None):
+    def __init__(self, uri: str | os.PathLike | AnyPath, fingerprint_cache: str | os.PathLike | AnyPath | None = None):
         self.uri = str(uri)
         try:
-            if "://" in self.uri:
-                self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
+            where = location(uri)
+            if isinstance(where, ObjectPath):  # its filesystem keeps the URI's options (endpoint, ...)
+                self.fs, self.root, self.uri = where.fs, where.path, str(where)  # (no secrets in the text)
             else:
-                self.fs, self.root = pafs.LocalFileSystem(), str(Path(self.uri).resolve())
+                self.fs, self.root = pafs.LocalFileSystem(), str(where.resolve())
             info = self.fs.get_file_info(self.root)
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError([f"dataset {self.uri!r}: cannot open ({e})"]) from e
@@ -103,7 +105,7 @@ class Dataset:
         keys = [s.key for s in self.shards]
         if len(set(keys)) != len(keys):
             raise DataError([f"dataset {self.uri!r}: two shard paths map to the same name; rename one"])
-        self._cache_path = Path(fingerprint_cache) if fingerprint_cache else None
+        self._cache_path = location(fingerprint_cache) if fingerprint_cache else None
         self._fingerprints: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -168,10 +170,7 @@ class Dataset:
 
     def _save_cache(self) -> None:
         if self._cache_path:
-            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._cache_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._fingerprints))
-            os.replace(tmp, self._cache_path)
+            write_whole(self._cache_path, json.dumps(self._fingerprints).encode())
 
     # --- reading ------------------------------------------------------------------------------
     def open(self, shard: Shard) -> pq.ParquetFile:

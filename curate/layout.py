@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.dataset import Shard
 from curate.errors import CurateError
+from curate.storage import AnyPath, location, read_table
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: AnyPath) -> Any:
     """A JSON file's content, or None when missing or unreadable."""
     try:
         return json.loads(path.read_text())
@@ -40,63 +39,63 @@ def read_json(path: Path) -> Any:
 class RunLayout:
     """Where each file of a run directory lies."""
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | AnyPath):
+        self.root = location(root)  # a local Path or an object store's ObjectPath (curate/storage.py)
 
-    def unit(self, kind: str, stage: str, shard_key: str) -> Path:
+    def unit(self, kind: str, stage: str, shard_key: str) -> AnyPath:
         """Output path of a per-shard unit: kind is `ids`, `scores`, `fitmap`, `shuffle` or `reduce`."""
         return self.root / kind / stage / f"{shard_key}.parquet" if stage else self.root / kind / f"{shard_key}.parquet"
 
-    def ids(self, shard_key: str) -> Path:
+    def ids(self, shard_key: str) -> AnyPath:
         return self.unit("ids", "", shard_key)
 
-    def scores(self, stage: str, shard_key: str) -> Path:
+    def scores(self, stage: str, shard_key: str) -> AnyPath:
         return self.unit("scores", stage, shard_key)
 
     @staticmethod
-    def sidecar(path: Path) -> Path:
+    def sidecar(path: AnyPath) -> AnyPath:
         return path.with_suffix(".json")
 
-    def artifact(self, stage: str, key: str) -> Path:
+    def artifact(self, stage: str, key: str) -> AnyPath:
         return self.root / "artifacts" / stage / key / "artifact.parquet"
 
     @property
-    def manifest(self) -> Path:
+    def manifest(self) -> AnyPath:
         return self.root / "manifest"
 
-    def generation(self, gen: int) -> Path:
+    def generation(self, gen: int) -> AnyPath:
         """The folder of one manifest generation; summary.json says which one is published."""
         return self.manifest / f"g{gen:06d}"
 
-    def manifest_part(self, shard_key: str, gen: int) -> Path:
+    def manifest_part(self, shard_key: str, gen: int) -> AnyPath:
         return self.generation(gen) / f"part-{shard_key}.parquet"
 
     @property
-    def summary(self) -> Path:
+    def summary(self) -> AnyPath:
         return self.root / "summary.json"
 
     @property
-    def report(self) -> Path:
+    def report(self) -> AnyPath:
         return self.root / "report.html"
 
     @property
-    def kept_ids(self) -> Path:
+    def kept_ids(self) -> AnyPath:
         return self.root / "kept_ids.txt"
 
     @property
-    def removed_ids(self) -> Path:
+    def removed_ids(self) -> AnyPath:
         return self.root / "removed_ids.txt"
 
     @property
-    def curated(self) -> Path:
+    def curated(self) -> AnyPath:
         return self.root / "curated"
 
     @property
-    def fingerprint_cache(self) -> Path:
+    def fingerprint_cache(self) -> AnyPath:
         return self.root / "state" / "fingerprints.json"
 
 
-def load_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+def load_summary(run_dir: str | os.PathLike | AnyPath) -> dict[str, Any]:
     summary = read_json(RunLayout(run_dir).summary)
     if summary is None:
         raise CurateError(f"{run_dir}: no summary.json; is this a finished run directory (curate run --out)?")
@@ -108,7 +107,7 @@ def _shard_keys(summary: dict[str, Any]) -> dict[str, str]:
     return {rel: Shard(rel, rel, 0, 0).key for rel in summary["inputs"]["fingerprints"]}
 
 
-def manifest_parts(run_dir: str | os.PathLike) -> list[Path]:
+def manifest_parts(run_dir: str | os.PathLike | AnyPath) -> list[AnyPath]:
     """The published manifest parts in dataset order; refuses an incomplete or damaged one rather than
     leave rows out."""
     layout, summary = RunLayout(run_dir), load_summary(run_dir)
@@ -130,15 +129,15 @@ def manifest_parts(run_dir: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def load_manifest(run_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+def load_manifest(run_dir: str | os.PathLike | AnyPath, columns: list[str] | None = None) -> pa.Table:
     """The whole manifest as one table, in input order (fine for inspection; stream parts at scale)."""
     parts = manifest_parts(run_dir)
     if not parts:
         raise CurateError(f"{run_dir}: no manifest parts")
-    return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
+    return pa.concat_tables([read_table(p, columns=columns) for p in parts])
 
 
-def load_vectors(run_dir: str | os.PathLike, stage: str) -> pa.Table:
+def load_vectors(run_dir: str | os.PathLike | AnyPath, stage: str) -> pa.Table:
     """`id` and `vector` of an embed stage's rows, in input order (null vectors for rows it could not embed)."""
     layout = RunLayout(run_dir)
     parts = []
@@ -146,6 +145,6 @@ def load_vectors(run_dir: str | os.PathLike, stage: str) -> pa.Table:
         scores = layout.scores(stage, key)
         if not scores.exists():
             raise CurateError(f"{run_dir}: no outputs of stage {stage!r} for shard {rel}")
-        vec = pq.read_table(scores, columns=[f"{stage}.vector"]).column(0)
-        parts.append(pa.table({"id": pq.read_table(layout.ids(key), columns=["id"]).column(0), "vector": vec}))
+        vec = read_table(scores, columns=[f"{stage}.vector"]).column(0)
+        parts.append(pa.table({"id": read_table(layout.ids(key), columns=["id"]).column(0), "vector": vec}))
     return pa.concat_tables(parts)

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 import curate
 from curate.methods.wfpp import WFPP
+from curate.storage import location
 from testkit.helpers import caption_table, write_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,5 +86,7 @@ def reference(tmp: Path, data: Path, fraction: float = 0.5) -> pa.Table:
     return sorted_manifest(tmp / f"reference-{fraction}")
 
 
-def sidecars(run_dir: Path, folder: str) -> list[Path]:
-    return sorted((run_dir / folder).rglob("*.json")) if (run_dir / folder).exists() else []
+def sidecars(run_dir: str | Path, folder: str) -> list:
+    """The committed units under `folder` of a run directory (local or on an object store)."""
+    units = location(run_dir) / folder
+    return sorted(units.rglob("*.json")) if units.exists() else []

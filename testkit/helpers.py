@@ -132,3 +132,11 @@ def hangs_once(batch: pa.Table) -> dict:
     if _first_call("hung"):
         time.sleep(600)
     return {"len": pc.utf8_length(batch.column("caption"))}
+
+
+@curate.stage(inputs=["caption"], outputs={"node": pa.string()}, name="gpu_node", gpus=1)
+def gpu_node(batch: pa.Table) -> dict:
+    """The Ray node a GPU stage's worker runs on (to check where GPU work lands on a mixed cluster)."""
+    import ray
+
+    return {"node": pa.array([ray.get_runtime_context().get_node_id()] * batch.num_rows)}

@@ -12,16 +12,13 @@ import datetime as dt
 import hashlib
 import json
 import platform
-import shutil
 from collections.abc import Iterator
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
 from curate.engine.files import seal, write_json, write_parquet
@@ -31,6 +28,7 @@ from curate.errors import CurateError
 from curate.layout import read_json
 from curate.pipeline import Pipeline
 from curate.policy import Policy, Rows, scatter
+from curate.storage import AnyPath, read_table, rmtree
 from kernels.hashing import mix64
 
 
@@ -44,14 +42,14 @@ class Run(Protocol):
     executor_kind: str
     fps: dict[str, str]                                  # shard key -> content fingerprint
     rows: dict[str, int]                                 # shard key -> rows
-    ids: dict[str, Path]                                 # shard key -> its ids unit
+    ids: dict[str, AnyPath]                                 # shard key -> its ids unit
     artifacts: dict[str, tuple[str | None, Any]]         # stage name -> (fit key, artifact)
     failed: dict[str, dict[str, str]]                    # shard key -> {stage, error}
     phases: dict[str, dict[str, Any]]
 
     def ok_shards(self) -> list[Shard]: ...
 
-    def score_path(self, stage: Any, shard: Shard) -> Path: ...
+    def score_path(self, stage: Any, shard: Shard) -> AnyPath: ...
 
 # Above this many valid rows, a policy's scan re-reads score files instead of holding them in memory.
 SCAN_IN_MEMORY_ROWS = 20_000_000
@@ -111,8 +109,8 @@ class _Scan:
     def _read(self) -> Iterator[Rows]:
         stage = self.run.pipeline.stage(self.policy.stage)
         for shard in self.run.ok_shards():
-            t = pq.read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
-            h = pq.read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
+            t = read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
+            h = read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
             yield _rows(self.policy, t, h, self.run.fps[shard.key])
 
     def rows(self) -> Iterator[Rows]:
@@ -146,14 +144,14 @@ def write_manifest(run: Run) -> dict[str, Any]:
     parts: dict[str, dict[str, Any]] = {}
 
     for shard in run.ok_shards():
-        ids = pq.read_table(run.ids[shard.key])
+        ids = read_table(run.ids[shard.key])
         n = ids.num_rows
         cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": pa.array([shard.rel] * n, pa.string())}
         error = pa.nulls(n, pa.string())
         keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
         for stage in pipeline.stages:
             path = run.score_path(stage, shard)
-            t = pq.read_table(path)
+            t = read_table(path)
             meta = read_json(run.store.sidecar(path)) or {}
             _cross_check(path, meta, t, stage.column("error"))
             sa = stage_acc[stage.name]
@@ -239,7 +237,7 @@ def write_manifest(run: Run) -> dict[str, Any]:
     return summary
 
 
-def _cross_check(path: Path, meta: dict[str, Any], table: pa.Table, error_column: str) -> None:
+def _cross_check(path: AnyPath, meta: dict[str, Any], table: pa.Table, error_column: str) -> None:
     """A unit's sidecar counts against its file; a mismatch is an error, never a silent summary."""
     errored = table.num_rows - table.column(error_column).null_count
     if meta.get("rows") != table.num_rows or meta.get("errored", errored) != errored:
@@ -254,7 +252,7 @@ def _collect_garbage(store: Store, gen: int) -> None:
         return
     for p in store.manifest.iterdir():
         if p.is_dir() and p.name.startswith("g") and p != store.generation(gen):
-            shutil.rmtree(p, ignore_errors=True)
+            rmtree(p)
         elif p.is_file() and p.name.startswith("part-"):
             p.unlink(missing_ok=True)
 

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
-
-import pyarrow.parquet as pq
 
 from curate.dataset import Dataset
 from curate.engine.files import write_parquet, writing_text
 from curate.errors import CurateError
 from curate.layout import load_summary, manifest_parts
+from curate.storage import location, read_table
 
 
 def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None,
@@ -22,9 +20,9 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
     parts = manifest_parts(run_dir)
     files = {k: v for k, v in {"kept": kept_ids, "removed": removed_ids}.items() if v}
     with ExitStack() as stack:
-        handles = {k: stack.enter_context(writing_text(Path(v))) for k, v in files.items()}
+        handles = {k: stack.enter_context(writing_text(location(v))) for k, v in files.items()}
         for part in parts:
-            m = pq.read_table(part, columns=["id", "keep"])
+            m = read_table(part, columns=["id", "keep"])
             keep = m.column("keep").to_numpy(zero_copy_only=False)
             for k, fh in handles.items():
                 sel = keep if k == "kept" else ~keep
@@ -34,7 +32,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
                 out[f"{k}_ids"] = out.get(f"{k}_ids", 0) + int(sel.sum())
     if materialize:
         dataset = Dataset(summary["data"])
-        dest = Path(materialize)
+        dest = location(materialize)
         rows = 0
         for rel, part in zip(summary["inputs"]["fingerprints"], parts):  # the run's shards, not today's listing
             try:
@@ -43,7 +41,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
                 raise CurateError(f"shard {rel} of the run is no longer in {summary['data']}") from None
             if dataset.fingerprint(shard) != summary["inputs"]["fingerprints"][rel]["fingerprint"]:
                 raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
-            keep = pq.read_table(part, columns=["keep"]).column(0)
+            keep = read_table(part, columns=["keep"]).column(0)
             kept = dataset.open(shard).read().filter(keep)
             write_parquet(dest / shard.rel, kept)
             rows += kept.num_rows

@@ -1,8 +1,8 @@
 """Writing the run directory's files: whole, once, with their size and content hash.
 
-A file is built in memory, hashed (xxh3-64), then written to a temporary name beside its final one and
-renamed into place, so no reader ever sees half a file under the final name (on an object store the same
-write is one PUT). The returned record (`size`, `xxh3`) goes into the unit's sealed sidecar, which is
+A file is built in memory, hashed (xxh3-64), then written whole (curate/storage.py: a temporary name
+renamed into place locally, one PUT on an object store), so no reader ever sees half a file under its
+final name. The returned record (`size`, `xxh3`) goes into the unit's sealed sidecar, which is
 the commit: engine/store.py. A failed write (a full disk) raises StorageError saying what, where and how
 many bytes were needed; nothing half-written is left under a final name.
 """
@@ -11,11 +11,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -24,8 +21,8 @@ import pyarrow.parquet as pq
 import xxhash
 
 from curate.errors import CurateError
+from curate.storage import AnyPath, local_scratch, upload, write_whole
 
-TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"   # temporary names: `.<name>.<random>.tmp`, removed by the next run if left
 SEAL = "seal"
 
 
@@ -65,17 +62,12 @@ def digest(*parts: Any) -> str:
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
-def write_bytes(path: Path, data: bytes | pa.Buffer) -> dict[str, Any]:
-    """Write `data` whole under `path` (temporary name, then rename); returns its size and hash."""
+def write_bytes(path: AnyPath, data: bytes | pa.Buffer) -> dict[str, Any]:
+    """Write `data` whole under `path`; returns its size and hash."""
     record = file_record(data)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(memoryview(data))
-        os.replace(tmp, path)
+        write_whole(path, data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         if e.errno in FULL:
             raise StorageError(f"cannot write {path}: {e.strerror} (needed {record['size']:,} bytes); free space "
                                f"and re-run: finished units are kept and only the rest is redone") from e
@@ -84,22 +76,20 @@ def write_bytes(path: Path, data: bytes | pa.Buffer) -> dict[str, Any]:
 
 
 @contextmanager
-def writing_text(path: Path) -> Iterator[IO[str]]:
+def writing_text(path: AnyPath) -> Iterator[IO[str]]:
     """A text file written in pieces (large id lists) that appears under `path` only once complete."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    tmp = local_scratch(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as f:
             yield f
-        os.replace(tmp, path)
+        upload(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {e.strerror or e}; free space and re-run the export") from e
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: Path, obj: Any) -> dict[str, Any]:
+def write_json(path: AnyPath, obj: Any) -> dict[str, Any]:
     return write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
 
@@ -113,7 +103,7 @@ def parquet_bytes(table: pa.Table, group_by: str | None = None) -> pa.Buffer:
     return sink.getvalue()
 
 
-def write_parquet(path: Path, table: pa.Table, group_by: str | None = None) -> dict[str, Any]:
+def write_parquet(path: AnyPath, table: pa.Table, group_by: str | None = None) -> dict[str, Any]:
     """Write `table` whole as Parquet; returns the file's size and hash."""
     return write_bytes(path, parquet_bytes(table, group_by))
 

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -25,10 +24,12 @@ import psutil
 from curate.engine.files import write_json
 from curate.errors import CurateError
 from curate.layout import read_json
+from curate.storage import AnyPath, ObjectPath, create_new, location
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 60.0
+SETTLE_LOCAL_S, SETTLE_OBJECT_STORE_S = 0.05, 1.0  # longer than two competing writes take to land
 
 
 class RunLocked(CurateError):
@@ -74,8 +75,8 @@ def describe(holder: dict[str, Any]) -> str:
 class Lease:
     """The writer's lease on `root`; use as a context manager around everything a run writes."""
 
-    def __init__(self, root: str | os.PathLike, ttl: float = DEFAULT_TTL):
-        self.path = Path(root) / "lease.json"
+    def __init__(self, root: str | os.PathLike | AnyPath, ttl: float = DEFAULT_TTL):
+        self.path = location(root) / "lease.json"
         self.ttl = ttl
         self.token = uuid.uuid4().hex
         self.lost: str | None = None
@@ -93,8 +94,7 @@ class Lease:
         self._started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         record = self._record(self._started_at)
         try:
-            with open(self.path, "x", encoding="utf-8") as f:  # the common case: nobody holds it
-                json.dump(record, f)
+            create_new(self.path, json.dumps(record).encode())  # the common case: nobody holds it
         except FileExistsError:
             holder = read_json(self.path)
             if holder is not None:
@@ -106,7 +106,9 @@ class Lease:
                 log.warning("taking over the lease of %s: %s", self.path.parent, reason)
                 self.took_over = {**holder, "reason": reason}
             write_json(self.path, record)
-        time.sleep(0.05)  # a writer that took over at the same moment wrote too: the last one wins, the other sees it
+        # A writer that took over (or, on an object store, created) at the same moment wrote too: the last
+        # write wins and the other sees it on reading back, once both writes have landed.
+        time.sleep(SETTLE_OBJECT_STORE_S if isinstance(self.path, ObjectPath) else SETTLE_LOCAL_S)
         holder = read_json(self.path)
         if not holder or holder.get("owner") != self.token:
             raise RunLocked(f"{self.path.parent} was taken by another run at the same moment: "

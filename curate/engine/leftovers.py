@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import psutil
 
@@ -28,7 +29,7 @@ def record(store: Store, pids: list[int]) -> None:
         except psutil.NoSuchProcess:
             continue
     me = psutil.Process()
-    write_json(_path(store), {"driver": [me.pid, me.create_time()], "processes": alive})
+    write_json(_path(store), {"host": socket.gethostname(), "driver": [me.pid, me.create_time()], "processes": alive})
 
 
 def forget(store: Store) -> None:
@@ -46,8 +47,8 @@ def _same(pid: int, started: float) -> psutil.Process | None:
 def stop_left(store: Store) -> int:
     """Stop the recorded helpers of a driver that is gone; returns how many were still running."""
     rec = read_json(_path(store))
-    if not rec:
-        return 0
+    if not rec or rec.get("host", socket.gethostname()) != socket.gethostname():
+        return 0  # none, or another host's (a run directory on shared storage): its pids mean nothing here
     driver = rec.get("driver") or [0, 0.0]
     if driver[0] != os.getpid() and _same(*driver) is not None:
         return 0  # its driver still lives (it must have lost the lease): not ours to stop

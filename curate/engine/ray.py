@@ -81,9 +81,10 @@ class RayExecutor:
                                           runtime_env={"env_vars": WORKER_ENV})
             if address:
                 ray.init(address=address, **kwargs)
-            else:
+            else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
                 with _loopback_only(ray):
-                    ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", **kwargs)
+                    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
+                             **kwargs)
             self._owns = True
             if not address:  # the services of the local Ray this started (recorded by the run: see engine/leftovers.py)
                 self.service_pids = _session_pids(ray)
@@ -129,6 +130,12 @@ class RayExecutor:
     def _pool(self, task: Task, n_units: int) -> list:
         """The run's workers for this resource shape, grown to the size this map can use."""
         shape = self._shape(task)
+        # Idle workers of another shape still hold their resources: on a GPU node the CPU pool takes every
+        # CPU, and a GPU worker (which needs a CPU too) would wait for one forever. Maps run one at a time,
+        # so the other pools are stopped; a later map of their shape starts them again.
+        for other in [s for s in self._pools if s != shape]:
+            for actor in self._pools.pop(other):
+                self.ray.kill(actor, no_restart=True)
         pool = self._pools.setdefault(shape, [])
         while len(pool) < self._pool_size(task, n_units):
             pool.append(self._actor_cls(shape).remote())

@@ -10,18 +10,16 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
 from curate.engine import leftovers
 from curate.engine.decide import write_manifest
 from curate.engine.executor import EXECUTORS, Executor, Failure, Task
-from curate.engine.files import TMP_PREFIX, TMP_SUFFIX, digest
+from curate.engine.files import digest
 from curate.engine.lease import DEFAULT_TTL, Lease
 from curate.engine.local import LocalExecutor
 from curate.engine.store import Store
@@ -30,6 +28,7 @@ from curate.errors import ConfigError, CurateError, DataError, RunFailed
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.stage import ENGINE_COLUMNS, FitContext, Shuffled, Stage
+from curate.storage import TMP_PREFIX, TMP_SUFFIX, AnyPath, is_local, read_schema, read_table
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class Run:
         self._executor: Any = None
         self.fps: dict[str, str] = {}
         self.rows: dict[str, int] = {}
-        self.ids: dict[str, Path] = {}
+        self.ids: dict[str, AnyPath] = {}
         self.artifacts: dict[str, tuple[str | None, pa.Table | None]] = {}
         self.artifact_hashes: dict[str, str | None] = {}  # stage -> content hash of its artifact file
         self.failed: dict[str, dict[str, str]] = {}   # shard key -> {stage, error}
@@ -102,7 +101,9 @@ class Run:
         stopped = leftovers.stop_left(self.store)
         if stopped:
             self.phases["stopped_leftover_processes"] = {"count": stopped}
-        left = [p for p in self.store.root.rglob(f"{TMP_PREFIX}*{TMP_SUFFIX}") if p.is_file()]
+        # (an object store gets whole PUTs, never temporary names: nothing to clear there)
+        left = [p for p in self.store.root.rglob(f"{TMP_PREFIX}*{TMP_SUFFIX}") if p.is_file()] if is_local(
+            self.store.root) else []
         for p in left:
             p.unlink(missing_ok=True)
         if left:
@@ -249,7 +250,7 @@ class Run:
     def _cross_shard_duplicates(self) -> list[str]:
         """Ids repeated across shards (hashes first, then the ids themselves to rule out collisions)."""
         keys = [s.key for s in self.dataset.shards]
-        hashes = [pq.read_table(self.ids[k], columns=["id_hash"]).column(0).to_numpy() for k in keys]
+        hashes = [read_table(self.ids[k], columns=["id_hash"]).column(0).to_numpy() for k in keys]
         if sum(len(h) for h in hashes) < 2:
             return []
         allh = np.concatenate(hashes)
@@ -266,8 +267,8 @@ class Run:
             a, b = order[i], order[i + 1]
             sa, sb = owner[a], owner[b]
             ra, rb = a - first_row[sa], b - first_row[sb]
-            ida = pq.read_table(self.ids[keys[sa]], columns=["id"]).column(0)[int(ra)].as_py()
-            idb = pq.read_table(self.ids[keys[sb]], columns=["id"]).column(0)[int(rb)].as_py()
+            ida = read_table(self.ids[keys[sa]], columns=["id"]).column(0)[int(ra)].as_py()
+            idb = read_table(self.ids[keys[sb]], columns=["id"]).column(0)[int(rb)].as_py()
             if ida == idb:
                 problems.append(f"id {ida!r} appears in shard {self.dataset.shards[sa].rel} (row {ra}) and shard "
                                 f"{self.dataset.shards[sb].rel} (row {rb}); ids must be unique across the dataset")
@@ -292,7 +293,7 @@ class Run:
                      fingerprint=self.fps[s.key], upstream={name: self._upstream_path(name, s) for name in upstream})
                 for s in self.dataset.shards if s.key not in self.failed]
 
-    def _upstream_path(self, name: str, shard: Shard) -> Path:
+    def _upstream_path(self, name: str, shard: Shard) -> AnyPath:
         return self.store.ids(shard.key) if name == IDS else self.store.scores(name, shard.key)
 
     # --- fit --------------------------------------------------------------------------------------
@@ -310,7 +311,7 @@ class Run:
         path = self.store.artifact(stage.name, key)
         meta = self.store.done(path, key)
         if meta is not None:
-            artifact = pq.read_table(path) if meta["files"] else None
+            artifact = read_table(path) if meta["files"] else None
             self.phases[f"fit:{stage.name}"] = {"reused": True, "seconds": 0.0}
         else:
             t0 = time.perf_counter()
@@ -371,7 +372,7 @@ class Run:
     def ok_shards(self) -> list[Shard]:
         return [s for s in self.dataset.shards if s.key not in self.failed]
 
-    def score_path(self, stage: Stage, shard: Shard) -> Path:
+    def score_path(self, stage: Stage, shard: Shard) -> AnyPath:
         return self.store.scores(stage.name, shard.key)
 
 
@@ -405,7 +406,7 @@ class _EngineFitContext(FitContext):
 
     def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
         for u in self._map_units("fitmap", fn, columns):
-            yield pq.read_table(u.path)
+            yield read_table(u.path)
 
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
                 reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> Shuffled:
@@ -420,4 +421,4 @@ class _EngineFitContext(FitContext):
         self._check(run._execute(f"fit:{stage.name}:{name}:reduce", ReduceTask(stage, reduce, run.store, [u.path for u in maps]),
                                  units), "partition")
         return Shuffled(outputs=[str(u.path.relative_to(run.store.root)) for u in units],
-                        metadata=[dict(pq.read_schema(u.path).metadata or {}) for u in units])
+                        metadata=[dict(read_schema(u.path).metadata or {}) for u in units])

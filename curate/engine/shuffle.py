@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.engine.files import GROUP_INDEX_KEY
+from curate.storage import AnyPath, location, parquet_file
 
 
-def read_group(paths: Iterable[Path], value: object, columns: list[str] | None = None) -> pa.Table | None:
+def read_group(paths: Iterable[AnyPath], value: object, columns: list[str] | None = None) -> pa.Table | None:
     """The rows of group `value` from each grouped file, concatenated (None when no file holds any)."""
     parts = []
     for path in paths:
-        pf = pq.ParquetFile(path)
+        pf = parquet_file(path)
         index = json.loads((pf.schema_arrow.metadata or {}).get(GROUP_INDEX_KEY, b"{}"))
         if str(value) in index:
             parts.append(pf.read_row_group(index[str(value)], columns=columns))
@@ -30,10 +29,10 @@ def read_group(paths: Iterable[Path], value: object, columns: list[str] | None =
     return pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
 
 
-def read_shuffled(root: str | Path, paths: list[str], shard_key: str, rows: int,
+def read_shuffled(root: str | AnyPath, paths: list[str], shard_key: str, rows: int,
                   columns: list[str] | None = None) -> pa.Table:
     """One shard's reduced rows from the outputs of `FitContext.shuffle`, in row order, checked complete."""
-    table = read_group([Path(root) / p for p in paths], shard_key, columns=None if columns is None else ["row", *columns])
+    table = read_group([location(root) / p for p in paths], shard_key, columns=None if columns is None else ["row", *columns])
     if table is None:
         raise ValueError(f"shard {shard_key}: no rows in the shuffle's outputs (expected {rows})")
     table = table.sort_by("row")

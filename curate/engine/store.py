@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from curate.engine.files import content_hash, seal, sealed, write_json, write_parquet
 from curate.layout import RunLayout, read_json
+from curate.storage import AnyPath
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class Store(RunLayout):
     """Paths (RunLayout) plus the commit records of one run directory."""
 
-    def done(self, path: Path, key: str) -> dict | None:
+    def done(self, path: AnyPath, key: str) -> dict | None:
         """The sidecar of a finished, intact unit with this key, else None (warning when it was damaged)."""
         sidecar = self.sidecar(path)
         meta = read_json(sidecar)
@@ -43,7 +43,7 @@ class Store(RunLayout):
             return None
         return meta
 
-    def problem(self, path: Path, meta: dict[str, Any], deep: bool = False) -> str | None:
+    def problem(self, path: AnyPath, meta: dict[str, Any], deep: bool = False) -> str | None:
         """What is wrong with a committed unit (None when intact)."""
         if not sealed(meta):
             return f"its sidecar {self.sidecar(path).name} was modified after it was written"
@@ -59,7 +59,7 @@ class Store(RunLayout):
                 return f"{f}'s content changed after it was written (hash mismatch)"
         return None
 
-    def finish(self, path: Path, table: pa.Table | None, meta: dict, group_by: str | None = None) -> dict:
+    def finish(self, path: AnyPath, table: pa.Table | None, meta: dict, group_by: str | None = None) -> dict:
         """Write a unit's table (if any), then its sealed sidecar: the sidecar is the commit."""
         t0 = time.perf_counter()
         files = {path.name: write_parquet(path, table, group_by)} if table is not None else {}
@@ -67,6 +67,6 @@ class Store(RunLayout):
         write_json(self.sidecar(path), meta)
         return meta
 
-    def forget(self, path: Path) -> None:
+    def forget(self, path: AnyPath) -> None:
         """Mark a unit not done (its outputs are rewritten by the next run)."""
         self.sidecar(path).unlink(missing_ok=True)

@@ -9,17 +9,17 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curate.dataset import Dataset, Shard
 from curate.engine.shuffle import read_group, read_shuffled
 from curate.engine.store import Store
 from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, Resources, ShardInfo, Stage
+from curate.storage import AnyPath, read_table
 from kernels.hashing import hash_strings
 
 IDS = "_ids"  # the upstream name under which engine columns (row ids) are read from the ids unit
@@ -29,7 +29,7 @@ IDS = "_ids"  # the upstream name under which engine columns (row ids) are read 
 class EngineShardInfo(ShardInfo):
     """ShardInfo with the run directory at hand, so a stage can read its shuffle's rows back."""
 
-    root: str = ""
+    root: Any = ""  # the run directory (a Path or an ObjectPath: it travels to workers with its filesystem)
 
     def read_shuffled(self, outputs: list[str], columns: list[str] | None = None) -> pa.Table:
         return read_shuffled(self.root, outputs, self.key, self.rows, columns)
@@ -41,9 +41,9 @@ class Unit:
 
     shard: Shard
     key: str
-    path: Path
+    path: AnyPath
     fingerprint: str = ""
-    upstream: dict[str, Path] = field(default_factory=dict)  # stage name -> its score file for this shard
+    upstream: dict[str, AnyPath] = field(default_factory=dict)  # stage name -> its score file for this shard
     part: int = -1                                            # the partition of a reduce unit
 
 
@@ -128,11 +128,11 @@ def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream
             problems.append((mask, errors))
     for stage_name, cols in upstream_columns.items():
         if stage_name == IDS:
-            ids = pq.read_table(unit.upstream[IDS]).rename_columns([ROW_ID, ROW_HASH])
+            ids = read_table(unit.upstream[IDS]).rename_columns([ROW_ID, ROW_HASH])
             index = pa.array(np.arange(ids.num_rows), pa.int64())  # a row's position in its shard
             up = ids.append_column(ROW_INDEX, index).select(cols)
         else:
-            up = pq.read_table(unit.upstream[stage_name], columns=cols)
+            up = read_table(unit.upstream[stage_name], columns=cols)
         if table is None:
             table = up
         else:
@@ -170,7 +170,7 @@ class FitMapTask:
 class ReduceTask:
     """Reduces one partition of a shuffle: its rows from every map output, grouped by source shard."""
 
-    def __init__(self, stage: Stage, fn: Callable[[pa.Table], pa.Table], store: Store, inputs: list[Path]):
+    def __init__(self, stage: Stage, fn: Callable[[pa.Table], pa.Table], store: Store, inputs: list[AnyPath]):
         self.stage, self.fn, self.store, self.inputs = stage, fn, store, inputs
         self.resources = stage.resources
 
@@ -212,7 +212,7 @@ class ScoreTask:
             table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).metadata.num_rows)})
         schema = self.stage.output_schema()
         self.stage.begin_shard(EngineShardInfo(unit.shard.key, unit.shard.rel, unit.fingerprint, table.num_rows,
-                                               str(self.store.root)))
+                                               self.store.root))
         parts = []
         for offset in range(0, table.num_rows, self.batch_size):
             batch = table.slice(offset, self.batch_size)

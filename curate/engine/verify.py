@@ -34,7 +34,7 @@ def verify(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise CurateError(f"{run_dir} is not a run directory")
     bad: list[dict[str, str]] = []
     checked = 0
-    with Lease(run_dir):
+    with Lease(store.root):
         refit: set[str] = set()
         for folder in UNIT_FOLDERS:
             for sidecar in sorted((store.root / folder).rglob("*.json")):

@@ -8,24 +8,22 @@ config and versions. Built generically: any stage or policy that lands shows up 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from curate.report.sections import SECTIONS
+from curate.storage import AnyPath, location, write_whole
 
 __all__ = ["SECTIONS", "write_report"]
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, seed: int = 0,
-                 per_gallery: int | None = None) -> Path:
+def write_report(run_dir: str | os.PathLike | AnyPath, out: str | os.PathLike | None = None, seed: int = 0,
+                 per_gallery: int | None = None) -> AnyPath:
     """Write `<run_dir>/report.html` (or `out`) and return its path."""
     from curate.report.page import (
         render,  # matplotlib and polars load only when a report is written
     )
 
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     page = render(run_dir, seed=seed, per_gallery=per_gallery)
-    path = Path(out) if out else run_dir / "report.html"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a page
+    path = location(out) if out else run_dir / "report.html"
+    write_whole(path, page.encode("utf-8"))  # a reader never sees half a page
     return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
+from curate.storage import AnyPath
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def thumbnail(data: bytes | None) -> tuple[str | None, str | None]:
     return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode(), None
 
 
-def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: AnyPath) -> list[dict[str, Any]]:
     """Each sampled row with `thumb` (data URI), `text` (snippet) and `note` (why content is missing)."""
     from curate.dataset import Dataset
 

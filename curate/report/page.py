@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import yaml
 
 from curate.layout import load_summary, manifest_parts
@@ -19,19 +18,20 @@ from curate.report.stats import (
     policy_cuts,
     scan_manifest,
 )
+from curate.storage import AnyPath, read_schema
 
 _TEMPLATE = Path(__file__).with_name("page.html.j2")
 _LIST_ITEMS = 40     # longer lists in summary details (e.g. per-cluster tables) are cut in the page
 
 
-def render(run_dir: Path, seed: int = 0, per_gallery: int | None = None) -> str:
+def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> str:
     """The report page as one HTML string."""
     import jinja2
 
     summary = load_summary(run_dir)
     parts = manifest_parts(run_dir)
     if parts:  # summary.json sorts its keys; show stages and policies in pipeline order
-        order_p, order_s = pipeline_order(pq.read_schema(parts[0]))
+        order_p, order_s = pipeline_order(read_schema(parts[0]))
         for key, order in (("policies", order_p), ("stages", order_s)):
             entries = summary.get(key, {})
             summary[key] = {k: entries[k] for k in sorted(entries, key=lambda k: (k not in order, order.index(k)
@@ -120,7 +120,7 @@ def _scores(stats, policies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _galleries(stats, summary: dict[str, Any], run_dir: Path, score_cols: list[str]) -> list[dict[str, Any]]:
+def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: list[str]) -> list[dict[str, Any]]:
     if stats.samples is None or stats.samples.height == 0:
         return []
     rows = gallery.fetch(stats.samples, summary, run_dir)

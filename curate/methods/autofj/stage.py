@@ -27,6 +27,7 @@ from curate.methods.autofj.functions import SPACES
 from curate.methods.autofj.minhash import LSHParams
 from curate.methods.hints import StageName
 from curate.stage import ROW_HASH, FitContext, Stage
+from curate.storage import AnyPath, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     return table.select(columns) if columns else table
 
 
-def csv_as_shards(path: str | Path, folder: Path, shards: int) -> Path:
+def csv_as_shards(path: str | Path, folder: AnyPath, shards: int) -> AnyPath:
     """A CSV table as `shards` Parquet files (every column text) under `folder`; anything else is returned as is."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
@@ -60,7 +61,9 @@ def csv_as_shards(path: str | Path, folder: Path, shards: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     per = max(1, -(-table.num_rows // max(shards, 1)))
     for i, start in enumerate(range(0, max(table.num_rows, 1), per)):
-        pq.write_table(table.slice(start, per), folder / f"part-{i:05d}.parquet")
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.slice(start, per), sink)
+        write_whole(folder / f"part-{i:05d}.parquet", sink.getvalue())
     return folder
 
 
