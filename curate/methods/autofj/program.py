@@ -202,9 +202,8 @@ def _new_entities(cands, configs: list[tuple[str, float]]) -> dict[str, Any] | N
     """The new-entity models of the selected functions and the estimated share of R without a match."""
     if cands is None or not cands.models:
         return None
-    shares = {f: m.share for f, m in cands.models.items()}
-    return {"share": min(shares.values()), "share_per_function": shares,
-            "null_rows": max(m.null_rows for m in cands.models.values()),
+    first = next(iter(cands.models.values()))  # every function's model holds the same pooled share
+    return {"share": first.share, "null_rows": max(m.null_rows for m in cands.models.values()),
             "models": {f: cands.models[f].as_dict() for f in sorted({f for f, _ in configs})}}
 
 
