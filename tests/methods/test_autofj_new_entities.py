@@ -104,3 +104,12 @@ def test_fit_warnings_name_what_is_wrong():
     assert codes(prog(se=0.08, matched=12, share=0.1)) == ["imprecise_estimate"]
     assert codes(prog(far=0.3)) == ["new_entities_unseen"]  # reference estimator, many rows far from any θ
     assert codes(prog(), n_left=10) == ["few_reference_pairs"]
+
+
+def test_rows_with_no_known_distance_are_left_out_of_the_share_not_counted_as_new():
+    d, nulls, _ = mixture(0.3)
+    unknown = np.full(len(d), np.nan)  # as many rows again, blank in every column the search weighs
+    assert storey_share(np.concatenate([d, unknown]), nulls) == pytest.approx(storey_share(d, nulls))
+    edges = np.linspace(0, 1, 20)
+    a = NewEntityModel.fit(np.concatenate([d, unknown]), nulls, edges, 0.3)
+    assert np.array_equal(a.lfdr, NewEntityModel.fit(d, nulls, edges, 0.3).lfdr)

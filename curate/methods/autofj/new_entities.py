@@ -54,8 +54,10 @@ MIN_NULL_TAIL = 0.25  # a function whose null has less mass above its λ-quantil
 def storey_share(d_right: np.ndarray, nulls: np.ndarray, lam: float = LAMBDA) -> float | None:
     """π0 = S_R(t) / S_G(t) at t = the null's λ-quantile, S = share of distances above t (no candidate:
     above every t). Counting survivals rather than p-values keeps it right when distances tie (the
-    contain-* distances put much of their mass exactly at 0 or 1); None when too few nulls lie above t."""
+    contain-* distances put much of their mass exactly at 0 or 1); None when too few nulls lie above t.
+    NaN distances (rows whose every candidate pair is blank in the columns used) are left out."""
     nulls = np.sort(nulls)
+    d_right = d_right[~np.isnan(d_right)]
     if len(nulls) == 0 or len(d_right) == 0:
         return None
     t = nulls[min(int(lam * len(nulls)), len(nulls) - 1)]
@@ -85,8 +87,10 @@ class NewEntityModel:
 
     @classmethod
     def fit(cls, d_right: np.ndarray, d_null: np.ndarray, edges: np.ndarray, share: float) -> NewEntityModel:
-        """From R's nearest distances (inf: no candidate), the null sample's, the sorted threshold grid and π0."""
+        """From R's nearest distances (inf: no candidate; NaN: unknown, left out), the null sample's, the
+        sorted threshold grid and π0."""
         edges = np.asarray(edges, np.float64)
+        d_right = d_right[~np.isnan(d_right)]
         n = len(d_right)
         nulls = np.sort(d_null)  # inf (no L-L candidate) sorts last and never falls under a threshold
         if n == 0 or len(nulls) == 0:

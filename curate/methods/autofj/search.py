@@ -115,7 +115,10 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     models: dict[str, NewEntityModel] = {}
     if null_rows is not None:
         d_null = {f: loo_nearest(ll_cand, ll_query, d_ll[f], null_rows) for f in functions}
-        share = pooled_share([(nears[f].d, d_null[f]) for f in functions])
+        # A row with candidates but no finite distance is blank in every weighted column: unknown, not new.
+        has_pair = np.bincount(ri, minlength=n_r) > 0
+        seen = {f: np.where(has_pair & ~np.isfinite(nears[f].d), np.nan, nears[f].d) for f in functions}
+        share = pooled_share([(seen[f], d_null[f]) for f in functions])
     lstar = np.full((len(functions), n_r), -1, np.int64)
     dstar = np.full((len(functions), n_r), np.inf)
     configs: list[tuple[int, float]] = []
@@ -133,7 +136,7 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
         row_of = np.searchsorted(ls, near.l[has])
         keep = 1.0
         if null_rows is not None:
-            models[f] = NewEntityModel.fit(near.d, d_null[f], sorted_th, share)
+            models[f] = NewEntityModel.fit(seen[f], d_null[f], sorted_th, share)
             keep = models[f].keep(near.d[has])
         for th in ths:
             i = int(np.searchsorted(sorted_th, th))
