@@ -86,13 +86,16 @@ def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: 
     """Auto-FuzzyJoin R against the reference table L (`reference`): fit and apply; the manifest goes to `out`.
 
     `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
-    split into `shards` Parquet files under `<out>/input` first.
+    split into `shards` Parquet files under `<out>/input` first. A `matched` policy keeps the matched rows.
     """
     from curate.methods.autofj import AutoFJ
     from curate.methods.autofj.stage import csv_as_shards
+    from curate.policy import Threshold
 
     out = location(out)
     data = csv_as_shards(right, out / "input", shards)
     stage = AutoFJ(reference=str(left), on=list(on), **stage_params)
-    pipeline = Pipeline([stage], [], id_column=right_id, name="autofj-join")
+    # kept = matched, so the summary's kept/dropped/errored are the join's matched/unmatched/errored rows
+    matched = Threshold(column=stage.column("matched"), min=1, name="matched")
+    pipeline = Pipeline([stage], [matched], id_column=right_id, name="autofj-join")
     return run(pipeline, data, out, executor=executor, report=report)

@@ -99,11 +99,57 @@ def _join(args: argparse.Namespace) -> int:
     params = {name[2:]: value for name, value in params.items()}
     summary = api.join(args.reference, args.right, args.on, args.out, right_id=args.id, executor=args.executor,
                        shards=args.shards, report=True, **params)
-    s = summary["stages"]["autofj"]
-    print(f"autofj: {s['scored']} rows scored, {s['errored']} errored; program: "
-          f"estimated precision {s.get('artifact', {}).get('est_precision')}")
-    _print_result(summary, location(args.out))
+    _print_join(summary, location(args.out))
     return 0
+
+
+def _print_join(summary: dict, out: AnyPath) -> None:
+    """What the join did: counts from the manifest, the estimate, the new-entity share, warnings, files."""
+    import collections
+
+    import pyarrow.parquet as pq
+
+    from curate.layout import manifest_parts
+
+    art = summary["stages"]["autofj"].get("artifact") or {}
+    rows, matched = 0, 0
+    errors: collections.Counter = collections.Counter()
+    reasons: collections.Counter = collections.Counter()
+    for part in manifest_parts(out):  # one part at a time: counts, not the manifest, stay in memory
+        m = pq.read_table(part, columns=["autofj.matched", "autofj.reason", "autofj.error"]).to_pydict()
+        rows += len(m["autofj.matched"])
+        matched += sum(1 for v in m["autofj.matched"] if v)
+        errors.update(e.split(":")[0] for e in m["autofj.error"] if e)
+        reasons.update(r for r, e, ok in zip(m["autofj.reason"], m["autofj.error"], m["autofj.matched"])
+                       if r and not e and not ok)
+    errored = sum(errors.values())
+    why = ", ".join(f"{k} {v}" for k, v in reasons.most_common())
+    print(f"autofj: {rows} rows: {matched} matched, {rows - matched - errored} unmatched"
+          + (f" ({why})" if why else "") + f", {errored} errored"
+          + (f" ({', '.join(f'{k} {v}' for k, v in errors.items())})" if errored else ""))
+    prog = art.get("program") or {}
+    est, se = art.get("est_precision"), art.get("est_precision_se")
+    target = prog.get("precision_target")
+    if est is None:
+        print(f"  estimated precision: none (no program reaches the target {target})")
+    else:
+        print(f"  estimated precision {est:.3f}" + (f" ± {se:.3f} (standard error)" if se is not None else "")
+              + f", target {target}")
+    share = art.get("new_entity_share")
+    print("  estimated share of R with no match in L: "
+          + (f"{share:.1%}" if share is not None else "not estimated (mode: reference)")
+          + f"; rows far beyond every threshold: {art.get('far_beyond_theta_share') or 0:.1%}")
+    cols = ", ".join(f"{c} {w:.2f}" for c, w in (prog.get("column_weights") or {}).items())
+    print(f"  program: {len(prog.get('configs') or [])} configuration(s)" + (f" on columns {cols}" if cols else ""))
+    for w in art.get("warnings") or []:
+        print(f"  warning: {w}")
+    from curate.layout import RunLayout
+
+    layout = RunLayout(out)
+    print(f"manifest: {layout.manifest}")
+    print(f"summary:  {layout.summary}")
+    if "report" in summary:
+        print(f"report:   {summary['report']}")
 
 
 def _verify(args: argparse.Namespace) -> int:

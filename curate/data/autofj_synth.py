@@ -87,3 +87,68 @@ def build(out: str | Path, n_left: int, n_right: int, new_share: float = 0.1, sh
                                  "name": [p[0] for p in part], "true_id": pa.array([p[1] for p in part], pa.string())}),
                        out / "right" / f"part-{k:05d}.parquet")
     return {"left": n_left, "right": len(rows), "new_entities": n_new}
+
+
+MULTI_BLANKS = {"name": 0.1, "place": 0.25, "year": 0.4, "kind": 0.3}  # share of blanks per column, L and R alike
+KINDS = ("club", "league", "stadium", "museum", "hospital", "school", "church", "bridge", "station", "park",
+         "festival", "award", "ship", "river", "mountain", "airport", "library", "theatre", "prison", "castle")
+
+
+def build_multi(out: str | Path, n_left: int, n_right: int, new_share: float = 0.3,
+                blanks: dict[str, float] | None = None, shards: int = 4, seed: int = 0) -> dict:
+    """Multi-column tables with blanks: `out/left.parquet` (id, name, place, year, kind) and
+    `out/right/part-*.parquet` (the same plus true_id). R rows are corrupted copies of L entities (name
+    edits, a place typo now and then, the year off by one now and then) or new entities; each column is
+    blank ("") in a share of rows of both tables (`blanks`, default MULTI_BLANKS), never every column of a row."""
+    rng = random.Random(seed)
+    pool = word_pool()
+    blanks = dict(MULTI_BLANKS if blanks is None else blanks)
+    cols = ("name", "place", "year", "kind")
+    n_new = int(n_right * new_share)
+    allnames = names(n_left + n_new, rng, pool)
+    places = [rng.choice(pool) for _ in range(max(50, (n_left + n_new) // 20))]
+
+    def entity(name: str) -> dict[str, str]:
+        return {"name": name, "place": rng.choice(places), "year": str(rng.randint(1850, 2020)),
+                "kind": rng.choice(KINDS)}
+
+    def blank_some(rec: dict[str, str]) -> dict[str, str]:
+        out = {c: ("" if rng.random() < blanks.get(c, 0.0) else v) for c, v in rec.items()}
+        if not any(out.values()):
+            out["name"] = rec["name"]
+        return out
+
+    entities = [entity(n) for n in allnames]
+    left, fresh = entities[:n_left], entities[n_left:]
+    seen: set[tuple[str, ...]] = set()
+    left_rows = []
+    for e in left:
+        rec = blank_some(e)
+        if tuple(rec.values()) in seen:  # a blank must not turn two entities into one record
+            rec["name"] = e["name"]
+        seen.add(tuple(rec.values()))
+        left_rows.append(rec)
+
+    def messy(e: dict[str, str]) -> dict[str, str]:
+        r = dict(e, name=corrupt(e["name"], rng))
+        if rng.random() < 0.2:
+            r["place"] = corrupt(e["place"], rng)
+        if rng.random() < 0.2:
+            r["year"] = str(int(e["year"]) + rng.choice((-1, 1)))
+        return blank_some(r)
+
+    picks = [rng.randrange(n_left) for _ in range(n_right - n_new)]
+    rows = [(messy(left[i]), f"l{i}") for i in picks] + [(messy(e), None) for e in fresh]
+    rng.shuffle(rows)
+    out = Path(out)
+    (out / "right").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": [f"l{i}" for i in range(n_left)],
+                             **{c: [r[c] for r in left_rows] for c in cols}}), out / "left.parquet")
+    per = -(-len(rows) // shards)
+    for k in range(shards):
+        part = rows[k * per:(k + 1) * per]
+        pq.write_table(pa.table({"id": [f"r{k * per + j}" for j in range(len(part))],
+                                 **{c: [p[0][c] for p in part] for c in cols},
+                                 "true_id": pa.array([p[1] for p in part], pa.string())}),
+                       out / "right" / f"part-{k:05d}.parquet")
+    return {"left": n_left, "right": len(rows), "new_entities": n_new, "blanks": blanks}

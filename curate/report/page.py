@@ -10,6 +10,7 @@ import yaml
 
 from curate.layout import load_summary, manifest_parts
 from curate.report import gallery, plots
+from curate.report.join import join_sections
 from curate.report.sections import SECTIONS
 from curate.report.stats import (
     PER_GALLERY,
@@ -46,6 +47,7 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
         s=summary, sections=SECTIONS, title=f"curate report: {summary.get('pipeline', run_dir.name)}",
         accounting=_accounting(summary, stats), scores=_scores(stats, policies),
         galleries=_galleries(stats, summary, run_dir, score_cols), timing=_timing(summary),
+        joins=join_sections(summary, parts),
         config_yaml=yaml.safe_dump(summary.get("config", {}), sort_keys=False, allow_unicode=True),
         run_dir=str(run_dir))
     return page

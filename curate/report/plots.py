@@ -101,3 +101,20 @@ def timing(names: list[str], seconds: list[float]) -> str:
         for yi, s in zip(y, seconds):
             ax.annotate(f"{s:.3g} s", xy=(s, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
         return _uri(fig)
+
+
+def split_histogram(column: str, groups: dict[str, np.ndarray], edges: np.ndarray,
+                    cuts: list[tuple[str, str, float]]) -> str:
+    """Row counts per bin for several groups of rows (e.g. matched and unmatched), overlaid."""
+    plt = _pyplot()
+    colors = [KEPT_COLOR, DROP_COLOR, ERR_COLOR, CUT_COLOR]
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(4.6, 2.6))
+        for (label, counts), color in zip(groups.items(), colors):
+            ax.stairs(counts, edges, fill=False, color=color, linewidth=1.4, label=f"{label} ({int(counts.sum()):,})")
+        _cuts(ax, cuts)
+        ax.legend(frameon=False, fontsize=8, loc="upper center")
+        ax.set_title(f"{column}: histogram by outcome")
+        ax.set_xlabel(column)
+        ax.set_ylabel("rows")
+        return _uri(fig)

@@ -100,7 +100,7 @@ def test_null_and_empty_keys_become_per_row_errors(tmp_path):
 
 
 @pytest.mark.parametrize("ids,titles,expect", [
-    (["1", "2", "3"], ["a b", None, "c"], "null or empty value(s) in column 'title': row 1 (id '2')"),
+    (["1", "2", "3"], ["a b", None, "c"], "every join column ['title'] null or empty: row 1 (id '2')"),
     (["1", "1", "3"], ["a b", "c d", "e"], "repeated id(s) in column 'id'"),
     (["1", "2", "3"], ["a b", "a b", "e"], "duplicate record(s) on ['title']: id '2' repeats id '1'"),
 ])

@@ -21,8 +21,9 @@ import numpy as np
 from curate.methods.autofj.blocking import BlockingIndex
 from curate.methods.autofj.functions import PAIR_CHUNK, ColumnViews, space_functions
 from curate.methods.autofj.minhash import LSHParams
+from curate.methods.autofj.new_entities import NewEntityModel, null_sample
 from curate.methods.autofj.rules import NegativeRules
-from curate.methods.autofj.search import forward_selection, nearest
+from curate.methods.autofj.search import forward_selection, nearest, weighted
 from curate.progress import steps
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,18 @@ FAR_GAP = 0.25  # "far beyond θ": more than this share of the function's distan
 def records(columns: list[list[str]]) -> list[str]:
     """One string per row: the join columns joined by spaces (the blocker's and the rules' record)."""
     return [" ".join(vals) for vals in zip(*columns)] if len(columns) > 1 else list(columns[0])
+
+
+def blanks(values: list[str]) -> np.ndarray:
+    """Which values are blank (empty or whitespace): unknown for that column."""
+    return np.fromiter((not v.strip() for v in values), bool, len(values))
+
+
+def masked(d: dict[str, np.ndarray], blank: np.ndarray) -> dict[str, np.ndarray]:
+    """Distances with NaN (unknown) where the pair has a blank value in this column."""
+    if not blank.any():
+        return d
+    return {f: np.where(blank, np.nan, x) for f, x in d.items()}
 
 
 def fingerprint(ids: list[str], columns: list[list[str]]) -> str:
@@ -63,11 +76,12 @@ class FitResult:
 def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[str]], on: list[str],
         precision_target: float = 0.9, space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
         negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto",
-        minhash_lsh: bool | dict | LSHParams | None = None) -> FitResult:
+        minhash_lsh: bool | dict | LSHParams | None = None, new_entities: bool = False) -> FitResult:
     """Search a join program for L and the given R rows (the search set) at estimated precision > τ.
 
     `minhash_lsh` (off by default; true or a mapping as in `LSHParams.parse`) adds MinHash LSH candidates
-    to the blocker's."""
+    to the blocker's. `new_entities` folds the estimated share of R rows without a match in L into the
+    precision estimate (new_entities.py); off, the estimate is the reference's."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     n_l, n_r = len(left_ids), len(right_cols[0])
@@ -91,27 +105,29 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     log.info("autofj fit: %d negative rules in %.1f s", len(rules.codes), times["rules_s"])
     t = time.perf_counter()
     views = [ColumnViews(col) for col in left_cols]
-    lr_cols = [v.distances(functions, r_l, r_q, rc) for v, rc in zip(views, right_cols)]
+    blank_l, blank_r = [blanks(c) for c in left_cols], [blanks(c) for c in right_cols]
+    lr_cols = [masked(v.distances(functions, r_l, r_q, rc), bl[r_l] | br[r_q])
+               for v, rc, bl, br in zip(views, right_cols, blank_l, blank_r)]
     # The search needs L-L neighbourhoods only of L rows that can be some r's nearest: with one column the
     # nearest rows of each function, with several (weights change the nearest) every L-R candidate.
     if len(views) == 1:
         needed = np.unique(np.concatenate([nearest(r_l, r_q, lr_cols[0][f], n_r).l for f in functions]))
     else:
         needed = np.unique(r_l)
+    null_rows = null_sample(n_l) if new_entities else None
+    if null_rows is not None:
+        needed = np.union1d(needed, null_rows)
     sub = np.isin(ll_q, needed)
     s_c, s_q = ll_c[sub], ll_q[sub]
-    ll_cols = [v.distances(functions, s_c, s_q) for v in views]
+    ll_cols = [masked(v.distances(functions, s_c, s_q), bl[s_c] | bl[s_q]) for v, bl in zip(views, blank_l)]
     times["distances_s"] = time.perf_counter() - t
     t = time.perf_counter()
     prog = forward_selection(functions, r_l, r_q, lr_cols, s_c, s_q, ll_cols, n_r, precision_target,
-                             n_thresholds, patience)
+                             n_thresholds, patience, null_rows)
     times["search_s"] = time.perf_counter() - t
     log.info("autofj fit: distances %.1f s, search %.1f s: %d configurations", times["distances_s"],
              times["search_s"], len(prog.solution.configs))
     sol = prog.solution
-    if not sol.found:
-        log.warning("autofj: the precision target %.3f cannot be reached on this data; the program joins nothing "
-                    "(try a lower target or a larger join function space)", precision_target)
     far = None
     if sol.found and prog.candidates is not None:
         far = _far_share(prog.candidates, sol.configs)
@@ -127,25 +143,68 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
         "column_selection": [{"weights": {on[c]: w for c, w in t["weights"].items()}, "reward": t["reward"],
                               "kept": t["kept"]} for t in prog.trace],
         "left": {"rows": n_l, "fingerprint": fingerprint(left_ids, left_cols)},
+        "new_entities": _new_entities(prog.candidates, sol.configs) if new_entities else None,
         "search": {"rows": n_r, "est_precision": sol.precision if sol.found else None, "est_precision_se": se,
                    "matched": n_joined, "est_true_matches": float(sol.est[sol.join_l >= 0].sum()) if sol.found else 0.0,
                    "far_beyond_theta_share": far, "iterations": sol.iterations,
                    "proposals": sol.n_proposals, "lsh_skipped_buckets": lsh_skipped},
     }
+    program["warnings"] = fit_warnings(program, precision_target, n_l)
+    for w in program["warnings"]:
+        log.warning("autofj: %s", w)
     # Apply needs the neighbour counts of every L row, for the selected functions only.
     t = time.perf_counter()
     selected = sorted({f for f, _ in sol.configs})
     ll_counts = np.zeros((n_l, len(sol.configs)), np.int32)
     for s in steps(len(ll_c), 4 * PAIR_CHUNK, "autofj L-L counts"):  # chunks: every L-L pair's distances at once is GBs at 1M L
         c, q = ll_c[s:s + 4 * PAIR_CHUNK], ll_q[s:s + 4 * PAIR_CHUNK]
-        full = [views[col].distances(selected, c, q) for col in sorted(prog.weights)]
-        ll_w = {f: sum(full[i][f] * prog.weights[col] for i, col in enumerate(sorted(prog.weights))) for f in selected}
-        ll_counts += ll_neighbour_counts(sol.configs, q, ll_w, n_l)
+        full = [masked(views[col].distances(selected, c, q), blank_l[col][c] | blank_l[col][q])
+                if col in prog.weights else None for col in range(len(views))]
+        ll_counts += ll_neighbour_counts(sol.configs, q, weighted(full, prog.weights, selected), n_l)
     times["ll_counts_s"] = time.perf_counter() - t
     times["total_s"] = time.perf_counter() - t0
     join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
     est = sol.est if sol.found else np.zeros(n_r)
     return FitResult(program, join_l, est, ll_counts, times)
+
+
+MANY_NEW = 0.5  # estimated share of R without a match above which the estimate is flagged as fragile
+FEW_NULLS = 50  # L rows with an L-L neighbour below which the new-entity model has too little to go on
+MAX_SE = 0.05  # standard error of P̂ above which it is flagged
+
+
+def fit_warnings(program: dict[str, Any], target: float, n_left: int) -> list[str]:
+    """What the caller must know about the program's estimate, one "code: explanation" string each."""
+    out = []
+    s, ne = program["search"], program.get("new_entities")
+    if s["est_precision"] is None:
+        out.append(f"target_not_met: no program reaches an estimated precision above {target:g} on this data; "
+                   "it joins nothing (lower precision_target, or try space autofj_md)")
+    if ne is not None and ne["share"] > MANY_NEW:
+        out.append(f"many_new_entities: about {ne['share']:.0%} of R has no match in L; the estimate leans on the "
+                   "new-entity model, so check a sample of the matches")
+    if ne is not None and ne["null_rows"] < FEW_NULLS:
+        out.append(f"few_reference_pairs: only {ne['null_rows']} L rows have an L-L neighbour to model new "
+                   "entities from; the estimate is unreliable")
+    if ne is None and n_left < FEW_NULLS:
+        out.append(f"few_reference_pairs: L has only {n_left} rows; the estimate is unreliable")
+    if ne is None and (s["far_beyond_theta_share"] or 0) > 0.2:
+        out.append(f"new_entities_unseen: {s['far_beyond_theta_share']:.0%} of R is far beyond every threshold "
+                   "and the reference estimator assumes every row has a match; P̂ may be optimistic (mode: default "
+                   "estimates new entities)")
+    if s["est_precision_se"] is not None and s["est_precision_se"] > MAX_SE:
+        out.append(f"imprecise_estimate: P̂ rests on {s['matched']} joined rows (standard error "
+                   f"{s['est_precision_se']:.3f})")
+    return out
+
+
+def _new_entities(cands, configs: list[tuple[str, float]]) -> dict[str, Any] | None:
+    """The new-entity models of the selected functions and the estimated share of R without a match."""
+    if cands is None or not cands.models:
+        return None
+    first = next(iter(cands.models.values()))  # every function's model holds the same pooled share
+    return {"share": first.share, "null_rows": max(m.null_rows for m in cands.models.values()),
+            "models": {f: cands.models[f].as_dict() for f in sorted({f for f, _ in configs})}}
 
 
 def ll_neighbour_counts(configs: list[tuple[str, float]], query: np.ndarray, d: dict[str, np.ndarray],
@@ -169,13 +228,14 @@ def _far_share(cands, configs: list[tuple[str, float]]) -> float:
     return float(far.mean()) if far.size else float("nan")
 
 
-REASONS = ("matched", "no_candidate", "above_threshold", "vetoed", "no_program")
+REASONS = ("matched", "no_candidate", "above_threshold", "vetoed", "no_program", "blank_program_columns")
 
 
 @dataclass
 class Matches:
     """Per query row: chosen L row (-1), estimate, index of the configuration that fired, its distance,
-    number of distinct proposals, reason code (index into REASONS) and the vetoing rule (or '')."""
+    number of distinct proposals, reason code (index into REASONS), the vetoing rule (or '') and the
+    distance to the nearest L row under the first configuration's function (NaN: none)."""
 
     l: np.ndarray
     est: np.ndarray
@@ -184,6 +244,7 @@ class Matches:
     n_proposals: np.ndarray
     reason: np.ndarray
     veto: list[str]
+    nearest: np.ndarray
 
 
 class Matcher:
@@ -208,7 +269,10 @@ class Matcher:
         self.rules = NegativeRules.learn(self.lrec, np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.rules.codes = self._rule_codes(program["rules"])
         self.views = [ColumnViews(col) for col in left_cols]
+        self.blank_l = [blanks(col) for col in left_cols]
         self.ll_counts = self._ll_counts() if ll_counts is None else ll_counts
+        models = (program.get("new_entities") or {}).get("models", {})
+        self.models = {f: NewEntityModel.from_dict(m) for f, m in models.items()}
 
     def _rule_codes(self, pairs: list[list[str]]) -> np.ndarray:
         n = len(self.rules.vocab)
@@ -219,14 +283,19 @@ class Matcher:
             raise ValueError("autofj: a negative rule names a word that is not in L")
         return np.unique(ids[:, 0].astype(np.int64) * n + ids[:, 1])
 
-    def _weighted(self, per_col: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:
-        out = {}
-        for f in self.functions:
-            total = np.zeros(n)
-            for c, w in self.weights.items():
-                total = total + per_col[c][f] * w
-            out[f] = total
-        return out
+    def _distances(self, li: np.ndarray, ri: np.ndarray, right_cols: list[list[str]] | None = None
+                   ) -> dict[str, np.ndarray]:
+        """Weighted distances of the program's functions over pairs (L row li, query row ri; L itself
+        when right_cols is None), blanks as unknown."""
+        per_col = []
+        for i, view in enumerate(self.views):
+            if i not in self.weights:
+                per_col.append(None)
+                continue
+            right = None if right_cols is None else right_cols[i]
+            blank = self.blank_l[i][li] | (self.blank_l[i][ri] if right is None else blanks(right)[ri])
+            per_col.append(masked(view.distances(self.functions, li, ri, right), blank))
+        return weighted(per_col, self.weights, self.functions)
 
     def _ll_counts(self) -> np.ndarray:
         """counts[l, j]: L-L candidates of l within 2θ_j under configuration j's function."""
@@ -235,9 +304,7 @@ class Matcher:
         if not self.configs:
             return counts
         c, q = left_pairs(self.index, self.lrec)
-        d = self._weighted([self.views[i].distances(self.functions, c, q) if i in self.weights else {}
-                            for i in range(len(self.views))], len(c))
-        return ll_neighbour_counts(self.configs, q, d, n_l)
+        return ll_neighbour_counts(self.configs, q, self._distances(c, q), n_l)
 
     def match(self, right_cols: list[list[str]]) -> Matches:
         n = len(right_cols[0])
@@ -254,22 +321,28 @@ class Matcher:
         best_c = np.full(n, -1, np.int64)
         best_d = np.full(n, np.nan)
         n_prop = np.zeros(n, np.int64)
+        first = np.full(n, np.nan)
         if self.configs:
-            d = self._weighted([self.views[i].distances(self.functions, r_l, r_q, right_cols[i])
-                                if i in self.weights else {} for i in range(len(self.views))], len(r_l))
+            d = self._distances(r_l, r_q, right_cols)
             near = {f: nearest(r_l, r_q, d[f], n) for f in self.functions}
             proposals = np.full((len(self.configs), n), -1, np.int64)
             for j, (f, th) in enumerate(self.configs):
                 nf = near[f]
                 ok = (nf.l >= 0) & (nf.d <= th)
-                p = np.where(ok, 1.0 / (1.0 + self.ll_counts[np.maximum(nf.l, 0), j]), 0.0)
+                keep = self.models[f].keep(nf.d) if f in self.models else 1.0
+                p = np.where(ok, keep / (1.0 + self.ll_counts[np.maximum(nf.l, 0), j]), 0.0)
                 better = ok & (p > best_p)
                 best_l[better], best_p[better], best_c[better], best_d[better] = nf.l[better], p[better], j, nf.d[better]
                 proposals[j] = np.where(ok, nf.l, -1)
+            d0 = near[self.configs[0][0]].d
+            first = np.where(np.isfinite(d0), d0, np.nan)
             srt = np.sort(proposals, axis=0)
             n_prop = ((srt >= 0) & np.vstack([np.ones((1, n), bool), srt[1:] != srt[:-1]])).sum(axis=0)
         reason = np.where(best_l >= 0, 0, np.where(~has_cand, 1, np.where(~left_after, 3, 2)))
         if not self.configs:
             reason = np.where(has_cand & left_after, 4, reason)
+        else:  # R rows are never dropped over a column the program does not use: only its own columns count
+            unknown = np.logical_and.reduce([blanks(right_cols[i]) for i in self.weights])
+            reason = np.where((best_l < 0) & unknown, 5, reason)
         veto = [self.rules.describe(int(c)) if (r == 3 and c >= 0) else "" for r, c in zip(reason, veto_rule)]
-        return Matches(best_l, best_p, best_c, best_d, n_prop, reason, veto)
+        return Matches(best_l, best_p, best_c, best_d, n_prop, reason, veto, first)

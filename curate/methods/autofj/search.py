@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from curate.methods.autofj.new_entities import NewEntityModel, pooled_share
+
 log = logging.getLogger(__name__)
 
 EPS = 1e-9
@@ -43,6 +45,18 @@ def nearest(li: np.ndarray, ri: np.ndarray, d: np.ndarray, n_r: int) -> Nearest:
     best_l[ri[first]] = li[first]
     best_d[ri[first]] = d[first]
     return Nearest(best_l, best_d)
+
+
+def loo_nearest(ll_cand: np.ndarray, ll_query: np.ndarray, d_ll: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Nearest L-L candidate distance of each L row in `rows` (itself excluded; inf without candidates)."""
+    mine = np.isin(ll_query, rows)
+    n_q = int(ll_query.max()) + 1 if len(ll_query) else 0
+    out = np.full(len(rows), np.inf)
+    if n_q:
+        d = nearest(ll_cand[mine], ll_query[mine], d_ll[mine], n_q).d
+        inside = rows < n_q
+        out[inside] = d[rows[inside]]
+    return out
 
 
 def thresholds(near: Nearest, n: int) -> list[float]:
@@ -85,19 +99,32 @@ class Candidates:
     dstar: np.ndarray  # (F, n_r)
     P: np.ndarray  # (C, n_r) float64 estimate where proposing, else 0
     prop: np.ndarray  # (C, n_r) bool
+    models: dict[str, NewEntityModel] = field(default_factory=dict)  # per function, when new entities are estimated
 
 
 def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr: dict[str, np.ndarray],
                      ll_cand: np.ndarray, ll_query: np.ndarray, d_ll: dict[str, np.ndarray], n_r: int,
-                     n_thresholds: int = 50) -> Candidates:
-    """Steps 4-5 for every function (sorted by name, the reference's order) and every threshold."""
+                     n_thresholds: int = 50, null_rows: np.ndarray | None = None) -> Candidates:
+    """Steps 4-5 for every function (sorted by name, the reference's order) and every threshold.
+
+    With `null_rows` (L rows whose L-L candidates are all in ll_cand/ll_query), each estimate is also
+    multiplied by the probability that r is not a new entity (new_entities.py); without, it is the reference's.
+    """
     functions = sorted(functions)
+    nears = {f: nearest(li, ri, d_lr[f], n_r) for f in functions}
+    models: dict[str, NewEntityModel] = {}
+    if null_rows is not None:
+        d_null = {f: loo_nearest(ll_cand, ll_query, d_ll[f], null_rows) for f in functions}
+        # A row with candidates but no finite distance is blank in every weighted column: unknown, not new.
+        has_pair = np.bincount(ri, minlength=n_r) > 0
+        seen = {f: np.where(has_pair & ~np.isfinite(nears[f].d), np.nan, nears[f].d) for f in functions}
+        share = pooled_share([(seen[f], d_null[f]) for f in functions])
     lstar = np.full((len(functions), n_r), -1, np.int64)
     dstar = np.full((len(functions), n_r), np.inf)
     configs: list[tuple[int, float]] = []
     P_rows, prop_rows = [], []
     for fi, f in enumerate(functions):
-        near = nearest(li, ri, d_lr[f], n_r)
+        near = nears[f]
         lstar[fi], dstar[fi] = near.l, near.d
         ths = thresholds(near, n_thresholds)
         if not ths:
@@ -107,12 +134,16 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
         ls = np.unique(near.l[has])
         counts = neighbour_counts(ll_cand, ll_query, d_ll[f], ls, sorted_th)
         row_of = np.searchsorted(ls, near.l[has])
+        keep = 1.0
+        if null_rows is not None:
+            models[f] = NewEntityModel.fit(seen[f], d_null[f], sorted_th, share)
+            keep = models[f].keep(near.d[has])
         for th in ths:
             i = int(np.searchsorted(sorted_th, th))
             p = np.zeros(n_r, np.float64)
             ok = np.zeros(n_r, bool)
             ok[has] = near.d[has] <= th
-            est = 1.0 / (1.0 + counts[row_of, i])
+            est = keep / (1.0 + counts[row_of, i])
             p[has] = np.where(ok[has], est, 0.0)
             configs.append((fi, th))
             P_rows.append(p)
@@ -121,7 +152,7 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     P = np.stack(P_rows) if C else np.zeros((0, n_r), np.float64)
     prop = np.stack(prop_rows) if C else np.zeros((0, n_r), bool)
     f_of = np.array([c[0] for c in configs], np.int64)
-    return Candidates(functions, configs, f_of, lstar, dstar, P, prop)
+    return Candidates(functions, configs, f_of, lstar, dstar, P, prop, models)
 
 
 @dataclass
@@ -202,15 +233,28 @@ def column_weight_grid(old: list[float] | None, n_weights: int = 10) -> list[lis
     return [[w * a for w in old] + [1.0 - a] for a in np.linspace(0, 1, n_weights)[1:-1].tolist()]
 
 
-def weighted(per_column: list[dict[str, np.ndarray]], weights: dict[int, float], functions: list[str]
+def weighted(per_column: list[dict[str, np.ndarray] | None], weights: dict[int, float], functions: list[str]
              ) -> dict[str, np.ndarray]:
-    """Record distance Σ_c w_c d_f^c for each function; columns without a weight count 0."""
+    """Record distance Σ_c w_c d_f^c for each function; columns without a weight count 0.
+
+    A NaN distance means the column is blank on one side of the pair (unknown): that pair's weights are
+    renormalised over the columns present, and a pair with none present gets inf (it cannot join).
+    Pairs with every column present keep the plain sum, bit for bit."""
     out = {}
+    cols = sorted(weights)
     for f in functions:
-        total = np.zeros_like(per_column[0][f])
-        for c, col in enumerate(per_column):
-            if c in weights:
-                total = total + col[f] * weights[c]
+        total = np.zeros_like(per_column[cols[0]][f]) if cols else np.zeros(0)
+        present = np.zeros(len(total))
+        missing = np.zeros(len(total), bool)
+        for c in cols:
+            d = per_column[c][f]
+            blank = np.isnan(d)
+            missing |= blank
+            total = total + np.where(blank, 0.0, d) * weights[c]
+            present = present + np.where(blank, 0.0, weights[c])
+        if missing.any():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total = np.where(missing, np.where(present > 0, total / present, np.inf), total)
         out[f] = total
     return out
 
@@ -227,7 +271,8 @@ class Program:
 
 def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_cols: list[dict[str, np.ndarray]],
                       ll_cand: np.ndarray, ll_query: np.ndarray, ll_cols: list[dict[str, np.ndarray]], n_r: int,
-                      target: float, n_thresholds: int = 50, patience: float = 0.05) -> Program:
+                      target: float, n_thresholds: int = 50, patience: float = 0.05,
+                      null_rows: np.ndarray | None = None) -> Program:
     """Step 7: add columns one at a time (best reward P̂·|J|), re-weighting on the α grid; stop when no gain."""
     best = Program({}, Solution())
     best_reward = float("-inf")
@@ -246,7 +291,8 @@ def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_c
             for ws in column_weight_grid(best_w):
                 weights = dict(zip(cols, ws))
                 cands = build_candidates(functions, li, ri, weighted(lr_cols, weights, functions), ll_cand,
-                                         ll_query, weighted(ll_cols, weights, functions), n_r, n_thresholds)
+                                         ll_query, weighted(ll_cols, weights, functions), n_r, n_thresholds,
+                                         null_rows)
                 sol = greedy(cands, target, patience)
                 if sol.reward > step_reward:
                     step, step_reward, step_cols, step_w = Program(weights, sol, cands), sol.reward, cols, ws

@@ -31,7 +31,7 @@ from curate.storage import AnyPath, write_whole
 
 log = logging.getLogger(__name__)
 
-ERR_EMPTY = "empty_key: a join column is null or empty"
+ERR_EMPTY = "empty_key: every join column is null or empty"
 JoinColumn = Annotated[str, Field(min_length=1)]
 
 
@@ -77,15 +77,19 @@ def check_reference(table: pa.Table, id_col: str, on: list[str], dedupe: bool, w
     ids = _strings(table.column(id_col))
     cols = [_strings(table.column(c)) for c in on]
     problems = []
-    for name, col in [(id_col, ids), *zip(on, cols)]:
-        bad = pc.or_(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(pc.fill_null(col, "")), ""))
-        rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    blank = [pc.equal(pc.utf8_trim_whitespace(pc.fill_null(c, "")), "").to_numpy(zero_copy_only=False) for c in cols]
+    bad_id = pc.is_null(ids).to_numpy(zero_copy_only=False)
+    # A blank join value is unknown for that column; a row needs an id and at least one known value.
+    for what, bad in [(f"null value(s) in id column {id_col!r}", bad_id),
+                      (f"row(s) with every join column {on} null or empty", np.logical_and.reduce(blank))]:
+        rows = np.flatnonzero(bad)
         if len(rows):
             shown = ", ".join(f"row {r} (id {ids[int(r)].as_py()!r})" for r in rows[:5])
-            problems.append(f"{where}: {len(rows)} null or empty value(s) in column {name!r}: {shown}; "
-                            f"the reference table must hold a key in every row")
+            problems.append(f"{where}: {len(rows)} {what}: {shown}; the reference table must hold an id and "
+                            f"a key in every row")
     if problems:
         raise DataError(problems)
+    cols = [pc.fill_null(c, "") for c in cols]
     id_list = ids.to_pylist()
     col_lists = [c.to_pylist() for c in cols]
     if len(set(id_list)) != len(id_list):
@@ -98,7 +102,8 @@ def check_reference(table: pa.Table, id_col: str, on: list[str], dedupe: bool, w
     recs = list(zip(*col_lists))
     first: dict[tuple, int] = {}
     dups = [i for i, r in enumerate(recs) if first.setdefault(r, i) != i]
-    info = {"rows": len(id_list), "duplicates_dropped": 0}
+    info = {"rows": len(id_list), "duplicates_dropped": 0,
+            "blank_values": {c: int(b.sum()) for c, b in zip(on, blank)}}
     if dups and not dedupe:
         shown = ", ".join(f"id {id_list[i]!r} repeats id {id_list[first[recs[i]]]!r}" for i in dups[:5])
         msg = (f"{where}: {len(dups)} duplicate record(s) on {on}: {shown}; the precision estimate "
@@ -136,7 +141,7 @@ class AutoFJ(Stage):
     """Auto-FuzzyJoin against a reference table (specs/autofj.md); see the module docstring."""
 
     type = "autofj"
-    version = "1"
+    version = "2"  # 2: new-entity estimate (mode default), blanks as unknown, `nearest` column
 
     def __init__(self,
                  reference: Annotated[str | Path, Field(description="the reference table L: a CSV file, or a Parquet "
@@ -155,8 +160,9 @@ class AutoFJ(Stage):
                  search_sample: Annotated[int, Field(ge=1, description="dataset rows the search runs on (smallest "
                                                                        "id hashes)")] = 20_000,
                  mode: Annotated[Literal["default", "reference"],
-                                 Field(description="reference: search on every row with exact blocking, as the "
-                                                   "reference package does")] = "default",
+                                 Field(description="default: the estimate counts R rows with no match in L; "
+                                                   "reference: the reference package's estimate, search on every "
+                                                   "row with exact blocking")] = "default",
                  dedupe_reference: Annotated[bool, Field(description="drop L's exact duplicate records, keeping "
                                                                      "the first (else they fail the fit)")] = False,
                  blocking_budget: Annotated[Annotated[int, Field(ge=1)] | Literal["auto", "exact"] | None,
@@ -196,7 +202,7 @@ class AutoFJ(Stage):
     @property
     def outputs(self) -> dict[str, pa.DataType]:
         return {"matched": pa.bool_(), "match_id": pa.string(), "est_precision": pa.float32(),
-                "config": pa.string(), "distance": pa.float32(), "n_proposals": pa.int16(),
+                "config": pa.string(), "distance": pa.float32(), "nearest": pa.float32(), "n_proposals": pa.int16(),
                 "reason": pa.string(), "error": pa.string()}
 
     def depends_on(self) -> dict[str, Any]:
@@ -227,7 +233,8 @@ class AutoFJ(Stage):
         limit = self.search_sample if self.mode == "default" else t.num_rows
         order = np.argsort(t.column(ROW_HASH).to_numpy(), kind="stable")[:limit]
         out = t.take(pa.array(order)).select([*self.on, ROW_HASH])
-        return out.replace_schema_metadata({b"autofj.rows": str(table.num_rows).encode()})
+        return out.replace_schema_metadata({b"autofj.rows": str(table.num_rows).encode(),
+                                            b"autofj.valid_rows": str(t.num_rows).encode()})
 
     def fit(self, ctx: FitContext) -> pa.Table:
         ids, cols, info = check_reference(read_table(self.reference, [self.reference_id, *self.on]),
@@ -238,19 +245,22 @@ class AutoFJ(Stage):
                         len(ids))
         parts = list(ctx.map(self._sample_fn, [*self.on, ROW_HASH]))
         n_rows = sum(int((p.schema.metadata or {}).get(b"autofj.rows", b"0")) for p in parts)
+        n_valid = sum(int((p.schema.metadata or {}).get(b"autofj.valid_rows", b"0")) for p in parts)
         sample = pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
         order = np.argsort(sample.column(ROW_HASH).to_numpy(), kind="stable")
         if self.mode == "default":
             order = order[:self.search_sample]
         sample = sample.take(pa.array(order))
-        right = [_strings(sample.column(c)).to_pylist() for c in self.on]
+        right = [pc.fill_null(_strings(sample.column(c)), "").to_pylist() for c in self.on]
         res = autofj.fit(ids, cols, right, self.on, self.precision_target, self.space, self.n_thresholds,
                          self.patience, self.negative_rules, blocking_budget="exact" if self.mode == "reference" else self.blocking_budget,
-                         minhash_lsh=self._lsh)
+                         minhash_lsh=self._lsh, new_entities=self.mode == "default")
         prog = res.program
         search = prog["search"]
         search["right_rows"] = n_rows
-        scale = n_rows / max(search["rows"], 1)
+        search["right_rows_with_a_key"] = n_valid
+        # Rows with every join column blank are errors, not matches: scale by the rows the sample is drawn from.
+        scale = n_valid / max(search["rows"], 1)
         search["expected_true_matches"] = search["est_true_matches"] * scale
         search["expected_matches"] = search["matched"] * scale
         prog["reference"] = info
@@ -280,13 +290,14 @@ class AutoFJ(Stage):
         self._config_array = pa.array(self._configs, pa.string())
 
     def _valid(self, batch: pa.Table) -> np.ndarray:
-        ok = np.ones(batch.num_rows, bool)
+        """Rows with a known (non-blank) value in at least one join column; all rows invalid on a non-string column."""
+        ok = np.zeros(batch.num_rows, bool)
         for c in self.on:
             col = batch.column(c)
             if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
                 return np.zeros(batch.num_rows, bool)
             empty = pc.equal(pc.utf8_trim_whitespace(pc.fill_null(col, "")), "")
-            ok &= ~empty.to_numpy(zero_copy_only=False)
+            ok |= ~empty.to_numpy(zero_copy_only=False)
         return ok
 
     def score(self, batch: pa.Table) -> pa.Table:
@@ -297,7 +308,8 @@ class AutoFJ(Stage):
                                                or pa.types.is_large_string(batch.column(c).type))]
         ok = self._valid(batch)
         rows = np.flatnonzero(ok)
-        m = self._matcher.match([batch.column(c).take(pa.array(rows)).to_pylist() for c in self.on])
+        # A blank value is unknown for its column (the program skips it); only all-blank rows are errors.
+        m = self._matcher.match([pc.fill_null(batch.column(c).take(pa.array(rows)), "").to_pylist() for c in self.on])
         hit = m.l >= 0
         # Per row: index into the L ids, the configuration names and the reason strings (-1 = null).
         l_idx = np.full(n, -1, np.int64)
@@ -321,6 +333,8 @@ class AutoFJ(Stage):
         matched = l_idx >= 0
         est = np.zeros(n, np.float32)
         dist = np.zeros(n, np.float32)
+        near = np.full(n, np.nan, np.float32)
+        near[rows] = m.nearest
         est[rows[hit]] = m.est[hit]
         dist[rows[hit]] = m.distance[hit]
         nprop = np.zeros(n, np.int16)
@@ -329,6 +343,7 @@ class AutoFJ(Stage):
             "matched": pa.array(matched), "match_id": _take(self._left_id_array, l_idx),
             "est_precision": pa.array(est, pa.float32(), mask=~matched),
             "config": _take(self._config_array, c_idx), "distance": pa.array(dist, pa.float32(), mask=~matched),
+            "nearest": pa.array(near, pa.float32(), mask=np.isnan(near)),
             "n_proposals": pa.array(nprop, pa.int16()), "reason": _take(pa.array(reasons, pa.string()), r_idx),
             "error": _take(pa.array([err], pa.string()), np.where(ok, -1, 0)),
         })
@@ -346,5 +361,8 @@ class AutoFJ(Stage):
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),
                 "expected_matches": s.get("expected_matches"), "expected_true_matches": s.get("expected_true_matches"),
                 "far_beyond_theta_share": s["far_beyond_theta_share"], "reference": prog.get("reference"),
+                "right_rows_with_a_key": s.get("right_rows_with_a_key"),
+                "new_entity_share": (prog.get("new_entities") or {}).get("share"),
+                "warnings": prog.get("warnings", []),
                 "lsh_skipped_buckets": s.get("lsh_skipped_buckets"),
                 "timings": prog.get("timings")}
