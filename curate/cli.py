@@ -175,7 +175,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if not (args.kept_ids or args.removed_ids or args.materialize):
         raise CurateError("nothing to export: give --kept-ids, --removed-ids and/or --materialize")
-    print(json.dumps(export(args.run_dir, args.kept_ids, args.removed_ids, args.materialize), indent=1))
+    print(json.dumps(export(args.run_dir, args.kept_ids, args.removed_ids, args.materialize, args.parquet), indent=1))
     return 0
 
 
@@ -261,7 +261,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--kept-ids")
     e.add_argument("--removed-ids")
-    e.add_argument("--materialize", help="folder for the kept rows, same schema as the input")
+    e.add_argument("--materialize", help="folder for the kept rows, same schema and format as the input")
+    e.add_argument("--parquet", action="store_true", help="materialize as Parquet whatever the input's format")
     e.set_defaults(func=_export)
     s = sub.add_parser("summary", help="print a run's summary")
     s.add_argument("run_dir")

@@ -21,7 +21,7 @@ import difflib
 import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -41,6 +41,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "pipeline"
     data: str | None = None
+    format: Literal["parquet", "jsonl", "csv", "webdataset"] | None = None  # else by file suffix
     id_column: str | None = None
     batch_size: int = 65_536
     stages: list[dict[str, Any]]
@@ -104,7 +105,8 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     policies = [_build("policy", f"{source}: policies[{i}]", spec) for i, spec in enumerate(cfg.policies)]
     try:
         pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
-                            name=cfg.name, config=raw, materialize=cfg.export.materialize)
+                            name=cfg.name, config=raw, materialize=cfg.export.materialize,
+                            data_format=cfg.format)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
     return pipeline, cfg.data

@@ -1,4 +1,5 @@
-"""A dataset is a folder or URI (any pyarrow filesystem) of Parquet shards.
+"""A dataset is a folder or URI (any pyarrow filesystem) of shards: Parquet, JSONL, CSV or WebDataset tar
+files (curate/formats.py), one format per dataset, chosen by file suffix or given (`format:`).
 
 Shards are listed recursively (names starting with `.` or `_` are skipped, as Spark and Arrow write
 them), sorted by relative path, and identified by a content fingerprint so that outputs are keyed by
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from curate.errors import DataError
+from curate.formats import FORMATS, SUFFIXES, TableFile, format_of, open_table, strip_suffix
 from curate.storage import AnyPath, ObjectPath, location, write_whole
 
 _CHUNK = 8 << 20
@@ -25,17 +27,18 @@ _CHUNK = 8 << 20
 
 @dataclass(frozen=True)
 class Shard:
-    """One Parquet file of the dataset."""
+    """One file of the dataset."""
 
     path: str      # path inside the dataset's filesystem
     rel: str       # path relative to the dataset root, as shown to users
     size: int
     mtime_ns: int
+    format: str = "parquet"
 
     @property
     def key(self) -> str:
         """A file-name-safe name, unique within the dataset: `sub/part-1.parquet` -> `sub__part-1`."""
-        stem = self.rel[: -len(".parquet")] if self.rel.endswith(".parquet") else self.rel
+        stem = strip_suffix(self.rel, self.format)
         return re.sub(r"[^A-Za-z0-9._-]", "_", stem.replace("/", "__"))
 
 
@@ -71,7 +74,10 @@ def _local_files(root: Path, uri: str) -> list[pafs.FileInfo]:
 class Dataset:
     """The shards under `uri`; reading is column-selective and goes through pyarrow's filesystem."""
 
-    def __init__(self, uri: str | os.PathLike | AnyPath, fingerprint_cache: str | os.PathLike | AnyPath | None = None):
+    def __init__(self, uri: str | os.PathLike | AnyPath, fingerprint_cache: str | os.PathLike | AnyPath | None = None,
+                 format: str | None = None):
+        if format is not None and format not in FORMATS:
+            raise DataError([f"format {format!r} is not one of {', '.join(FORMATS)}"])
         self.uri = str(uri)
         try:
             where = location(uri)
@@ -84,7 +90,8 @@ class Dataset:
             raise DataError([f"dataset {self.uri!r}: cannot open ({e})"]) from e
         if info.type == pafs.FileType.NotFound:
             raise DataError([f"dataset {self.uri!r} does not exist (for the demo: `curate data demo`)"])
-        if info.type == pafs.FileType.File:
+        single = info.type == pafs.FileType.File
+        if single:
             infos = [info]
             self.root = str(Path(self.root).parent) if "://" not in self.uri else self.root.rsplit("/", 1)[0]
         elif isinstance(self.fs, pafs.LocalFileSystem):
@@ -94,13 +101,21 @@ class Dataset:
         shards = []
         for fi in infos:
             rel = fi.path[len(self.root):].lstrip("/")
-            if fi.type != pafs.FileType.File or not rel.endswith(".parquet"):
+            fmt = format if single and format else format_of(rel)
+            if fi.type != pafs.FileType.File or fmt is None or (format and fmt != format):
                 continue
             if any(part.startswith((".", "_")) for part in rel.split("/")):
                 continue
-            shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0))
+            shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0, fmt))
         if not shards:
-            raise DataError([f"dataset {self.uri!r}: no Parquet shards (*.parquet) found"])
+            wanted = ", ".join(f"*{s}" for s in (SUFFIXES[format] if format else [x for f in FORMATS
+                                                                                   for x in SUFFIXES[f]]))
+            raise DataError([f"dataset {self.uri!r}: no shards ({wanted}) found"])
+        found = sorted({s.format for s in shards})
+        if len(found) > 1:
+            raise DataError([f"dataset {self.uri!r} mixes formats ({', '.join(found)}); give `format:` (one of "
+                             f"them) or keep one format per folder"])
+        self.format = found[0]
         self.shards: list[Shard] = sorted(shards, key=lambda s: s.rel)
         keys = [s.key for s in self.shards]
         if len(set(keys)) != len(keys):
@@ -173,8 +188,14 @@ class Dataset:
             write_whole(self._cache_path, json.dumps(self._fingerprints).encode())
 
     # --- reading ------------------------------------------------------------------------------
-    def open(self, shard: Shard) -> pq.ParquetFile:
-        """The shard's Parquet file (footer read); raises DataError naming the shard if unreadable."""
+    def open(self, shard: Shard) -> pq.ParquetFile | TableFile:
+        """The shard's Parquet file (footer read), or a parsed shard of another format; raises DataError
+        naming the shard (and line) if unreadable."""
+        if shard.format != "parquet":
+            try:
+                return open_table(self.fs, shard.path, shard.rel, shard.format, (shard.size, shard.mtime_ns))
+            except OSError as e:
+                raise DataError([f"shard {shard.rel}: cannot read ({e})"]) from e
         try:
             return pq.ParquetFile(self.fs.open_input_file(shard.path))
         except (OSError, pa.ArrowException) as e:

@@ -104,7 +104,8 @@ def load_summary(run_dir: str | os.PathLike | AnyPath) -> dict[str, Any]:
 
 def _shard_keys(summary: dict[str, Any]) -> dict[str, str]:
     """The run's shards, relative path -> shard key, in dataset order."""
-    return {rel: Shard(rel, rel, 0, 0).key for rel in summary["inputs"]["fingerprints"]}
+    fmt = summary.get("format") or "parquet"
+    return {rel: Shard(rel, rel, 0, 0, fmt).key for rel in summary["inputs"]["fingerprints"]}
 
 
 def manifest_parts(run_dir: str | os.PathLike | AnyPath) -> list[AnyPath]:

@@ -20,6 +20,7 @@ class Pipeline:
     name: str = "pipeline"
     config: dict[str, Any] | None = None  # the config it was built from, recorded in summary.json
     materialize: bool = False            # write the curated dataset (kept rows) after the run
+    data_format: str | None = None       # the dataset's shard format (curate/formats.py); None: by file suffix
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]

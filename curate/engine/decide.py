@@ -302,6 +302,7 @@ def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -
         "pipeline": pipeline.name,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data": run.dataset.uri,
+        "format": run.dataset.format,
         "id_column": pipeline.id_column,
         "executor": run.executor_kind,
         "config": config,

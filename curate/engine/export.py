@@ -6,15 +6,18 @@ from contextlib import ExitStack
 from typing import Any
 
 from curate.dataset import Dataset
-from curate.engine.files import write_parquet, writing_text
+from curate.engine.files import write_bytes, write_parquet, writing_text
 from curate.errors import CurateError
+from curate.formats import encode, strip_suffix
 from curate.layout import load_summary, manifest_parts
 from curate.storage import location, read_table
 
 
 def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None,
-           removed_ids: str | os.PathLike | None = None, materialize: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Write kept/removed id lists (one id per line) and/or the curated dataset (kept rows, same schema)."""
+           removed_ids: str | os.PathLike | None = None, materialize: str | os.PathLike | None = None,
+           as_parquet: bool = False) -> dict[str, Any]:
+    """Write kept/removed id lists (one id per line) and/or the curated dataset: the kept rows of each shard,
+    same schema, in the input's own format (JSONL, CSV, WebDataset tar; `as_parquet` writes Parquet)."""
     summary = load_summary(run_dir)
     out: dict[str, Any] = {}
     parts = manifest_parts(run_dir)
@@ -31,7 +34,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
                     fh.write("\n".join(map(str, ids)) + "\n")
                 out[f"{k}_ids"] = out.get(f"{k}_ids", 0) + int(sel.sum())
     if materialize:
-        dataset = Dataset(summary["data"])
+        dataset = Dataset(summary["data"], format=summary.get("format"))
         dest = location(materialize)
         rows = 0
         for rel, part in zip(summary["inputs"]["fingerprints"], parts):  # the run's shards, not today's listing
@@ -43,7 +46,11 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
                 raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
             keep = read_table(part, columns=["keep"]).column(0)
             kept = dataset.open(shard).read().filter(keep)
-            write_parquet(dest / shard.rel, kept)
+            if shard.format == "parquet" or as_parquet:
+                rel = shard.rel if shard.format == "parquet" else f"{strip_suffix(shard.rel, shard.format)}.parquet"
+                write_parquet(dest / rel, kept)
+            else:
+                write_bytes(dest / shard.rel, encode(kept, shard.format, shard.rel))
             rows += kept.num_rows
         out["materialized_rows"] = rows
         out["materialized_to"] = str(dest)

@@ -56,7 +56,8 @@ class Run:
         self.pipeline = pipeline
         self.store = Store(out)
         # verify: re-hash every input shard instead of trusting the fingerprint cache (api.run also verifies outputs)
-        self.dataset = Dataset(data, fingerprint_cache=None if verify else self.store.fingerprint_cache)
+        self.dataset = Dataset(data, fingerprint_cache=None if verify else self.store.fingerprint_cache,
+                               format=pipeline.data_format)
         self.lease = Lease(out, ttl=lease_ttl)
         self._leased = False
         if not isinstance(executor, str) and not isinstance(executor, Executor):

@@ -67,7 +67,8 @@ def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: AnyPath) -> l
     if not rows:
         return rows
     try:
-        dataset = Dataset(summary["data"], fingerprint_cache=run_dir / "state" / "fingerprints.json")
+        dataset = Dataset(summary["data"], fingerprint_cache=run_dir / "state" / "fingerprints.json",
+                          format=summary.get("format"))
     except CurateError as e:
         for r in rows:
             r["note"] = f"input data not readable here: {e}"

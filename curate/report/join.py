@@ -116,7 +116,7 @@ def _fill_values(samples: list[dict[str, Any]], summary: dict[str, Any], st: dic
     from curate.errors import CurateError
 
     try:
-        dataset = Dataset(summary["data"])
+        dataset = Dataset(summary["data"], format=summary.get("format"))
         shards = {s.rel: s for s in dataset.shards}
         for rel in {s["shard"] for s in samples}:
             group = [s for s in samples if s["shard"] == rel]

@@ -67,7 +67,7 @@ def test_missing_id_column_and_empty_dataset(tmp_path):
     data = write_shards(tmp_path / "data", caption_table(10).drop_columns(["id"]), 1)
     run_expecting(tmp_path, curate.DataError, r"missing id column 'id'", data)
     (tmp_path / "empty").mkdir()
-    run_expecting(tmp_path, curate.DataError, r"no Parquet shards", tmp_path / "empty")
+    run_expecting(tmp_path, curate.DataError, r"no shards \(\*\.parquet, \*\.jsonl", tmp_path / "empty")
     run_expecting(tmp_path, curate.DataError, r"does not exist", tmp_path / "nowhere")
 
 
