@@ -17,8 +17,10 @@ import pyarrow.parquet as pq
 from curate.engine.files import GROUP_INDEX_KEY
 
 
-def read_group(paths: Iterable[Path], value: object, columns: list[str] | None = None) -> pa.Table | None:
-    """The rows of group `value` from each grouped file, concatenated (None when no file holds any)."""
+def read_group(paths: Iterable[Path], value: object, columns: list[str] | None = None,
+               unify: bool = False) -> pa.Table | None:
+    """The rows of group `value` from each grouped file, concatenated (None when no file holds any);
+    `unify` allows files of different schemas (missing columns become nulls)."""
     parts = []
     for path in paths:
         pf = pq.ParquetFile(path)
@@ -27,7 +29,8 @@ def read_group(paths: Iterable[Path], value: object, columns: list[str] | None =
             parts.append(pf.read_row_group(index[str(value)], columns=columns))
     if not parts:
         return None
-    return pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+    return pa.concat_tables([p.replace_schema_metadata(None) for p in parts],
+                            promote_options="permissive" if unify else "none")
 
 
 def read_shuffled(root: str | Path, paths: list[str], shard_key: str, rows: int,
