@@ -160,9 +160,6 @@ class FitMapTask:
         t0 = time.perf_counter()
         if self.sources is not None:
             table = read_group(self.sources, unit.shard.key, unify=True)
-            if table is None:
-                table = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in self.sources],
-                                         promote_options="permissive").empty_table()
         else:
             table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
         out = self.fn(table)
