@@ -47,6 +47,11 @@ def _u64(a: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(a.to_numpy(zero_copy_only=False) if not isinstance(a, np.ndarray) else a, np.uint64)
 
 
+def _u64_of(t: pa.Table, name: str) -> np.ndarray:
+    """A uint64 column, or none when no earlier step wrote it (every partition was empty)."""
+    return _u64(t.column(name)) if name in t.column_names else np.zeros(t.num_rows, np.uint64)
+
+
 def _col(t: pa.Table, name: str) -> np.ndarray:
     return t.column(name).to_numpy(zero_copy_only=False)
 
@@ -289,9 +294,11 @@ class GraphStage(Stage):
         parts = [pa.table({"part": pa.array(partition_of(_u64(nodes.column("node")), self._parts)),
                            "row": pa.array(np.zeros(nodes.num_rows, np.int64)), "node": nodes.column("node"),
                            **{c: nodes.column(c) for c in self.payload}}),
-                 pa.table({"part": pa.array(partition_of(_u64(edges.column(end)), self._parts)),
+                 pa.table({"part": pa.array(partition_of(_u64_of(edges, end), self._parts)),
                            "row": pa.array(np.zeros(edges.num_rows, np.int64)),
-                           **{c: edges.column(c) for c in edge_cols}})]
+                           **{c: edges.column(c) if c in edges.column_names else  # no candidate anywhere
+                              pa.array([], pa.uint64() if c in "ab" else nodes.schema.field(c[2:]).type)
+                              for c in edge_cols}})]
         return pa.concat_tables(parts, promote_options="permissive")
 
     def _join_a_reduce(self, rows: pa.Table) -> pa.Table:
@@ -323,7 +330,7 @@ class GraphStage(Stage):
     @staticmethod
     def _endpoints(rows: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
         a, b = ("x", "y") if "x" in rows.column_names else ("u", "v")  # accepted pairs, or a round's edges
-        return _u64(rows.column(a)), _u64(rows.column(b)), rows.column("shard").combine_chunks()
+        return _u64_of(rows, a), _u64_of(rows, b), rows.column("shard").combine_chunks()
 
     def _large_map(self, rows: pa.Table) -> pa.Table:
         """Both directions of every edge, to the partition of its first node."""
@@ -375,8 +382,8 @@ class GraphStage(Stage):
         nodes = rows.filter(pa.array(is_node))
         pairs = rows.filter(pa.array(_valid(rows, "x")))
         stars = rows.filter(pa.array(_valid(rows, "u")))
-        x, y, sim = _u64(pairs.column("x")), _u64(pairs.column("y")), _col(pairs, "sim").astype(np.float64)
-        u, v = _u64(stars.column("u")), _u64(stars.column("v"))
+        x, y, u, v = (_u64_of(pairs, "x"), _u64_of(pairs, "y"), _u64_of(stars, "u"), _u64_of(stars, "v"))
+        sim = _col(pairs, "sim").astype(np.float64) if "sim" in pairs.column_names else np.zeros(0)
         nk = _u64(nodes.column("node"))
         node = np.r_[nk, x, y, u, v]
         label = np.r_[nk, x, y, np.minimum(u, v), np.minimum(u, v)]
