@@ -156,7 +156,7 @@ class GraphStage(Stage):
     def _choose_partitions(self, ctx: FitContext) -> int:
         if self.partitions != "auto":
             return int(self.partitions)
-        rows = sum(t.num_rows for t in ctx.map(_count_rows, [ROW_INDEX]))
+        rows = sum(t.column("n")[0].as_py() for t in ctx.map(_count_rows, [ROW_INDEX]))
         return max(1, math.ceil(rows / 50_000))
 
     def fit(self, ctx: FitContext) -> pa.Table:

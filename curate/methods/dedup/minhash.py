@@ -101,7 +101,7 @@ class MinHashDedup(GraphStage):
     def node_payload(self, table: pa.Table) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray | None]:
         raw = table.column(self.text_column).combine_chunks()
         values = normalize(raw, self.normalize)
-        tokens, offsets = shingles(values, self.shingle, self.n)
+        tokens, offsets = shingles(values, self.shingle, self.n, distinct=self.verify)
         counts = np.diff(offsets)
         errors = np.full(len(raw), None, object)
         errors[counts == 0] = "empty_text: no shingles after normalisation"
