@@ -27,6 +27,7 @@ STAGES = {
     "autofj": "curate.methods.autofj:AutoFJ",
     "exact_dedup": "curate.methods.dedup:ExactDedup",
     "minhash_dedup": "curate.methods.dedup:MinHashDedup",
+    "image_hash": "curate.methods.dedup:ImageHash",
 }
 
 POLICIES = {
