@@ -39,7 +39,7 @@ KeepBy = Annotated[str | None, Field(description="keep the row with the best val
                                                  "(a data column or an earlier stage's, like `icc.score`; "
                                                  "`length`: the longest); default: the smallest tie key")]
 KeepLargest = Annotated[bool, Field(description="with keep_by: keep the largest value (else the smallest)")]
-Seed = Annotated[int, Field(description="tie-break seed (which copy is kept when keep values tie)")]
+Seed = Annotated[int, Field(description="tie-break seed (which copy is kept when keep values tie); minhash_dedup: also its hash functions")]
 Partitions = Annotated[int | Literal["auto"], Field(description="shuffle partitions (auto: about 50,000 rows each)")]
 
 

@@ -52,7 +52,7 @@ class MinHashDedup(GraphStage):
                  normalize: Annotated[Normalize, Field(description="before shingling: `none`, `whitespace_case`, "
                                                                    "`nfkc_punct` (NFKC, punctuation and symbols as "
                                                                    "spaces, lower case, one space)")] = "nfkc_punct",
-                 shingle: Annotated[Literal["word", "char"], Field(description="n-grams of words (split on white "
+                 shingle: Annotated[Literal["word", "char"], Field(description="n-grams of words (split on ASCII white "
                                                                                "space) or of characters")] = "word",
                  n: Annotated[int, Field(ge=1, le=64, description="n-gram size")] = 5,
                  num_perm: Annotated[int, Field(ge=1, le=1024, description="min-hashes per signature")] = 112,
