@@ -40,6 +40,11 @@ class ListedKeys(GraphStage):
         keys = nodes.column("sig").combine_chunks()
         return np.asarray(keys.flatten().to_numpy(), np.uint64).reshape(len(keys), 2)
 
+    verifies = False  # every bucket collision is a duplicate
+
+    def payload_key(self, nodes):
+        return np.asarray(nodes.column("node").to_numpy(), np.uint64)  # all distinct
+
     def similarity(self, a, b):
         return np.ones(a.num_rows), np.ones(a.num_rows, bool)
 
@@ -82,6 +87,50 @@ def test_components_match_scipy_on_long_chains(tmp_path, seed, partitions):
     assert len(pairs) == len(set(truth.tolist())) == len(set(got.tolist()))
     assert summary["result"]["kept"] == len(set(truth.tolist()))
     assert summary["stages"]["listed_keys"]["artifact"]["cc_rounds"] >= 2
+
+
+class Checked(ListedKeys):
+    """Rows sharing a key are candidates; a pair is accepted only when both rows have the same `group`."""
+
+    type = "checked_keys"
+    verifies = True
+
+    def node_payload(self, table):
+        payload, errors, _ = super().node_payload(table)
+        return {**payload, "group": table.column("group").combine_chunks()}, errors, None
+
+    @property
+    def data_inputs(self):
+        return ("keys", "group")
+
+    @property
+    def payload(self):
+        return ("sig", "group")
+
+    def similarity(self, a, b):
+        ok = np.asarray(a.column("group").to_numpy()) == np.asarray(b.column("group").to_numpy())
+        return ok.astype(float), ok
+
+
+def test_checked_pairs_compare_every_member_of_a_bucket_not_a_star(tmp_path):
+    """Buckets of three (x, y, z) where only y~z is accepted: a star from the bucket's smallest node would
+    lose y~z whenever x is the smallest; all pairs find it in every bucket."""
+    n = 60
+    ids, keys, group = [], [], []
+    for t in range(n):
+        for j, g in enumerate((f"x{t}", f"yz{t}", f"yz{t}")):
+            ids.append(f"{t}-{j}")
+            keys.append([7 * 10**9 + t, 10**9 + 3 * t + j])  # band 0 shared by the three, band 1 private
+            group.append(g)
+    table = pa.table({"id": ids, "keys": pa.FixedSizeListArray.from_arrays(pa.array(np.ravel(keys), pa.uint64()), 2),
+                      "group": group})
+    pipe = curate.Pipeline(stages=[Checked(partitions=2)], policies=[Dedup(column="checked_keys.component")],
+                           id_column="id")
+    curate.run(pipe, shuffled_shards(tmp_path / "data", table, 3, seed=0), tmp_path / "run", executor="local")
+    rows = {r["id"]: r for r in curate.load_manifest(tmp_path / "run").to_pylist()}
+    c = "checked_keys.component"
+    assert all(rows[f"{t}-1"][c] == rows[f"{t}-2"][c] != rows[f"{t}-0"][c] for t in range(n))
+    assert all(rows[f"{t}-0"]["checked_keys.size"] == 1 for t in range(n))
 
 
 def test_no_duplicates_at_all_keeps_every_row(tmp_path):

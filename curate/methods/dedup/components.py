@@ -34,6 +34,7 @@ from kernels.hashing import mix64, partition_of
 META_OUTPUTS = b"dedup.outputs"
 META_INFO = b"dedup.info"
 MAX_ROUNDS = 64
+WINDOW = 1000  # checked pairs: each member of a bucket with at most this many others (all pairs below it)
 
 KeepBy = Annotated[str | None, Field(description="keep the row with the best value of this column in each group "
                                                  "(a data column or an earlier stage's, like `icc.score`; "
@@ -110,6 +111,16 @@ class GraphStage(Stage):
         """The node-record columns that `bucket_keys` and `similarity` read."""
         return ("sig",)
 
+    @property
+    def verifies(self) -> bool:
+        """Whether `similarity` may refuse a candidate pair (then buckets give all pairs, not stars)."""
+        return True
+
+    def payload_key(self, nodes: pa.Table) -> np.ndarray:
+        """A uint64 per valid node record, equal for identical payloads (they link without comparing
+        every pair: exact copies in a bucket cost linear, not quadratic, work)."""
+        raise NotImplementedError
+
     def similarity_column(self, sim: np.ndarray) -> np.ndarray:
         """The stored similarity column from the internal one (larger is more similar)."""
         return sim
@@ -178,6 +189,7 @@ class GraphStage(Stage):
         pairs = ctx.shuffle(self._join_b_map, [], self._parts, self._join_b_reduce, name="join_b",
                             source=[nodes, join_a])
         self._info.update(self._sum_meta(pairs, ("candidate_pairs", "accepted_pairs")))
+        self._info.update(self._sum_meta(buckets, ("wide_buckets",)))
         stars = self.components(ctx, pairs)
         labels = ctx.shuffle(self._label_map, [], self._parts, self._label_reduce, name="labels",
                              source=[nodes, pairs, stars])
@@ -252,22 +264,47 @@ class GraphStage(Stage):
         n, bands = keys.shape if keys.ndim == 2 else (0, 0)
         keyed = mix64(keys ^ mix64(np.arange(bands, dtype=np.uint64))[None, :]).ravel()  # bands never collide
         node = np.repeat(_u64(nodes.column("node")), bands)
+        same = np.repeat(self.payload_key(nodes) if n else np.zeros(0, np.uint64), bands)
         return pa.table({"part": pa.array(partition_of(keyed, self._parts)), "row": pa.array(np.zeros(len(node), np.int64)),
-                         "key": pa.array(keyed, pa.uint64()), "node": pa.array(node, pa.uint64())})
+                         "key": pa.array(keyed, pa.uint64()), "node": pa.array(node, pa.uint64()),
+                         "same": pa.array(same, pa.uint64())})
 
     def _bucket_reduce(self, rows: pa.Table) -> pa.Table:
-        """Each bucket of two or more nodes: an edge from its smallest node to each other one."""
-        key, node = _u64(rows.column("key")), _u64(rows.column("node"))
+        """The candidate pairs of each bucket. Nodes with an identical payload (`payload_key`) link to the
+        first of them. Between distinct payloads: when every candidate is accepted (`verifies` false), a
+        star from the bucket's first node is enough for the components; when pairs are checked, a star
+        would lose the pairs of two members far from the centre, so every pair is compared, each member
+        with the next WINDOW distinct ones (all pairs unless a bucket holds more; counted)."""
+        key, node, same = _u64(rows.column("key")), _u64(rows.column("node")), _u64(rows.column("same"))
         shard = rows.column("shard").combine_chunks()
-        order = np.lexsort((node, key))
-        k, v = key[order], node[order]
-        first = np.r_[True, k[1:] != k[:-1]]
-        head = np.maximum.accumulate(np.where(first, np.arange(len(k)), 0))
-        is_edge = v != v[head]
-        a, b = v[head][is_edge], v[is_edge]
-        pair = _unique_pairs(a, b)
-        pick = order[np.flatnonzero(is_edge)[pair]]
-        return _edges(a[pair], b[pair], pc.take(shard, pa.array(pick)))
+        order = np.lexsort((node, same, key))
+        k, v, d = key[order], node[order], same[order]
+        new_key = np.r_[True, k[1:] != k[:-1]]
+        new_same = new_key | np.r_[True, d[1:] != d[:-1]]
+        rep = np.maximum.accumulate(np.where(new_same, np.arange(len(k)), 0))  # first node of its payload
+        a, b, at = [v[rep][~new_same]], [v[~new_same]], [np.flatnonzero(~new_same)]
+        reps = np.flatnonzero(new_same)  # one per (bucket, payload)
+        group = np.cumsum(new_key)[reps]
+        start = np.r_[True, group[1:] != group[:-1]]
+        first = np.maximum.accumulate(np.where(start, np.arange(len(reps)), 0))
+        pos = np.arange(len(reps)) - first
+        size = np.diff(np.r_[np.flatnonzero(start), len(reps)])[np.cumsum(start) - 1]
+        if not self.verifies:
+            a.append(v[reps[first]][pos > 0]), b.append(v[reps][pos > 0]), at.append(reps[pos > 0])
+            wide = 0
+        else:
+            ahead = np.minimum(size - pos - 1, WINDOW)  # how many later reps each one is compared with
+            by = np.argsort(-ahead, kind="stable")
+            left = ahead[by]
+            for step in range(1, int(left[0]) + 1 if len(left) else 1):
+                i = by[:int(np.searchsorted(-left, -step, side="right"))]
+                a.append(v[reps[i]]), b.append(v[reps[i + step]]), at.append(reps[i + step])
+            wide = int((start & (size > WINDOW + 1)).sum())
+        a, b, at = np.concatenate(a), np.concatenate(b), np.concatenate(at)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        pair = _unique_pairs(lo, hi)
+        meta = {b"dedup.counts": json.dumps({"wide_buckets": wide}).encode()}
+        return _edges(lo[pair], hi[pair], pc.take(shard, pa.array(order[at[pair]], pa.int64()))).replace_schema_metadata(meta)
 
     def _payload_of(self, rows: pa.Table, keys: np.ndarray) -> tuple[pa.Table, np.ndarray]:
         """The payload of each node in `keys` from the node records among `rows` (and which were found)."""

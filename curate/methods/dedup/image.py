@@ -29,6 +29,11 @@ _HASHES = {"phash": imagehash.phash, "dhash": imagehash.dhash}
 def image_hash(data: bytes, kind: str) -> int:
     """The 64-bit perceptual hash of an encoded image (raises on bytes that are not an image)."""
     with Image.open(io.BytesIO(data)) as img:
+        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            # on white, as shown: imagehash's grey conversion drops alpha, and transparent pixels keep
+            # whatever colour they were stored with (often black: line art then looks alike)
+            rgba = img.convert("RGBA")
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         bits = _HASHES[kind](img, hash_size=8).hash.ravel()
     return int(np.packbits(bits).view(">u8")[0])
 
@@ -81,6 +86,9 @@ class ImageHash(GraphStage):
                 errors[i] = f"bad_image: {type(e).__name__}: {e}"
         length = np.asarray(pc.fill_null(pc.binary_length(table.column(self.image_column)), 0).to_numpy(), np.float64)
         return {"sig": pa.array(sig, pa.uint64())}, errors, length
+
+    def payload_key(self, nodes: pa.Table) -> np.ndarray:
+        return np.asarray(nodes.column("sig").to_numpy(), np.uint64)
 
     def bucket_keys(self, nodes: pa.Table) -> np.ndarray:
         sig = np.asarray(nodes.column("sig").to_numpy(), np.uint64)

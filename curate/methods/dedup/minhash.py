@@ -120,6 +120,13 @@ class MinHashDedup(GraphStage):
         arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         return np.asarray(arr.flatten().to_numpy(), np.uint32).reshape(len(arr), self.num_perm)
 
+    @property
+    def verifies(self) -> bool:
+        return self.verify
+
+    def payload_key(self, nodes: pa.Table) -> np.ndarray:
+        return band_keys(self._signatures(nodes.column("sig")), 1, self.num_perm)[:, 0]  # one hash of it all
+
     def bucket_keys(self, nodes: pa.Table) -> np.ndarray:
         return band_keys(self._signatures(nodes.column("sig")), self._bands, self._rows)
 
