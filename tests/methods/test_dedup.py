@@ -217,6 +217,17 @@ def test_a_new_threshold_reuses_the_signatures(verified):
     assert comp(rows, 5) == comp(rows, 6)  # 0.786 >= 0.7
 
 
+def test_with_a_fixed_banding_a_new_threshold_rechecks_only_the_candidates(verified, tmp_path):
+    root, _, _ = verified
+    data = root / "data"
+    run(minhash(verify=True, bands=16, rows=8), data, tmp_path / "run")
+    summary, rows = run(minhash(verify=True, bands=16, rows=8, threshold=0.78), data, tmp_path / "run")
+    phases = summary["phases"]
+    assert all(phases[f"fit:minhash_dedup:{s}:map"]["computed"] == 0 for s in ("nodes", "buckets", "join_a"))
+    assert phases["fit:minhash_dedup:join_b:map"]["computed"] == 4
+    assert comp(rows, 5) == comp(rows, 6)  # 0.786 >= 0.78
+
+
 def test_keep_rule_picks_the_best_score_in_a_component(corpus, tmp_path):
     score = np.zeros(len(corpus))
     score[2] = 5.0  # c, at one end of the chain

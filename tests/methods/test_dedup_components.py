@@ -12,7 +12,7 @@ import curate
 from curate.methods.dedup import Dedup
 from curate.methods.dedup.components import GraphStage, keep_best
 from curate.methods.dedup.minhash import jaccard_of_lists
-from curate.methods.dedup.text import normalize, shingles
+from curate.methods.dedup.text import normalize, shingles, text_shingles
 from kernels.minhash import candidate_probability, choose_bands
 from testkit.helpers import shuffled_shards
 
@@ -30,6 +30,9 @@ class ListedKeys(GraphStage):
         return ("keys",)
 
     def node_key(self):
+        return {}
+
+    def bucket_key(self):
         return {}
 
     def node_payload(self, table):
@@ -187,3 +190,12 @@ def test_banding_meets_the_false_negative_target(n_hash, t, fn):
     # no other banding meeting the target lets fewer pairs far below the threshold through
     assert all(candidate_probability(t / 2, bands, rows) <= candidate_probability(t / 2, n_hash // r, r) + 1e-9
                for r in range(1, n_hash + 1) if 1 - candidate_probability(t, n_hash // r, r) <= fn)
+
+
+@pytest.mark.parametrize("how", ["whitespace_case", "nfkc_punct"])
+def test_ascii_rows_normalised_in_the_kernel_give_the_regex_words(how):
+    texts = pa.array(["Hello, World! x=1; y_2 (TEST)", "tabs\tand\nnew\x0blines\x0c ok", "ÉTÉ, déjà-vu!", None, "...",
+                      "a-b c'd [e] {f} ~g~ `h` |i| \\j/ @k# $l% ^m& *n+ <o> ?p! \"q\""])
+    want = shingles(normalize(texts, how), "word", 2)
+    got = text_shingles(texts, how, "word", 2)
+    assert [a.tolist() for a in got] == [a.tolist() for a in want]

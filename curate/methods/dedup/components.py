@@ -111,6 +111,10 @@ class GraphStage(Stage):
         """The node-record columns that `bucket_keys` and `similarity` read."""
         return ("sig",)
 
+    def bucket_key(self) -> dict[str, Any]:
+        """What the candidate pairs depend on beyond the node records (the banding, the radius)."""
+        raise NotImplementedError
+
     @property
     def verifies(self) -> bool:
         """Whether `similarity` may refuse a candidate pair (then buckets give all pairs, not stars)."""
@@ -172,9 +176,10 @@ class GraphStage(Stage):
 
     def fit(self, ctx: FitContext) -> pa.Table:
         self._parts = self._choose_partitions(ctx)
+        self._node_key = {**self.node_key(), "keep_by": self.keep_by, "keep_largest": self.keep_largest,
+                          "seed": self.seed}
         nodes = ctx.shuffle(self._node_map, list(self.inputs), self._parts, self._pass, name="nodes",
-                            key={**self.node_key(), "keep_by": self.keep_by, "keep_largest": self.keep_largest,
-                                 "seed": self.seed})
+                            key=self._node_key)
         self._check_collisions(nodes)
         groups = self.groups(ctx, nodes)
         self._info["partitions"] = self._parts
@@ -183,9 +188,13 @@ class GraphStage(Stage):
 
     def groups(self, ctx: FitContext, nodes: Shuffled) -> Shuffled:
         """The keep step's outputs: near-duplicate graph, components, keep rule."""
-        buckets = ctx.shuffle(self._bucket_map, [], self._parts, self._bucket_reduce, name="buckets", source=[nodes])
+        # candidates depend on the banding, not on a threshold: with bands and rows given, a new
+        # threshold re-checks only the candidate pairs (join_b on)
+        key = {**self._node_key, **self.bucket_key()}
+        buckets = ctx.shuffle(self._bucket_map, [], self._parts, self._bucket_reduce, name="buckets", source=[nodes],
+                              key=key)
         join_a = ctx.shuffle(self._join_a_map, [], self._parts, self._join_a_reduce, name="join_a",
-                             source=[nodes, buckets])
+                             source=[nodes, buckets], key=key)
         pairs = ctx.shuffle(self._join_b_map, [], self._parts, self._join_b_reduce, name="join_b",
                             source=[nodes, join_a])
         self._info.update(self._sum_meta(pairs, ("candidate_pairs", "accepted_pairs")))

@@ -82,5 +82,8 @@ class ExactDedup(GraphStage):
         hi, lo = content_hashes(pc.cast(values, pa.large_binary()))
         return {"label": pa.array(hi, pa.uint64()), "label2": pa.array(lo, pa.uint64())}, errors, length
 
+    def bucket_key(self) -> dict[str, Any]:
+        return {}
+
     def groups(self, ctx: FitContext, nodes: Shuffled) -> Shuffled:
         return ctx.shuffle(self._keep_map, [], self._parts, self._keep_reduce, name="keep", source=[nodes])

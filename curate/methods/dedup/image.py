@@ -87,6 +87,9 @@ class ImageHash(GraphStage):
         length = np.asarray(pc.fill_null(pc.binary_length(table.column(self.image_column)), 0).to_numpy(), np.float64)
         return {"sig": pa.array(sig, pa.uint64())}, errors, length
 
+    def bucket_key(self) -> dict[str, Any]:
+        return {"radius": self.radius}
+
     def payload_key(self, nodes: pa.Table) -> np.ndarray:
         return np.asarray(nodes.column("sig").to_numpy(), np.uint64)
 

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from curate.errors import ConfigError
 from curate.methods.dedup.components import GraphStage, KeepBy, KeepLargest, Partitions, Seed
-from curate.methods.dedup.text import Normalize, normalize, shingles
+from curate.methods.dedup.text import Normalize, text_shingles
 from curate.methods.hints import StageName
 from kernels.minhash import band_keys, choose_bands, min_hashes, s_curve
 
@@ -100,8 +100,7 @@ class MinHashDedup(GraphStage):
 
     def node_payload(self, table: pa.Table) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray | None]:
         raw = table.column(self.text_column).combine_chunks()
-        values = normalize(raw, self.normalize)
-        tokens, offsets = shingles(values, self.shingle, self.n, distinct=self.verify)
+        tokens, offsets = text_shingles(raw, self.normalize, self.shingle, self.n, distinct=self.verify)
         counts = np.diff(offsets)
         errors = np.full(len(raw), None, object)
         errors[counts == 0] = "empty_text: no shingles after normalisation"
@@ -119,6 +118,9 @@ class MinHashDedup(GraphStage):
     def _signatures(self, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         return np.asarray(arr.flatten().to_numpy(), np.uint32).reshape(len(arr), self.num_perm)
+
+    def bucket_key(self) -> dict[str, Any]:
+        return {"bands": self._bands, "rows": self._rows, "verifies": self.verify}
 
     @property
     def verifies(self) -> bool:

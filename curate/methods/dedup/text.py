@@ -58,6 +58,21 @@ def shingles(texts: pa.Array, unit: Literal["word", "char"], n: int,
     return unique_per_row(h, offsets) if distinct else (h, offsets)
 
 
+def text_shingles(texts: pa.Array, how: Normalize, unit: Literal["word", "char"], n: int,
+                  distinct: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """`shingles(normalize(texts, how), ...)`, with pure-ASCII rows of word shingles normalised inside the
+    compiled kernel (the same words: kernels/shingles.py) and only the other rows through the regexes."""
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if unit != "word" or how == "none":
+        return shingles(normalize(texts, how), unit, n, distinct)
+    ascii_rows = pc.fill_null(pc.string_is_ascii(texts), True).to_numpy(zero_copy_only=False)
+    if not ascii_rows.all():
+        other = pa.array(~ascii_rows)
+        texts = pc.replace_with_mask(texts, other, normalize(pc.filter(texts, other), how))
+    h, offsets = word_ngrams(texts, n, fold=ascii_rows, punct=how == "nfkc_punct")
+    return unique_per_row(h, offsets) if distinct else (h, offsets)
+
+
 def unique_per_row(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values sorted and deduplicated (rows given by offsets)."""
     row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
