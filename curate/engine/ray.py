@@ -79,7 +79,8 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+                # "local": a new Ray of our own, even when another run on this host left /tmp/ray/ray_current_cluster
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
             self._owns = True
             if not address:  # the services of the local Ray this started (recorded by the run: see engine/leftovers.py)
                 self.service_pids = _session_pids(ray)
