@@ -6,9 +6,7 @@ one partition and a crash resumes at the last finished unit.
 Nodes are rows, named by their 64-bit id hash (the engine's `ROW_HASH`; the `nodes` step refuses two
 ids with one hash). Steps, each a shuffle:
   nodes      per shard: a node record per row (id, keep preference, the stage's payload: signature...)
-  buckets    band keys -> part(key); each bucket of >= 2 nodes gives star edges (its smallest node, other)
-  join_a     edges meet their `a` node's payload             (edge -> part(a), node -> part(node))
-  join_b     ... and their `b` node's: similarity, accepted or not (edge -> part(b))
+  buckets, join_a, join_b    candidate pairs and their similarity (pairs.py)
   cc<i>l/s   connected components: alternating large-star and small-star rounds (Kiveris et al., SoCC
              2014, "Connected Components in MapReduce and Beyond") until the edge set stops changing;
              then every node links to its component's smallest node
@@ -27,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from curate.methods.dedup.pairs import CandidatePairs, edge_table, present, u64, u64_of, unique_pairs, values_of
 from curate.policy import order_keys, tie_keys
 from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ShardInfo, Shuffled, Stage
 from kernels.hashing import mix64, partition_of
@@ -34,7 +33,6 @@ from kernels.hashing import mix64, partition_of
 META_OUTPUTS = b"dedup.outputs"
 META_INFO = b"dedup.info"
 MAX_ROUNDS = 64
-WINDOW = 1000  # checked pairs: each member of a bucket with at most this many others (all pairs below it)
 
 KeepBy = Annotated[str | None, Field(description="keep the row with the best value of this column in each group "
                                                  "(a data column or an earlier stage's, like `icc.score`; "
@@ -42,30 +40,6 @@ KeepBy = Annotated[str | None, Field(description="keep the row with the best val
 KeepLargest = Annotated[bool, Field(description="with keep_by: keep the largest value (else the smallest)")]
 Seed = Annotated[int, Field(description="tie-break seed (which copy is kept when keep values tie); minhash_dedup: also its hash functions")]
 Partitions = Annotated[int | Literal["auto"], Field(description="shuffle partitions (auto: about 50,000 rows each)")]
-
-
-def _u64(a: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(a.to_numpy(zero_copy_only=False) if not isinstance(a, np.ndarray) else a, np.uint64)
-
-
-def _u64_of(t: pa.Table, name: str) -> np.ndarray:
-    """A uint64 column, or none when no earlier step wrote it (every partition was empty)."""
-    return _u64(t.column(name)) if name in t.column_names else np.zeros(t.num_rows, np.uint64)
-
-
-def _col(t: pa.Table, name: str) -> np.ndarray:
-    return t.column(name).to_numpy(zero_copy_only=False)
-
-
-def _valid(t: pa.Table, name: str) -> np.ndarray:
-    if name not in t.column_names:
-        return np.zeros(t.num_rows, bool)
-    return pc.is_valid(t.column(name)).to_numpy(zero_copy_only=False)
-
-
-def _edges(a: np.ndarray, b: np.ndarray, shard: pa.Array, sa: str = "a", sb: str = "b", **extra: Any) -> pa.Table:
-    return pa.table({sa: pa.array(a, pa.uint64()), sb: pa.array(b, pa.uint64()), **extra,
-                     "shard": pa.array(shard, pa.string()), "row": pa.array(np.zeros(len(a), np.int64))})
 
 
 def _fingerprint(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
@@ -90,7 +64,7 @@ def keep_best(label: np.ndarray, rank: np.ndarray, tie: np.ndarray, node: np.nda
     return best, size
 
 
-class GraphStage(Stage):
+class GraphStage(CandidatePairs, Stage):
     """A dedup stage: rows -> node records with a payload; subclasses say how rows are bucketed and compared."""
 
     version = "1"
@@ -248,7 +222,7 @@ class GraphStage(Stage):
 
     def _node_map(self, table: pa.Table) -> pa.Table:
         payload, errors, length = self.node_payload(table)
-        node = _u64(table.column(ROW_HASH))
+        node = u64(table.column(ROW_HASH))
         return pa.table({"part": pa.array(partition_of(node, self._parts)), "row": table.column(ROW_INDEX),
                          "node": pa.array(node, pa.uint64()), "id": table.column(ROW_ID),
                          "rank": pa.array(self.keep_rank(table, length), pa.uint64()),
@@ -257,7 +231,7 @@ class GraphStage(Stage):
 
     def _pass(self, rows: pa.Table) -> pa.Table:
         """The node records, kept; checks that no two ids share a hash (they meet in this partition)."""
-        node = _u64(rows.column("node"))
+        node = u64(rows.column("node"))
         order = np.argsort(node, kind="stable")
         same = np.flatnonzero(node[order][1:] == node[order][:-1])
         ids = rows.column("id")
@@ -266,117 +240,11 @@ class GraphStage(Stage):
                 b"dedup.collisions": json.dumps(examples).encode()}
         return rows.drop_columns(["part"]).replace_schema_metadata(meta)
 
-    # --- candidate pairs --------------------------------------------------------------------------------
-    def _bucket_map(self, nodes: pa.Table) -> pa.Table:
-        nodes = nodes.filter(pc.is_null(nodes.column("error")))
-        keys = self.bucket_keys(nodes)
-        n, bands = keys.shape if keys.ndim == 2 else (0, 0)
-        keyed = mix64(keys ^ mix64(np.arange(bands, dtype=np.uint64))[None, :]).ravel()  # bands never collide
-        node = np.repeat(_u64(nodes.column("node")), bands)
-        same = np.repeat(self.payload_key(nodes) if n else np.zeros(0, np.uint64), bands)
-        return pa.table({"part": pa.array(partition_of(keyed, self._parts)), "row": pa.array(np.zeros(len(node), np.int64)),
-                         "key": pa.array(keyed, pa.uint64()), "node": pa.array(node, pa.uint64()),
-                         "same": pa.array(same, pa.uint64())})
-
-    def _bucket_reduce(self, rows: pa.Table) -> pa.Table:
-        """The candidate pairs of each bucket. Nodes with an identical payload (`payload_key`) link to the
-        first of them. Between distinct payloads: when every candidate is accepted (`verifies` false), a
-        star from the bucket's first node is enough for the components; when pairs are checked, a star
-        would lose the pairs of two members far from the centre, so every pair is compared, each member
-        with the next WINDOW distinct ones (all pairs unless a bucket holds more; counted)."""
-        key, node, same = _u64(rows.column("key")), _u64(rows.column("node")), _u64(rows.column("same"))
-        shard = rows.column("shard").combine_chunks()
-        order = np.lexsort((node, same, key))
-        k, v, d = key[order], node[order], same[order]
-        new_key = np.r_[True, k[1:] != k[:-1]]
-        new_same = new_key | np.r_[True, d[1:] != d[:-1]]
-        rep = np.maximum.accumulate(np.where(new_same, np.arange(len(k)), 0))  # first node of its payload
-        a, b, at = [v[rep][~new_same]], [v[~new_same]], [np.flatnonzero(~new_same)]
-        reps = np.flatnonzero(new_same)  # one per (bucket, payload)
-        group = np.cumsum(new_key)[reps]
-        start = np.r_[True, group[1:] != group[:-1]]
-        first = np.maximum.accumulate(np.where(start, np.arange(len(reps)), 0))
-        pos = np.arange(len(reps)) - first
-        size = np.diff(np.r_[np.flatnonzero(start), len(reps)])[np.cumsum(start) - 1]
-        if not self.verifies:
-            a.append(v[reps[first]][pos > 0]), b.append(v[reps][pos > 0]), at.append(reps[pos > 0])
-            wide = 0
-        else:
-            ahead = np.minimum(size - pos - 1, WINDOW)  # how many later reps each one is compared with
-            by = np.argsort(-ahead, kind="stable")
-            left = ahead[by]
-            for step in range(1, int(left[0]) + 1 if len(left) else 1):
-                i = by[:int(np.searchsorted(-left, -step, side="right"))]
-                a.append(v[reps[i]]), b.append(v[reps[i + step]]), at.append(reps[i + step])
-            wide = int((start & (size > WINDOW + 1)).sum())
-        a, b, at = np.concatenate(a), np.concatenate(b), np.concatenate(at)
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        pair = _unique_pairs(lo, hi)
-        meta = {b"dedup.counts": json.dumps({"wide_buckets": wide}).encode()}
-        return _edges(lo[pair], hi[pair], pc.take(shard, pa.array(order[at[pair]], pa.int64()))).replace_schema_metadata(meta)
-
-    def _payload_of(self, rows: pa.Table, keys: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-        """The payload of each node in `keys` from the node records among `rows` (and which were found)."""
-        nodes = rows.filter(pa.array(_valid(rows, "node")))
-        nk = _u64(nodes.column("node"))
-        if not len(nk):
-            return nodes.select(list(self.payload)).slice(0, 0), np.zeros(len(keys), bool)
-        order = np.argsort(nk, kind="stable")
-        pos = np.minimum(np.searchsorted(nk[order], keys), len(nk) - 1)
-        found = nk[order][pos] == keys
-        return nodes.select(list(self.payload)).take(pa.array(order[pos][found], pa.int64())), found
-
-    def _join_a_map(self, rows: pa.Table) -> pa.Table:
-        return self._join_map(rows, "a", ["a", "b"])
-
-    def _join_b_map(self, rows: pa.Table) -> pa.Table:
-        return self._join_map(rows, "b", ["a", "b", *(f"a_{c}" for c in self.payload)])
-
-    def _join_map(self, rows: pa.Table, end: str, edge_cols: list[str]) -> pa.Table:
-        """Node records to their node's partition, edges to their `end` node's: each meets its payload."""
-        is_node = _valid(rows, "node")
-        nodes = rows.filter(pa.array(is_node & ~_valid(rows, "error")))
-        edges = rows.filter(pa.array(~is_node & _valid(rows, "a")))
-        parts = [pa.table({"part": pa.array(partition_of(_u64(nodes.column("node")), self._parts)),
-                           "row": pa.array(np.zeros(nodes.num_rows, np.int64)), "node": nodes.column("node"),
-                           **{c: nodes.column(c) for c in self.payload}}),
-                 pa.table({"part": pa.array(partition_of(_u64_of(edges, end), self._parts)),
-                           "row": pa.array(np.zeros(edges.num_rows, np.int64)),
-                           **{c: edges.column(c) if c in edges.column_names else  # no candidate anywhere
-                              pa.array([], pa.uint64() if c in "ab" else nodes.schema.field(c[2:]).type)
-                              for c in edge_cols}})]
-        return pa.concat_tables(parts, promote_options="permissive")
-
-    def _join_a_reduce(self, rows: pa.Table) -> pa.Table:
-        edges = rows.filter(pa.array(_valid(rows, "a")))
-        a, b = _u64(edges.column("a")), _u64(edges.column("b"))
-        first = _unique_pairs(a, b)  # the same pair from several bands: once
-        edges, a, b = edges.take(pa.array(first, pa.int64())), a[first], b[first]
-        payload, found = self._payload_of(rows, a)
-        keep = pa.array(found)
-        out = _edges(a[found], b[found], edges.column("shard").filter(keep).combine_chunks(),
-                     **{f"a_{c}": payload.column(c) for c in self.payload})
-        return out
-
-    def _join_b_reduce(self, rows: pa.Table) -> pa.Table:
-        edges = rows.filter(pa.array(_valid(rows, "a")))
-        b = _u64(edges.column("b"))
-        payload_b, found = self._payload_of(rows, b)
-        edges = edges.filter(pa.array(found))
-        payload_a = pa.table({c: edges.column(f"a_{c}") for c in self.payload})
-        sim, ok = self.similarity(payload_a, payload_b) if edges.num_rows else (np.zeros(0), np.zeros(0, bool))
-        meta = {b"dedup.counts": json.dumps({"candidate_pairs": int(edges.num_rows),
-                                             "accepted_pairs": int(ok.sum())}).encode()}
-        keep = pa.array(ok)
-        out = _edges(_u64(edges.column("a"))[ok], b[found][ok], edges.column("shard").filter(keep).combine_chunks(),
-                     sa="x", sb="y", sim=pa.array(sim[ok], pa.float64()))
-        return out.replace_schema_metadata(meta)
-
     # --- connected components: large-star / small-star --------------------------------------------------
     @staticmethod
     def _endpoints(rows: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
         a, b = ("x", "y") if "x" in rows.column_names else ("u", "v")  # accepted pairs, or a round's edges
-        return _u64_of(rows, a), _u64_of(rows, b), rows.column("shard").combine_chunks()
+        return u64_of(rows, a), u64_of(rows, b), rows.column("shard").combine_chunks()
 
     def _large_map(self, rows: pa.Table) -> pa.Table:
         """Both directions of every edge, to the partition of its first node."""
@@ -388,7 +256,7 @@ class GraphStage(Stage):
 
     def _large_reduce(self, rows: pa.Table) -> pa.Table:
         """Large-star: each node u links its larger neighbours to m(u) = min(u, neighbours)."""
-        u, v, shard = _u64(rows.column("u")), _u64(rows.column("v")), rows.column("shard").combine_chunks()
+        u, v, shard = u64(rows.column("u")), u64(rows.column("v")), rows.column("shard").combine_chunks()
         m = _group_min(u, v)
         big = v > u
         return self._distinct(v[big], m[big], shard.filter(pa.array(big)))
@@ -404,8 +272,8 @@ class GraphStage(Stage):
     def _small_reduce(self, rows: pa.Table) -> pa.Table:
         """Small-star: each node u links itself and its smaller neighbours to m = min(u, neighbours).
         The fingerprint of the distinct edges it received tells the fit when nothing changes any more."""
-        u, v, shard = _u64(rows.column("u")), _u64(rows.column("v")), rows.column("shard").combine_chunks()
-        first = _unique_pairs(u, v)
+        u, v, shard = u64(rows.column("u")), u64(rows.column("v")), rows.column("shard").combine_chunks()
+        first = unique_pairs(u, v)
         u, v, shard = u[first], v[first], pc.take(shard, pa.array(first, pa.int64()))
         count, fp = _fingerprint(u, v)
         uniq, at, inv = np.unique(u, return_index=True, return_inverse=True)
@@ -419,18 +287,18 @@ class GraphStage(Stage):
 
     @staticmethod
     def _distinct(a: np.ndarray, b: np.ndarray, shard: pa.Array) -> pa.Table:
-        first = _unique_pairs(a, b)
-        return _edges(a[first], b[first], pc.take(shard, pa.array(first, pa.int64())), sa="u", sb="v")
+        first = unique_pairs(a, b)
+        return edge_table(a[first], b[first], pc.take(shard, pa.array(first, pa.int64())), sa="u", sb="v")
 
     # --- labels and the keep rule -------------------------------------------------------------------------
     def _label_map(self, rows: pa.Table) -> pa.Table:
-        is_node = _valid(rows, "node")
+        is_node = present(rows, "node")
         nodes = rows.filter(pa.array(is_node))
-        pairs = rows.filter(pa.array(_valid(rows, "x")))
-        stars = rows.filter(pa.array(_valid(rows, "u")))
-        x, y, u, v = (_u64_of(pairs, "x"), _u64_of(pairs, "y"), _u64_of(stars, "u"), _u64_of(stars, "v"))
-        sim = _col(pairs, "sim").astype(np.float64) if "sim" in pairs.column_names else np.zeros(0)
-        nk = _u64(nodes.column("node"))
+        pairs = rows.filter(pa.array(present(rows, "x")))
+        stars = rows.filter(pa.array(present(rows, "u")))
+        x, y, u, v = (u64_of(pairs, "x"), u64_of(pairs, "y"), u64_of(stars, "u"), u64_of(stars, "v"))
+        sim = values_of(pairs, "sim").astype(np.float64) if "sim" in pairs.column_names else np.zeros(0)
+        nk = u64(nodes.column("node"))
         node = np.r_[nk, x, y, u, v]
         label = np.r_[nk, x, y, np.minimum(u, v), np.minimum(u, v)]
         sims = np.r_[np.full(len(nk), np.nan), sim, sim, np.full(2 * len(u), np.nan)]
@@ -446,8 +314,8 @@ class GraphStage(Stage):
 
     def _label_reduce(self, rows: pa.Table) -> pa.Table:
         """One row per node record: its component (smallest linked node) and best similarity."""
-        node, label = _u64(rows.column("node")), _u64(rows.column("label"))
-        sim = _col(rows, "sim").astype(np.float64)
+        node, label = u64(rows.column("node")), u64(rows.column("label"))
+        sim = values_of(rows, "sim").astype(np.float64)
         is_node = pc.is_valid(rows.column("id")).to_numpy(zero_copy_only=False)
         uniq, inv = np.unique(node, return_inverse=True)
         best_label = np.full(len(uniq), np.uint64(0xFFFFFFFFFFFFFFFF))
@@ -462,14 +330,14 @@ class GraphStage(Stage):
 
     def _keep_map(self, rows: pa.Table) -> pa.Table:
         rows = rows.drop_columns(["shard"]) if "shard" in rows.column_names else rows
-        return rows.append_column("part", pa.array(partition_of(_u64(rows.column("label")), self._parts)))
+        return rows.append_column("part", pa.array(partition_of(u64(rows.column("label")), self._parts)))
 
     def _keep_reduce(self, rows: pa.Table) -> pa.Table:
-        label = _u64(rows.column("label"))
-        label2 = _u64(rows.column("label2")) if "label2" in rows.column_names else np.zeros(len(label), np.uint64)
+        label = u64(rows.column("label"))
+        label2 = u64(rows.column("label2")) if "label2" in rows.column_names else np.zeros(len(label), np.uint64)
         ok = pc.is_null(rows.column("error")).to_numpy(zero_copy_only=False)
-        group = np.where(ok, mix64(label ^ mix64(label2)), _u64(rows.column("node")))  # errored rows alone
-        best, size = keep_best(group, _u64(rows.column("rank")), _u64(rows.column("tie")), _u64(rows.column("node")))
+        group = np.where(ok, mix64(label ^ mix64(label2)), u64(rows.column("node")))  # errored rows alone
+        best, size = keep_best(group, u64(rows.column("rank")), u64(rows.column("tie")), u64(rows.column("node")))
         removed = (best != np.arange(len(best))) & ok
         ids = rows.column("id").combine_chunks()
         dup_of = pc.if_else(pa.array(removed), pc.take(ids, pa.array(best)), pa.scalar(None, pa.string()))
@@ -479,7 +347,7 @@ class GraphStage(Stage):
                "match": pc.if_else(pa.array(removed), self.match, pa.scalar(None, pa.string())),
                "error": rows.column("error")}
         if self.similarity_name:
-            sim = _col(rows, "sim").astype(np.float64) if "sim" in rows.column_names else np.full(len(label), np.nan)
+            sim = values_of(rows, "sim").astype(np.float64) if "sim" in rows.column_names else np.full(len(label), np.nan)
             shown = self.similarity_column(np.nan_to_num(sim))
             out[self.similarity_name] = pa.array(shown, mask=np.isnan(sim)).cast(self.similarity_type)
         return pa.table(out)
@@ -506,14 +374,6 @@ def _group_min(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     m = uniq.copy()
     np.minimum.at(m, inv, v)
     return m[inv]
-
-
-def _unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Indices of the first occurrence of each distinct (a, b), in (a, b) order."""
-    order = np.lexsort((b, a))
-    sa, sb = a[order], b[order]
-    first = np.r_[True, (sa[1:] != sa[:-1]) | (sb[1:] != sb[:-1])] if len(a) else np.zeros(0, bool)
-    return order[first]
 
 
 def _count_rows(table: pa.Table) -> pa.Table:
