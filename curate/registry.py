@@ -25,6 +25,9 @@ STAGES = {
     "sens": "curate.methods.sens:Sensitivity",
     "el2n": "curate.methods.el2n:EL2N",
     "autofj": "curate.methods.autofj:AutoFJ",
+    "exact_dedup": "curate.methods.dedup:ExactDedup",
+    "minhash_dedup": "curate.methods.dedup:MinHashDedup",
+    "image_hash": "curate.methods.dedup:ImageHash",
 }
 
 POLICIES = {
@@ -35,6 +38,7 @@ POLICIES = {
     "cluster_quota": "curate.methods.dbp:ClusterQuota",
     "sample": "curate.methods.sens:Sample",
     "el2n_keep": "curate.methods.el2n:El2nKeep",
+    "dedup": "curate.methods.dedup:Dedup",
 }
 
 _TABLES = {"stage": (STAGES, Stage), "policy": (POLICIES, Policy)}

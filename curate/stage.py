@@ -31,6 +31,7 @@ class Shuffled:
 
     outputs: list[str]
     metadata: list[dict[bytes, bytes]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # the reduce units' keys: what a later shuffle of these depends on
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,20 @@ class FitContext:
         raise NotImplementedError
 
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
-                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> Shuffled:
+                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle",
+                source: list[Shuffled] | None = None, key: Any = None) -> Shuffled:
         """Group rows across shards, then reduce each group where the executor runs it.
 
         `fn(shard table)` returns rows with an int column `part` in [0, partitions) and their `row` in
         the shard; the engine adds `shard` (the shard key, as `ShardInfo.key`). `reduce(rows of one part
         from every shard)` returns rows that keep `shard` and `row`. `ShardInfo.read_shuffled(outputs)` gives
         one shard's rows back at scoring time.
+
+        With `source` (earlier shuffles of this fit), `fn` gets instead the rows those reduces labelled
+        with the shard (their schemas unified; `columns` is then ignored): iterative work, such as
+        connected components, runs as a chain of shuffles, each a resumable set of units. `key` replaces
+        the stage's parameters in the units' keys: what this shuffle's output depends on, so that a
+        parameter used only later (a threshold) does not redo it.
         """
         raise NotImplementedError
 

@@ -63,6 +63,15 @@ STAGE_CASES = [
     ("autofj", {"reference": TENNIS, "on": ["title"], "precision_target": 0.8, "space": "autofj_md",
                 "negative_rules": False, "blocking_budget": 500, "minhash_lsh": True, "dedupe_reference": True}),
     ("autofj", {"reference": TENNIS, "on": "title", "minhash_lsh": {"bands": 4, "rows": 2}, "blocking_budget": None}),
+    ("exact_dedup", {}),
+    ("exact_dedup", {"hash_column": "image", "normalize": "nfkc_punct", "keep_by": "icc.score", "keep_largest": False,
+                     "seed": 3, "partitions": 2}),
+    ("minhash_dedup", {}),
+    ("minhash_dedup", {"text_column": "t", "normalize": "none", "shingle": "char", "n": 3, "num_perm": 64,
+                       "threshold": 0.7, "false_negative": 0.01, "bands": 8, "rows": 8, "verify": True,
+                       "keep_by": "length", "partitions": 4}),
+    ("image_hash", {}),
+    ("image_hash", {"image_column": "img", "hash": "dhash", "radius": 8, "keep_by": "length"}),
 ]
 
 POLICY_CASES = [
@@ -81,6 +90,8 @@ POLICY_CASES = [
     ("el2n_keep", {}),
     ("el2n_keep", {"fraction": 0.4, "direction": "offset", "offset": 0.1, "per_class": True,
                    "label_column": "el2n.label"}),
+    ("dedup", {}),
+    ("dedup", {"column": "exact_dedup.component", "name": "exact"}),
 ]
 
 
@@ -168,6 +179,7 @@ def test_every_type_is_covered_here_and_every_parameter_is_documented(kind):
 @pytest.mark.parametrize("type_name, args, unkeyed, keyed", [
     ("wfpp", {}, {"partitions": 8}, {"t": 1e-3}),
     ("semdedup", {"embedding": "e.vector"}, {"tile": 128, "partitions": 3, "device": "cpu"}, {"order": "easy"}),
+    ("minhash_dedup", {}, {"partitions": 3}, {"threshold": 0.7}),
     ("embed", {"modality": "image", "model": TINY_CLIP, "random_init": True},
      {"batch_size": 2, "decode_workers": 1, "device": "cpu", "cpus": 3.0, "gpus": 0.0, "image_root": "/tmp"},
      {"image_column": "img"}),

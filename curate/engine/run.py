@@ -383,16 +383,20 @@ class _EngineFitContext(FitContext):
         self._maps = 0
 
     def _map_units(self, kind: str, fn: Callable, columns: list[str], group_by: str | None = None,
-                   **salt: Any) -> list[Unit]:
+                   source: list[Shuffled] | None = None, key: Any = None, **salt: Any) -> list[Unit]:
         run, stage = self.run, self.stage
-        data, upstream = run.split_columns(stage, columns)
+        data, upstream = run.split_columns(stage, columns) if source is None else ([], {})
         for name in upstream:
             if name != IDS and not run._scored(run.pipeline.stage(name)):
                 run.score(name)  # a fit may read an earlier stage's outputs
-        key_salt = (stage.identity(), columns, getattr(fn, "__qualname__", repr(fn)), run.upstream_keys(upstream), salt)
+        what = stage.identity() if key is None else {"type": stage.type, "version": stage.version, "key": key}
+        key_salt = (what, columns, getattr(fn, "__qualname__", repr(fn)), run.upstream_keys(upstream), salt,
+                    [s.keys for s in source or []])
         units = [Unit(u.shard, u.key, run.store.unit(kind, f"{stage.name}{salt.get('name', '')}", u.shard.key),
                       u.fingerprint, u.upstream) for u in run._units(kind, stage, key_salt)]
-        task = FitMapTask(stage, run.dataset, run.store, fn, data, upstream, group_by=group_by)
+        sources = [run.store.root / p for s in source or [] for p in s.outputs]
+        task = FitMapTask(stage, run.dataset, run.store, fn, data, upstream, group_by=group_by,
+                          sources=sources if source is not None else None)
         self._maps += 1
         phase = f"fit:{stage.name}:{salt['name'].lstrip('.')}:map" if "name" in salt else f"fit:{stage.name}:map{self._maps}"
         self._check(run._execute(phase, task, units), "shard")
@@ -410,10 +414,13 @@ class _EngineFitContext(FitContext):
             yield read_table(u.path)
 
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
-                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle") -> Shuffled:
+                reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle",
+                source: list[Shuffled] | None = None, key: Any = None) -> Shuffled:
         run, stage = self.run, self.stage
-        maps = self._map_units("shuffle", fn, columns, group_by="part", name=f".{name}", partitions=partitions)
-        salt = digest("reduce", stage.identity(), getattr(reduce, "__qualname__", repr(reduce)), [u.key for u in maps])
+        maps = self._map_units("shuffle", fn, columns, group_by="part", source=source, key=key, name=f".{name}",
+                               partitions=partitions)
+        what = stage.identity() if key is None else key
+        salt = digest("reduce", what, getattr(reduce, "__qualname__", repr(reduce)), [u.key for u in maps])
         units = []
         for p in range(partitions):
             pseudo = Shard(path="", rel=f"{stage.name}.{name}.partition-{p:05d}", size=0, mtime_ns=0)
@@ -422,4 +429,5 @@ class _EngineFitContext(FitContext):
         self._check(run._execute(f"fit:{stage.name}:{name}:reduce", ReduceTask(stage, reduce, run.store, [u.path for u in maps]),
                                  units), "partition")
         return Shuffled(outputs=[str(u.path.relative_to(run.store.root)) for u in units],
-                        metadata=[dict(read_schema(u.path).metadata or {}) for u in units])
+                        metadata=[dict(read_schema(u.path).metadata or {}) for u in units],
+                        keys=[u.key for u in units])

@@ -16,17 +16,24 @@ from curate.engine.files import GROUP_INDEX_KEY
 from curate.storage import AnyPath, location, parquet_file
 
 
-def read_group(paths: Iterable[AnyPath], value: object, columns: list[str] | None = None) -> pa.Table | None:
-    """The rows of group `value` from each grouped file, concatenated (None when no file holds any)."""
-    parts = []
+def read_group(paths: Iterable[AnyPath], value: object, columns: list[str] | None = None,
+               unify: bool = False) -> pa.Table | None:
+    """The rows of group `value` from each grouped file, concatenated (None when no file holds any);
+    `unify` allows files of different schemas and always returns a table with the union of their
+    columns (missing ones as nulls), empty when no file holds the group."""
+    parts, schemas = [], []
     for path in paths:
         pf = parquet_file(path)
+        schemas.append(pf.schema_arrow.remove_metadata())
         index = json.loads((pf.schema_arrow.metadata or {}).get(GROUP_INDEX_KEY, b"{}"))
         if str(value) in index:
-            parts.append(pf.read_row_group(index[str(value)], columns=columns))
+            parts.append(pf.read_row_group(index[str(value)], columns=columns).replace_schema_metadata(None))
+    if unify:
+        parts.append(pa.unify_schemas(schemas, promote_options="permissive").empty_table())
+        return pa.concat_tables(parts, promote_options="permissive")
     if not parts:
         return None
-    return pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+    return pa.concat_tables(parts)
 
 
 def read_shuffled(root: str | AnyPath, paths: list[str], shard_key: str, rows: int,

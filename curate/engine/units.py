@@ -145,10 +145,12 @@ class FitMapTask:
     """Applies a stage's fit-map function to one shard's input columns (grouped by `part` for a shuffle)."""
 
     def __init__(self, stage: Stage, dataset: Dataset, store: Store, fn: Callable[[pa.Table], pa.Table],
-                 data_columns: list[str], upstream_columns: dict[str, list[str]], group_by: str | None = None):
+                 data_columns: list[str], upstream_columns: dict[str, list[str]], group_by: str | None = None,
+                 sources: list[AnyPath] | None = None):
         self.stage, self.dataset, self.store, self.fn = stage, dataset, store, fn
         self.data_columns, self.upstream_columns = data_columns, upstream_columns
         self.group_by = group_by
+        self.sources = sources  # earlier shuffles' reduce outputs: read the rows labelled with this shard
         self.resources = stage.resources
 
     def setup(self) -> None:
@@ -156,7 +158,10 @@ class FitMapTask:
 
     def __call__(self, unit: Unit) -> dict:
         t0 = time.perf_counter()
-        table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
+        if self.sources is not None:
+            table = read_group(self.sources, unit.shard.key, unify=True)
+        else:
+            table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns)
         out = self.fn(table)
         if self.group_by:
             if not {self.group_by, "row"} <= set(out.column_names):
