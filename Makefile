@@ -73,6 +73,8 @@ bench: install debs
 	$(BIN)/python -m bench.report
 	$(BIN)/python -m bench.protocol
 	$(BIN)/python -m bench.footprint
+	$(BIN)/python -m bench.dedup
+	$(BIN)/python -m bench.dedup_images
 
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
