@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 from curate.config import load_config
 from curate.engine.executor import Executor
 from curate.engine.export import export
+from curate.engine.gc import collect as gc
 from curate.engine.run import Run
 from curate.engine.verify import verify
 
-__all__ = ["DEFAULT_EXECUTOR", "join", "resolve", "run", "verify"]
+__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "verify"]
 from curate.errors import ConfigError
 from curate.layout import RunLayout
 from curate.pipeline import Pipeline

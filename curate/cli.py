@@ -163,6 +163,17 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if result["bad"] else 0
 
 
+def _gc(args: argparse.Namespace) -> int:
+    from curate.api import gc
+
+    result = gc(args.run_dir)
+    for name, f in result["freed"].items():
+        print(f"removed {name}/: {f['files']:,} file(s), {f['bytes'] / 2**20:,.1f} MiB")
+    print(f"freed {result['freed_bytes'] / 2**20:,.1f} MiB; kept {result['kept_bytes'] / 2**20:,.1f} MiB in "
+          f"{result['kept_files']:,} file(s) (ids, artifacts, scores, manifest: a policy-only re-run needs no more)")
+    return 0
+
+
 def _stages(args: argparse.Namespace) -> int:
     from curate.reference import reference
 
@@ -255,6 +266,10 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-hash a run's outputs; damaged units are marked for the next run")
     v.add_argument("run_dir")
     v.set_defaults(func=_verify)
+    g = sub.add_parser("gc", help="reclaim a finished run's fit intermediates (fit maps, shuffles); policies "
+                                  "still re-run in seconds")
+    g.add_argument("run_dir")
+    g.set_defaults(func=_gc)
     t = sub.add_parser("stages", help="list every stage and policy with its parameters (docs/reference.md)")
     t.set_defaults(func=_stages)
     e = sub.add_parser("export", help="id lists or the curated dataset from a run")

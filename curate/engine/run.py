@@ -25,6 +25,7 @@ from curate.engine.local import LocalExecutor
 from curate.engine.store import Store
 from curate.engine.units import IDS, FitMapTask, IdsTask, ReduceTask, ScoreTask, Unit
 from curate.errors import ConfigError, CurateError, DataError, RunFailed
+from curate.layout import read_json
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.stage import ENGINE_COLUMNS, FitContext, Shuffled, Stage
@@ -316,8 +317,10 @@ class Run:
             self.phases[f"fit:{stage.name}"] = {"reused": True, "seconds": 0.0}
         else:
             t0 = time.perf_counter()
-            artifact = stage.fit(_EngineFitContext(self, stage))
-            meta = self.store.finish(path, artifact, {"key": key, "stage": stage.name,
+            ctx = _EngineFitContext(self, stage)
+            artifact = stage.fit(ctx)
+            # `reads`: the shuffle outputs its scoring may read back (kept until `curate gc` reclaims them)
+            meta = self.store.finish(path, artifact, {"key": key, "stage": stage.name, "reads": ctx.reduced,
                                                       "seconds": round(time.perf_counter() - t0, 3)})
             self.phases[f"fit:{stage.name}"] = {"reused": False, "seconds": round(time.perf_counter() - t0, 3)}
         # Scores depend on the artifact's content: a refit that differs recomputes them and what follows.
@@ -335,6 +338,12 @@ class Run:
                 self.score(name)  # upstream outputs must exist first
         data, upstream = self.inputs_of(stage)
         units = self._units("scores", stage, self.stage_key(stage))
+        if self._reclaimed(stage) and any(self.store.done(u.path, u.key) is None for u in units):
+            log.info("stage %s: refitting to recreate the shuffle outputs that `curate gc` reclaimed", stage.name)
+            self.store.forget(self.store.artifact(stage.name, self.fit_key(stage)))
+            del self.artifacts[stage.name]
+            artifact = self.fit(stage)
+            units = self._units("scores", stage, self.stage_key(stage))
         task = ScoreTask(stage, artifact, self.dataset, self.store, data, upstream, self.pipeline.batch_size)
         for shard_key, r in self._execute(f"score:{stage.name}", task, units).items():
             if isinstance(r, Failure):
@@ -356,6 +365,12 @@ class Run:
             raise RunFailed(f"{len(self.failed)} shard(s) failed; the rest is saved in {self.store.root} and "
                             f"a re-run retries only these:\n  {listing}")
         return summary
+
+    def _reclaimed(self, stage: Stage) -> bool:
+        """Whether shuffle outputs the stage's scoring reads are gone (`curate gc`), so a re-score must refit."""
+        key = self.artifacts.get(stage.name, (None, None))[0]
+        meta = read_json(self.store.sidecar(self.store.artifact(stage.name, key))) if key else None
+        return any(not (self.store.root / rel).exists() for rel in (meta or {}).get("reads", []))
 
     def _scored(self, stage: Stage) -> bool:
         key = self.stage_key(stage)
@@ -381,6 +396,7 @@ class _EngineFitContext(FitContext):
     def __init__(self, run: Run, stage: Stage):
         self.run, self.stage = run, stage
         self._maps = 0
+        self.reduced: list[str] = []  # the reduce outputs of this fit, relative to the run directory
 
     def _map_units(self, kind: str, fn: Callable, columns: list[str], group_by: str | None = None,
                    source: list[Shuffled] | None = None, key: Any = None, **salt: Any) -> list[Unit]:
@@ -428,6 +444,8 @@ class _EngineFitContext(FitContext):
             units.append(Unit(pseudo, digest(salt, p), path, part=p))
         self._check(run._execute(f"fit:{stage.name}:{name}:reduce", ReduceTask(stage, reduce, run.store, [u.path for u in maps]),
                                  units), "partition")
-        return Shuffled(outputs=[str(u.path.relative_to(run.store.root)) for u in units],
+        outputs = [str(u.path.relative_to(run.store.root)) for u in units]
+        self.reduced += outputs
+        return Shuffled(outputs=outputs,
                         metadata=[dict(read_schema(u.path).metadata or {}) for u in units],
                         keys=[u.key for u in units])
