@@ -5,18 +5,20 @@ plan, fit and score each stage, decide, then the exports and the report when ask
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from curate import extras
 from curate.config import load_config
 from curate.engine.executor import Executor
 from curate.engine.export import export
 from curate.engine.run import Run
 from curate.engine.verify import verify
 
-__all__ = ["DEFAULT_EXECUTOR", "join", "resolve", "run", "verify"]
+__all__ = ["DEFAULT_EXECUTOR", "executor_here", "join", "resolve", "run", "verify"]
 from curate.errors import ConfigError
 from curate.layout import RunLayout
 from curate.pipeline import Pipeline
@@ -24,6 +26,8 @@ from curate.progress import Progress
 from curate.report import write_report
 
 DEFAULT_EXECUTOR = "ray"   # the one default: CLI, flow, join and library calls alike
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Phase = Callable[[str, Callable[[], T]], T]
@@ -46,6 +50,18 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
     return pipeline, data, Path(out or f"runs/{pipeline.name}")
 
 
+def executor_here(executor: str | Executor, ray_address: str | None = None) -> str | Executor:
+    """`executor`, or `local` in place of `ray` when Ray is not installed (a core install: same results, in this
+    process; a one-line notice says so). A Ray cluster without Ray installed is refused with the install line."""
+    if executor != "ray" or extras.installed("ray"):
+        return executor
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        extras.require("ray", f"the Ray cluster {ray_address or os.environ['RAY_ADDRESS']!r}")
+    log.warning("Ray is not installed, so this run uses the local executor (in-process, same results); "
+                "%s for the ray executor", extras.install_line("ray"))
+    return "local"
+
+
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
         out: str | os.PathLike | None = None, executor: str | Executor = DEFAULT_EXECUTOR,
         ray_address: str | None = None, workers: int | None = None, progress: Progress | None = None,
@@ -61,6 +77,7 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     units are recomputed instead of reused.
     """
     pipeline, data, out = resolve(pipeline, data, out)
+    executor = executor_here(executor, ray_address)
     call = phase or _call
     if verify_outputs and Path(out).is_dir():
         call("verify", lambda: verify(out))
@@ -88,6 +105,9 @@ def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: 
     `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
     split into `shards` Parquet files under `<out>/input` first.
     """
+    from curate import registry
+
+    registry.check_installed("stage", "autofj")  # the join extra, else its install line
     from curate.methods.autofj import AutoFJ
     from curate.methods.autofj.stage import csv_as_shards
 

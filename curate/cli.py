@@ -173,7 +173,9 @@ def _stage_options(p: argparse.ArgumentParser, type_name: str, skip: set[str]) -
                        const=True if takes_flag else None, default=None, help=help_)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given the `command` about to run, `join`'s options (read from the autofj stage,
+    which needs the join extra) are added only when that command is `join`, so other commands never import it."""
     p = argparse.ArgumentParser(prog="curate", description=__doc__)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -204,7 +206,8 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--id", default="id", help="id column of R (default id)")
     j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
     _executor_options(j)
-    _stage_options(j, "autofj", skip={"reference", "on", "name"})
+    if command in (None, "join"):
+        _stage_options(j, "autofj", skip={"reference", "on", "name"})
     j.set_defaults(func=_join)
     v = sub.add_parser("verify", help="re-hash a run's outputs; damaged units are marked for the next run")
     v.add_argument("run_dir")
@@ -237,8 +240,18 @@ def _terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _command(argv: list[str]) -> str | None:
+    """The sub-command in `argv` (its first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser(_command(argv) or "").parse_args(argv)
+    except CurateError as e:  # `curate join` without the join extra: the install line, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # Libraries' warnings belong in the log (-v shows them); the facts they carry are in the manifest.
