@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -33,11 +34,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _api(url: str, body: dict | None = None) -> dict | list:
+def _api(url: str, body: dict | None = None, tries: int = 6) -> dict | list:
+    """One API call; a 503 (the server's SQLite busy on a loaded machine) is tried again, as the UI does."""
     req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
                                  headers={"content-type": "application/json"}, method="GET" if body is None else "POST")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code != 503 or attempt == tries - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
 
 
 def _wait(what, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
