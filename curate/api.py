@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from curate import extras
+from curate import extras, registry
 from curate.config import load_config
 from curate.engine.executor import Executor
 from curate.engine.export import export
@@ -77,6 +77,9 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     units are recomputed instead of reused.
     """
     pipeline, data, out = resolve(pipeline, data, out)
+    for kind, items in (("stage", pipeline.stages), ("policy", pipeline.policies)):  # built in Python, not YAML:
+        for item in items:  # a missing extra is refused here too, before any compute
+            registry.check_installed(kind, item.type, item.get_params() if hasattr(item, "get_params") else None)
     executor = executor_here(executor, ray_address)
     call = phase or _call
     if verify_outputs and Path(out).is_dir():
@@ -105,8 +108,6 @@ def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: 
     `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
     split into `shards` Parquet files under `<out>/input` first.
     """
-    from curate import registry
-
     registry.check_installed("stage", "autofj")  # the join extra, else its install line
     from curate.methods.autofj import AutoFJ
     from curate.methods.autofj.stage import csv_as_shards

@@ -111,3 +111,15 @@ def test_the_shipped_stop_words_are_scikit_learns():
     from curate.methods.icc import norms
 
     assert norms.stop_words() == frozenset(text.ENGLISH_STOP_WORDS)
+
+
+def test_a_pipeline_built_in_python_is_refused_before_any_compute_when_an_extra_is_missing(tmp_path, without):
+    from curate.methods.icc import ICC
+
+    data = write_shards(tmp_path / "data", caption_table(20), 1)
+    pipeline = curate.Pipeline([ICC(backend="probe")], [], id_column="id")
+    without("embed")
+    with pytest.raises(ConfigError, match=r"stage 'icc' with backend: probe needs the 'embed' extra.*"
+                                          r"pip install 'curate\[embed\]'"):
+        curate.run(pipeline, data, tmp_path / "run", executor="local")
+    assert not (tmp_path / "run").exists()
