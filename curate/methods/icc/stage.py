@@ -181,7 +181,7 @@ class ICC(Stage):
         d: dict[str, Any] = {"weights_sha256": self.weights_sha256}
         if self.backend != "icc-student":
             d.update(norms_sha256=self._norms.sha256, tokenizer=norms_mod.TOKENIZER_VERSION,
-                     stop_words=metadata.version("scikit-learn"))
+                     stop_words=norms_mod.STOP_WORDS_FROM)
         return d
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
