@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from curate.report import write_report
 
-    print(f"report:   {write_report(args.run_dir, args.out)}")
+    print(f"report:   {write_report(args.run_dir, args.out, seed=args.seed)}")
     return 0
 
 
@@ -327,6 +327,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     h = sub.add_parser("report", help="write a run's HTML report (curate run writes it too)")
     h.add_argument("run_dir")
     h.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
+    h.add_argument("--seed", type=int, default=0, help="which rows the galleries and dedup groups sample (default 0)")
     h.set_defaults(func=_report)
     return p
 

@@ -27,12 +27,18 @@ TEXT_COLUMNS = ("caption", "text")
 BATCH_ROWS = 16          # rows decoded at a time when reading sampled rows' content
 
 
-def content_columns(schema: pa.Schema, id_column: str | None) -> tuple[str | None, str | None]:
-    """(image column, text column) to show: `image` bytes, `caption`/`text`, else the first string column."""
+def content_columns(schema: pa.Schema, id_column: str | None,
+                    prefer: str | None = None) -> tuple[str | None, str | None]:
+    """(image column, text column) to show: `prefer` where it is a binary (image) or string column, else
+    `image` bytes, `caption`/`text`, else the first string column."""
     binary = (pa.types.is_binary, pa.types.is_large_binary)
-    image = next((c for c in IMAGE_COLUMNS if c in schema.names and any(ok(schema.field(c).type) for ok in binary)),
+    string = (pa.types.is_string, pa.types.is_large_string)
+    preferred = schema.field(prefer).type if prefer in schema.names else None
+    images = (prefer,) if preferred is not None and any(ok(preferred) for ok in binary) else IMAGE_COLUMNS
+    texts = (prefer,) if preferred is not None and any(ok(preferred) for ok in string) else TEXT_COLUMNS
+    image = next((c for c in images if c in schema.names and any(ok(schema.field(c).type) for ok in binary)),
                  None)
-    text = next((c for c in TEXT_COLUMNS if c in schema.names), None)
+    text = next((c for c in texts if c in schema.names), None)
     if text is None:
         text = next((f.name for f in schema if f.name != id_column
                      and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))), None)
@@ -57,8 +63,10 @@ def thumbnail(data: bytes | None) -> tuple[str | None, str | None]:
     return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode(), None
 
 
-def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: AnyPath) -> list[dict[str, Any]]:
-    """Each sampled row with `thumb` (data URI), `text` (snippet) and `note` (why content is missing)."""
+def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: AnyPath,
+          prefer: str | None = None) -> list[dict[str, Any]]:
+    """Each sampled row with `thumb` (data URI), `text` (snippet) and `note` (why content is missing);
+    `prefer`: the column to show (e.g. the one a dedup stage compared) where it holds images or text."""
     from curate.dataset import Dataset
 
     rows = samples.to_dicts()
@@ -86,15 +94,15 @@ def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: AnyPath) -> l
             note = f"shard {rel} changed since the run"
         else:
             note = None
-            _fill(dataset.open(shard), group, summary.get("id_column"))
+            _fill(dataset.open(shard), group, summary.get("id_column"), prefer)
         if note:
             for r in group:
                 r["note"] = note
     return rows
 
 
-def _fill(pf: pq.ParquetFile, rows: list[dict[str, Any]], id_column: str | None) -> None:
-    image_col, text_col = content_columns(pf.schema_arrow, id_column)
+def _fill(pf: pq.ParquetFile, rows: list[dict[str, Any]], id_column: str | None, prefer: str | None) -> None:
+    image_col, text_col = content_columns(pf.schema_arrow, id_column, prefer)
     cols = [c for c in (image_col, text_col) if c]
     if not cols:
         for r in rows:

@@ -10,6 +10,7 @@ import yaml
 
 from curate.layout import load_summary, manifest_parts
 from curate.report import gallery, plots
+from curate.report.dedup import dedup_sections
 from curate.report.join import join_sections
 from curate.report.sections import SECTIONS
 from curate.report.stats import (
@@ -48,6 +49,7 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
         accounting=_accounting(summary, stats), scores=_scores(stats, policies),
         galleries=_galleries(stats, summary, run_dir, score_cols), timing=_timing(summary),
         joins=join_sections(summary, parts),
+        dedups=dedup_sections(summary, parts, run_dir, stats.outcomes, seed=seed),
         config_yaml=yaml.safe_dump(summary.get("config", {}), sort_keys=False, allow_unicode=True),
         run_dir=str(run_dir))
     return page

@@ -1,2 +1,2 @@
 """The report's sections, in page order."""
-SECTIONS = ("summary", "accounting", "scores", "join", "galleries", "timing", "config")
+SECTIONS = ("summary", "accounting", "scores", "join", "dedup", "galleries", "timing", "config")
