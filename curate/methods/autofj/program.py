@@ -76,12 +76,16 @@ class FitResult:
 def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[str]], on: list[str],
         precision_target: float = 0.9, space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
         negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto",
-        minhash_lsh: bool | dict | LSHParams | None = None, new_entities: bool = False) -> FitResult:
+        minhash_lsh: bool | dict | LSHParams | None = None, new_entities: bool = False,
+        skip_constant_columns: bool = False) -> FitResult:
     """Search a join program for L and the given R rows (the search set) at estimated precision > τ.
 
     `minhash_lsh` (off by default; true or a mapping as in `LSHParams.parse`) adds MinHash LSH candidates
     to the blocker's. `new_entities` folds the estimated share of R rows without a match in L into the
-    precision estimate (new_entities.py); off, the estimate is the reference's."""
+    precision estimate (new_entities.py); off, the estimate is the reference's. `skip_constant_columns`
+    leaves out of the search every join column with one value (blanks aside) in all of L: it cannot tell
+    L rows apart, so every L-L distance on it is 0 and the reference estimate would call any join on it
+    certain (the reference does use it: off there)."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     n_l, n_r = len(left_ids), len(right_cols[0])
@@ -122,8 +126,10 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     ll_cols = [masked(v.distances(functions, s_c, s_q), bl[s_c] | bl[s_q]) for v, bl in zip(views, blank_l)]
     times["distances_s"] = time.perf_counter() - t
     t = time.perf_counter()
+    usable = [c for c, col in enumerate(left_cols) if len({v for v in col if v.strip()}) > 1]
+    constant = [on[c] for c in range(len(on)) if c not in usable] if skip_constant_columns else []
     prog = forward_selection(functions, r_l, r_q, lr_cols, s_c, s_q, ll_cols, n_r, precision_target,
-                             n_thresholds, patience, null_rows)
+                             n_thresholds, patience, null_rows, usable if skip_constant_columns else None)
     times["search_s"] = time.perf_counter() - t
     log.info("autofj fit: distances %.1f s, search %.1f s: %d configurations", times["distances_s"],
              times["search_s"], len(prog.solution.configs))
@@ -150,6 +156,9 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                    "proposals": sol.n_proposals, "lsh_skipped_buckets": lsh_skipped},
     }
     program["warnings"] = fit_warnings(program, precision_target, n_l)
+    if constant:
+        program["warnings"].insert(0, f"constant_columns: {', '.join(constant)} has one value in every L row; "
+                                   "it cannot tell L rows apart and is not used")
     for w in program["warnings"]:
         log.warning("autofj: %s", w)
     # Apply needs the neighbour counts of every L row, for the selected functions only.

@@ -272,8 +272,9 @@ class Program:
 def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_cols: list[dict[str, np.ndarray]],
                       ll_cand: np.ndarray, ll_query: np.ndarray, ll_cols: list[dict[str, np.ndarray]], n_r: int,
                       target: float, n_thresholds: int = 50, patience: float = 0.05,
-                      null_rows: np.ndarray | None = None) -> Program:
-    """Step 7: add columns one at a time (best reward P̂·|J|), re-weighting on the α grid; stop when no gain."""
+                      null_rows: np.ndarray | None = None, columns: list[int] | None = None) -> Program:
+    """Step 7: add columns one at a time (best reward P̂·|J|), re-weighting on the α grid; stop when no gain.
+    `columns`: the columns it may use (default all)."""
     best = Program({}, Solution())
     best_reward = float("-inf")
     best_cols: list[int] = []
@@ -284,7 +285,7 @@ def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_c
         step_reward = float("-inf")
         step_cols: list[int] = []
         step_w: list[float] | None = None
-        for c in range(len(lr_cols)):
+        for c in range(len(lr_cols)) if columns is None else columns:
             if c in best_cols:
                 continue
             cols = best_cols + [c]
