@@ -122,7 +122,9 @@ def write_md(out: dict, rates: list[float], stem: str) -> None:
              "into P̂). Reference: the `autofj` 0.0.6 estimator as `mode: reference` reproduces it (identical pairs on "
              "50 of 50 unmodified tasks; the package itself is not run on the modified tasks). P, R: true "
              "precision and recall against the gt pairs left; mean P, P̂ and |P̂ − P| over the tasks that "
-             "joined something; mean R over all tasks. Flagged: the program warned (target not met, estimate "
+             "joined something (`joined` says how many: a task that joins nothing has no precision and no estimate, "
+             "so it is left out of those three means, counted with recall 0 in mean R, and always flagged); mean R "
+             "over all tasks. Flagged: the program warned (target not met, estimate "
              "unreliable) or joined nothing. Goals (issue 18): mean P ≥ 0.85 at 30% and 60%, mean abs(P̂ − P) ≤ 0.05, "
              "recall at rate 0 within 0.05 of the reference's 0.573.", "",
              "| rate | method | mean P | mean R | mean P̂ | mean abs(P̂ − P) | true new share | est. new share | "

@@ -190,8 +190,9 @@ def fit_warnings(program: dict[str, Any], target: float, n_left: int) -> list[st
         out.append(f"target_not_met: no program reaches an estimated precision above {target:g} on this data; "
                    "it joins nothing (lower precision_target, or try space autofj_md)")
     if ne is not None and ne["share"] > MANY_NEW:
-        out.append(f"many_new_entities: about {ne['share']:.0%} of R has no match in L; the estimate leans on the "
-                   "new-entity model, so check a sample of the matches")
+        out.append(f"many_new_entities: about {ne['share']:.0%} of R has no match within reach in L (new entities, "
+                   "or matches written too differently to find); the estimate leans on the new-entity model, so "
+                   "check a sample of the matches")
     if ne is not None and ne["null_rows"] < FEW_NULLS:
         out.append(f"few_reference_pairs: only {ne['null_rows']} L rows have an L-L neighbour to model new "
                    "entities from; the estimate is unreliable")
