@@ -54,14 +54,17 @@ def run_one(task: str, rate: float, new_entities: bool) -> dict:
     return {"task": task, "rate": rate, "L": len(lids), "R": len(rids), "truth": len(truth),
             "true_new_share": 1 - len({r for _, r in truth}) / len(rids), **m, "est_precision": est,
             "abs_error": abs(est - m["precision"]) if est is not None and pred else None,
-            "est_new_share": ne.get("share"), "warnings": res.program.get("warnings", []),
+            "est_new_share": ne.get("share"), "est_new_entities": ne.get("new_share"), "warnings": res.program.get("warnings", []),
             "flagged": bool(res.program.get("warnings")) or not pred, "seconds": seconds}
 
 
 def summarise(rows: list[dict]) -> dict:
     joined = [r for r in rows if r["pred"]]
     errs = [r["abs_error"] for r in joined if r["abs_error"] is not None]
+    new = [r["est_new_entities"] for r in rows if r.get("est_new_entities") is not None]
     return {"tasks": len(rows), "joined": len(joined), "flagged": sum(r["flagged"] for r in rows),
+            "many_new_entities": sum(any(w.startswith("many_new_entities") for w in r["warnings"]) for r in rows),
+            "mean_est_new_entities": float(np.mean(new)) if new else None,
             "mean_precision": float(np.mean([r["precision"] for r in joined])) if joined else None,
             "mean_recall": float(np.mean([r["recall"] for r in rows])),
             "mean_est_precision": float(np.mean([r["est_precision"] for r in joined])) if joined else None,
@@ -127,18 +130,22 @@ def write_md(out: dict, rates: list[float], stem: str) -> None:
              "over all tasks. Flagged: the program warned (target not met, estimate "
              "unreliable) or joined nothing. Goals (issue 18): mean P ≥ 0.85 at 30% and 60%, mean abs(P̂ − P) ≤ 0.05, "
              "recall at rate 0 within 0.05 of the reference's 0.573.", "",
-             "| rate | method | mean P | mean R | mean P̂ | mean abs(P̂ − P) | true new share | est. new share | "
-             "joined | flagged |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "Est. within reach: π0, the share of R without a match within reach that the estimate uses; est. new: "
+             "the share of new entities the many_new_entities warning uses (docs/autofj.md section 4).", "",
+             "| rate | method | mean P | mean R | mean P̂ | mean abs(P̂ − P) | true new share | est. none within reach | "
+             "est. new | joined | flagged | many_new_entities |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rate in rates:
         for m in ("ours", "reference"):
             s = out["summary"][str(rate)][m]
             lines.append(f"| {rate:g} | {m} | {_f(s['mean_precision'])} | {_f(s['mean_recall'])} | "
                          f"{_f(s['mean_est_precision'])} | {_f(s['mean_abs_error'])} | {_f(s['mean_true_new_share'])} | "
-                         f"{_f(s['mean_est_new_share'])} | {s['joined']} | {s['flagged']} |")
+                         f"{_f(s['mean_est_new_share'])} | {_f(s.get('mean_est_new_entities'))} | {s['joined']} | "
+                         f"{s['flagged']} | {s.get('many_new_entities', '–') if m == 'ours' else '–'} |")
     for rate in rates:
         lines += ["", f"## Rate {rate:g}", "",
-                  "| task | L | R | true new | ours P | ours R | ours P̂ | ours abs err | est. new | flag | "
-                  "ref P | ref R | ref P̂ | ref abs err |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| task | L | R | true new | ours P | ours R | ours P̂ | ours abs err | est. none within reach | "
+                  "est. new | flag | ref P | ref R | ref P̂ | ref abs err |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         ours = [x for x in out["rows"]["ours"] if x["rate"] == rate]
         ref = {x["task"]: x for x in out["rows"]["reference"] if x["rate"] == rate}
         for o in ours:
@@ -147,7 +154,7 @@ def write_md(out: dict, rates: list[float], stem: str) -> None:
             p_ours = _f(o["precision"]) if o["pred"] else "–"  # nothing joined: no precision
             lines.append(f"| {o['task']} | {o['L']} | {o['R']} | {o['true_new_share']:.2f} | {p_ours} | "
                          f"{_f(o['recall'])} | {_f(o['est_precision'])} | {_f(o['abs_error'])} | "
-                         f"{_f(o['est_new_share'], '.2f')} | {flag} | {_f(r['precision'])} | {_f(r['recall'])} | "
+                         f"{_f(o['est_new_share'], '.2f')} | {_f(o.get('est_new_entities'), '.2f')} | {flag} | {_f(r['precision'])} | {_f(r['recall'])} | "
                          f"{_f(r['est_precision'])} | {_f(r['abs_error'])} |")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 

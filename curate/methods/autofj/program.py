@@ -177,7 +177,7 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     return FitResult(program, join_l, est, ll_counts, times)
 
 
-MANY_NEW = 0.5  # estimated share of R without a match above which the estimate is flagged as fragile
+MANY_NEW = 0.3  # estimated share of new entities in R (new_share) above which the estimate is flagged as fragile
 FEW_NULLS = 50  # L rows with an L-L neighbour below which the new-entity model has too little to go on
 MAX_SE = 0.05  # standard error of P̂ above which it is flagged
 
@@ -189,10 +189,11 @@ def fit_warnings(program: dict[str, Any], target: float, n_left: int) -> list[st
     if s["est_precision"] is None:
         out.append(f"target_not_met: no program reaches an estimated precision above {target:g} on this data; "
                    "it joins nothing (lower precision_target, or try space autofj_md)")
-    if ne is not None and ne["share"] > MANY_NEW:
-        out.append(f"many_new_entities: about {ne['share']:.0%} of R has no match within reach in L (new entities, "
-                   "or matches written too differently to find); the estimate leans on the new-entity model, so "
-                   "check a sample of the matches")
+    new_share = None if ne is None else ne.get("new_share", ne["share"])
+    if new_share is not None and new_share > MANY_NEW:
+        out.append(f"many_new_entities: about {new_share:.0%} of R are new entities with no match in L (and about "
+                   f"{ne['share']:.0%} has none within reach); the estimate leans on the new-entity model, so check "
+                   "a sample of the matches")
     if ne is not None and ne["null_rows"] < FEW_NULLS:
         out.append(f"few_reference_pairs: only {ne['null_rows']} L rows have an L-L neighbour to model new "
                    "entities from; the estimate is unreliable")
@@ -213,7 +214,8 @@ def _new_entities(cands, configs: list[tuple[str, float]]) -> dict[str, Any] | N
     if cands is None or not cands.models:
         return None
     first = next(iter(cands.models.values()))  # every function's model holds the same pooled share
-    return {"share": first.share, "null_rows": max(m.null_rows for m in cands.models.values()),
+    return {"share": first.share, "new_share": cands.new_share,
+            "null_rows": max(m.null_rows for m in cands.models.values()),
             "models": {f: cands.models[f].as_dict() for f in sorted({f for f, _ in configs})}}
 
 
