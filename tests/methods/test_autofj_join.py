@@ -278,13 +278,14 @@ def test_every_autofj_parameter_is_a_curate_join_option_under_its_yaml_name():
 
 
 def test_a_column_with_one_value_in_all_of_l_is_not_used_in_the_default_mode():
-    # Every L-L distance on such a column is 0, so the reference estimate calls any join on it certain
-    # (P̂ = 1) and forward selection prefers it to the names. The default mode leaves it out and says so;
+    # Every distance on such a column is the same (slightly negative under idf: θ < 0, so no neighbour is
+    # within 2θ), the reference estimate calls any join on it certain (P̂ = 1) and forward selection prefers
+    # it to the names. The default mode leaves it out and says so;
     # the reference estimator (mode: reference) keeps the reference's behaviour.
     lids, lcols, rcols, truth = names_with_noise(600)
     left, right = [lcols[0], ["USA"] * len(lids)], [rcols[0], ["USA"] * len(rcols[0])]
     ref = autofj.fit(lids, left, right, ["name", "country"], precision_target=0.8)
-    assert ref.program["column_weights"] == {"country": 1.0}  # the bug, kept in the reference estimator
+    assert ref.program["column_weights"] == {"country": 1.0}  # the bug (θ < 0, P̂ = 1), kept in the reference estimator
     res = autofj.fit(lids, left, right, ["name", "country"], precision_target=0.8, new_entities=True,
                      skip_constant_columns=True)
     assert res.program["column_weights"] == {"name": 1.0}

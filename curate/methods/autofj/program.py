@@ -84,8 +84,8 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     to the blocker's. `new_entities` folds the estimated share of R rows without a match in L into the
     precision estimate (new_entities.py); off, the estimate is the reference's. `skip_constant_columns`
     leaves out of the search every join column with one value (blanks aside) in all of L: it cannot tell
-    L rows apart, so every L-L distance on it is 0 and the reference estimate would call any join on it
-    certain (the reference does use it: off there)."""
+    L rows apart, yet the reference estimate calls joins on it certain (all its distances are equal, under
+    idf slightly negative, so θ < 0 and no neighbour is within 2θ); the reference uses it: off there."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     n_l, n_r = len(left_ids), len(right_cols[0])
