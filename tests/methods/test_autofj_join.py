@@ -296,3 +296,17 @@ def test_a_column_with_one_value_in_all_of_l_is_not_used_in_the_default_mode():
     only = autofj.fit(lids, [["USA" if i % 3 else "" for i in range(len(lids))]], [["USA"] * len(rcols[0])],
                       ["country"], precision_target=0.8, new_entities=True, skip_constant_columns=True)
     assert (only.join_l < 0).all() and only.program["column_weights"] == {}
+
+
+@pytest.mark.parametrize("mode,used", [("default", {"name"}), ("reference", {"country"})])
+def test_the_stage_leaves_a_constant_column_out_in_the_default_mode_only(tmp_path, mode, used):
+    lids, lcols, rcols, _ = names_with_noise(300, seed=1)
+    left = tmp_path / "left.parquet"
+    pq.write_table(pa.table({"id": lids, "name": lcols[0], "country": ["USA"] * len(lids)}), left)
+    data = write_shards(tmp_path / "r", pa.table({"id": [f"r{i}" for i in range(len(rcols[0]))],
+                                                  "name": rcols[0], "country": ["USA"] * len(rcols[0])}), 2)
+    s = curate.run(curate.Pipeline([AutoFJ(reference=str(left), on=["name", "country"], precision_target=0.8,
+                                           mode=mode)], id_column="id"), data, tmp_path / "run", executor="local")
+    art = s["stages"]["autofj"]["artifact"]
+    assert set(art["program"]["column_weights"]) == used
+    assert any(w.startswith("constant_columns") for w in art["warnings"]) == (mode == "default")
