@@ -275,3 +275,38 @@ def test_every_autofj_parameter_is_a_curate_join_option_under_its_yaml_name():
     args = parser().parse_args(["join", "l.csv", "r.csv", "--on", "t", "--out", "o", "--dedupe-reference",
                                 "--precision-target", "0.95", "--blocking-budget", "5000"])
     assert (args.p_dedupe_reference, args.p_precision_target, args.p_blocking_budget) == (True, 0.95, 5000)
+
+
+def test_a_column_with_one_value_in_all_of_l_is_not_used_in_the_default_mode():
+    # Every distance on such a column is the same (slightly negative under idf: θ < 0, so no neighbour is
+    # within 2θ), the reference estimate calls any join on it certain (P̂ = 1) and forward selection prefers
+    # it to the names. The default mode leaves it out and says so;
+    # the reference estimator (mode: reference) keeps the reference's behaviour.
+    lids, lcols, rcols, truth = names_with_noise(600)
+    left, right = [lcols[0], ["USA"] * len(lids)], [rcols[0], ["USA"] * len(rcols[0])]
+    ref = autofj.fit(lids, left, right, ["name", "country"], precision_target=0.8)
+    assert ref.program["column_weights"] == {"country": 1.0}  # the bug (θ < 0, P̂ = 1), kept in the reference estimator
+    res = autofj.fit(lids, left, right, ["name", "country"], precision_target=0.8, new_entities=True,
+                     skip_constant_columns=True)
+    assert res.program["column_weights"] == {"name": 1.0}
+    assert [w.split(":")[0] for w in res.program["warnings"]][:1] == ["constant_columns"]
+    hits = [(int(lids[l]) == truth[i]) for i, l in enumerate(res.join_l) if l >= 0]
+    assert len(hits) > 100 and np.mean(hits) > 0.8
+    # Blanks aside: a column with one value and some blanks is still constant; nothing usable joins nothing.
+    only = autofj.fit(lids, [["USA" if i % 3 else "" for i in range(len(lids))]], [["USA"] * len(rcols[0])],
+                      ["country"], precision_target=0.8, new_entities=True, skip_constant_columns=True)
+    assert (only.join_l < 0).all() and only.program["column_weights"] == {}
+
+
+@pytest.mark.parametrize("mode,used", [("default", {"name"}), ("reference", {"country"})])
+def test_the_stage_leaves_a_constant_column_out_in_the_default_mode_only(tmp_path, mode, used):
+    lids, lcols, rcols, _ = names_with_noise(300, seed=1)
+    left = tmp_path / "left.parquet"
+    pq.write_table(pa.table({"id": lids, "name": lcols[0], "country": ["USA"] * len(lids)}), left)
+    data = write_shards(tmp_path / "r", pa.table({"id": [f"r{i}" for i in range(len(rcols[0]))],
+                                                  "name": rcols[0], "country": ["USA"] * len(rcols[0])}), 2)
+    s = curate.run(curate.Pipeline([AutoFJ(reference=str(left), on=["name", "country"], precision_target=0.8,
+                                           mode=mode)], id_column="id"), data, tmp_path / "run", executor="local")
+    art = s["stages"]["autofj"]["artifact"]
+    assert set(art["program"]["column_weights"]) == used
+    assert any(w.startswith("constant_columns") for w in art["warnings"]) == (mode == "default")

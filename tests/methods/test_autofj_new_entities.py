@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from curate.methods.autofj import program as autofj
+from curate.methods.autofj import search
 from curate.methods.autofj.new_entities import NewEntityModel, pava, pooled_share, storey_share
 
 DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "autofj"
@@ -52,6 +53,15 @@ def test_a_function_whose_nulls_all_tie_says_nothing_about_the_share():
     assert pooled_share([(d, nulls), (d, np.ones(100)), (d, nulls)]) == pytest.approx(storey_share(d, nulls))
 
 
+def test_second_nearest_is_the_nearest_without_l_star():
+    # r0: candidates l0 (0.1), l1 (0.3), l2 (0.2); r1: one candidate; r2: two tied at the minimum.
+    li = np.array([0, 1, 2, 0, 1, 2])
+    ri = np.array([0, 0, 0, 1, 2, 2])
+    d = np.array([0.1, 0.3, 0.2, 0.5, 0.4, 0.4])
+    near = search.nearest(li, ri, d, 4)
+    assert np.allclose(search.second_nearest(li, ri, d, near), [0.2, np.inf, 0.4, np.inf])
+
+
 def read(task: str, name: str) -> list[list[str]]:
     with open(DATA / task / name, newline="", encoding="utf-8") as f:
         return list(csv.reader(f))[1:]
@@ -83,6 +93,11 @@ def test_with_new_entities_the_estimate_stays_honest_where_the_reference_one_doe
     assert p_ours > p_ref + 0.1
     share = ours.program["new_entities"]["share"]
     assert share > 0.5 and ref.program["new_entities"] is None
+    # The warning's share of new entities (R's second-nearest null) is nearer the truth than π0, which also
+    # counts matches out of reach.
+    true_new = 1 - len({r for _, r in truth}) / len(rids)
+    new = ours.program["new_entities"]["new_share"]
+    assert abs(new - true_new) < abs(share - true_new) and abs(new - true_new) < 0.15
     # The program applied without searching gives the same joins and estimates.
     m = autofj.Matcher(ours.program, lids, [lt], ours.ll_counts).match([rt])
     assert np.array_equal(m.l, ours.join_l)
@@ -91,15 +106,18 @@ def test_with_new_entities_the_estimate_stays_honest_where_the_reference_one_doe
 
 
 def test_fit_warnings_name_what_is_wrong():
-    def prog(est=0.91, se=0.01, matched=500, share=None, nulls=1000, far=0.0):
+    def prog(est=0.91, se=0.01, matched=500, share=None, nulls=1000, far=0.0, new=None):
+        ne = {"share": share, "null_rows": nulls, **({} if new is None else {"new_share": new})}
         return {"search": {"est_precision": est, "est_precision_se": se, "matched": matched,
                            "far_beyond_theta_share": far},
-                "new_entities": None if share is None else {"share": share, "null_rows": nulls}}
+                "new_entities": None if share is None else ne}
 
     codes = lambda p, n_left=1000: [w.split(":")[0] for w in autofj.fit_warnings(p, 0.9, n_left)]  # noqa: E731
     assert codes(prog(share=0.2)) == []
     assert codes(prog(est=None, se=None, share=0.2)) == ["target_not_met"]
     assert codes(prog(share=0.7)) == ["many_new_entities"]
+    assert codes(prog(share=0.7, new=0.1)) == []  # out of reach but not new: the new-entity share decides
+    assert codes(prog(share=0.7, new=0.4)) == ["many_new_entities"]
     assert codes(prog(share=0.2, nulls=10)) == ["few_reference_pairs"]
     assert codes(prog(se=0.08, matched=12, share=0.1)) == ["imprecise_estimate"]
     assert codes(prog(far=0.3)) == ["new_entities_unseen"]  # reference estimator, many rows far from any θ

@@ -76,12 +76,16 @@ class FitResult:
 def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[str]], on: list[str],
         precision_target: float = 0.9, space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
         negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto",
-        minhash_lsh: bool | dict | LSHParams | None = None, new_entities: bool = False) -> FitResult:
+        minhash_lsh: bool | dict | LSHParams | None = None, new_entities: bool = False,
+        skip_constant_columns: bool = False) -> FitResult:
     """Search a join program for L and the given R rows (the search set) at estimated precision > τ.
 
     `minhash_lsh` (off by default; true or a mapping as in `LSHParams.parse`) adds MinHash LSH candidates
     to the blocker's. `new_entities` folds the estimated share of R rows without a match in L into the
-    precision estimate (new_entities.py); off, the estimate is the reference's."""
+    precision estimate (new_entities.py); off, the estimate is the reference's. `skip_constant_columns`
+    leaves out of the search every join column with one value (blanks aside) in all of L: it cannot tell
+    L rows apart, yet the reference estimate calls joins on it certain (all its distances are equal, under
+    idf slightly negative, so θ < 0 and no neighbour is within 2θ); the reference uses it: off there."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     n_l, n_r = len(left_ids), len(right_cols[0])
@@ -122,8 +126,10 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     ll_cols = [masked(v.distances(functions, s_c, s_q), bl[s_c] | bl[s_q]) for v, bl in zip(views, blank_l)]
     times["distances_s"] = time.perf_counter() - t
     t = time.perf_counter()
+    usable = [c for c, col in enumerate(left_cols) if len({v for v in col if v.strip()}) > 1]
+    constant = [on[c] for c in range(len(on)) if c not in usable] if skip_constant_columns else []
     prog = forward_selection(functions, r_l, r_q, lr_cols, s_c, s_q, ll_cols, n_r, precision_target,
-                             n_thresholds, patience, null_rows)
+                             n_thresholds, patience, null_rows, usable if skip_constant_columns else None)
     times["search_s"] = time.perf_counter() - t
     log.info("autofj fit: distances %.1f s, search %.1f s: %d configurations", times["distances_s"],
              times["search_s"], len(prog.solution.configs))
@@ -150,6 +156,9 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                    "proposals": sol.n_proposals, "lsh_skipped_buckets": lsh_skipped},
     }
     program["warnings"] = fit_warnings(program, precision_target, n_l)
+    if constant:
+        program["warnings"].insert(0, f"constant_columns: {', '.join(constant)} has one value in every L row; "
+                                   "it cannot tell L rows apart and is not used")
     for w in program["warnings"]:
         log.warning("autofj: %s", w)
     # Apply needs the neighbour counts of every L row, for the selected functions only.
@@ -168,7 +177,7 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     return FitResult(program, join_l, est, ll_counts, times)
 
 
-MANY_NEW = 0.5  # estimated share of R without a match above which the estimate is flagged as fragile
+MANY_NEW = 0.3  # estimated share of new entities in R (new_share) above which the estimate is flagged as fragile
 FEW_NULLS = 50  # L rows with an L-L neighbour below which the new-entity model has too little to go on
 MAX_SE = 0.05  # standard error of P̂ above which it is flagged
 
@@ -180,9 +189,11 @@ def fit_warnings(program: dict[str, Any], target: float, n_left: int) -> list[st
     if s["est_precision"] is None:
         out.append(f"target_not_met: no program reaches an estimated precision above {target:g} on this data; "
                    "it joins nothing (lower precision_target, or try space autofj_md)")
-    if ne is not None and ne["share"] > MANY_NEW:
-        out.append(f"many_new_entities: about {ne['share']:.0%} of R has no match in L; the estimate leans on the "
-                   "new-entity model, so check a sample of the matches")
+    new_share = None if ne is None else ne.get("new_share", ne["share"])
+    if new_share is not None and new_share > MANY_NEW:
+        out.append(f"many_new_entities: about {new_share:.0%} of R are new entities with no match in L (and about "
+                   f"{ne['share']:.0%} has none within reach); the estimate leans on the new-entity model, so check "
+                   "a sample of the matches")
     if ne is not None and ne["null_rows"] < FEW_NULLS:
         out.append(f"few_reference_pairs: only {ne['null_rows']} L rows have an L-L neighbour to model new "
                    "entities from; the estimate is unreliable")
@@ -203,7 +214,8 @@ def _new_entities(cands, configs: list[tuple[str, float]]) -> dict[str, Any] | N
     if cands is None or not cands.models:
         return None
     first = next(iter(cands.models.values()))  # every function's model holds the same pooled share
-    return {"share": first.share, "null_rows": max(m.null_rows for m in cands.models.values()),
+    return {"share": first.share, "new_share": cands.new_share,
+            "null_rows": max(m.null_rows for m in cands.models.values()),
             "models": {f: cands.models[f].as_dict() for f in sorted({f for f, _ in configs})}}
 
 

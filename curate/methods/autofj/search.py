@@ -47,6 +47,13 @@ def nearest(li: np.ndarray, ri: np.ndarray, d: np.ndarray, n_r: int) -> Nearest:
     return Nearest(best_l, best_d)
 
 
+def second_nearest(li: np.ndarray, ri: np.ndarray, d: np.ndarray, near: Nearest) -> np.ndarray:
+    """Per R row, the distance to its nearest L candidate other than l* (inf with fewer than two): the
+    nearest distance r would have if l* were not in L."""
+    other = li != near.l[ri]
+    return nearest(li[other], ri[other], d[other], len(near.l)).d
+
+
 def loo_nearest(ll_cand: np.ndarray, ll_query: np.ndarray, d_ll: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Nearest L-L candidate distance of each L row in `rows` (itself excluded; inf without candidates)."""
     mine = np.isin(ll_query, rows)
@@ -100,6 +107,7 @@ class Candidates:
     P: np.ndarray  # (C, n_r) float64 estimate where proposing, else 0
     prop: np.ndarray  # (C, n_r) bool
     models: dict[str, NewEntityModel] = field(default_factory=dict)  # per function, when new entities are estimated
+    new_share: float | None = None  # share of R estimated new against R's own second-nearest null (warnings)
 
 
 def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr: dict[str, np.ndarray],
@@ -113,12 +121,20 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     functions = sorted(functions)
     nears = {f: nearest(li, ri, d_lr[f], n_r) for f in functions}
     models: dict[str, NewEntityModel] = {}
+    new_share = None
     if null_rows is not None:
         d_null = {f: loo_nearest(ll_cand, ll_query, d_ll[f], null_rows) for f in functions}
         # A row with candidates but no finite distance is blank in every weighted column: unknown, not new.
         has_pair = np.bincount(ri, minlength=n_r) > 0
         seen = {f: np.where(has_pair & ~np.isfinite(nears[f].d), np.nan, nears[f].d) for f in functions}
         share = pooled_share([(seen[f], d_null[f]) for f in functions])
+        # The share of R that is new, for the warning: L-L distances also call "new" every row whose match
+        # is out of reach (R written unlike L), so the share above reads 0.55 on tasks with none. A row with
+        # its match at l* has as second-nearest distance what its nearest would be without that match, a
+        # null draw written the way R is; new rows' second-nearest lies beyond their nearest, so with many
+        # new rows this one reads low (docs/autofj.md section 4).
+        new_share = pooled_share([(seen[f], second_nearest(li, ri, d_lr[f], nears[f])[~np.isnan(seen[f])])
+                                  for f in functions])
     lstar = np.full((len(functions), n_r), -1, np.int64)
     dstar = np.full((len(functions), n_r), np.inf)
     configs: list[tuple[int, float]] = []
@@ -152,7 +168,7 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     P = np.stack(P_rows) if C else np.zeros((0, n_r), np.float64)
     prop = np.stack(prop_rows) if C else np.zeros((0, n_r), bool)
     f_of = np.array([c[0] for c in configs], np.int64)
-    return Candidates(functions, configs, f_of, lstar, dstar, P, prop, models)
+    return Candidates(functions, configs, f_of, lstar, dstar, P, prop, models, new_share)
 
 
 @dataclass
@@ -272,8 +288,9 @@ class Program:
 def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_cols: list[dict[str, np.ndarray]],
                       ll_cand: np.ndarray, ll_query: np.ndarray, ll_cols: list[dict[str, np.ndarray]], n_r: int,
                       target: float, n_thresholds: int = 50, patience: float = 0.05,
-                      null_rows: np.ndarray | None = None) -> Program:
-    """Step 7: add columns one at a time (best reward P̂·|J|), re-weighting on the α grid; stop when no gain."""
+                      null_rows: np.ndarray | None = None, columns: list[int] | None = None) -> Program:
+    """Step 7: add columns one at a time (best reward P̂·|J|), re-weighting on the α grid; stop when no gain.
+    `columns`: the columns it may use (default all)."""
     best = Program({}, Solution())
     best_reward = float("-inf")
     best_cols: list[int] = []
@@ -284,7 +301,7 @@ def forward_selection(functions: list[str], li: np.ndarray, ri: np.ndarray, lr_c
         step_reward = float("-inf")
         step_cols: list[int] = []
         step_w: list[float] | None = None
-        for c in range(len(lr_cols)):
+        for c in range(len(lr_cols)) if columns is None else columns:
             if c in best_cols:
                 continue
             cols = best_cols + [c]

@@ -254,7 +254,8 @@ class AutoFJ(Stage):
         right = [pc.fill_null(_strings(sample.column(c)), "").to_pylist() for c in self.on]
         res = autofj.fit(ids, cols, right, self.on, self.precision_target, self.space, self.n_thresholds,
                          self.patience, self.negative_rules, blocking_budget="exact" if self.mode == "reference" else self.blocking_budget,
-                         minhash_lsh=self._lsh, new_entities=self.mode == "default")
+                         minhash_lsh=self._lsh, new_entities=self.mode == "default",
+                         skip_constant_columns=self.mode == "default")
         prog = res.program
         search = prog["search"]
         search["right_rows"] = n_rows
