@@ -7,6 +7,7 @@ what a shard holds, not by where it lies.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -35,7 +36,7 @@ class Shard:
     mtime_ns: int
     format: str = "parquet"
 
-    @property
+    @functools.cached_property  # asked for per unit and per phase: computed once (a frozen dataclass allows it)
     def key(self) -> str:
         """A file-name-safe name, unique within the dataset: `sub/part-1.parquet` -> `sub__part-1`."""
         stem = strip_suffix(self.rel, self.format)

@@ -23,7 +23,7 @@ from curate.engine.files import digest
 from curate.engine.lease import DEFAULT_TTL, Lease
 from curate.engine.local import LocalExecutor
 from curate.engine.store import Store
-from curate.engine.units import IDS, FitMapTask, IdsTask, ReduceTask, ScoreTask, Unit
+from curate.engine.units import IDS, FitMapTask, IdsTask, ReduceTask, ScoreTask, Unit, has_repeats
 from curate.errors import ConfigError, CurateError, DataError, RunFailed
 from curate.pipeline import Pipeline
 from curate.progress import Progress
@@ -255,6 +255,8 @@ class Run:
         if sum(len(h) for h in hashes) < 2:
             return []
         allh = np.concatenate(hashes)
+        if not has_repeats(allh):  # the usual case, found with a plain sort (4x faster than the argsort below)
+            return []
         sizes = [len(h) for h in hashes]
         owner = np.repeat(np.arange(len(keys)), sizes)
         first_row = np.concatenate([[0], np.cumsum(sizes)])  # position of each shard's row 0 in allh
