@@ -15,7 +15,6 @@ import pytest
 
 import curate
 from curate.cli import main
-from curate.engine import files
 from curate.engine.lease import Lease, RunLocked
 from testkit import faults
 from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
@@ -193,12 +192,12 @@ def test_a_full_disk_ends_with_one_clear_message_and_a_rerun_after_freeing_space
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(src, dst)
 
-    monkeypatch.setattr(files.os, "replace", full)
+    monkeypatch.setattr(os, "replace", full)  # (curate.storage.write_whole renames into place)
     assert main(["run", str(config), "--out", str(out), "--executor", "local"]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "needed" in err and "Traceback" not in err
     assert not list(out.rglob("*.tmp"))
-    monkeypatch.setattr(files.os, "replace", real)
+    monkeypatch.setattr(os, "replace", real)
     assert main(["run", str(config), "--out", str(out), "--executor", "local"]) == 0
     assert sorted_manifest(out).equals(ref)
 
