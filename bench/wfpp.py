@@ -166,20 +166,24 @@ def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work
     for i in range(repeats):
         for name, (plain, pipeline) in workloads.items():
             n += 1
+            c0 = time.process_time()
             _, plain_s = timed(plain, work / f"plain-{n}")
-            runs[name]["plain"].append({"seconds": plain_s})
+            plain_cpu = time.process_time() - c0
+            runs[name]["plain"].append({"seconds": plain_s, "cpu": plain_cpu})
             for ex in executors:
                 clock = _PhaseClock()
                 out = work / f"{ex}-{n}"
+                c0 = time.process_time()
                 summary, s = timed(curate.run, pipeline, data, out, executor=ex, progress=quiet, phase=clock)
+                cpu = time.process_time() - c0  # this process only: Ray's workers are not in it
                 startup = summary["phases"].get("ray_startup", {}).get("seconds", 0.0)
                 clock.seconds["ids"] -= startup  # the executor starts at the first unit (the ids)
                 runs[name][ex].append({"seconds": s, "startup": startup, "beyond_startup": s - startup,
-                                       "ratio": (s - startup) / plain_s,
+                                       "ratio": (s - startup) / plain_s, "cpu_ratio": cpu / plain_cpu,
                                        "phases": {k: round(v, 3) for k, v in clock.seconds.items()}, "out": out})
                 print(f"repeat {i + 1} {name}: plain {plain_s:.2f} s, {ex} {s - startup:.2f} s"
                       + (f" (+ start-up {startup:.2f} s)" if startup else "")
-                      + f" = {(s - startup) / plain_s:.2f}x {clock.seconds}", flush=True)
+                      + f" = {(s - startup) / plain_s:.2f}x (CPU {cpu / plain_cpu:.2f}x) {clock.seconds}", flush=True)
     result: dict = {"shards": shards, "rows": len(rows), "repeats": repeats}
     for name, r in runs.items():
         w = result[name] = {"plain_loop_s": _spread([x["seconds"] for x in r["plain"]])}
@@ -187,6 +191,7 @@ def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work
             w[ex] = {"seconds_beyond_startup": _spread([x["beyond_startup"] for x in r[ex]]),
                      "ratio": _spread([x["ratio"] for x in r[ex]]),
                      "ratios": [round(x["ratio"], 3) for x in r[ex]],
+                     **({"cpu_ratio": _spread([x["cpu_ratio"] for x in r[ex]])} if ex == "local" else {}),
                      "phases_s": {p: _spread([x["phases"].get(p, 0.0) for x in r[ex]]) for p in r[ex][0]["phases"]}}
             if ex == "ray":
                 w[ex]["startup_s"] = _spread([x["startup"] for x in r[ex]])
@@ -288,6 +293,10 @@ def engine_section(en: dict, base: dict | None) -> str:
             lines.append(f"| | engine, {ex}{' beyond start-up' if ex == 'ray' else ''} | "
                          f"{_mmm(e['seconds_beyond_startup'])} | **{_mmm(e['ratio'])}** |"
                          + (f" {_mmm(b['ratio']) if b else ''} |" if base else ""))
+            if "cpu_ratio" in e:
+                lines.append("| | engine, local: CPU seconds of the process (threads included) | | "
+                             f"{_mmm(e['cpu_ratio'])} |" + (f" {_mmm(b['cpu_ratio']) if b and 'cpu_ratio' in b else ''} |"
+                                                            if base else ""))
     lines += ["", "Per phase, median seconds (ids = schema checks, fingerprints, reading and checking ids; decide = "
               "policies and the manifest):", "",
               "| workload | run | ids | fit | score | decide |" + (" baseline ids / fit / score / decide |" if base else ""),
