@@ -316,6 +316,14 @@ def engine_section(en: dict, base: dict | None) -> str:
     if "ray" in en.get("wfpp", {}):
         lines += ["", f"Ray start-up (worker processes included), seconds: {_mmm(en['wfpp']['ray']['startup_s'])}."
                   f" Local and Ray manifests identical: **{en['wfpp'].get('manifests_equal_across_executors')}**."]
+    lines += ["", "What the engine does that the plain loop does not: check every shard's schema, fingerprint it, "
+              "read, hash and check every row id (non-null, unique within and across shards), checkpoint the fit "
+              "map per shard, read the text again to score it (the plain loop keeps it in memory), check UTF-8, "
+              "hash and seal every output, and write the manifest (every row, a reason for every dropped one). "
+              "The ratios are taken on a shared 2-core machine and move with its load (the plain loop's own "
+              "time varies as much); `python -m bench.protocol --base <commit> --workload wfpp|filter --out "
+              "overhead-<workload>` compares two versions of the engine alone, alternating fresh processes, which "
+              "is steadier (bench/results/overhead-*.md)."]
     return "\n".join(lines)
 
 
