@@ -82,7 +82,7 @@ class IdsTask:
             ids = pc.binary_join_element_wise(f"{unit.fingerprint[:16]}:", rows, "")  # `<fingerprint>:<row>`
             hashes = hash_strings(ids)
         else:
-            col = self.dataset.read(shard, [self.id_column]).column(0).combine_chunks()
+            col = self.dataset.read(shard, [self.id_column], keep=False).column(0).combine_chunks()
             ids = pc.cast(col, pa.string())
             nulls = np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))
             if len(nulls):
