@@ -19,6 +19,7 @@ import json
 import math
 import platform
 import random
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import curate
@@ -58,9 +60,9 @@ def make_rows(n: int, captions: list[str | None], keywords: list[list[str]], see
     return out
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
 
 
@@ -91,45 +93,112 @@ def throughput(rows: list[str], shards: int, t: float, min_count: int) -> dict:
     }
 
 
-def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work: Path) -> dict:
-    """The same WFPP work as a plain loop over shard files, then through the engine (local and Ray)."""
-    data = work / "data"
+def _write_shards(rows: list[str], shards: int, data: Path) -> list[Path]:
     data.mkdir(parents=True)
     per = math.ceil(len(rows) / shards)
     for i in range(shards):
         part = rows[i * per:(i + 1) * per]
         pq.write_table(pa.table({"id": [f"r{i}-{j}" for j in range(len(part))], "caption": part}),
                        data / f"part-{i:05d}.parquet")
-    files = sorted(data.glob("*.parquet"))
+    return sorted(data.glob("*.parquet"))
 
-    def plain():
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "max": round(max(values), 3)}
+
+
+class _PhaseClock:
+    """curate.run's `phase` hook: seconds per step (plan = fingerprints + ids, fit, score, decide)."""
+
+    NAMES = {"plan": "ids", "policies": "decide"}
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn):
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            key = self.NAMES.get(name, name.split("-", 1)[0])
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
+
+
+def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work: Path, repeats: int = 3,
+                    executors: tuple[str, ...] = ("local", "ray")) -> dict:
+    """Plain loops over the shard files against the same work through the engine, alternating `repeats` times.
+
+    Two workloads: WFPP (fit + score + keep_fraction 0.9) and a trivial custom filter (a @curate.stage that
+    returns the caption's length, threshold >= 20) against a plain loop reading the captions and writing the
+    lengths. Every engine run gets a fresh run directory (so fingerprints, ids and the manifest are paid each
+    time). Ratios are taken within a repeat (engine / the plain loop run just before it); Ray's are beyond its
+    start-up (`ray_startup`, the workers' processes included), which is reported separately."""
+    files = _write_shards(rows, shards, work / "data")
+    data = work / "data"
+
+    def plain_wfpp(out: Path) -> None:
         stage = WFPP(t=t, min_count=min_count)
         tables = [pq.read_table(f, columns=["caption"]) for f in files]
         stage.setup(stage.fit(TablesFitContext(tables)))
-        out = work / "plain"
         out.mkdir()
         for f, tb in zip(files, tables):
             pq.write_table(stage.score(tb), out / f.name)
 
-    _, plain_s = timed(plain)
-    pipeline = curate.Pipeline([WFPP(t=t, min_count=min_count)], [curate.KeepFraction("wfpp.score", 0.9)],
-                               id_column="id")
-    local, local_s = timed(lambda: curate.run(pipeline, data, work / "local", executor="local"))
-    ray_summary, ray_s = timed(lambda: curate.run(pipeline, data, work / "ray", executor="ray"))
-    startup = ray_summary["phases"].get("ray_startup", {}).get("seconds", 0.0)
-    same = curate.load_manifest(work / "local").equals(curate.load_manifest(work / "ray"))
-    return {
-        "shards": shards, "plain_loop_s": round(plain_s, 2), "engine_local_s": round(local_s, 2),
-        "engine_ray_s": round(ray_s, 2), "ray_startup_s": round(startup, 2),
-        "engine_ray_minus_startup_s": round(ray_s - startup, 2),
-        "overhead_local": round(local_s / plain_s - 1, 3),
-        "fit_score_phases_local_s": round(local["phases"]["fit:wfpp"]["seconds"]
-                                          + local["phases"]["score:wfpp"]["seconds"], 2),
-        "overhead_ray_beyond_startup": round((ray_s - startup) / plain_s - 1, 3),
-        "local_phases": {k: v.get("seconds") for k, v in local["phases"].items()},
-        "ray_phases": {k: v.get("seconds") for k, v in ray_summary["phases"].items()},
-        "local_equals_ray_manifest": same,
+    def plain_filter(out: Path) -> None:
+        out.mkdir()
+        for f in files:
+            captions = pq.read_table(f, columns=["caption"]).column(0)
+            pq.write_table(pa.table({"chars": pc.utf8_length(captions)}), out / f.name)
+
+    @curate.stage(inputs=["caption"], outputs={"chars": pa.int64()}, name="length")
+    def length(batch: pa.Table) -> dict:
+        return {"chars": pc.cast(pc.utf8_length(batch.column("caption")), pa.int64())}
+
+    workloads = {
+        "wfpp": (plain_wfpp, curate.Pipeline([WFPP(t=t, min_count=min_count)],
+                                             [curate.KeepFraction("wfpp.score", 0.9)], id_column="id")),
+        "filter": (plain_filter, curate.Pipeline([length], [curate.Threshold("length.chars", min=20)],
+                                                 id_column="id")),
     }
+    quiet = curate.Progress(enabled=False)
+    runs: dict[str, dict[str, list]] = {w: {"plain": [], **{e: [] for e in executors}} for w in workloads}
+    n = 0
+    for i in range(repeats):
+        for name, (plain, pipeline) in workloads.items():
+            n += 1
+            c0 = time.process_time()
+            _, plain_s = timed(plain, work / f"plain-{n}")
+            plain_cpu = time.process_time() - c0
+            runs[name]["plain"].append({"seconds": plain_s, "cpu": plain_cpu})
+            for ex in executors:
+                clock = _PhaseClock()
+                out = work / f"{ex}-{n}"
+                c0 = time.process_time()
+                summary, s = timed(curate.run, pipeline, data, out, executor=ex, progress=quiet, phase=clock)
+                cpu = time.process_time() - c0  # this process only: Ray's workers are not in it
+                startup = summary["phases"].get("ray_startup", {}).get("seconds", 0.0)
+                clock.seconds["ids"] -= startup  # the executor starts at the first unit (the ids)
+                runs[name][ex].append({"seconds": s, "startup": startup, "beyond_startup": s - startup,
+                                       "ratio": (s - startup) / plain_s, "cpu_ratio": cpu / plain_cpu,
+                                       "phases": {k: round(v, 3) for k, v in clock.seconds.items()}, "out": out})
+                print(f"repeat {i + 1} {name}: plain {plain_s:.2f} s, {ex} {s - startup:.2f} s"
+                      + (f" (+ start-up {startup:.2f} s)" if startup else "")
+                      + f" = {(s - startup) / plain_s:.2f}x (CPU {cpu / plain_cpu:.2f}x) {clock.seconds}", flush=True)
+    result: dict = {"shards": shards, "rows": len(rows), "repeats": repeats}
+    for name, r in runs.items():
+        w = result[name] = {"plain_loop_s": _spread([x["seconds"] for x in r["plain"]])}
+        for ex in executors:
+            w[ex] = {"seconds_beyond_startup": _spread([x["beyond_startup"] for x in r[ex]]),
+                     "ratio": _spread([x["ratio"] for x in r[ex]]),
+                     "ratios": [round(x["ratio"], 3) for x in r[ex]],
+                     **({"cpu_ratio": _spread([x["cpu_ratio"] for x in r[ex]])} if ex == "local" else {}),
+                     "phases_s": {p: _spread([x["phases"].get(p, 0.0) for x in r[ex]]) for p in r[ex][0]["phases"]}}
+            if ex == "ray":
+                w[ex]["startup_s"] = _spread([x["startup"] for x in r[ex]])
+        if len(executors) > 1:
+            first = [curate.load_manifest(x["out"]).sort_by("id") for x in (r[e][0] for e in executors)]
+            w["manifests_equal_across_executors"] = all(m.equals(first[0]) for m in first[1:])
+    return result
 
 
 def word_distribution(captions: list[str | None], t: float, min_count: int, keep: float = 0.5, draws: int = 5) -> dict:
@@ -164,23 +233,98 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=16)
     ap.add_argument("--t", type=float, default=1e-7)
     ap.add_argument("--min-count", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="engine overhead: alternating repeats")
+    ap.add_argument("--overhead-only", action="store_true",
+                    help="only the engine overhead (replaces that part of the stored results)")
+    ap.add_argument("--executors", default="local,ray", help="engine overhead: executors to compare, comma-separated")
+    ap.add_argument("--as-baseline", metavar="LABEL",
+                    help="store the engine overhead as the baseline the table compares with (e.g. 'main e3d0b96')")
     args = ap.parse_args()
     captions, keywords = real_captions()
     rows = make_rows(args.rows, captions, keywords)
-    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "polars_threads": 1},
-              "params": {"t": args.t, "min_count": args.min_count, "max_tokens": 30}}
-    print(f"throughput on {len(rows):,} captions ...", flush=True)
-    result["throughput"] = throughput(rows, args.shards, args.t, args.min_count)
-    print(json.dumps(result["throughput"], indent=1), flush=True)
+    stored = RESULTS / "wfpp.json"
+    result = json.loads(stored.read_text()) if args.overhead_only and stored.exists() else {}
+    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "polars_threads": 1}
+    result["params"] = {"t": args.t, "min_count": args.min_count, "max_tokens": 30}
+    if not args.overhead_only:
+        print(f"throughput on {len(rows):,} captions ...", flush=True)
+        result["throughput"] = throughput(rows, args.shards, args.t, args.min_count)
+        print(json.dumps(result["throughput"], indent=1), flush=True)
     with tempfile.TemporaryDirectory() as work:
         print("engine overhead ...", flush=True)
-        result["engine"] = engine_overhead(rows, args.shards, args.t, args.min_count, Path(work))
-    print(json.dumps(result["engine"], indent=1), flush=True)
-    result["real_captions"] = word_distribution(captions, args.t, args.min_count)
-    print(json.dumps(result["real_captions"], indent=1), flush=True)
+        engine = engine_overhead(rows, args.shards, args.t, args.min_count, Path(work), args.repeats,
+                                 tuple(args.executors.split(",")))
+    print(json.dumps(engine, indent=1), flush=True)
+    if args.as_baseline:
+        result["engine_baseline"] = {"label": args.as_baseline, **engine}
+    else:
+        result["engine"] = engine
+    if not args.overhead_only:
+        result["real_captions"] = word_distribution(captions, args.t, args.min_count)
+        print(json.dumps(result["real_captions"], indent=1), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "wfpp.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "wfpp.md").write_text(markdown(result))
+    stored.write_text(json.dumps(result, indent=1) + "\n")
+    if {"throughput", "real_captions"} <= result.keys() and "wfpp" in result.get("engine", {}):
+        (RESULTS / "wfpp.md").write_text(markdown(result))
+
+
+def _mmm(s: dict) -> str:
+    return f"{s['min']:.2f} / {s['median']:.2f} / {s['max']:.2f}"
+
+
+def engine_section(en: dict, base: dict | None) -> str:
+    """The engine-overhead tables: ratio to the plain loop (min / median / max over repeats), per-phase seconds."""
+    lines = [f"{en['rows']:,} rows, {en['shards']} shards, {en['repeats']} alternating repeats (plain loop, engine "
+             f"local, engine Ray; a fresh run directory each time). Ratio = engine seconds / the plain loop's seconds "
+             f"in the same repeat; Ray's beyond its start-up. Min / median / max over the repeats"
+             + (f"; baseline: {base['label']}." if base else "."), "",
+             "| workload | run | seconds | ratio to plain loop" + (" | baseline ratio |" if base else " |"),
+             "|---|---|---|---|" + ("---|" if base else "")]
+    for w, title in (("wfpp", "WFPP fit + score, keep_fraction 0.9"),
+                     ("filter", "trivial @curate.stage (caption length), threshold")):
+        if w not in en:
+            continue
+        lines.append(f"| {title} | plain loop | {_mmm(en[w]['plain_loop_s'])} | 1 |" + (" 1 |" if base else ""))
+        for ex in ("local", "ray"):
+            if ex not in en[w]:
+                continue
+            e = en[w][ex]
+            b = base and base.get(w, {}).get(ex)
+            lines.append(f"| | engine, {ex}{' beyond start-up' if ex == 'ray' else ''} | "
+                         f"{_mmm(e['seconds_beyond_startup'])} | **{_mmm(e['ratio'])}** |"
+                         + (f" {_mmm(b['ratio']) if b else ''} |" if base else ""))
+            if "cpu_ratio" in e:
+                lines.append("| | engine, local: CPU seconds of the process (threads included) | | "
+                             f"{_mmm(e['cpu_ratio'])} |" + (f" {_mmm(b['cpu_ratio']) if b and 'cpu_ratio' in b else ''} |"
+                                                            if base else ""))
+    lines += ["", "Per phase, median seconds (ids = schema checks, fingerprints, reading and checking ids; decide = "
+              "policies and the manifest):", "",
+              "| workload | run | ids | fit | score | decide |" + (" baseline ids / fit / score / decide |" if base else ""),
+              "|---|---|---|---|---|---|" + ("---|" if base else "")]
+    for w in ("wfpp", "filter"):
+        for ex in ("local", "ray"):
+            if ex not in en.get(w, {}):
+                continue
+            ph = en[w][ex]["phases_s"]
+            row = f"| {w} | {ex} | " + " | ".join(f"{ph.get(p, {}).get('median', 0):.2f}"
+                                                   for p in ("ids", "fit", "score", "decide")) + " |"
+            b = base and base.get(w, {}).get(ex)
+            if base:
+                row += (" " + " / ".join(f"{b['phases_s'].get(p, {}).get('median', 0):.2f}"
+                                         for p in ("ids", "fit", "score", "decide")) if b else "") + " |"
+            lines.append(row)
+    if "ray" in en.get("wfpp", {}):
+        lines += ["", f"Ray start-up (worker processes included), seconds: {_mmm(en['wfpp']['ray']['startup_s'])}."
+                  f" Local and Ray manifests identical: **{en['wfpp'].get('manifests_equal_across_executors')}**."]
+    lines += ["", "What the engine does that the plain loop does not: check every shard's schema, fingerprint it, "
+              "read, hash and check every row id (non-null, unique within and across shards), checkpoint the fit "
+              "map per shard, read the text again to score it (the plain loop keeps it in memory), check UTF-8, "
+              "hash and seal every output, and write the manifest (every row, a reason for every dropped one). "
+              "The ratios are taken on a shared 2-core machine and move with its load (the plain loop's own "
+              "time varies as much); `python -m bench.protocol --base <commit> --workload wfpp|filter --out "
+              "overhead-<workload>` compares two versions of the engine alone, alternating fresh processes, which "
+              "is steadier (bench/results/overhead-*.md)."]
+    return "\n".join(lines)
 
 
 def markdown(r: dict) -> str:
@@ -198,22 +342,9 @@ Reference: `testkit/wfpp_reference.py`, a straightforward per-caption Python imp
 
 Scores identical to the reference (bit for bit, all rows): **{tp['identical_scores']}**.
 
-## Engine overhead ({en['shards']} shards, fit + score + write; the engine also checks ids, fingerprints, writes the manifest)
+## Engine overhead
 
-| run | seconds | vs plain loop |
-|---|---|---|
-| plain loop over the shard files | {en['plain_loop_s']} | 1.00 |
-| engine, local executor | {en['engine_local_s']} | {1 + en['overhead_local']:.2f} |
-| engine, Ray executor, minus start-up | {en['engine_ray_minus_startup_s']} | {1 + en['overhead_ray_beyond_startup']:.2f} |
-| Ray start-up, worker processes included (separately) | {en['ray_startup_s']} | |
-| engine, local: the fit and score phases alone | {en['fit_score_phases_local_s']} | {en['fit_score_phases_local_s'] / en['plain_loop_s']:.2f} |
-
-The rest of the engine's time is what the plain loop does not do: reading, hashing and checking every
-row id (unique, non-null, across shards), fingerprinting shards, and writing the manifest with a reason
-for every dropped row.
-
-Local and Ray manifests identical: **{en['local_equals_ray_manifest']}**.
-Phases (local): {en['local_phases']}
+{engine_section(en, r.get("engine_baseline"))}
 
 ## Real captions (spec check 8): {rc['captions']:,} demo captions, keep {rc['keep']:.0%}
 

@@ -12,20 +12,60 @@ Public API (everything else may change):
 """
 from __future__ import annotations
 
-from curate.api import DEFAULT_EXECUTOR, join, run
-from curate.config import load_config
-from curate.engine.executor import Executor
-from curate.engine.export import export
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curate.api import DEFAULT_EXECUTOR, join, run
+    from curate.config import load_config
+    from curate.engine.executor import Executor
+    from curate.engine.export import export
+    from curate.layout import load_manifest, load_summary, load_vectors
+    from curate.pipeline import Pipeline
+    from curate.policy import KeepFraction, Policy, Threshold, TopK
+    from curate.progress import Progress
+    from curate.report import write_report
+
+# Imported now: what every worker needs anyway, and `curate.stage` must be the decorator, not the submodule
+# (importing a submodule later would otherwise set the package's attribute of that name).
 from curate.errors import ConfigError, CurateError, DataError, RunFailed
-from curate.layout import load_manifest, load_summary, load_vectors
-from curate.pipeline import Pipeline
-from curate.policy import KeepFraction, Policy, Threshold, TopK
-from curate.progress import Progress
-from curate.report import write_report
 from curate.stage import Resources, Stage, TablesFitContext, stage
 
 __version__ = "0.1.0"
 
+# Imported on first use (PEP 562): a worker process that unpickles a task imports `curate.engine.units` and what
+# its stage needs, not the API, the config reader, Polars and the report (half a second per worker otherwise).
+_PUBLIC = {
+    "curate.api": ["DEFAULT_EXECUTOR", "join", "run"],
+    "curate.config": ["load_config"],
+    "curate.engine.executor": ["Executor"],
+    "curate.engine.export": ["export"],
+    "curate.layout": ["load_manifest", "load_summary", "load_vectors"],
+    "curate.pipeline": ["Pipeline"],
+    "curate.policy": ["KeepFraction", "Policy", "Threshold", "TopK"],
+    "curate.progress": ["Progress"],
+    "curate.report": ["write_report"],
+}
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+
 __all__ = ["Pipeline", "Stage", "stage", "Resources", "TablesFitContext", "Policy", "Threshold", "KeepFraction", "TopK",
            "run", "join", "DEFAULT_EXECUTOR", "Executor", "load_config", "load_manifest", "load_summary", "load_vectors",
            "export", "write_report", "CurateError", "ConfigError", "DataError", "RunFailed", "Progress"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+    else:  # a submodule not imported yet (`curate.engine` after a bare `import curate`)
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'curate' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,6 +7,7 @@ what a shard holds, not by where it lies.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -35,7 +36,7 @@ class Shard:
     mtime_ns: int
     format: str = "parquet"
 
-    @property
+    @functools.cached_property  # asked for per unit and per phase: computed once (a frozen dataclass allows it)
     def key(self) -> str:
         """A file-name-safe name, unique within the dataset: `sub/part-1.parquet` -> `sub__part-1`."""
         stem = strip_suffix(self.rel, self.format)
@@ -122,6 +123,11 @@ class Dataset:
             raise DataError([f"dataset {self.uri!r}: two shard paths map to the same name; rename one"])
         self._cache_path = location(fingerprint_cache) if fingerprint_cache else None
         self._fingerprints: dict[str, str] = {}
+        self._kept: dict[tuple[str, tuple[str, ...]], pa.Table] | None = None  # keep_reads
+        self._kept_room = 0
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_kept": None}  # what this process read stays here (workers read their own)
 
     def __len__(self) -> int:
         return len(self.shards)
@@ -202,12 +208,24 @@ class Dataset:
             raise DataError([f"shard {shard.rel}: not a readable Parquet file ({e}); "
                              f"replace or remove it"]) from e
 
-    def read(self, shard: Shard, columns: list[str]) -> pa.Table:
-        """The given columns of a whole shard."""
+    def read(self, shard: Shard, columns: list[str], keep: bool = True) -> pa.Table:
+        """The given columns of a whole shard (see `keep_reads`; `keep=False`: a column read once)."""
+        key = (shard.path, tuple(columns))
+        if self._kept is not None and key in self._kept:
+            return self._kept[key]
         try:
-            return self.open(shard).read(columns=columns)
+            table = self.open(shard).read(columns=columns)
         except (OSError, pa.ArrowException) as e:
             raise DataError([f"shard {shard.rel}: cannot read columns {columns} ({e})"]) from e
+        if keep and self._kept is not None and table.nbytes <= self._kept_room:
+            self._kept[key] = table
+            self._kept_room -= table.nbytes
+        return table
+
+    def keep_reads(self, budget: int) -> None:
+        """Keep what `read` returns, up to `budget` bytes (the first reads), so that reading the same columns
+        again in this process (a stage's fit map, then its scores) costs nothing; 0 forgets them."""
+        self._kept, self._kept_room = ({}, budget) if budget > 0 else (None, 0)
 
     def shard(self, key: str) -> Shard:
         for s in self.shards:

@@ -188,15 +188,23 @@ class Threshold(Policy):
 
     def decide(self, values: np.ndarray, id_hash: np.ndarray) -> tuple[np.ndarray, pa.Array]:
         keep = np.ones(len(values), dtype=bool)
-        reason = pa.nulls(len(values), pa.string())
+        reasons = []
         for bound, bad, word in ((self.max, values > (self.max or 0), "above max"),
                                  (self.min, values < (self.min or 0), "below min")):
             if bound is None:
                 continue
-            text = pc.binary_join_element_wise(f"{self.column} ", _fmt(values), f" {word} {bound}", "")
-            reason = pc.if_else(pa.array(bad), text, reason)
             keep &= ~bad
-        return keep, reason
+            reasons.append((bad, f" {word} {bound}"))
+        dropped = np.flatnonzero(~keep)
+        if not len(dropped):
+            return keep, pa.nulls(len(values), pa.string())
+        # Reasons are formatted for the dropped rows only (the last bound that a row breaks names it), then scattered.
+        text = pa.nulls(len(dropped), pa.string())
+        shown = _fmt(values[dropped])
+        for bad, suffix in reasons:
+            text = pc.if_else(pa.array(bad[dropped]), pc.binary_join_element_wise(f"{self.column} ", shown, suffix, ""),
+                              text)
+        return keep, scatter(text, dropped, len(values))
 
 
 class TopK(Policy):

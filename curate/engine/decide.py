@@ -13,6 +13,7 @@ import hashlib
 import json
 import platform
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -142,90 +143,23 @@ def write_manifest(run: Run) -> dict[str, Any]:
     gen = 1 + max([int((read_json(run.store.summary) or {}).get("manifest", {}).get("generation", 0))]
                   + [int(p.name[1:]) for p in run.store.manifest.glob("g[0-9]*") if p.name[1:].isdigit()])
     parts: dict[str, dict[str, Any]] = {}
-
-    for shard in run.ok_shards():
-        ids = read_table(run.ids[shard.key])
-        n = ids.num_rows
-        cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": pa.array([shard.rel] * n, pa.string())}
-        error = pa.nulls(n, pa.string())
-        keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
-        for stage in pipeline.stages:
-            path = run.score_path(stage, shard)
-            t = read_table(path)
-            meta = read_json(run.store.sidecar(path)) or {}
-            _cross_check(path, meta, t, stage.column("error"))
-            sa = stage_acc[stage.name]
-            sa["rows_in"] += n
-            sa["errored"] += meta.get("errored", 0)
-            sa["seconds"] += meta.get("seconds", 0.0)
-            for kind, c in meta.get("errors", {}).items():
-                sa["errors"][kind] = sa["errors"].get(kind, 0) + c
-            _merge_worker(sa["worker"], {**meta.get("worker", {}), "write_s": meta.get("write_s", 0.0)})
-            hidden = {stage.column(name) for name in stage.data_outputs}
-            t = t.drop_columns([c for c in t.column_names if c in hidden])
-            for name in t.column_names:
-                cols[name] = t.column(name)
-            stage_err = t.column(f"{stage.name}.error").combine_chunks()
-            error = pc.if_else(pc.and_(pc.is_null(error), pc.is_valid(stage_err)),
-                               pc.binary_join_element_wise(f"{stage.name}", stage_err, ": "), error)
-            for f in t.schema:
-                if pa.types.is_floating(f.type):
-                    v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
-                    samples.setdefault(f.name, []).append(v[np.isfinite(v)])
-        valid_for, held_for = {}, {}
-        stage_of = {p.name: p.stage for p in pipeline.policies}
-        for policy in pipeline.policies:
-            stage = pipeline.stage(policy.stage)
-            t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
-            valid_for[policy.name] = valid = _valid(t, policy.column, stage.name)
-            held_for[policy.name] = held = _held(cols, stage.name, valid)
-            # A null or NaN score the stage gave no reason for is an error too, never a silent keep.
-            unexplained = pa.array(~valid & ~held & pc.is_null(error).to_numpy(zero_copy_only=False))
-            error = pc.if_else(unexplained, f"{stage.name}: {policy.column} is null or NaN without an error", error)
-        errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
-        keep = ~errored
-        reason = pa.nulls(n, pa.string())
-        weight = None
-        for policy in pipeline.policies:
-            valid = valid_for[policy.name]
-            table = pa.table({c: cols[c] for c in {*policy.columns, f"{policy.stage}.error"}})
-            pk, preason, extras = policy.decide_rows(_rows(policy, table, ids.column("id_hash").to_numpy(),
-                                                           run.fps[shard.key]))
-            for name, dtype in policy.outputs().items():
-                cols[f"{policy.name}.{name}"] = scatter(pa.array(extras[name], dtype), np.flatnonzero(valid), n)
-            if "weight" in extras:
-                w = np.zeros(n)
-                w[valid] = extras["weight"]
-                weight = w if weight is None else weight * w
-            held = held_for[policy.name]
-            full_keep = np.zeros(n, dtype=bool)
-            full_keep[valid] = pk
-            cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~(valid | held), type=pa.bool_())
-            full_reason = scatter(preason, np.flatnonzero(valid), n)
-            if held.any():
-                status = pc.binary_join_element_wise(f"{stage_of[policy.name]}.status: ",
-                                                     cols[f"{stage_of[policy.name]}.status"], "")
-                full_reason = pc.if_else(pa.array(held), status, full_reason)
-            a = acc[policy.name]
-            a["in"] += n
-            a["kept"] += int(pk.sum())
-            a["dropped"] += int((~pk).sum()) + int(held.sum())
-            a["errored"] += int((~valid & ~held).sum())
-            newly = keep & (valid | held) & ~full_keep
-            reason = pc.if_else(pa.array(newly), full_reason, reason)
-            keep &= ~((valid | held) & ~full_keep)
-        cols["keep"] = pa.array(keep, pa.bool_())
-        if weight is not None:  # a row's training weight: the product of the weighting policies' weights
-            cols["weight"] = pa.array(np.where(keep, weight, 0.0), pa.float64())
-        cols["drop_reason"] = reason
-        cols["error"] = error
-        part = run.store.manifest_part(shard.key, gen)
-        parts[shard.rel] = {"file": part.relative_to(run.store.root).as_posix(), "rows": n,
-                            **write_parquet(part, pa.table(cols))}
-        total["in"] += n
-        total["kept"] += int(keep.sum())
-        total["errored"] += int(errored.sum())
-        total["dropped"] += int((~keep & ~errored).sum())
+    shards = run.ok_shards()
+    # Reading shard i+1 and writing the part of shard i-1 overlap the work on shard i (Arrow's reads, zstd and
+    # writes release the GIL); at most three shards are in memory.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="curate-decide") as pool:
+        loading = pool.submit(_load, run, shards[0]) if shards else None
+        writing: Future | None = None
+        for i, shard in enumerate(shards):
+            ids, scores = loading.result()
+            loading = pool.submit(_load, run, shards[i + 1]) if i + 1 < len(shards) else None
+            table, counts = _decide_shard(run, shard, ids, scores, stage_acc, acc, sample_below, samples)
+            for k, v in counts.items():
+                total[k] += v
+            if writing is not None:
+                parts.update(writing.result())
+            writing = pool.submit(_write_part, run, shard, gen, table)
+        if writing is not None:
+            parts.update(writing.result())
     for name, a in {**acc, "run": total}.items():
         if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
             raise CurateError(f"internal accounting error in {name}: {a}; please report it")
@@ -235,6 +169,102 @@ def write_manifest(run: Run) -> dict[str, Any]:
     write_json(run.store.summary, seal(summary))  # the publish: one small write
     _collect_garbage(run.store, gen)
     return summary
+
+
+def _load(run: Run, shard: Shard) -> tuple[pa.Table, list[tuple[AnyPath, dict[str, Any], pa.Table]]]:
+    """A shard's ids unit and, per stage, its score file's path, sidecar and table."""
+    scores = []
+    for stage in run.pipeline.stages:
+        path = run.score_path(stage, shard)
+        scores.append((path, read_json(run.store.sidecar(path)) or {}, read_table(path)))
+    return read_table(run.ids[shard.key]), scores
+
+
+def _write_part(run: Run, shard: Shard, gen: int, table: pa.Table) -> dict[str, dict[str, Any]]:
+    part = run.store.manifest_part(shard.key, gen)
+    return {shard.rel: {"file": part.relative_to(run.store.root).as_posix(), "rows": table.num_rows,
+                        **write_parquet(part, table)}}
+
+
+def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc: dict, acc: dict,
+                  sample_below: np.uint64, samples: dict) -> tuple[pa.Table, dict[str, int]]:
+    """One shard's manifest part and its counts (in, kept, dropped, errored); adds to the stage and policy counts."""
+    pipeline = run.pipeline
+    n = ids.num_rows
+    cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"),
+                                                   "shard": pa.repeat(pa.scalar(shard.rel, pa.string()), n)}
+    error = pa.nulls(n, pa.string())
+    keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
+    for stage, (path, meta, t) in zip(pipeline.stages, scores):
+        _cross_check(path, meta, t, stage.column("error"))
+        sa = stage_acc[stage.name]
+        sa["rows_in"] += n
+        sa["errored"] += meta.get("errored", 0)
+        sa["seconds"] += meta.get("seconds", 0.0)
+        for kind, c in meta.get("errors", {}).items():
+            sa["errors"][kind] = sa["errors"].get(kind, 0) + c
+        _merge_worker(sa["worker"], {**meta.get("worker", {}), "write_s": meta.get("write_s", 0.0)})
+        hidden = {stage.column(name) for name in stage.data_outputs}
+        t = t.drop_columns([c for c in t.column_names if c in hidden])
+        for name in t.column_names:
+            cols[name] = t.column(name)
+        stage_err = t.column(f"{stage.name}.error").combine_chunks()
+        error = pc.if_else(pc.and_(pc.is_null(error), pc.is_valid(stage_err)),
+                           pc.binary_join_element_wise(f"{stage.name}", stage_err, ": "), error)
+        for f in t.schema:
+            if pa.types.is_floating(f.type):
+                v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
+                samples.setdefault(f.name, []).append(v[np.isfinite(v)])
+    valid_for, held_for = {}, {}
+    stage_of = {p.name: p.stage for p in pipeline.policies}
+    for policy in pipeline.policies:
+        stage = pipeline.stage(policy.stage)
+        t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
+        valid_for[policy.name] = valid = _valid(t, policy.column, stage.name)
+        held_for[policy.name] = held = _held(cols, stage.name, valid)
+        # A null or NaN score the stage gave no reason for is an error too, never a silent keep.
+        unexplained = pa.array(~valid & ~held & pc.is_null(error).to_numpy(zero_copy_only=False))
+        error = pc.if_else(unexplained, f"{stage.name}: {policy.column} is null or NaN without an error", error)
+    errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
+    keep = ~errored
+    reason = pa.nulls(n, pa.string())
+    weight = None
+    for policy in pipeline.policies:
+        valid = valid_for[policy.name]
+        table = pa.table({c: cols[c] for c in {*policy.columns, f"{policy.stage}.error"}})
+        pk, preason, extras = policy.decide_rows(_rows(policy, table, ids.column("id_hash").to_numpy(),
+                                                       run.fps[shard.key]))
+        for name, dtype in policy.outputs().items():
+            cols[f"{policy.name}.{name}"] = scatter(pa.array(extras[name], dtype), np.flatnonzero(valid), n)
+        if "weight" in extras:
+            w = np.zeros(n)
+            w[valid] = extras["weight"]
+            weight = w if weight is None else weight * w
+        held = held_for[policy.name]
+        full_keep = np.zeros(n, dtype=bool)
+        full_keep[valid] = pk
+        cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~(valid | held), type=pa.bool_())
+        full_reason = scatter(preason, np.flatnonzero(valid), n)
+        if held.any():
+            status = pc.binary_join_element_wise(f"{stage_of[policy.name]}.status: ",
+                                                 cols[f"{stage_of[policy.name]}.status"], "")
+            full_reason = pc.if_else(pa.array(held), status, full_reason)
+        a = acc[policy.name]
+        a["in"] += n
+        a["kept"] += int(pk.sum())
+        a["dropped"] += int((~pk).sum()) + int(held.sum())
+        a["errored"] += int((~valid & ~held).sum())
+        newly = keep & (valid | held) & ~full_keep
+        reason = pc.if_else(pa.array(newly), full_reason, reason)
+        keep &= ~((valid | held) & ~full_keep)
+    cols["keep"] = pa.array(keep, pa.bool_())
+    if weight is not None:  # a row's training weight: the product of the weighting policies' weights
+        cols["weight"] = pa.array(np.where(keep, weight, 0.0), pa.float64())
+    cols["drop_reason"] = reason
+    cols["error"] = error
+    counts = {"in": n, "kept": int(keep.sum()), "errored": int(errored.sum()),
+              "dropped": int((~keep & ~errored).sum())}
+    return pa.table(cols), counts
 
 
 def _cross_check(path: AnyPath, meta: dict[str, Any], table: pa.Table, error_column: str) -> None:

@@ -131,9 +131,15 @@ def _floats(t: pa.DataType) -> bool:
     return _floats(t.value_type) if _is_list(t) else pa.types.is_floating(t)
 
 
+# The engine's row-id columns (ids units, manifest parts): distinct by contract, so a dictionary never pays; trying
+# one made writing an ids unit 6x slower (and its file 40% larger) than writing the values plainly.
+DISTINCT_COLUMNS = frozenset({"id", "id_hash"})
+
+
 def dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Columns worth dictionary-encoding: not floats or lists of them (embeddings decode 2-3x faster without)."""
-    return [f.name for f in schema if not _floats(f.type)]
+    """Columns worth dictionary-encoding: not floats or lists of them (embeddings decode 2-3x faster without),
+    nor the row ids."""
+    return [f.name for f in schema if not _floats(f.type) and f.name not in DISTINCT_COLUMNS]
 
 
 def codecs(schema: pa.Schema) -> dict[str, str]:

@@ -31,6 +31,11 @@ class _Worker:
     """A long-lived worker: sets up each map's task once (by token), then runs its units."""
 
     def __init__(self) -> None:
+        # Every task is a class of engine/units.py: import it (Arrow's Parquet and compute modules, the dataset
+        # and store) while the pool starts, not inside the first unit of the first map. (curate's API, config
+        # reader and report are not imported: curate/__init__ loads them lazily.)
+        import curate.engine.units  # noqa: F401
+
         self.token: str | None = None
         self.task: Task | None = None
 

@@ -55,6 +55,12 @@ def error_kinds(errors: pa.Array) -> dict[str, int]:
     return dict(counts)
 
 
+def has_repeats(hashes: np.ndarray) -> bool:
+    """Whether any 64-bit hash occurs twice: equal ids have equal hashes, so False rules out repeated ids
+    (True may be a collision: the caller compares the ids themselves)."""
+    return bool(len(hashes) > 1 and (np.diff(np.sort(hashes)) == 0).any())
+
+
 class IdsTask:
     """Reads and checks a shard's row ids; writes `id` (string) and `id_hash` (uint64)."""
 
@@ -72,19 +78,23 @@ class IdsTask:
         meta: dict = {"key": unit.key, "shard": shard.rel}
         if self.id_column is None:
             n = self.dataset.open(shard).metadata.num_rows
-            ids = pa.array([f"{unit.fingerprint[:16]}:{i}" for i in range(n)], pa.string())
+            rows = pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string())
+            ids = pc.binary_join_element_wise(f"{unit.fingerprint[:16]}:", rows, "")  # `<fingerprint>:<row>`
+            hashes = hash_strings(ids)
         else:
-            col = self.dataset.read(shard, [self.id_column]).column(0).combine_chunks()
+            col = self.dataset.read(shard, [self.id_column], keep=False).column(0).combine_chunks()
             ids = pc.cast(col, pa.string())
             nulls = np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))
             if len(nulls):
                 meta["null_ids"] = {"count": int(len(nulls)), "rows": nulls[:10].tolist()}
-            counts = pc.value_counts(ids.drop_null())
-            dup = pc.filter(counts, pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
-            if dup:
-                meta["duplicate_ids"] = {"count": len(dup), "examples": dup[:10]}
+            hashes = hash_strings(ids)  # (a null hashes like "", the value it is stored as)
+            if has_repeats(np.delete(hashes, nulls) if len(nulls) else hashes):  # else no id repeats: cheap check
+                counts = pc.value_counts(ids.drop_null())
+                dup = pc.filter(counts, pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
+                if dup:
+                    meta["duplicate_ids"] = {"count": len(dup), "examples": dup[:10]}
             ids = pc.fill_null(ids, "")
-        table = pa.table({"id": ids, "id_hash": pa.array(hash_strings(ids), pa.uint64())})
+        table = pa.table({"id": ids, "id_hash": pa.array(hashes, pa.uint64())})
         meta.update(rows=table.num_rows, seconds=round(time.perf_counter() - t0, 4))
         return self.store.finish(unit.path, table, meta)
 
