@@ -120,10 +120,8 @@ class ObjectPath:
         try:
             with self.fs.open_input_stream(self.path) as f:
                 return f.read()
-        except FileNotFoundError:
-            raise
-        except OSError as e:
-            if not self.exists():
+        except OSError as e:  # some stores say "not found" as a plain OSError: callers expect FileNotFoundError
+            if not isinstance(e, FileNotFoundError) and not self.exists():
                 raise FileNotFoundError(str(self)) from e
             raise
 
@@ -229,10 +227,8 @@ def local_scratch(path: AnyPath) -> Path:
 def rmtree(path: AnyPath) -> None:
     if isinstance(path, ObjectPath):
         path.fs.delete_dir_contents(path.path, missing_dir_ok=True)
-        try:
+        if path.exists():  # an object store may keep a folder marker; most have nothing left to delete
             path.fs.delete_dir(path.path)
-        except OSError:
-            pass  # an object store may have no folder object left to delete
         return
     shutil.rmtree(path, ignore_errors=True)
 
