@@ -35,6 +35,7 @@ class Rows(NamedTuple):
 
 _DIGIT_BITS = 16
 _DIGITS = 65536
+HELD_ROWS = 8_000_000  # rows (16 bytes each) select_boundary keeps in memory instead of scanning again
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -75,19 +76,34 @@ def key_to_value(key: int, largest: bool) -> float:
 def select_boundary(scan: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], k: int) -> tuple[int, int]:
     """The (key, tie) pair T such that exactly k rows have (key, tie) <= T, by radix select.
 
-    `scan` yields (keys, ties) uint64 arrays per shard and may be called several times.
+    `scan` yields (keys, ties) uint64 arrays per shard and may be called several times. Once the rows
+    under the digits found so far fit in memory (HELD_ROWS), later digits look only at those rows.
     """
     bound = [0, 0]  # [key, tie] digits found so far, high digits first
     need = k
+    held: tuple[np.ndarray, np.ndarray] | None = None  # the rows under the prefix of the previous level
     for level in range(8):
         word, shift = divmod(level, 4)
         shift = 64 - _DIGIT_BITS * (shift + 1)
         counts = np.zeros(_DIGITS, dtype=np.int64)
-        for keys, ties in scan():
-            mask = _prefix_mask(keys, ties, bound, level)
-            col = (keys if word == 0 else ties)[mask]
+        kept: list[tuple[np.ndarray, np.ndarray]] | None = [] if held is None else None
+        size = 0
+        for keys, ties in ([held] if held is not None else scan()):
+            if level:
+                mask = _prefix_mask(keys, ties, bound, level)
+                keys, ties = keys[mask], ties[mask]
+            col = keys if word == 0 else ties
             counts += np.bincount(((col >> np.uint64(shift)) & np.uint64(_DIGITS - 1)).astype(np.int64),
                                   minlength=_DIGITS)
+            if kept is not None:
+                size += len(keys)
+                if size <= HELD_ROWS:
+                    kept.append((keys, ties))
+                else:
+                    kept = None
+        if kept is not None:
+            held = (np.concatenate([k_ for k_, _ in kept]) if kept else np.empty(0, np.uint64),
+                    np.concatenate([t_ for _, t_ in kept]) if kept else np.empty(0, np.uint64))
         cum = np.cumsum(counts)
         digit = int(np.searchsorted(cum, need))
         need -= int(cum[digit] - counts[digit])

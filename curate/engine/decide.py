@@ -91,9 +91,11 @@ def _column(values: pa.ChunkedArray | pa.Array, mask: np.ndarray) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)[mask]
 
 
-def _rows(policy: Policy, table: pa.Table, id_hash: np.ndarray, fingerprint: str) -> Rows:
-    """A shard's valid rows for `policy`, from a table holding its columns and its stage's error column."""
-    mask = _valid(table, policy.column, policy.stage)
+def _rows(policy: Policy, table: pa.Table, id_hash: np.ndarray, fingerprint: str,
+          mask: np.ndarray | None = None) -> Rows:
+    """A shard's valid rows for `policy` (`mask`, when known), from a table holding its columns and its
+    stage's error column."""
+    mask = _valid(table, policy.column, policy.stage) if mask is None else mask
     cols = {c: _column(table.column(c), mask) for c in policy.columns}
     return Rows(cols[policy.column], id_hash[mask], cols, fingerprint)
 
@@ -191,8 +193,7 @@ def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc
     """One shard's manifest part and its counts (in, kept, dropped, errored); adds to the stage and policy counts."""
     pipeline = run.pipeline
     n = ids.num_rows
-    cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"),
-                                                   "shard": pa.repeat(pa.scalar(shard.rel, pa.string()), n)}
+    cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": _repeat(shard.rel, n)}
     error = pa.nulls(n, pa.string())
     keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
     for stage, (path, meta, t) in zip(pipeline.stages, scores):
@@ -209,8 +210,9 @@ def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc
         for name in t.column_names:
             cols[name] = t.column(name)
         stage_err = t.column(f"{stage.name}.error").combine_chunks()
-        error = pc.if_else(pc.and_(pc.is_null(error), pc.is_valid(stage_err)),
-                           pc.binary_join_element_wise(f"{stage.name}", stage_err, ": "), error)
+        if stage_err.null_count < n:  # (the usual shard has no errors: nothing to join)
+            error = pc.if_else(pc.and_(pc.is_null(error), pc.is_valid(stage_err)),
+                               pc.binary_join_element_wise(f"{stage.name}", stage_err, ": "), error)
         for f in t.schema:
             if pa.types.is_floating(f.type):
                 v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
@@ -233,7 +235,7 @@ def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc
         valid = valid_for[policy.name]
         table = pa.table({c: cols[c] for c in {*policy.columns, f"{policy.stage}.error"}})
         pk, preason, extras = policy.decide_rows(_rows(policy, table, ids.column("id_hash").to_numpy(),
-                                                       run.fps[shard.key]))
+                                                       run.fps[shard.key], valid))
         for name, dtype in policy.outputs().items():
             cols[f"{policy.name}.{name}"] = scatter(pa.array(extras[name], dtype), np.flatnonzero(valid), n)
         if "weight" in extras:
@@ -265,6 +267,15 @@ def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc
     counts = {"in": n, "kept": int(keep.sum()), "errored": int(errored.sum()),
               "dropped": int((~keep & ~errored).sum())}
     return pa.table(cols), counts
+
+
+def _repeat(text: str, n: int) -> pa.Array:
+    """`text` n times as a string array, built from its buffers (pa.repeat of a string scalar is 20x slower)."""
+    data = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    if offsets[-1] >= 2**31:  # past 32-bit offsets
+        return pa.repeat(pa.scalar(text, pa.string()), n)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data * n)])
 
 
 def _cross_check(path: AnyPath, meta: dict[str, Any], table: pa.Table, error_column: str) -> None:

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from curate.engine.executor import Failure, Task
+from curate.engine.store import writing_behind
 
 
 class LocalExecutor:
-    """Runs units one after another in this process; one `setup` per map."""
+    """Runs units one after another in this process; one `setup` per map.
+
+    A unit's output is written on a second thread while the next unit computes (Arrow's Parquet encoding
+    and the writes release the GIL); a unit is yielded once its sidecar, the commit, is written."""
 
     name = "local"
 
@@ -27,8 +32,26 @@ class LocalExecutor:
             for unit in units:
                 yield unit, failure
             return
-        for unit in units:
-            try:
-                yield unit, task(unit)
-            except Exception as e:
-                yield unit, Failure.of(e, traceback.format_exc())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-write") as writer:
+            pending: tuple[Any, dict | Failure | Future] | None = None
+            for unit in units:
+                try:
+                    with writing_behind(writer):
+                        result = task(unit)
+                except Exception as e:
+                    result = Failure.of(e, traceback.format_exc())
+                if pending is not None:
+                    yield pending[0], _settled(pending[1])
+                pending = unit, result
+            if pending is not None:
+                yield pending[0], _settled(pending[1])
+
+
+def _settled(result: dict | Failure | Future) -> dict | Failure:
+    """A unit's result once its writes are done (a failed write becomes the unit's Failure)."""
+    if not isinstance(result, Future):
+        return result
+    try:
+        return result.result()
+    except Exception as e:
+        return Failure.of(e, "".join(traceback.format_exception(e)))

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -79,12 +80,17 @@ class Run:
         self.artifact_hashes: dict[str, str | None] = {}  # stage -> content hash of its artifact file
         self.failed: dict[str, dict[str, str]] = {}   # shard key -> {stage, error}
         self.phases: dict[str, dict[str, Any]] = {}   # phase name -> timing and reuse counts
+        self._ids_job: Future | None = None            # the ids being read and checked beside the fit (`plan`)
+        self._ids_thread: ThreadPoolExecutor | None = None
 
     # --- executor lifetime --------------------------------------------------------------------
     def __enter__(self) -> Run:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._ids_job is not None:  # a run stopped early: let the ids thread finish before the lease goes
+            self._ids_job.exception()
+            self._ids_thread.shutdown()
         try:
             if self._executor is not None:
                 self._executor.__exit__(*exc)
@@ -129,6 +135,8 @@ class Run:
     # --- running units ------------------------------------------------------------------------
     def _execute(self, phase: str, task: Task, units: list[Unit]) -> dict[str, dict | Failure]:
         """Run the units not yet done (retrying failures), returning each shard's sidecar or Failure."""
+        if phase != "ids" and any(IDS in u.upstream for u in units):
+            self.ids_checked()  # these units read the row ids
         results: dict[str, dict | Failure] = {}
         todo = []
         for u in units:
@@ -154,6 +162,8 @@ class Run:
                         continue
                     results[unit.shard.key] = result
                     bar.update(self.rows.get(unit.shard.key, 0), failed=isinstance(result, Failure))
+                    if phase != "ids" and self._ids_job is not None and self._ids_job.done():
+                        self.ids_checked()  # bad ids stop the run here, not after the whole fit
                 if not again:
                     break
                 todo = again
@@ -187,7 +197,12 @@ class Run:
                 for name in sorted(upstream)}
 
     def plan(self) -> None:
-        """Validate every shard against every stage before any compute, then read and check row ids."""
+        """Validate every shard against every stage before any compute, then read and check row ids.
+
+        In-process (the local executor) the ids are read and checked on a second thread while the first stage
+        fits: Arrow's reads, hashing and writes release the GIL, so the checks cost little wall time.
+        `ids_checked` waits for them: before any unit that reads the ids, before any scoring and before the
+        manifest; a check that failed stops the fit at the next unit, with the same error."""
         if self.fps:
             return
         self._take_lease()
@@ -208,6 +223,21 @@ class Run:
         self.fps = self.dataset.fingerprints()
         units = [Unit(s, digest("ids", self.fps[s.key], self.pipeline.id_column),
                       self.store.ids(s.key), fingerprint=self.fps[s.key]) for s in self.dataset.shards]
+        if self.executor_kind == "local":
+            self._ids_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-ids")
+            self._ids_job = self._ids_thread.submit(self._read_ids, units)
+        else:
+            self._read_ids(units)
+
+    def ids_checked(self) -> None:
+        """Wait for the row ids to be read and checked (see `plan`); raises their DataError."""
+        job, self._ids_job = self._ids_job, None
+        if job is not None:
+            self._ids_thread.shutdown(wait=False)
+            job.result()
+
+    def _read_ids(self, units: list[Unit]) -> None:
+        problems: list[str] = []
         results = self._execute("ids", IdsTask(self.dataset, self.store, self.pipeline.id_column), units)
         for u in units:
             r = results[u.shard.key]
@@ -349,6 +379,7 @@ class Run:
             del self.artifacts[stage.name]
             artifact = self.fit(stage)
             units = self._units("scores", stage, self.stage_key(stage))
+        self.ids_checked()  # nothing is scored before the ids pass
         task = ScoreTask(stage, artifact, self.dataset, self.store, data, upstream, self.pipeline.batch_size)
         for shard_key, r in self._execute(f"score:{stage.name}", task, units).items():
             if isinstance(r, Failure):
@@ -364,6 +395,7 @@ class Run:
             if not self._scored(stage):
                 self.score(stage)
         self.dataset.keep_reads(0)  # (scoring is over)
+        self.ids_checked()
         summary = write_manifest(self)
         if self.failed:
             listing = "\n  ".join(f"{self.dataset.shard(k).rel}: stage {v['stage']}: {v['error']}"

@@ -12,7 +12,11 @@ run --verify`) re-hashes the files. A unit that fails a check is recomputed, wit
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +26,19 @@ from curate.layout import RunLayout, read_json
 from curate.storage import AnyPath
 
 log = logging.getLogger(__name__)
+
+_behind = threading.local()  # .writer: where `Store.finish` sends its writes, inside `writing_behind`
+
+
+@contextmanager
+def writing_behind(writer: Executor) -> Iterator[None]:
+    """`Store.finish` calls made in this block (this thread) return a Future of their sidecar, written on
+    `writer`: the next unit computes while this one's files are encoded and written (engine/local.py)."""
+    _behind.writer = writer
+    try:
+        yield
+    finally:
+        _behind.writer = None
 
 
 class Store(RunLayout):
@@ -59,8 +76,16 @@ class Store(RunLayout):
                 return f"{f}'s content changed after it was written (hash mismatch)"
         return None
 
-    def finish(self, path: AnyPath, table: pa.Table | None, meta: dict, group_by: str | None = None) -> dict:
-        """Write a unit's table (if any), then its sealed sidecar: the sidecar is the commit."""
+    def finish(self, path: AnyPath, table: pa.Table | None, meta: dict,
+               group_by: str | None = None) -> dict | Future:
+        """Write a unit's table (if any), then its sealed sidecar: the sidecar is the commit. Returns the
+        sidecar, or its Future inside `writing_behind`."""
+        writer = getattr(_behind, "writer", None)
+        if writer is not None:
+            return writer.submit(self._finish, path, table, meta, group_by)
+        return self._finish(path, table, meta, group_by)
+
+    def _finish(self, path: AnyPath, table: pa.Table | None, meta: dict, group_by: str | None) -> dict:
         t0 = time.perf_counter()
         files = {path.name: write_parquet(path, table, group_by)} if table is not None else {}
         meta = seal({**meta, "files": files, "write_s": round(time.perf_counter() - t0, 4)})

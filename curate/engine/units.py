@@ -84,7 +84,7 @@ class IdsTask:
         else:
             col = self.dataset.read(shard, [self.id_column], keep=False).column(0).combine_chunks()
             ids = pc.cast(col, pa.string())
-            nulls = np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))
+            nulls = pc.indices_nonzero(ids.is_null()).to_numpy() if ids.null_count else np.empty(0, np.int64)
             if len(nulls):
                 meta["null_ids"] = {"count": int(len(nulls)), "rows": nulls[:10].tolist()}
             hashes = hash_strings(ids)  # (a null hashes like "", the value it is stored as)
@@ -93,7 +93,8 @@ class IdsTask:
                 dup = pc.filter(counts, pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
                 if dup:
                     meta["duplicate_ids"] = {"count": len(dup), "examples": dup[:10]}
-            ids = pc.fill_null(ids, "")
+            if ids.null_count:  # (fill_null copies every string even when there is nothing to fill)
+                ids = pc.fill_null(ids, "")
         table = pa.table({"id": ids, "id_hash": pa.array(hashes, pa.uint64())})
         meta.update(rows=table.num_rows, seconds=round(time.perf_counter() - t0, 4))
         return self.store.finish(unit.path, table, meta)

@@ -1,6 +1,8 @@
 """Bad input is refused before any compute with a message naming the shard, row and column."""
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -8,6 +10,7 @@ import pytest
 import curate
 from curate.cli import main
 from curate.config import pipeline_from_dict
+from curate.stage import Stage
 from testkit.helpers import caption_length, caption_table, write_shards
 
 
@@ -15,7 +18,8 @@ def run_expecting(tmp_path, error, match, data=None, pipeline=None):
     pipeline = pipeline or curate.Pipeline([caption_length], id_column="id")
     with pytest.raises(error, match=match):
         curate.run(pipeline, data, tmp_path / "run", executor="local")
-    assert not (tmp_path / "run" / "scores").exists(), "nothing may be computed before validation passes"
+    assert not (tmp_path / "run" / "scores").exists(), "nothing may be scored before validation passes"
+    assert not (tmp_path / "run" / "manifest").exists()
 
 
 def test_missing_column_names_shard_column_and_stage(tmp_path):
@@ -61,6 +65,40 @@ def test_duplicate_ids_within_and_across_shards(tmp_path):
     run_expecting(tmp_path, curate.DataError,
                   r"id 'row-000002' appears in shard part-00000\.parquet \(row 2\) and shard part-00001\.parquet \(row 5\)",
                   data)
+
+
+class SlowFit(Stage):
+    """Counts the captions in a fit whose map takes 0.1 s per shard (the ids of a tiny shard take ~2 ms)."""
+
+    type = "slow_fit"
+    inputs = ("caption",)
+    outputs = {"n": pa.int64()}
+
+    def fit(self, ctx):
+        return pa.table({"n": [sum(t.num_rows for t in ctx.map(self._count, ["caption"]))]})
+
+    def _count(self, t):
+        time.sleep(0.1)
+        return pa.table({"n": [t.num_rows]})
+
+    def setup(self, artifact):
+        self.n = artifact.column("n")[0].as_py()
+
+    def score(self, batch):
+        return {"n": pa.array([self.n] * batch.num_rows, pa.int64())}
+
+
+def test_bad_ids_stop_a_fit_that_runs_beside_their_check(tmp_path):
+    """Locally, ids are checked on a second thread while the first stage fits: the same error still stops
+    the run before any scoring, and the fit stops at the next unit instead of running to its end."""
+    t = caption_table(400)
+    ids = t.column("id").to_pylist()
+    ids[390] = ids[3]
+    data = write_shards(tmp_path / "data", t.set_column(0, "id", pa.array(ids)), 40)
+    run_expecting(tmp_path, curate.DataError, r"id 'row-000003' appears in shard part-00000\.parquet", data,
+                  curate.Pipeline([SlowFit()], id_column="id"))
+    fitted = list((tmp_path / "run").rglob("fitmap/**/*.parquet"))
+    assert len(fitted) < 20, f"the fit went on over {len(fitted)} of 40 shards although the ids had failed"
 
 
 def test_missing_id_column_and_empty_dataset(tmp_path):
