@@ -114,6 +114,7 @@ class _PhaseClock:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.last_end = 0.0  # when the last step ended: what follows is the executor's shut-down
 
     def __call__(self, name: str, fn):
         t0 = time.perf_counter()
@@ -121,7 +122,8 @@ class _PhaseClock:
             return fn()
         finally:
             key = self.NAMES.get(name, name.split("-", 1)[0])
-            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
+            self.last_end = time.perf_counter()
+            self.seconds[key] = self.seconds.get(key, 0.0) + self.last_end - t0
 
 
 def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work: Path, repeats: int = 3,
@@ -175,14 +177,18 @@ def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work
                 out = work / f"{ex}-{n}"
                 c0 = time.process_time()
                 summary, s = timed(curate.run, pipeline, data, out, executor=ex, progress=quiet, phase=clock)
+                shutdown = time.perf_counter() - clock.last_end  # closing the executor (Ray: ray.shutdown)
                 cpu = time.process_time() - c0  # this process only: Ray's workers are not in it
                 startup = summary["phases"].get("ray_startup", {}).get("seconds", 0.0)
                 clock.seconds["ids"] -= startup  # the executor starts at the first unit (the ids)
-                runs[name][ex].append({"seconds": s, "startup": startup, "beyond_startup": s - startup,
-                                       "ratio": (s - startup) / plain_s, "cpu_ratio": cpu / plain_cpu,
+                fixed = startup + shutdown if ex == "ray" else 0.0
+                runs[name][ex].append({"seconds": s, "startup": startup, "shutdown": shutdown,
+                                       "beyond_startup": s - startup, "ratio": (s - startup) / plain_s,
+                                       "beyond_fixed": s - fixed, "ratio_fixed": (s - fixed) / plain_s,
+                                       "cpu_ratio": cpu / plain_cpu,
                                        "phases": {k: round(v, 3) for k, v in clock.seconds.items()}, "out": out})
                 print(f"repeat {i + 1} {name}: plain {plain_s:.2f} s, {ex} {s - startup:.2f} s"
-                      + (f" (+ start-up {startup:.2f} s)" if startup else "")
+                      + (f" (+ start-up {startup:.2f} s; shut-down {shutdown:.2f} s of it)" if startup else "")
                       + f" = {(s - startup) / plain_s:.2f}x (CPU {cpu / plain_cpu:.2f}x) {clock.seconds}", flush=True)
     result: dict = {"shards": shards, "rows": len(rows), "repeats": repeats}
     for name, r in runs.items():
@@ -195,6 +201,10 @@ def engine_overhead(rows: list[str], shards: int, t: float, min_count: int, work
                      "phases_s": {p: _spread([x["phases"].get(p, 0.0) for x in r[ex]]) for p in r[ex][0]["phases"]}}
             if ex == "ray":
                 w[ex]["startup_s"] = _spread([x["startup"] for x in r[ex]])
+                w[ex]["shutdown_s"] = _spread([x["shutdown"] for x in r[ex]])
+                w[ex]["seconds_beyond_startup_and_shutdown"] = _spread([x["beyond_fixed"] for x in r[ex]])
+                w[ex]["ratio_beyond_startup_and_shutdown"] = _spread([x["ratio_fixed"] for x in r[ex]])
+                w[ex]["ratios_beyond_startup_and_shutdown"] = [round(x["ratio_fixed"], 3) for x in r[ex]]
         if len(executors) > 1:
             first = [curate.load_manifest(x["out"]).sort_by("id") for x in (r[e][0] for e in executors)]
             w["manifests_equal_across_executors"] = all(m.equals(first[0]) for m in first[1:])
@@ -293,6 +303,10 @@ def engine_section(en: dict, base: dict | None) -> str:
             lines.append(f"| | engine, {ex}{' beyond start-up' if ex == 'ray' else ''} | "
                          f"{_mmm(e['seconds_beyond_startup'])} | **{_mmm(e['ratio'])}** |"
                          + (f" {_mmm(b['ratio']) if b else ''} |" if base else ""))
+            if "ratio_beyond_startup_and_shutdown" in e:
+                lines.append(f"| | engine, ray beyond start-up and shut-down | "
+                             f"{_mmm(e['seconds_beyond_startup_and_shutdown'])} | "
+                             f"**{_mmm(e['ratio_beyond_startup_and_shutdown'])}** |" + (" |" if base else ""))
             if "cpu_ratio" in e:
                 lines.append("| | engine, local: CPU seconds of the process (threads included) | | "
                              f"{_mmm(e['cpu_ratio'])} |" + (f" {_mmm(b['cpu_ratio']) if b and 'cpu_ratio' in b else ''} |"
@@ -314,7 +328,10 @@ def engine_section(en: dict, base: dict | None) -> str:
                                          for p in ("ids", "fit", "score", "decide")) if b else "") + " |"
             lines.append(row)
     if "ray" in en.get("wfpp", {}):
-        lines += ["", f"Ray start-up (worker processes included), seconds: {_mmm(en['wfpp']['ray']['startup_s'])}."
+        ray = en["wfpp"]["ray"]
+        lines += ["", f"Ray start-up (worker processes and the stages' modules imported in them), seconds: "
+                  f"{_mmm(ray['startup_s'])}" + (f"; shut-down (`ray.shutdown()` after the summary is written): "
+                                                  f"{_mmm(ray['shutdown_s'])}" if "shutdown_s" in ray else "") + "."
                   f" Local and Ray manifests identical: **{en['wfpp'].get('manifests_equal_across_executors')}**."]
     lines += ["", "What the engine does that the plain loop does not: check every shard's schema, fingerprint it, "
               "read, hash and check every row id (non-null, unique within and across shards), checkpoint the fit "

@@ -30,11 +30,20 @@ TIMEOUT_FACTOR = 10.0   # a unit is lost after 10x the slowest finished unit of 
 class _Worker:
     """A long-lived worker: sets up each map's task once (by token), then runs its units."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
         # Every task is a class of engine/units.py: import it (Arrow's Parquet and compute modules, the dataset
-        # and store) while the pool starts, not inside the first unit of the first map. (curate's API, config
-        # reader and report are not imported: curate/__init__ loads them lazily.)
+        # and store) while the pool starts, not inside the first unit of the first map, and so the modules of
+        # the run's stages (`preload`: numba kernels, tokenizers, torch for the embedders). (curate's API,
+        # config reader and report are not imported: curate/__init__ loads them lazily.)
+        import importlib
+
         import curate.engine.units  # noqa: F401
+
+        for module in preload:
+            try:
+                importlib.import_module(module)
+            except ImportError:  # (a node without an extra) the first unit needing it fails with this error,
+                continue         # as a Failure naming the shard, instead of the pool failing to start
 
         self.token: str | None = None
         self.task: Task | None = None
@@ -61,7 +70,7 @@ class RayExecutor:
     service_pids: list[int] = []
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, max_workers: int | None = None,
-                 unit_timeout: float | None = None, min_unit_timeout: float = 120.0):
+                 unit_timeout: float | None = None, min_unit_timeout: float = 120.0, preload: tuple[str, ...] = ()):
         address = address or os.environ.get("RAY_ADDRESS") or None
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
@@ -72,6 +81,7 @@ class RayExecutor:
 
         self.ray = ray
         self.max_workers = max_workers
+        self.preload = tuple(preload)  # modules every worker imports when it starts (see _Worker)
         # A unit running longer than this is presumed lost (its node died, its worker hangs): its actor is
         # replaced and the unit fails, to be retried elsewhere by the engine. None: derived per map from
         # the units already finished (TIMEOUT_FACTOR x their slowest), at least `min_unit_timeout`.
@@ -149,8 +159,8 @@ class RayExecutor:
     def _actor_cls(self, shape: tuple[float, float]) -> Any:
         # No restarts by Ray: a restarted actor can wait forever for the resources of a lost node. The engine
         # retries the unit instead, on the workers that are left (and the next map tops the pool up).
-        return self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None,
-                                                max_restarts=0, max_task_retries=0)
+        return _Starter(self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None,
+                                                         max_restarts=0, max_task_retries=0), self.preload)
 
     def _limit(self, seconds: list[float]) -> float:
         if self.unit_timeout is not None:
@@ -231,6 +241,16 @@ class RayExecutor:
             # kill them rather than cancel actor tasks (Ray refuses a forced cancel of those).
             for actor in {id(a): a for _, a, _ in pending.values()}.values():
                 lose(actor)
+
+
+class _Starter:
+    """An actor class whose `.remote()` starts a worker with the executor's preload."""
+
+    def __init__(self, cls: Any, preload: tuple[str, ...]):
+        self.cls, self.preload = cls, preload
+
+    def remote(self) -> Any:
+        return self.cls.remote(self.preload)
 
 
 @contextmanager

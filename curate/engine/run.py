@@ -38,14 +38,16 @@ ID_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 KEEP_READS_BYTES = 256 << 20  # local executor: input columns kept in memory between a stage's fit map and scores
 
 
-def make_executor(kind: str, ray_address: str | None = None, workers: int | None = None) -> Executor:
-    """An executor by name: `local` or `ray` (a local Ray, or the cluster at `ray_address`/RAY_ADDRESS)."""
+def make_executor(kind: str, ray_address: str | None = None, workers: int | None = None,
+                  preload: tuple[str, ...] = ()) -> Executor:
+    """An executor by name: `local` or `ray` (a local Ray, or the cluster at `ray_address`/RAY_ADDRESS), whose
+    workers import the `preload` modules as they start."""
     if kind == "local":
         return LocalExecutor()
     if kind == "ray":
         from curate.engine.ray import RayExecutor  # imports ray only when asked for
 
-        return RayExecutor(address=ray_address, max_workers=workers)
+        return RayExecutor(address=ray_address, max_workers=workers, preload=preload)
     raise ConfigError(f"unknown executor {kind!r}; use one of {', '.join(EXECUTORS)} or pass an Executor object")
 
 
@@ -125,12 +127,17 @@ class Run:
         if self._given is not None:
             return self._given
         if self._executor is None:
-            self._executor = make_executor(self.executor_kind, self.ray_address, self.workers)
+            self._executor = make_executor(self.executor_kind, self.ray_address, self.workers, self._modules())
             if self._leased and getattr(self._executor, "service_pids", None):
                 leftovers.record(self.store, self._executor.service_pids)
             if getattr(self._executor, "startup_seconds", 0):
                 self.phases["ray_startup"] = {"seconds": round(self._executor.startup_seconds, 3)}
         return self._executor
+
+    def _modules(self) -> tuple[str, ...]:
+        """The modules of the pipeline's stages that ship with curate (user code travels by value)."""
+        names = {(getattr(s, "fn", None) or type(s)).__module__ for s in self.pipeline.stages}
+        return tuple(sorted(n for n in names if n.startswith(("curate.", "kernels"))))
 
     # --- running units ------------------------------------------------------------------------
     def _execute(self, phase: str, task: Task, units: list[Unit]) -> dict[str, dict | Failure]:
