@@ -110,11 +110,20 @@ class _Scan:
         self.cacheable = total <= SCAN_IN_MEMORY_ROWS
 
     def _read(self) -> Iterator[Rows]:
+        # The next shard is read on a second thread while this one is handed out (Arrow reads release the GIL).
+        shards = self.run.ok_shards()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-scan") as pool:
+            ahead = pool.submit(self._read_one, shards[0]) if shards else None
+            for i in range(len(shards)):
+                rows = ahead.result()
+                ahead = pool.submit(self._read_one, shards[i + 1]) if i + 1 < len(shards) else None
+                yield rows
+
+    def _read_one(self, shard: Shard) -> Rows:
         stage = self.run.pipeline.stage(self.policy.stage)
-        for shard in self.run.ok_shards():
-            t = read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
-            h = read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
-            yield _rows(self.policy, t, h, self.run.fps[shard.key])
+        t = read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
+        h = read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
+        return _rows(self.policy, t, h, self.run.fps[shard.key])
 
     def rows(self) -> Iterator[Rows]:
         if self.cache is not None:
