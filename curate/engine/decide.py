@@ -14,6 +14,7 @@ import json
 import platform
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -155,15 +156,19 @@ def write_manifest(run: Run) -> dict[str, Any]:
                   + [int(p.name[1:]) for p in run.store.manifest.glob("g[0-9]*") if p.name[1:].isdigit()])
     parts: dict[str, dict[str, Any]] = {}
     shards = run.ok_shards()
-    # Reading shard i+1 and writing the part of shard i-1 overlap the work on shard i (Arrow's reads, zstd and
-    # writes release the GIL); at most three shards are in memory.
+    # Shard i+1 is read and assembled, and the part of shard i-1 written, while the policies decide shard i
+    # (Arrow's reads, compute, zstd and writes release the GIL); at most three shards are in memory. The
+    # policies run here, shard after shard, so their counts add up in the same order on every run.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="curate-decide") as pool:
-        loading = pool.submit(_load, run, shards[0]) if shards else None
+        loading = pool.submit(_prepare, run, shards[0], sample_below) if shards else None
         writing: Future | None = None
         for i, shard in enumerate(shards):
-            ids, scores = loading.result()
-            loading = pool.submit(_load, run, shards[i + 1]) if i + 1 < len(shards) else None
-            table, counts = _decide_shard(run, shard, ids, scores, stage_acc, acc, sample_below, samples)
+            prep = loading.result()
+            loading = pool.submit(_prepare, run, shards[i + 1], sample_below) if i + 1 < len(shards) else None
+            _add_stage_facts(stage_acc, prep.stage_facts)
+            for name, v in prep.samples.items():
+                samples.setdefault(name, []).append(v)
+            table, counts = _decide_shard(run, shard, prep, acc)
             for k, v in counts.items():
                 total[k] += v
             if writing is not None:
@@ -182,38 +187,37 @@ def write_manifest(run: Run) -> dict[str, Any]:
     return summary
 
 
-def _load(run: Run, shard: Shard) -> tuple[pa.Table, list[tuple[AnyPath, dict[str, Any], pa.Table]]]:
-    """A shard's ids unit and, per stage, its score file's path, sidecar and table."""
-    scores = []
-    for stage in run.pipeline.stages:
-        path = run.score_path(stage, shard)
-        scores.append((path, read_json(run.store.sidecar(path)) or {}, read_table(path)))
-    return read_table(run.ids[shard.key]), scores
+@dataclass
+class _Prepared:
+    """A shard read and assembled for the policies (built off the main thread)."""
+
+    n: int
+    id_hash: np.ndarray
+    cols: dict[str, pa.ChunkedArray | pa.Array]   # id, shard and every stage column, in manifest order
+    error: pa.Array                               # the first stage error of each row (or null)
+    stage_facts: dict[str, dict[str, Any]]        # per stage: rows_in, errored, errors, seconds, worker
+    samples: dict[str, np.ndarray]                # float columns' sampled finite values (summary quantiles)
+    valid: dict[str, np.ndarray]                  # per policy: rows with a valid score for it
+    held: dict[str, np.ndarray]                   # per policy: rows its stage left unscored on purpose
 
 
-def _write_part(run: Run, shard: Shard, gen: int, table: pa.Table) -> dict[str, dict[str, Any]]:
-    part = run.store.manifest_part(shard.key, gen)
-    return {shard.rel: {"file": part.relative_to(run.store.root).as_posix(), "rows": table.num_rows,
-                        **write_parquet(part, table)}}
-
-
-def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc: dict, acc: dict,
-                  sample_below: np.uint64, samples: dict) -> tuple[pa.Table, dict[str, int]]:
-    """One shard's manifest part and its counts (in, kept, dropped, errored); adds to the stage and policy counts."""
-    pipeline = run.pipeline
+def _prepare(run: Run, shard: Shard, sample_below: np.uint64) -> _Prepared:
+    """A shard's ids and score files, checked against their sidecars and joined into manifest columns."""
+    ids = read_table(run.ids[shard.key])
     n = ids.num_rows
+    id_hash = ids.column("id_hash").to_numpy()
     cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": _repeat(shard.rel, n)}
     error = pa.nulls(n, pa.string())
-    keep_sample = mix64(ids.column("id_hash").to_numpy()) <= sample_below
-    for stage, (path, meta, t) in zip(pipeline.stages, scores):
+    keep_sample = mix64(id_hash) <= sample_below
+    facts: dict[str, dict[str, Any]] = {}
+    samples: dict[str, np.ndarray] = {}
+    for stage in run.pipeline.stages:
+        path = run.score_path(stage, shard)
+        meta, t = read_json(run.store.sidecar(path)) or {}, read_table(path)
         _cross_check(path, meta, t, stage.column("error"))
-        sa = stage_acc[stage.name]
-        sa["rows_in"] += n
-        sa["errored"] += meta.get("errored", 0)
-        sa["seconds"] += meta.get("seconds", 0.0)
-        for kind, c in meta.get("errors", {}).items():
-            sa["errors"][kind] = sa["errors"].get(kind, 0) + c
-        _merge_worker(sa["worker"], {**meta.get("worker", {}), "write_s": meta.get("write_s", 0.0)})
+        facts[stage.name] = {"rows_in": n, "errored": meta.get("errored", 0), "seconds": meta.get("seconds", 0.0),
+                             "errors": meta.get("errors", {}),
+                             "worker": {**meta.get("worker", {}), "write_s": meta.get("write_s", 0.0)}}
         hidden = {stage.column(name) for name in stage.data_outputs}
         t = t.drop_columns([c for c in t.column_names if c in hidden])
         for name in t.column_names:
@@ -225,17 +229,43 @@ def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc
         for f in t.schema:
             if pa.types.is_floating(f.type):
                 v = np.asarray(t.column(f.name).to_numpy(), dtype=np.float64)[keep_sample]
-                samples.setdefault(f.name, []).append(v[np.isfinite(v)])
+                samples[f.name] = v[np.isfinite(v)]
     valid_for, held_for = {}, {}
-    stage_of = {p.name: p.stage for p in pipeline.policies}
-    for policy in pipeline.policies:
-        stage = pipeline.stage(policy.stage)
-        t = pa.table({policy.column: cols[policy.column], f"{stage.name}.error": cols[f"{stage.name}.error"]})
-        valid_for[policy.name] = valid = _valid(t, policy.column, stage.name)
-        held_for[policy.name] = held = _held(cols, stage.name, valid)
+    for policy in run.pipeline.policies:
+        stage = policy.stage
+        t = pa.table({policy.column: cols[policy.column], f"{stage}.error": cols[f"{stage}.error"]})
+        valid_for[policy.name] = valid = _valid(t, policy.column, stage)
+        held_for[policy.name] = held = _held(cols, stage, valid)
         # A null or NaN score the stage gave no reason for is an error too, never a silent keep.
-        unexplained = pa.array(~valid & ~held & pc.is_null(error).to_numpy(zero_copy_only=False))
-        error = pc.if_else(unexplained, f"{stage.name}: {policy.column} is null or NaN without an error", error)
+        unexplained = ~valid & ~held & pc.is_null(error).to_numpy(zero_copy_only=False)
+        if unexplained.any():
+            error = pc.if_else(pa.array(unexplained), f"{stage}: {policy.column} is null or NaN without an error",
+                               error)
+    return _Prepared(n, id_hash, cols, error, facts, samples, valid_for, held_for)
+
+
+def _add_stage_facts(stage_acc: dict, facts: dict[str, dict[str, Any]]) -> None:
+    for name, f in facts.items():
+        sa = stage_acc[name]
+        for k in ("rows_in", "errored", "seconds"):
+            sa[k] += f[k]
+        for kind, c in f["errors"].items():
+            sa["errors"][kind] = sa["errors"].get(kind, 0) + c
+        _merge_worker(sa["worker"], f["worker"])
+
+
+def _write_part(run: Run, shard: Shard, gen: int, table: pa.Table) -> dict[str, dict[str, Any]]:
+    part = run.store.manifest_part(shard.key, gen)
+    return {shard.rel: {"file": part.relative_to(run.store.root).as_posix(), "rows": table.num_rows,
+                        **write_parquet(part, table)}}
+
+
+def _decide_shard(run: Run, shard: Shard, prep: _Prepared, acc: dict) -> tuple[pa.Table, dict[str, int]]:
+    """One shard's manifest part and its counts (in, kept, dropped, errored); adds to the policy counts."""
+    pipeline = run.pipeline
+    n, cols, error = prep.n, dict(prep.cols), prep.error
+    stage_of = {p.name: p.stage for p in pipeline.policies}
+    valid_for, held_for = prep.valid, prep.held
     errored = pc.is_valid(error).to_numpy(zero_copy_only=False)
     keep = ~errored
     reason = pa.nulls(n, pa.string())
@@ -243,10 +273,10 @@ def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc
     for policy in pipeline.policies:
         valid = valid_for[policy.name]
         table = pa.table({c: cols[c] for c in {*policy.columns, f"{policy.stage}.error"}})
-        pk, preason, extras = policy.decide_rows(_rows(policy, table, ids.column("id_hash").to_numpy(),
-                                                       run.fps[shard.key], valid))
+        pk, preason, extras = policy.decide_rows(_rows(policy, table, prep.id_hash, run.fps[shard.key], valid))
         for name, dtype in policy.outputs().items():
-            cols[f"{policy.name}.{name}"] = scatter(pa.array(extras[name], dtype), np.flatnonzero(valid), n)
+            values = pa.array(extras[name], dtype)
+            cols[f"{policy.name}.{name}"] = values if len(values) == n else scatter(values, np.flatnonzero(valid), n)
         if "weight" in extras:
             w = np.zeros(n)
             w[valid] = extras["weight"]
@@ -255,7 +285,7 @@ def _decide_shard(run: Run, shard: Shard, ids: pa.Table, scores: list, stage_acc
         full_keep = np.zeros(n, dtype=bool)
         full_keep[valid] = pk
         cols[f"keep.{policy.name}"] = pa.array(full_keep, mask=~(valid | held), type=pa.bool_())
-        full_reason = scatter(preason, np.flatnonzero(valid), n)
+        full_reason = preason if len(preason) == n else scatter(preason, np.flatnonzero(valid), n)
         if held.any():
             status = pc.binary_join_element_wise(f"{stage_of[policy.name]}.status: ",
                                                  cols[f"{stage_of[policy.name]}.status"], "")
