@@ -272,10 +272,11 @@ class TopK(Policy):
             return keep, pa.nulls(len(values), pa.string())
         # Reasons are built for the dropped rows only, then scattered (nulls for kept rows).
         side, cut, shown = ("below" if self.largest else "above"), f"{self.cut:.6g}", _fmt(values[dropped])
-        text = pc.if_else(pa.array(keys[dropped] == bk),
-                          pc.binary_join_element_wise(f"{self.column} ", shown,
-                                                      f" tied at cut {cut}, lost the tie-break at {self._what()}", ""),
-                          pc.binary_join_element_wise(f"{self.column} ", shown, f" {side} cut {cut} at {self._what()}", ""))
+        text = pc.binary_join_element_wise(f"{self.column} ", shown, f" {side} cut {cut} at {self._what()}", "")
+        tied = keys[dropped] == bk
+        if tied.any():  # (rarely: only rows with the cut's very score)
+            text = pc.if_else(pa.array(tied), pc.binary_join_element_wise(
+                f"{self.column} ", shown, f" tied at cut {cut}, lost the tie-break at {self._what()}", ""), text)
         return keep, scatter(text, dropped, len(values))
 
     def describe(self) -> dict[str, Any]:

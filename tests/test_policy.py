@@ -57,6 +57,14 @@ def test_all_tied_scores_keep_an_exact_count_chosen_by_seed_and_id():
         picks.append(p.decide(v, h)[0])
     assert all(x.sum() == 300 for x in picks)
     assert np.array_equal(picks[0], picks[1]) and not np.array_equal(picks[0], picks[2])
+    v2 = np.r_[np.zeros(10), -np.ones(5)]  # 5 rows below the cut beside ties at it
+    p = KeepFraction("s.score", 0.4)
+    p.fit(scan_of([(v2, np.arange(15, dtype=np.uint64))]))
+    keep, reason = p.decide(v2, np.arange(15, dtype=np.uint64))
+    texts = [r for r in reason.to_pylist() if r]
+    assert keep.sum() == 6 and len(texts) == 9
+    assert texts.count("s.score 0 tied at cut 0, lost the tie-break at fraction 0.4") == 4
+    assert texts.count("s.score -1 below cut 0 at fraction 0.4") == 5
 
 
 def test_keep_fraction_count_and_reasons():

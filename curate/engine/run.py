@@ -6,6 +6,7 @@ last finished shard and a changed policy re-runs only `decide`.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import time
@@ -90,8 +91,7 @@ class Run:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._ids_job is not None:  # a run stopped early: let the ids thread finish before the lease goes
-            self._ids_job.exception()
+        if self._ids_thread is not None:  # a run stopped early: let the ids thread finish before the lease goes
             self._ids_thread.shutdown()
         try:
             if self._executor is not None:
@@ -232,16 +232,17 @@ class Run:
                       self.store.ids(s.key), fingerprint=self.fps[s.key]) for s in self.dataset.shards]
         if self.executor_kind == "local":
             self._ids_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-ids")
-            self._ids_job = self._ids_thread.submit(self._read_ids, units)
+            # (in this thread's context: a progress listener may need it, e.g. the Prefect flow's run logger)
+            self._ids_job = self._ids_thread.submit(contextvars.copy_context().run, self._read_ids, units)
         else:
             self._read_ids(units)
 
     def ids_checked(self) -> None:
-        """Wait for the row ids to be read and checked (see `plan`); raises their DataError."""
-        job, self._ids_job = self._ids_job, None
-        if job is not None:
-            self._ids_thread.shutdown(wait=False)
-            job.result()
+        """Wait for the row ids to be read and checked (see `plan`); raises their error, on every call."""
+        if self._ids_job is not None:
+            self._ids_job.result()
+            self._ids_job = None
+            self._ids_thread.shutdown()
 
     def _read_ids(self, units: list[Unit]) -> None:
         problems: list[str] = []

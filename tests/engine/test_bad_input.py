@@ -101,6 +101,22 @@ def test_bad_ids_stop_a_fit_that_runs_beside_their_check(tmp_path):
     assert len(fitted) < 20, f"the fit went on over {len(fitted)} of 40 shards although the ids had failed"
 
 
+def test_a_failed_id_check_fails_every_later_phase(tmp_path):
+    """A retried phase (the Prefect flow retries fit and score) must not run past ids that failed."""
+    from curate.engine.run import Run
+
+    t = caption_table(20)
+    ids = t.column("id").to_pylist()
+    ids[15] = ids[2]
+    data = write_shards(tmp_path / "data", t.set_column(0, "id", pa.array(ids)), 2)
+    with Run(curate.Pipeline([caption_length], id_column="id"), data, tmp_path / "run") as r:
+        r.plan()
+        for call in (lambda: r.score("caption_length"), lambda: r.score("caption_length"), r.decide):
+            with pytest.raises(curate.DataError, match="id 'row-000002' appears in shard"):
+                call()
+    assert not (tmp_path / "run" / "manifest").exists()
+
+
 def test_missing_id_column_and_empty_dataset(tmp_path):
     data = write_shards(tmp_path / "data", caption_table(10).drop_columns(["id"]), 1)
     run_expecting(tmp_path, curate.DataError, r"missing id column 'id'", data)
