@@ -138,8 +138,11 @@ def _print_join(summary: dict, out: AnyPath) -> None:
     else:
         print(f"  estimated precision {est:.3f}" + (f" ± {se:.3f} (standard error)" if se is not None else "")
               + f", target {target}")
-    share = art.get("new_entity_share")
-    print("  estimated share of R with no match in L: "
+    new, share = art.get("new_share"), art.get("new_entity_share")
+    print("  estimated share of new entities in R (no match in L): "
+          + (f"{new:.1%}" if new is not None else "not estimated (mode: reference)"))
+    print("  estimated share of R with no match within reach (new entities and matches too unlike L to find; "
+          "the precision estimate counts these): "
           + (f"{share:.1%}" if share is not None else "not estimated (mode: reference)")
           + f"; rows far beyond every threshold: {art.get('far_beyond_theta_share') or 0:.1%}")
     cols = ", ".join(f"{c} {w:.2f}" for c, w in (prog.get("column_weights") or {}).items())

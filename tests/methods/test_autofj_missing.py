@@ -126,7 +126,11 @@ def test_curate_join_prints_counts_estimate_new_entities_and_warnings(tmp_path, 
     assert "2 errored (empty_key 2)" in text
     art = json.loads((out / "summary.json").read_text())["stages"]["autofj"]["artifact"]
     assert f"estimated precision {art['est_precision']:.3f} ± {art['est_precision_se']:.3f}" in text
-    assert f"no match in L: {art['new_entity_share']:.1%}" in text
+    # the share of new entities (the many_new_entities warning's) and π0 (no match within reach), each named
+    assert f"estimated share of new entities in R (no match in L): {art['new_share']:.1%}" in text
+    assert f"no match within reach (new entities and matches too unlike L to find; the precision estimate counts " \
+        f"these): {art['new_entity_share']:.1%}" in text
+    assert art["new_share"] is not None and art["new_entity_share"] is not None
     assert (out / "report.html").exists() and 'data-section="join"' in (out / "report.html").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["policies"]["matched"]["kept"] == matched  # kept means matched

@@ -10,7 +10,7 @@ import pytest
 
 from curate.methods.autofj import program as autofj
 from curate.methods.autofj import search
-from curate.methods.autofj.new_entities import NewEntityModel, pava, pooled_share, storey_share
+from curate.methods.autofj.new_entities import Inputs, NewEntityModel, pava, pooled_share, storey_share
 
 DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "autofj"
 
@@ -131,3 +131,59 @@ def test_rows_with_no_known_distance_are_left_out_of_the_share_not_counted_as_ne
     edges = np.linspace(0, 1, 20)
     a = NewEntityModel.fit(np.concatenate([d, unknown]), nulls, edges, 0.3)
     assert np.array_equal(a.lfdr, NewEntityModel.fit(d, nulls, edges, 0.3).lfdr)
+
+
+def storey_se(share: float, s_r: float, n: int, s_g: float, m: int) -> float:
+    """The delta method's standard error of S_R(t) / S_G(t), both shares binomial."""
+    return share * float(np.sqrt((1 - s_r) / (n * s_r) + (1 - s_g) / (m * s_g)))
+
+
+@pytest.mark.parametrize("n", [400, 4000])
+def test_the_bootstrap_spread_of_the_share_is_the_binomial_one(n):
+    rng = np.random.default_rng(1)
+    new = rng.random(n) < 0.5
+    d = np.where(new, rng.uniform(0.3, 1.0, n), rng.uniform(0.0, 0.15, n))
+    nulls = rng.uniform(0.3, 1.0, 3000)
+    edges = np.linspace(0.0, 1.0, 50)
+    inputs = Inputs({"f": d, "g": d}, {"f": nulls, "g": nulls}, {"f": edges})
+    shares = [m["f"].share for m in inputs.bootstrap(["f"], draws=300)]
+    # t = the nulls' median: S_G = 1/2, S_R = 1/4, so π0 = 1/2
+    assert np.std(shares, ddof=1) == pytest.approx(storey_se(0.5, 0.25, n, 0.5, 3000), rel=0.2)
+    assert np.mean(shares) == pytest.approx(storey_share(d, nulls), abs=0.01)
+    # the same seed gives the same draws (a fit is reproducible)
+    assert [m["f"].share for m in inputs.bootstrap(["f"], draws=5)] == shares[:5]
+
+
+def test_the_standard_error_adds_the_new_entity_models_uncertainty(monkeypatch):
+    lids, lt, rids, rt, _ = without_matches("TelevisionStation", 0.6)
+    res = autofj.fit(lids, [lt], [rt], ["title"], new_entities=True)
+    s = res.program["search"]
+    binom = np.sqrt(s["est_precision"] * (1 - s["est_precision"]) / s["matched"])
+    assert s["est_precision_model_se"] > 0.005
+    assert s["est_precision_se"] == pytest.approx(np.sqrt(binom ** 2 + s["est_precision_model_se"] ** 2))
+    assert s["est_precision_se"] > binom + 0.002
+    # each draw recomputes every joined row's estimate as the search and Matcher do: with the fitted models in
+    # every draw, the draws are P̂ itself (no spread), and a draw of all-new entities gives P̂ = 0
+    ref = autofj.fit(lids, [lt], [rt], ["title"])
+    assert ref.program["search"]["est_precision_model_se"] is None
+    rs = ref.program["search"]
+    assert rs["est_precision_se"] == pytest.approx(np.sqrt(rs["est_precision"] * (1 - rs["est_precision"]) /
+                                                           rs["matched"]))
+    seen = {}
+
+    def fitted(self, functions, draws=200, seed=0):
+        models = seen["cands"].models
+        zero = {f: NewEntityModel(m.edges, np.ones_like(m.lfdr), m.share, m.null_rows) for f, m in models.items()}
+        return [{f: models[f] for f in functions}] * 3 + [zero]
+
+    real = autofj._model_se
+
+    def spy(cands, configs, ll_counts, joined):
+        seen["cands"] = cands
+        return real(cands, configs, ll_counts, joined)
+
+    monkeypatch.setattr(Inputs, "bootstrap", fitted)
+    monkeypatch.setattr(autofj, "_model_se", spy)
+    again = autofj.fit(lids, [lt], [rt], ["title"], new_entities=True)
+    p = again.program["search"]["est_precision"]
+    assert again.program["search"]["est_precision_model_se"] == pytest.approx(np.std([p, p, p, 0.0], ddof=1), rel=1e-6)

@@ -15,6 +15,10 @@ multiple testing:
 
 A row's estimate becomes (1 - lfdr(d*)) / (1 + neighbours): summed over joined rows, the expected
 number of correct joins also counts the new entities that the union joins.
+
+π0 and the lfdr tables are themselves estimates from R's and the null's rows; `Inputs.bootstrap` redraws both
+(rows with replacement), refits the share and the selected functions' tables and gives the models of each
+draw, from which the fit takes the standard error of P̂ that they add (program.py).
 """
 from __future__ import annotations
 
@@ -119,3 +123,33 @@ class NewEntityModel:
     def from_dict(cls, d: dict[str, Any]) -> NewEntityModel:
         return cls(np.array(d["edges"], np.float64), np.array(d["lfdr"], np.float64), float(d["share"]),
                    int(d["null_rows"]))
+
+
+BOOTSTRAP = 200  # draws for the standard error the new-entity model adds to P̂
+BOOTSTRAP_SEED = 0  # fixed: a fit is reproducible
+
+
+@dataclass
+class Inputs:
+    """What the models were fitted from: per function R's nearest distances (NaN: unknown) and the null
+    sample's; per modelled function its bin edges. Row i of every function's array is the same R row (the
+    same null row), so a draw takes the same rows under every function, as the pooled share needs."""
+
+    seen: dict[str, np.ndarray]
+    nulls: dict[str, np.ndarray]
+    edges: dict[str, np.ndarray]
+
+    def bootstrap(self, functions: list[str], draws: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED
+                  ) -> list[dict[str, NewEntityModel]]:
+        """`draws` refits of π0 (pooled over every function, as in the fit) and of the models of
+        `functions`, each on R's rows and the null's rows drawn with replacement."""
+        rng = np.random.default_rng(seed)
+        any_f = next(iter(self.seen))
+        n_r, n_null = len(self.seen[any_f]), len(self.nulls[any_f])
+        out = []
+        for _ in range(draws):
+            i, j = rng.integers(0, n_r, n_r), rng.integers(0, n_null, n_null)
+            share = pooled_share([(self.seen[f][i], self.nulls[f][j]) for f in self.seen])
+            out.append({f: NewEntityModel.fit(self.seen[f][i], self.nulls[f][j], self.edges[f], share)
+                        for f in functions})
+        return out

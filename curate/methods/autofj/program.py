@@ -138,7 +138,6 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     if sol.found and prog.candidates is not None:
         far = _far_share(prog.candidates, sol.configs)
     n_joined = sol.n_joins
-    se = math.sqrt(sol.precision * (1 - sol.precision) / n_joined) if n_joined else None
     program = {
         "version": PROGRAM_VERSION, "on": list(on), "space": space, "precision_target": precision_target,
         "n_thresholds": n_thresholds, "patience": patience, "k": index.k, "blocking_budget": index.budget,
@@ -150,17 +149,11 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                               "kept": t["kept"]} for t in prog.trace],
         "left": {"rows": n_l, "fingerprint": fingerprint(left_ids, left_cols)},
         "new_entities": _new_entities(prog.candidates, sol.configs) if new_entities else None,
-        "search": {"rows": n_r, "est_precision": sol.precision if sol.found else None, "est_precision_se": se,
+        "search": {"rows": n_r, "est_precision": sol.precision if sol.found else None, "est_precision_se": None,
                    "matched": n_joined, "est_true_matches": float(sol.est[sol.join_l >= 0].sum()) if sol.found else 0.0,
                    "far_beyond_theta_share": far, "iterations": sol.iterations,
                    "proposals": sol.n_proposals, "lsh_skipped_buckets": lsh_skipped},
     }
-    program["warnings"] = fit_warnings(program, precision_target, n_l)
-    if constant:
-        program["warnings"].insert(0, f"constant_columns: {', '.join(constant)} has one value in every L row; "
-                                   "it cannot tell L rows apart and is not used")
-    for w in program["warnings"]:
-        log.warning("autofj: %s", w)
     # Apply needs the neighbour counts of every L row, for the selected functions only.
     t = time.perf_counter()
     selected = sorted({f for f, _ in sol.configs})
@@ -171,6 +164,23 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                 if col in prog.weights else None for col in range(len(views))]
         ll_counts += ll_neighbour_counts(sol.configs, q, weighted(full, prog.weights, selected), n_l)
     times["ll_counts_s"] = time.perf_counter() - t
+    # The standard error of P̂: which joined rows are right (binomial), and, with the new-entity model, the
+    # uncertainty of π0 and the lfdr tables the estimates rest on (bootstrap; docs/autofj.md section 2).
+    model_se = None
+    if n_joined and new_entities and prog.candidates is not None and prog.candidates.inputs is not None:
+        t = time.perf_counter()
+        model_se = _model_se(prog.candidates, sol.configs, ll_counts, sol.join_l >= 0)
+        times["bootstrap_s"] = time.perf_counter() - t
+    if n_joined:
+        binom = sol.precision * (1 - sol.precision) / n_joined
+        program["search"]["est_precision_se"] = math.sqrt(binom + (model_se or 0.0) ** 2)
+        program["search"]["est_precision_model_se"] = model_se
+    program["warnings"] = fit_warnings(program, precision_target, n_l)
+    if constant:
+        program["warnings"].insert(0, f"constant_columns: {', '.join(constant)} has one value in every L row; "
+                                   "it cannot tell L rows apart and is not used")
+    for w in program["warnings"]:
+        log.warning("autofj: %s", w)
     times["total_s"] = time.perf_counter() - t0
     join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
     est = sol.est if sol.found else np.zeros(n_r)
@@ -217,6 +227,25 @@ def _new_entities(cands, configs: list[tuple[str, float]]) -> dict[str, Any] | N
     return {"share": first.share, "new_share": cands.new_share,
             "null_rows": max(m.null_rows for m in cands.models.values()),
             "models": {f: cands.models[f].as_dict() for f in sorted({f for f, _ in configs})}}
+
+
+def _model_se(cands, configs: list[tuple[str, float]], ll_counts: np.ndarray, joined: np.ndarray) -> float:
+    """Standard deviation of P̂ over bootstrap refits of the new-entity model (new_entities.Inputs): the
+    joined rows and their neighbour counts are fixed, each row's estimate is recomputed as `Matcher` does
+    (the best over the configurations that propose it) with each draw's π0 and lfdr tables."""
+    selected = sorted({f for f, _ in configs})
+    fi = {f: cands.functions.index(f) for f in selected}
+    rows = np.flatnonzero(joined)
+    base = np.zeros((len(configs), len(rows)))  # ok / (1 + neighbours) per configuration and joined row
+    for j, (f, th) in enumerate(configs):
+        l, d = cands.lstar[fi[f], rows], cands.dstar[fi[f], rows]
+        base[j] = np.where((l >= 0) & (d <= th), 1.0 / (1.0 + ll_counts[np.maximum(l, 0), j]), 0.0)
+    of = [selected.index(f) for f, _ in configs]
+    draws = []
+    for models in cands.inputs.bootstrap(selected):
+        keep = np.stack([models[f].keep(cands.dstar[fi[f], rows]) for f in selected])
+        draws.append(float((keep[of] * base).max(axis=0).mean()))
+    return float(np.std(draws, ddof=1))
 
 
 def ll_neighbour_counts(configs: list[tuple[str, float]], query: np.ndarray, d: dict[str, np.ndarray],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curate.methods.autofj.new_entities import NewEntityModel, pooled_share
+from curate.methods.autofj.new_entities import Inputs, NewEntityModel, pooled_share
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class Candidates:
     prop: np.ndarray  # (C, n_r) bool
     models: dict[str, NewEntityModel] = field(default_factory=dict)  # per function, when new entities are estimated
     new_share: float | None = None  # share of R estimated new against R's own second-nearest null (warnings)
+    inputs: Inputs | None = None  # what the models were fitted from (their bootstrap: the standard error of P̂)
 
 
 def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr: dict[str, np.ndarray],
@@ -121,6 +122,7 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     functions = sorted(functions)
     nears = {f: nearest(li, ri, d_lr[f], n_r) for f in functions}
     models: dict[str, NewEntityModel] = {}
+    edges: dict[str, np.ndarray] = {}
     new_share = None
     if null_rows is not None:
         d_null = {f: loo_nearest(ll_cand, ll_query, d_ll[f], null_rows) for f in functions}
@@ -153,6 +155,7 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
         keep = 1.0
         if null_rows is not None:
             models[f] = NewEntityModel.fit(seen[f], d_null[f], sorted_th, share)
+            edges[f] = sorted_th
             keep = models[f].keep(near.d[has])
         for th in ths:
             i = int(np.searchsorted(sorted_th, th))
@@ -168,7 +171,8 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     P = np.stack(P_rows) if C else np.zeros((0, n_r), np.float64)
     prop = np.stack(prop_rows) if C else np.zeros((0, n_r), bool)
     f_of = np.array([c[0] for c in configs], np.int64)
-    return Candidates(functions, configs, f_of, lstar, dstar, P, prop, models, new_share)
+    inputs = Inputs(seen, d_null, edges) if null_rows is not None else None
+    return Candidates(functions, configs, f_of, lstar, dstar, P, prop, models, new_share, inputs)
 
 
 @dataclass

@@ -363,7 +363,8 @@ class AutoFJ(Stage):
                 "expected_matches": s.get("expected_matches"), "expected_true_matches": s.get("expected_true_matches"),
                 "far_beyond_theta_share": s["far_beyond_theta_share"], "reference": prog.get("reference"),
                 "right_rows_with_a_key": s.get("right_rows_with_a_key"),
-                "new_entity_share": (prog.get("new_entities") or {}).get("share"),
+                "new_entity_share": (prog.get("new_entities") or {}).get("share"),  # π0: none within reach
+                "new_share": (prog.get("new_entities") or {}).get("new_share"),  # new entities (the warning's)
                 "warnings": prog.get("warnings", []),
                 "lsh_skipped_buckets": s.get("lsh_skipped_buckets"),
                 "timings": prog.get("timings")}
