@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -184,6 +185,23 @@ class Stage(Params):
         """What keys this stage's outputs: type, version, parameters and what else they depend on."""
         return {"type": self.type, "name": self.name, "version": self.version, "params": self.keyed_params(),
                 **self.depends_on()}
+
+
+class ScoresFromShuffle:
+    """Mixin for a stage whose fit ends in a shuffle that writes every row's outputs: the artifact's schema
+    metadata names the reduce outputs (a JSON list) under `outputs_key`, and a shard's scores are its rows
+    from them, by row index (so `ROW_INDEX` must be among the stage's inputs)."""
+
+    outputs_key: ClassVar[bytes]
+
+    def setup(self, artifact: pa.Table | None) -> None:
+        self._shuffled = json.loads(artifact.schema.metadata[self.outputs_key])
+
+    def begin_shard(self, shard: ShardInfo) -> None:
+        self._rows = shard.read_shuffled(self._shuffled)
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        return self._rows.take(batch.column(ROW_INDEX))
 
 
 class FunctionStage(Stage):

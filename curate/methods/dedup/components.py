@@ -27,7 +27,7 @@ from pydantic import Field
 
 from curate.methods.dedup.pairs import CandidatePairs, edge_table, present, u64, u64_of, unique_pairs, values_of
 from curate.policy import order_keys, tie_keys
-from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ShardInfo, Shuffled, Stage
+from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ScoresFromShuffle, Shuffled, Stage
 from kernels.hashing import mix64, partition_of
 
 META_OUTPUTS = b"dedup.outputs"
@@ -64,11 +64,12 @@ def keep_best(label: np.ndarray, rank: np.ndarray, tie: np.ndarray, node: np.nda
     return best, size
 
 
-class GraphStage(CandidatePairs, Stage):
+class GraphStage(ScoresFromShuffle, CandidatePairs, Stage):
     """A dedup stage: rows -> node records with a payload; subclasses say how rows are bucketed and compared."""
 
     version = "1"
     unkeyed = frozenset({"partitions"})
+    outputs_key = META_OUTPUTS  # the artifact metadata naming the reduce outputs (ScoresFromShuffle)
     match: ClassVar[str] = "near"            # `exact` or `near`, in the `match` column of removed rows
     similarity_name: ClassVar[str | None] = None   # the column holding each row's best similarity
     similarity_type: ClassVar[pa.DataType] = pa.float32()
@@ -351,16 +352,6 @@ class GraphStage(CandidatePairs, Stage):
             shown = self.similarity_column(np.nan_to_num(sim))
             out[self.similarity_name] = pa.array(shown, mask=np.isnan(sim)).cast(self.similarity_type)
         return pa.table(out)
-
-    # --- score: the shard's rows back from the keep step ------------------------------------------------
-    def setup(self, artifact: pa.Table | None) -> None:
-        self._outputs = json.loads(artifact.schema.metadata[META_OUTPUTS])
-
-    def begin_shard(self, shard: ShardInfo) -> None:
-        self._rows = shard.read_shuffled(self._outputs)
-
-    def score(self, batch: pa.Table) -> pa.Table:
-        return self._rows.take(batch.column(ROW_INDEX))
 
     def describe(self, artifact: pa.Table | None) -> dict[str, Any]:
         return {} if artifact is None else json.loads(artifact.schema.metadata.get(META_INFO, b"{}"))

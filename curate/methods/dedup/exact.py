@@ -11,7 +11,7 @@ import xxhash
 from pydantic import Field
 
 from curate.methods.dedup.components import GraphStage, KeepBy, KeepLargest, Partitions, Seed
-from curate.methods.dedup.text import Normalize, normalize
+from curate.methods.dedup.text import NORMALIZE_HELP, Normalize, normalize
 from curate.methods.hints import StageName
 from curate.stage import FitContext, Shuffled
 
@@ -38,10 +38,7 @@ class ExactDedup(GraphStage):
     match = "exact"
 
     def __init__(self, hash_column: Annotated[str, Field(description="the text or binary column hashed")] = "text",
-                 normalize: Annotated[Normalize, Field(description="text only: `none`, `whitespace_case` (lower "
-                                                                   "case, runs of white space as one), "
-                                                                   "`nfkc_punct` (NFKC, punctuation and symbols "
-                                                                   "as spaces, then whitespace_case)")] = "none",
+                 normalize: Annotated[Normalize, Field(description=f"text only: {NORMALIZE_HELP}")] = "none",
                  keep_by: KeepBy = None, keep_largest: KeepLargest = True, seed: Seed = 0,
                  partitions: Partitions = "auto", name: StageName = None):
         super().__init__(keep_by, keep_largest, seed, partitions, name)

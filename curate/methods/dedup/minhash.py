@@ -19,7 +19,7 @@ from pydantic import Field
 
 from curate.errors import ConfigError
 from curate.methods.dedup.components import GraphStage, KeepBy, KeepLargest, Partitions, Seed
-from curate.methods.dedup.text import Normalize, text_shingles
+from curate.methods.dedup.text import NORMALIZE_HELP, Normalize, text_shingles
 from curate.methods.hints import StageName
 from kernels.minhash import band_keys, choose_bands, min_hashes, s_curve
 
@@ -49,9 +49,7 @@ class MinHashDedup(GraphStage):
     similarity_name = "jaccard"
 
     def __init__(self, text_column: Annotated[str, Field(description="the text column")] = "text",
-                 normalize: Annotated[Normalize, Field(description="before shingling: `none`, `whitespace_case`, "
-                                                                   "`nfkc_punct` (NFKC, punctuation and symbols as "
-                                                                   "spaces, lower case, one space)")] = "nfkc_punct",
+                 normalize: Annotated[Normalize, Field(description=f"before shingling: {NORMALIZE_HELP}")] = "nfkc_punct",
                  shingle: Annotated[Literal["word", "char"], Field(description="n-grams of words (split on ASCII white "
                                                                                "space) or of characters")] = "word",
                  n: Annotated[int, Field(ge=1, le=64, description="n-gram size")] = 5,

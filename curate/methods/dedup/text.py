@@ -12,6 +12,8 @@ from kernels.hashing import mix64
 from kernels.shingles import word_ngrams
 
 Normalize = Literal["none", "whitespace_case", "nfkc_punct"]
+NORMALIZE_HELP = ("`none`, `whitespace_case` (lower case, runs of white space as one), `nfkc_punct` (NFKC, "
+                  "punctuation and symbols as spaces, then whitespace_case)")
 
 
 def normalize(texts: pa.Array, how: Normalize) -> pa.Array:

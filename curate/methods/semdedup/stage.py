@@ -34,7 +34,7 @@ from curate.methods.clustering import (
 )
 from curate.methods.hints import Device, StageName
 from curate.policy import tie_keys
-from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ShardInfo
+from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ScoresFromShuffle
 from kernels.hashing import partition_of
 from kernels.kmeans import fit_kmeans, nearest
 from kernels.maxsim import max_sim_prev
@@ -46,9 +46,10 @@ META_PATHS = b"semdedup.reduced"
 META_CLUSTERS = b"semdedup.clusters"
 
 
-class SemDeDup(ClusterStage):
+class SemDeDup(ScoresFromShuffle, ClusterStage):
     type = "semdedup"
     version = "1"
+    outputs_key = META_PATHS  # the artifact metadata naming the reduce outputs (ScoresFromShuffle)
 
     unkeyed = frozenset({"tile", "partitions", "device"})  # how the work is cut, never the result
 
@@ -170,16 +171,6 @@ class SemDeDup(ClusterStage):
         sub = fit_kmeans(vec[take], ks, self.niter, self.seed, spherical=True)
         which, _ = nearest(vec, sub)
         return [np.flatnonzero(which == j) for j in range(ks) if (which == j).any()]
-
-    # --- score: the shard's rows back from the shuffle --------------------------------------------
-    def setup(self, artifact: pa.Table | None) -> None:
-        self._paths = json.loads(artifact.schema.metadata[META_PATHS])
-
-    def begin_shard(self, shard: ShardInfo) -> None:
-        self._rows = shard.read_shuffled(self._paths)
-
-    def score(self, batch: pa.Table) -> pa.Table:
-        return self._rows.take(batch.column(ROW_INDEX))
 
     def describe(self, artifact: pa.Table | None) -> dict[str, Any]:
         if artifact is None:
