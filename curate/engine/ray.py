@@ -110,7 +110,7 @@ class RayExecutor:
             # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
             shape = (1.0, 0.0)
             n = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            self._pools[shape] = [self._actor_cls(shape).remote() for _ in range(min(n, max_workers or n))]
+            self._pools[shape] = [self._start(shape) for _ in range(min(n, max_workers or n))]
             ray.get([a.ready.remote() for a in self._pools[shape]])
             self.startup_seconds = time.perf_counter() - t0
             log.info("started Ray in %.1fs (%s)", self.startup_seconds, address or "local")
@@ -157,14 +157,15 @@ class RayExecutor:
                 self.ray.kill(actor, no_restart=True)
         pool = self._pools.setdefault(shape, [])
         while len(pool) < self._pool_size(task, n_units):
-            pool.append(self._actor_cls(shape).remote())
+            pool.append(self._start(shape))
         return pool[: self._pool_size(task, n_units)]
 
-    def _actor_cls(self, shape: tuple[float, float]) -> Any:
+    def _start(self, shape: tuple[float, float]) -> Any:
+        """A new worker of this shape (importing the executor's preload as it starts)."""
         # No restarts by Ray: a restarted actor can wait forever for the resources of a lost node. The engine
         # retries the unit instead, on the workers that are left (and the next map tops the pool up).
-        return _Starter(self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None,
-                                                         max_restarts=0, max_task_retries=0), self.preload)
+        return self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None, max_restarts=0,
+                                                max_task_retries=0).remote(self.preload)
 
     def _limit(self, seconds: list[float]) -> float:
         if self.unit_timeout is not None:
@@ -197,7 +198,7 @@ class RayExecutor:
 
         def submit() -> None:
             if not live:  # every worker of this map was lost: start one more where the cluster has room
-                fresh = self._actor_cls(shape).remote()
+                fresh = self._start(shape)
                 self._pools.setdefault(shape, []).append(fresh)
                 live[id(fresh)], load[id(fresh)] = fresh, 0
             key = min(load, key=load.get)
@@ -245,16 +246,6 @@ class RayExecutor:
             # kill them rather than cancel actor tasks (Ray refuses a forced cancel of those).
             for actor in {id(a): a for _, a, _ in pending.values()}.values():
                 lose(actor)
-
-
-class _Starter:
-    """An actor class whose `.remote()` starts a worker with the executor's preload."""
-
-    def __init__(self, cls: Any, preload: tuple[str, ...]):
-        self.cls, self.preload = cls, preload
-
-    def remote(self) -> Any:
-        return self.cls.remote(self.preload)
 
 
 @contextmanager
