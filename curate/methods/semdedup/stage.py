@@ -47,6 +47,9 @@ META_CLUSTERS = b"semdedup.clusters"
 
 
 class SemDeDup(ScoresFromShuffle, ClusterStage):
+    """Semantic deduplication: spherical k-means on the embeddings, then each row's largest cosine to an
+    earlier row of its cluster (the `semdedup` policy removes the rows above 1 - epsilon)."""
+
     type = "semdedup"
     version = "1"
     outputs_key = META_PATHS  # the artifact metadata naming the reduce outputs (ScoresFromShuffle)
