@@ -10,23 +10,21 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from curate import extras, registry
+from curate import registry
 from curate.config import load_config
-from curate.engine.executor import Executor
+from curate.engine.executor import DEFAULT_EXECUTOR, Executor, as_executor
 from curate.engine.export import export
 from curate.engine.gc import collect as gc
 from curate.engine.run import Run
 from curate.engine.verify import verify
 
-__all__ = ["DEFAULT_EXECUTOR", "executor_here", "gc", "join", "resolve", "run", "verify"]
+__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "verify"]
 from curate.errors import ConfigError
 from curate.layout import RunLayout
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.report import write_report
 from curate.storage import AnyPath, location
-
-DEFAULT_EXECUTOR = "ray"   # the one default: CLI, flow, join and library calls alike
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +49,6 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
     return pipeline, data, location(out or f"runs/{pipeline.name}")
 
 
-def executor_here(executor: str | Executor, ray_address: str | None = None) -> str | Executor:
-    """`executor`, or `local` in place of `ray` when Ray is not installed (a core install: same results, in this
-    process; a one-line notice says so). A Ray cluster without Ray installed is refused with the install line."""
-    if executor != "ray" or extras.installed("ray"):
-        return executor
-    if ray_address or os.environ.get("RAY_ADDRESS"):
-        extras.require("ray", f"the Ray cluster {ray_address or os.environ['RAY_ADDRESS']!r}")
-    log.warning("Ray is not installed, so this run uses the local executor (in-process, same results); "
-                "%s for the ray executor", extras.install_line("ray"))
-    return "local"
-
-
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
         out: str | os.PathLike | None = None, executor: str | Executor = DEFAULT_EXECUTOR,
         ray_address: str | None = None, workers: int | None = None, progress: Progress | None = None,
@@ -81,12 +67,11 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     for kind, items in (("stage", pipeline.stages), ("policy", pipeline.policies)):  # built in Python, not YAML:
         for item in items:  # a missing extra is refused here too, before any compute
             registry.check_installed(kind, item.type, item.get_params() if hasattr(item, "get_params") else None)
-    executor = executor_here(executor, ray_address)
+    executor = _executor(executor, ray_address, workers)
     call = phase or _call
     if verify_outputs and out.is_dir():
         call("verify", lambda: verify(out))
-    with Run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers,
-             progress=progress, verify=verify_outputs) as r:
+    with Run(pipeline, data, out, executor, progress=progress, verify=verify_outputs) as r:
         call("plan", r.plan)
         for stage in pipeline.stages:
             call(f"fit-{stage.name}", lambda stage=stage: r.fit(stage))
@@ -101,9 +86,18 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     return summary
 
 
+def _executor(executor: str | Executor, ray_address: str | None, workers: int | None) -> Executor:
+    """The executor named (built with its options: `ray_address` and `workers` are the ray executor's), or the
+    caller's own object, which takes its options in its constructor."""
+    if not isinstance(executor, str) and (ray_address or workers):
+        raise ConfigError("ray_address and workers configure a named executor; an Executor object takes its "
+                          "options in its own constructor")
+    return as_executor(executor, ray_address=ray_address, workers=workers)
+
+
 def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: str | os.PathLike,
-         right_id: str = "id", executor: str | Executor = DEFAULT_EXECUTOR, shards: int = 4, report: bool = False,
-         **stage_params: Any) -> dict[str, Any]:
+         right_id: str = "id", executor: str | Executor = DEFAULT_EXECUTOR, ray_address: str | None = None,
+         workers: int | None = None, shards: int = 4, report: bool = False, **stage_params: Any) -> dict[str, Any]:
     """Auto-FuzzyJoin R against the reference table L (`reference`): fit and apply; the manifest goes to `out`.
 
     `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
@@ -120,4 +114,4 @@ def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: 
     # kept = matched, so the summary's kept/dropped/errored are the join's matched/unmatched/errored rows
     matched = Threshold(column=stage.column("matched"), min=1, name="matched")
     pipeline = Pipeline([stage], [matched], id_column=right_id, name="autofj-join")
-    return run(pipeline, data, out, executor=executor, report=report)
+    return run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers, report=report)

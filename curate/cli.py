@@ -1,5 +1,5 @@
-"""The `curate` command: run, join, deploy, data, export, summary, report, stages. A front door: it calls `curate.api`
-(and `flows` for `deploy`)."""
+"""curate: score and prune large training sets. `curate run CONFIG` scores a dataset and writes a manifest of
+every row's scores and keep decision; the other commands join tables, export and inspect runs."""
 from __future__ import annotations
 
 import argparse
@@ -101,7 +101,7 @@ def _join(args: argparse.Namespace) -> int:
     params = {name: value for name, value in vars(args).items() if name.startswith("p_") and value is not None}
     params = {name[2:]: value for name, value in params.items()}
     summary = api.join(args.reference, args.right, args.on, args.out, right_id=args.id, executor=args.executor,
-                       shards=args.shards, report=True, **params)
+                       ray_address=args.ray_address, workers=args.workers, shards=args.shards, report=True, **params)
     _print_join(summary, location(args.out))
     return 0
 
@@ -235,7 +235,7 @@ def _executor_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
     from curate.api import DEFAULT_EXECUTOR
     from curate.engine.executor import EXECUTORS
 
-    p.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
+    p.add_argument("--executor", choices=list(EXECUTORS), default=DEFAULT_EXECUTOR,
                    help=f"where units run (default {DEFAULT_EXECUTOR}; local when Ray is not installed)")
     if not cluster:
         return

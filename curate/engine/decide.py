@@ -16,42 +16,21 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.dataset import Dataset, Shard
+from curate.dataset import Shard
 from curate.engine.files import seal, write_json, write_parquet
-from curate.engine.lease import Lease
+from curate.engine.state import RunState
 from curate.engine.store import Store
 from curate.errors import CurateError
 from curate.layout import read_json
-from curate.pipeline import Pipeline
 from curate.policy import Policy, Rows, scatter
 from curate.storage import AnyPath, read_table, rmtree
 from kernels.hashing import mix64
-
-
-class Run(Protocol):
-    """What deciding reads of a run (engine/run.py's Run): its inputs, scored units and bookkeeping."""
-
-    pipeline: Pipeline
-    store: Store
-    lease: Lease
-    dataset: Dataset
-    executor_kind: str
-    fps: dict[str, str]                                  # shard key -> content fingerprint
-    rows: dict[str, int]                                 # shard key -> rows
-    ids: dict[str, AnyPath]                                 # shard key -> its ids unit
-    artifacts: dict[str, tuple[str | None, Any]]         # stage name -> (fit key, artifact)
-    failed: dict[str, dict[str, str]]                    # shard key -> {stage, error}
-    phases: dict[str, dict[str, Any]]
-
-    def ok_shards(self) -> list[Shard]: ...
-
-    def score_path(self, stage: Any, shard: Shard) -> AnyPath: ...
 
 # Above this many valid rows, a policy's scan re-reads score files instead of holding them in memory.
 SCAN_IN_MEMORY_ROWS = 20_000_000
@@ -104,7 +83,7 @@ def _rows(policy: Policy, table: pa.Table, id_hash: np.ndarray, fingerprint: str
 class _Scan:
     """The valid rows of one policy's columns, shard by shard; cached when small."""
 
-    def __init__(self, run: Run, policy: Policy):
+    def __init__(self, run: RunState, policy: Policy):
         self.run, self.policy = run, policy
         self.cache: list[Rows] | None = None
         total = sum(run.rows[s.key] for s in run.ok_shards())
@@ -138,7 +117,7 @@ class _Scan:
         return ((r.values, r.id_hash) for r in self.rows())
 
 
-def write_manifest(run: Run) -> dict[str, Any]:
+def write_manifest(run: RunState) -> dict[str, Any]:
     """Fit the policies, write one manifest part per shard and summary.json; return the summary."""
     pipeline = run.pipeline
     for policy in pipeline.policies:
@@ -201,7 +180,7 @@ class _Prepared:
     held: dict[str, np.ndarray]                   # per policy: rows its stage left unscored on purpose
 
 
-def _prepare(run: Run, shard: Shard, sample_below: np.uint64) -> _Prepared:
+def _prepare(run: RunState, shard: Shard, sample_below: np.uint64) -> _Prepared:
     """A shard's ids and score files, checked against their sidecars and joined into manifest columns."""
     ids = read_table(run.ids[shard.key])
     n = ids.num_rows
@@ -254,13 +233,13 @@ def _add_stage_facts(stage_acc: dict, facts: dict[str, dict[str, Any]]) -> None:
         _merge_worker(sa["worker"], f["worker"])
 
 
-def _write_part(run: Run, shard: Shard, gen: int, table: pa.Table) -> dict[str, dict[str, Any]]:
+def _write_part(run: RunState, shard: Shard, gen: int, table: pa.Table) -> dict[str, dict[str, Any]]:
     part = run.store.manifest_part(shard.key, gen)
     return {shard.rel: {"file": part.relative_to(run.store.root).as_posix(), "rows": table.num_rows,
                         **write_parquet(part, table)}}
 
 
-def _decide_shard(run: Run, shard: Shard, prep: _Prepared, acc: dict) -> tuple[pa.Table, dict[str, int]]:
+def _decide_shard(run: RunState, shard: Shard, prep: _Prepared, acc: dict) -> tuple[pa.Table, dict[str, int]]:
     """One shard's manifest part and its counts (in, kept, dropped, errored); adds to the policy counts."""
     pipeline = run.pipeline
     n, cols, error = prep.n, dict(prep.cols), prep.error
@@ -346,7 +325,7 @@ def _merge_worker(acc: dict[str, Any], info: dict[str, Any]) -> None:
             acc.setdefault(k, set()).add(str(v))
 
 
-def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -> dict[str, Any]:
+def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: dict) -> dict[str, Any]:
     pipeline = run.pipeline
     failed_rows = sum(run.rows[k] for k in run.failed)
     all_rows = sum(run.rows.values())
@@ -384,7 +363,7 @@ def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -
         "data": run.dataset.uri,
         "format": run.dataset.format,
         "id_column": pipeline.id_column,
-        "executor": run.executor_kind,
+        "executor": run.executor_name,
         "config": config,
         "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in VERSIONED}},
