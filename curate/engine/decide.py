@@ -26,7 +26,7 @@ from curate.dataset import Shard
 from curate.engine.files import seal, write_json, write_parquet
 from curate.engine.state import RunState
 from curate.engine.store import Store
-from curate.errors import CurateError
+from curate.errors import CurateError, InternalError
 from curate.layout import read_json
 from curate.policy import Policy, Rows, scatter
 from curate.storage import AnyPath, read_table, rmtree
@@ -157,7 +157,7 @@ def write_manifest(run: RunState) -> dict[str, Any]:
             parts.update(writing.result())
     for name, a in {**acc, "run": total}.items():
         if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
-            raise CurateError(f"internal accounting error in {name}: {a}; please report it")
+            raise InternalError(f"internal accounting error in {name}: {a}; please report it")
     summary = _summary(run, acc, total, stage_acc, samples)
     summary["manifest"] = {"generation": gen, "parts": parts}
     run.lease.check()  # fencing: a writer whose lease was taken over must not publish
@@ -330,7 +330,7 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
     failed_rows = sum(run.rows[k] for k in run.failed)
     all_rows = sum(run.rows.values())
     if all_rows != total["in"] + failed_rows:
-        raise CurateError(f"internal accounting error: {all_rows} input rows but {total['in']} in the manifest "
+        raise InternalError(f"internal accounting error: {all_rows} input rows but {total['in']} in the manifest "
                           f"and {failed_rows} in failed shards; please report it")
     stages = {}
     for stage in pipeline.stages:

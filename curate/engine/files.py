@@ -20,16 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from curate.errors import CurateError
+from curate.errors import StorageError
 from curate.storage import AnyPath, local_scratch, upload, write_whole
 
 SEAL = "seal"
-
-
-class StorageError(CurateError):
-    """The run directory cannot be written (full disk, read-only, quota): the run stops; finished units stay."""
-
-    fatal = True
 
 
 def content_hash(data: bytes | memoryview | pa.Buffer) -> str:

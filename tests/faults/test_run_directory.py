@@ -16,7 +16,8 @@ import pytest
 import curate
 from curate import storage
 from curate.cli import main
-from curate.engine.lease import Lease, RunLocked
+from curate.engine.lease import Lease
+from curate.errors import RunLocked
 from testkit import faults
 from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
 
