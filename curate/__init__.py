@@ -28,8 +28,16 @@ if TYPE_CHECKING:
 
 # Imported now: what every worker needs anyway, and `curate.stage` must be the decorator, not the submodule
 # (importing a submodule later would otherwise set the package's attribute of that name).
-from curate.errors import (ConfigError, CurateError, DataError, InternalError, LeaseLost, RunFailed, RunLocked,
-                           StorageError)
+from curate.errors import (
+    ConfigError,
+    CurateError,
+    DataError,
+    InternalError,
+    LeaseLost,
+    RunFailed,
+    RunLocked,
+    StorageError,
+)
 from curate.stage import Resources, Stage, TablesFitContext, stage
 
 __version__ = "0.1.0"
