@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     pipeline, default_data = load_config(args.config, overrides=args.set)
     out = location(args.out or f"runs/{pipeline.name}")
     summary = api.run(pipeline, args.data or default_data, out, executor=args.executor, ray_address=args.ray_address,
-                      workers=args.workers, report=True, verify_outputs=args.verify)
+                      workers=args.workers, report=True, verify=args.verify)
     _print_result(summary, out)
     return 0
 
@@ -100,7 +100,11 @@ def _join(args: argparse.Namespace) -> int:
 
     params = {name: value for name, value in vars(args).items() if name.startswith("p_") and value is not None}
     params = {name[2:]: value for name, value in params.items()}
-    summary = api.join(args.reference, args.right, args.on, args.out, right_id=args.id, executor=args.executor,
+    if args.old_id is not None:
+        log.warning("curate join: --id is renamed --right-id; the old name still works in this release and will be "
+                    "removed in the next (see CHANGELOG.md)")
+    right_id = args.right_id or args.old_id or "id"
+    summary = api.join(args.reference, args.right, args.on, args.out, right_id=right_id, executor=args.executor,
                        ray_address=args.ray_address, workers=args.workers, shards=args.shards, report=True, **params)
     _print_join(summary, location(args.out))
     return 0
@@ -292,7 +296,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     j.add_argument("right", help="table R: CSV file, Parquet file or folder of shards")
     j.add_argument("--on", action="append", required=True, help="join column (repeat for several)")
     j.add_argument("--out", required=True, help="run directory")
-    j.add_argument("--id", default="id", help="id column of R (default id)")
+    j.add_argument("--right-id", default=None, help="id column of R (default id)")
+    j.add_argument("--id", dest="old_id", default=None, help=argparse.SUPPRESS)  # the old name of --right-id
     j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
     _executor_options(j)
     if command in (None, "join"):

@@ -106,7 +106,7 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     try:
         pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
                             name=cfg.name, config=raw, materialize=cfg.export.materialize,
-                            data_format=cfg.format)
+                            format=cfg.format)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
     return pipeline, cfg.data

@@ -1,6 +1,14 @@
-"""Every public error type. Errors a user can act on derive from CurateError: each message names what is wrong,
+"""Every public error type, and the warning a renamed name gives. Errors a user can act on derive from CurateError: each message names what is wrong,
 where (file, shard, row, column), and what to do; the CLI prints them without a traceback. An InternalError is a
 bug in curate, shown with its traceback."""
+
+import warnings
+
+
+def renamed(old: str, new: str, where: str) -> None:
+    """Warn that `old` was renamed `new` (accepted for one release): a FutureWarning, which Python shows users."""
+    warnings.warn(f"{where}: {old!r} is renamed {new!r}; the old name still works in this release and will be "
+                  f"removed in the next (see CHANGELOG.md)", FutureWarning, stacklevel=3)
 
 
 class CurateError(Exception):

@@ -112,7 +112,7 @@ def _ray(ray_address: str | None = None, workers: int | None = None) -> Executor
         return _local()
     from curate.engine.ray import RayExecutor  # imports ray only when asked for
 
-    return RayExecutor(address=address, max_workers=workers)
+    return RayExecutor(address=address, workers=workers)
 
 
 # name -> factory; the factory's keyword arguments are the executor's options (None: the executor's default)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from curate.engine.executor import Failure, Started, Task
+from curate.errors import renamed
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,14 @@ class RayExecutor:
     name = "ray"
     in_process = False
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_workers: int | None = None,
-                 unit_timeout: float | None = None, min_unit_timeout: float = 120.0):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, workers: int | None = None,
+                 unit_timeout: float | None = None, min_unit_timeout: float = 120.0, max_workers: int | None = None):
         # Options only: Ray starts in `start`, once the run holds its directory (scikit-learn's rule: a
         # constructor does no work).
         self.address = address or os.environ.get("RAY_ADDRESS") or None
-        self.num_cpus, self.max_workers = num_cpus, max_workers
+        if max_workers is not None:
+            renamed("max_workers", "workers", "RayExecutor")
+        self.num_cpus, self.workers = num_cpus, workers or max_workers
         # A unit running longer than this is presumed lost (its node died, its worker hangs): its actor is
         # replaced and the unit fails, to be retried elsewhere by the engine. None: derived per map from
         # the units already finished (TIMEOUT_FACTOR x their slowest), at least `min_unit_timeout`.
@@ -119,7 +122,7 @@ class RayExecutor:
             # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
             shape = (1.0, 0.0)
             n = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            self._pools[shape] = [self._start(shape) for _ in range(min(n, self.max_workers or n))]
+            self._pools[shape] = [self._start(shape) for _ in range(min(n, self.workers or n))]
             ray.get([a.ready.remote() for a in self._pools[shape]])
             log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, self.address or "local")
         self._started = Started(seconds=time.perf_counter() - t0 if self._owns else 0.0,
@@ -152,8 +155,8 @@ class RayExecutor:
         n = max(1, int(cpus // per))
         if self._shape(task)[1]:
             n = min(n, max(1, int(self.ray.cluster_resources().get("GPU", 0) // task.resources.gpus)))
-        if self.max_workers:
-            n = min(n, self.max_workers)
+        if self.workers:
+            n = min(n, self.workers)
         return max(1, min(n, n_units))
 
     def _shape(self, task: Task) -> tuple[float, float]:

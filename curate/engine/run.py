@@ -52,7 +52,7 @@ class Run:
         store = Store(out)
         # verify: re-hash every input shard instead of trusting the fingerprint cache (api.run also verifies outputs)
         dataset = Dataset(data, fingerprint_cache=None if verify else store.fingerprint_cache,
-                          format=pipeline.data_format)
+                          format=pipeline.format)
         if executor.in_process:  # units run in this process: a fit map's input is kept for the scores to reuse
             dataset.keep_reads(KEEP_READS_BYTES)
         self.state = RunState(pipeline, dataset, store, Lease(out, ttl=lease_ttl), executor.name)

@@ -138,7 +138,7 @@ def test_run_verify_repairs_a_flipped_byte_that_a_size_check_cannot_see(tmp_path
     raw = bytearray(victim.read_bytes())
     raw[-200] ^= 0xFF
     victim.write_bytes(bytes(raw))
-    summary = curate.run(pipeline(), data, out, executor="local", verify_outputs=True)
+    summary = curate.run(pipeline(), data, out, executor="local", verify=True)
     assert summary["stages"]["slow_length"]["units_computed"] == 1
     assert sorted_manifest(out).equals(ref)
 

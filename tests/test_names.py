@@ -1,0 +1,60 @@
+"""Renamed names keep working for one release, with a warning that names the new one (CHANGELOG.md)."""
+from __future__ import annotations
+
+import pytest
+
+import curate
+from testkit.helpers import caption_length, caption_table, write_shards
+
+
+def test_pipeline_data_format_is_accepted_as_format_with_a_warning():
+    with pytest.warns(FutureWarning, match="'data_format' is renamed 'format'"):
+        p = curate.Pipeline([caption_length], data_format="jsonl")
+    assert p.format == "jsonl"
+
+
+def test_run_verify_outputs_is_accepted_as_verify_with_a_warning(tmp_path):
+    data = write_shards(tmp_path / "data", caption_table(10), 1)
+    p = curate.Pipeline([caption_length], id_column="id")
+    curate.run(p, data, tmp_path / "run", executor="local")
+    with pytest.warns(FutureWarning, match="'verify_outputs' is renamed 'verify'"):
+        s = curate.run(p, data, tmp_path / "run", executor="local", verify_outputs=True)
+    assert s["result"]["in"] == 10
+
+
+def test_join_left_is_accepted_as_reference_with_a_warning(tmp_path):
+    from curate import api
+
+    with pytest.warns(FutureWarning, match="'left' is renamed 'reference'"), \
+            pytest.raises(curate.ConfigError, match="needs reference, right, on and out"):
+        api.join(left="l.csv")
+
+
+def test_ray_executor_max_workers_is_accepted_as_workers_with_a_warning():
+    pytest.importorskip("ray")
+    from curate.engine.ray import RayExecutor
+
+    with pytest.warns(FutureWarning, match="'max_workers' is renamed 'workers'"):
+        ex = RayExecutor(max_workers=3)
+    assert ex.workers == 3
+
+
+def test_curate_join_id_flag_is_accepted_as_right_id_with_a_warning(monkeypatch, caplog):
+    from curate import api, cli
+
+    seen = {}
+    monkeypatch.setattr(api, "join", lambda *a, **k: seen.update(k) or {"stages": {}})
+    monkeypatch.setattr(cli, "_print_join", lambda *a: None)
+    assert cli.main(["join", "l.csv", "r.csv", "--on", "name", "--out", "o", "--id", "key"]) == 0
+    assert seen["right_id"] == "key" and "--id is renamed --right-id" in caplog.text
+    assert cli.main(["join", "l.csv", "r.csv", "--on", "name", "--out", "o", "--right-id", "k2"]) == 0
+    assert seen["right_id"] == "k2"
+
+
+def test_an_option_the_executor_does_not_take_is_refused_by_name():
+    from curate.engine.executor import build_executor
+
+    with pytest.raises(curate.ConfigError, match="executor 'local' takes no workers"):
+        build_executor("local", workers=4)
+    with pytest.raises(curate.ConfigError, match="unknown executor 'spark'"):
+        build_executor("spark")
