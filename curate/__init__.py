@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from curate.progress import Progress
     from curate.report import write_report
 
-# Imported now: what every worker needs anyway, and `curate.stage` must be the decorator, not the submodule
-# (importing a submodule later would otherwise set the package's attribute of that name).
+# Imported now: what every worker needs anyway. `curate.stage` is the module curate/stage.py, which is callable
+# as the `stage` decorator, so `@curate.stage(...)` and `import curate.stage` agree.
+from curate import stage
 from curate.errors import (
     ConfigError,
     CurateError,
@@ -38,7 +39,7 @@ from curate.errors import (
     RunLocked,
     StorageError,
 )
-from curate.stage import Resources, Stage, TablesFitContext, stage
+from curate.stage import Resources, Stage, TablesFitContext
 
 __version__ = "0.1.0"
 

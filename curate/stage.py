@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import sys
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -280,3 +282,14 @@ def stage(inputs: list[str] | Mapping[str, pa.DataType], outputs: Mapping[str, p
         return FunctionStage(fn, inputs, outputs, name=name, resources=Resources(cpus=cpus, gpus=gpus))
 
     return wrap
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as the `stage` decorator: `curate.stage` is both the decorator users write
+    (`@curate.stage(...)`) and this module, so `import curate.stage` cannot shadow one with the other."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Callable[[Callable], FunctionStage]:
+        return stage(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

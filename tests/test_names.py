@@ -58,3 +58,18 @@ def test_an_option_the_executor_does_not_take_is_refused_by_name():
         build_executor("local", workers=4)
     with pytest.raises(curate.ConfigError, match="unknown executor 'spark'"):
         build_executor("spark")
+
+
+def test_curate_stage_is_the_decorator_and_the_module_whatever_was_imported_first():
+    """`import curate.stage` used to leave `curate.stage` the decorator, so `curate.stage.Stage` failed."""
+    import subprocess
+    import sys
+
+    code = ("import pyarrow as pa, curate.stage, curate\n"
+            "assert curate.stage.Stage is curate.Stage and curate.stage.FunctionStage\n"
+            "f = curate.stage(inputs=['a'], outputs={'b': pa.int32()})(lambda batch: {'b': batch.column('a')})\n"
+            "assert isinstance(f, curate.stage.FunctionStage)\n"
+            "from curate.stage import stage\n"
+            "assert isinstance(stage(inputs=['a'], outputs={'b': pa.int32()})(len), curate.Stage)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -10,48 +10,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from curate import extras
+from curate.engine.task import Failure, Started, Task
 from curate.errors import ConfigError
-from curate.stage import Resources
 
+__all__ = ["DEFAULT_EXECUTOR", "EXECUTORS", "Executor", "Failure", "Started", "Task", "as_executor", "build_executor"]
 log = logging.getLogger(__name__)
 
 DEFAULT_EXECUTOR = "ray"   # the one default: library, CLI, flow and join alike
-
-
-@dataclass
-class Failure:
-    """A unit that raised: the message for users and the traceback for `-v`. `fatal` failures (the run
-    directory cannot be written) stop the run at once instead of being retried."""
-
-    message: str
-    traceback: str = ""
-    fatal: bool = False
-
-    @classmethod
-    def of(cls, e: BaseException, tb: str, prefix: str = "") -> Failure:
-        fatal = bool(getattr(e, "fatal", False))
-        return cls(prefix + (str(e) if fatal else repr(e)), tb, fatal)
-
-
-@dataclass
-class Started:
-    """What an executor reports once started: its start-up time, and the helper processes it started
-    (a local Ray's services), which the run records so that the next run can stop them if this one is killed."""
-
-    seconds: float = 0.0
-    service_pids: list[int] = field(default_factory=list)
-
-
-class Task(Protocol):
-    resources: Resources
-
-    def setup(self) -> None: ...
-
-    def __call__(self, unit: Any) -> dict: ...
 
 
 @runtime_checkable

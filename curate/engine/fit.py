@@ -2,45 +2,47 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from curate.dataset import Shard
 from curate.engine.executor import Failure
 from curate.engine.files import digest
+from curate.engine.plan import Planner
+from curate.engine.scheduler import Scheduler
 from curate.engine.units import FitMapTask, ReduceTask, Unit
 from curate.errors import RunFailed
 from curate.stage import FitContext, Shuffled, Stage
 from curate.storage import read_schema, read_table
 
-if TYPE_CHECKING:
-    from curate.engine.run import Run
-
 
 class EngineFitContext(FitContext):
-    def __init__(self, run: Run, stage: Stage):
-        self.run, self.stage = run, stage
+    """`require_scores(upstream)` scores the earlier stages a map reads (the run's one way of scoring)."""
+
+    def __init__(self, stage: Stage, planner: Planner, scheduler: Scheduler,
+                 require_scores: Callable[[dict[str, list[str]]], None]):
+        self.stage, self.planner, self.scheduler, self.require_scores = stage, planner, scheduler, require_scores
         self._maps = 0
         self.reduced: list[str] = []  # the reduce outputs of this fit, relative to the run directory
 
     def _map_units(self, kind: str, fn: Callable, columns: list[str], group_by: str | None = None,
                    source: list[Shuffled] | None = None, key: Any = None, **salt: Any) -> list[Unit]:
-        run, stage = self.run, self.stage
-        planner, store = run.planner, run.state.store
+        stage, planner = self.stage, self.planner
+        store = planner.state.store
         data, upstream = planner.split(stage, columns) if source is None else ([], {})
-        run.require_scores(upstream)  # a fit may read an earlier stage's outputs
+        self.require_scores(upstream)  # a fit may read an earlier stage's outputs
         what = stage.identity() if key is None else {"type": stage.type, "version": stage.version, "key": key}
         key_salt = (what, columns, getattr(fn, "__qualname__", repr(fn)), planner.upstream_keys(upstream), salt,
                     [s.keys for s in source or []])
         units = [Unit(u.shard, u.key, store.unit(kind, f"{stage.name}{salt.get('name', '')}", u.shard.key),
                       u.fingerprint, u.upstream) for u in planner.units(kind, stage, key_salt, upstream)]
         sources = [store.root / p for s in source or [] for p in s.outputs]
-        task = FitMapTask(stage, run.state.dataset, store, fn, data, upstream, group_by=group_by,
+        task = FitMapTask(stage, planner.state.dataset, store, fn, data, upstream, group_by=group_by,
                           sources=sources if source is not None else None)
         self._maps += 1
         phase = f"fit:{stage.name}:{salt['name'].lstrip('.')}:map" if "name" in salt else f"fit:{stage.name}:map{self._maps}"
-        self._check(run.scheduler.execute(phase, task, units), "shard")
+        self._check(self.scheduler.execute(phase, task, units), "shard")
         return units
 
     def _check(self, results: dict, what: str) -> None:
@@ -57,8 +59,7 @@ class EngineFitContext(FitContext):
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
                 reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle",
                 source: list[Shuffled] | None = None, key: Any = None) -> Shuffled:
-        run, stage = self.run, self.stage
-        store = run.state.store
+        stage, store = self.stage, self.planner.state.store
         maps = self._map_units("shuffle", fn, columns, group_by="part", source=source, key=key, name=f".{name}",
                                partitions=partitions)
         what = stage.identity() if key is None else key
@@ -69,7 +70,7 @@ class EngineFitContext(FitContext):
             path = store.unit("reduce", f"{stage.name}.{name}", f"part-{p:05d}")
             units.append(Unit(pseudo, digest(salt, p), path, part=p))
         task = ReduceTask(stage, reduce, store, [u.path for u in maps])
-        self._check(run.scheduler.execute(f"fit:{stage.name}:{name}:reduce", task, units), "partition")
+        self._check(self.scheduler.execute(f"fit:{stage.name}:{name}:reduce", task, units), "partition")
         outputs = [str(u.path.relative_to(store.root)) for u in units]
         self.reduced += outputs
         return Shuffled(outputs=outputs,

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from curate.engine.executor import Failure, Started, Task
 from curate.engine.store import writing_behind
+from curate.engine.task import Failure, Started, Task
 
 
 class LocalExecutor:

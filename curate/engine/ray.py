@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from curate.engine.executor import Failure, Started, Task
+from curate.engine.task import Failure, Started, Task
 from curate.errors import renamed
 
 log = logging.getLogger(__name__)

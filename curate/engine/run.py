@@ -146,7 +146,7 @@ class Run:
         if reused:
             artifact = read_table(path) if meta["files"] else None
         else:
-            ctx = EngineFitContext(self, stage)
+            ctx = EngineFitContext(stage, self.planner, self.scheduler, self.require_scores)
             artifact = stage.fit(ctx)
             # `reads`: the shuffle outputs its scoring may read back (kept until `curate gc` reclaims them)
             meta = state.store.finish(path, artifact, {"key": key, "stage": stage.name, "reads": ctx.reduced,
