@@ -1,4 +1,4 @@
-"""The `autofj` stage: link each dataset row to at most one row of a reference table L (specs/autofj.md).
+"""The `autofj` stage: link each dataset row to at most one row of a reference table L (docs/methods/autofj.md).
 
 fit: reads L, checks it (no null/empty keys, no duplicate ids, no exact duplicate records), takes a
 uniform sample of the dataset (the rows with the smallest id hashes, at most `search_sample`; all rows in
@@ -138,7 +138,7 @@ def _take(values: pa.Array, idx: np.ndarray) -> pa.Array:
 
 
 class AutoFJ(Stage):
-    """Auto-FuzzyJoin against a reference table (specs/autofj.md); see the module docstring."""
+    """Auto-FuzzyJoin against a reference table (docs/methods/autofj.md); see the module docstring."""
 
     type = "autofj"
     version = "2"  # 2: new-entity estimate (mode default), blanks as unknown, `nearest` column

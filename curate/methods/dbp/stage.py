@@ -1,4 +1,4 @@
-"""Concept-cluster complexity pruning, DBP (stage `dbp`, policy `cluster_quota`; specs/concept-clusters.md).
+"""Concept-cluster complexity pruning, DBP (stage `dbp`, policy `cluster_quota`; docs/methods/dbp.md).
 
 Fit: spherical k-means on a sample of the pool (valid rows SemDeDup kept at `dedup_epsilon`), and each
 centroid's d_inter = mean cosine distance to its l nearest other centroids. Score: a row's cluster,

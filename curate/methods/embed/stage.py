@@ -1,4 +1,4 @@
-"""Embedding workers (stage `embed`, specs/embeddings.md): open_clip image/text towers and
+"""Embedding workers (stage `embed`, docs/methods/embed.md): open_clip image/text towers and
 sentence-transformers text encoders, loaded from local files only, on GPU when the worker sees one.
 
 Vectors are data, not scores: `<name>.vector` (fixed_size_list<float16>[d], L2-normalised in float32

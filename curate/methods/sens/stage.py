@@ -1,4 +1,4 @@
-"""Clustering-based sensitivity sampling (stage `sens`, policy `sample`; specs/sensitivity-sampling.md).
+"""Clustering-based sensitivity sampling (stage `sens`, policy `sample`; docs/methods/sens.md).
 
 Fit: Euclidean k-means (z = 2) on a sample of the unit embeddings; per cluster the row nearest to the
 centre becomes its representative r_j, and the loss is evaluated there only (k calls): a constant, a
