@@ -25,6 +25,7 @@ from curate.errors import ConfigError, DataError
 from curate.methods.autofj import program as autofj
 from curate.methods.autofj.functions import SPACES
 from curate.methods.autofj.minhash import LSHParams
+from curate.methods.autofj.presentation import JoinPresenter
 from curate.methods.hints import StageName
 from curate.stage import ROW_HASH, FitContext, Stage
 from curate.storage import AnyPath, write_whole
@@ -142,6 +143,7 @@ class AutoFJ(Stage):
 
     type = "autofj"
     version = "2"  # 2: new-entity estimate (mode default), blanks as unknown, `nearest` column
+    presenter = JoinPresenter()
 
     def __init__(self,
                  reference: Annotated[str | Path, Field(description="the reference table L: a CSV file, or a Parquet "
