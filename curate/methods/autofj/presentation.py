@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import CurateError
+from curate.methods.autofj.tables import read_table
 from curate.presentation import ID, ROW, SHARD, Block, Details, Heading, Histogram, Presenter, RunView, Table, Text, num
 
 BINS = 40
@@ -122,8 +123,6 @@ def _histogram(stage: Any, configs: list[dict[str, Any]], m: np.ndarray, u: np.n
 
 def _fill_values(samples: list[dict[str, Any]], stage: Any, run: RunView) -> None:
     """R's and L's join values of the sampled matches (a note instead where they cannot be read)."""
-    from curate.methods.autofj.stage import read_table
-
     on = list(stage.on)
     for s in samples:
         s["right"], s["left"] = None, None
