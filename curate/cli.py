@@ -49,6 +49,14 @@ def _print_result(summary: dict, out: AnyPath) -> None:
               f"{s['units_computed']} shard(s) computed, {s['units_reused']} reused")
     for name, p in summary["policies"].items():
         print(f"  policy {name} ({p['type']}): kept {p['kept']}, dropped {p['dropped']}, errored {p['errored']}")
+    from curate.report.view import lines
+
+    for line in lines(out, summary):  # what stages and policies with a presenter add (curate/presentation.py)
+        print(line)
+    _print_files(summary, out)
+
+
+def _print_files(summary: dict, out: AnyPath) -> None:
     from curate.layout import RunLayout
 
     layout = RunLayout(out)
@@ -111,55 +119,12 @@ def _join(args: argparse.Namespace) -> int:
 
 
 def _print_join(summary: dict, out: AnyPath) -> None:
-    """What the join did: counts from the manifest, the estimate, the new-entity share, warnings, files."""
-    import collections
+    """What the join did (the autofj stage presents itself: counts, estimate, warnings), then the files."""
+    from curate.report.view import lines
 
-    import pyarrow.parquet as pq
-
-    from curate.layout import manifest_parts
-
-    art = summary["stages"]["autofj"].get("artifact") or {}
-    rows, matched = 0, 0
-    errors: collections.Counter = collections.Counter()
-    reasons: collections.Counter = collections.Counter()
-    for part in manifest_parts(out):  # one part at a time: counts, not the manifest, stay in memory
-        m = pq.read_table(part, columns=["autofj.matched", "autofj.reason", "autofj.error"]).to_pydict()
-        rows += len(m["autofj.matched"])
-        matched += sum(1 for v in m["autofj.matched"] if v)
-        errors.update(e.split(":")[0] for e in m["autofj.error"] if e)
-        reasons.update(r for r, e, ok in zip(m["autofj.reason"], m["autofj.error"], m["autofj.matched"])
-                       if r and not e and not ok)
-    errored = sum(errors.values())
-    why = ", ".join(f"{k} {v}" for k, v in reasons.most_common())
-    print(f"autofj: {rows} rows: {matched} matched, {rows - matched - errored} unmatched"
-          + (f" ({why})" if why else "") + f", {errored} errored"
-          + (f" ({', '.join(f'{k} {v}' for k, v in errors.items())})" if errored else ""))
-    prog = art.get("program") or {}
-    est, se = art.get("est_precision"), art.get("est_precision_se")
-    target = prog.get("precision_target")
-    if est is None:
-        print(f"  estimated precision: none (no program reaches the target {target})")
-    else:
-        print(f"  estimated precision {est:.3f}" + (f" ± {se:.3f} (standard error)" if se is not None else "")
-              + f", target {target}")
-    new, share = art.get("new_share"), art.get("new_entity_share")
-    print("  estimated share of new entities in R (no match in L): "
-          + (f"{new:.1%}" if new is not None else "not estimated (mode: reference)"))
-    print("  estimated share of R with no match within reach (new entities and matches too unlike L to find; "
-          "the precision estimate counts these): "
-          + (f"{share:.1%}" if share is not None else "not estimated (mode: reference)")
-          + f"; rows far beyond every threshold: {art.get('far_beyond_theta_share') or 0:.1%}")
-    cols = ", ".join(f"{c} {w:.2f}" for c, w in (prog.get("column_weights") or {}).items())
-    print(f"  program: {len(prog.get('configs') or [])} configuration(s)" + (f" on columns {cols}" if cols else ""))
-    for w in art.get("warnings") or []:
-        print(f"  warning: {w}")
-    from curate.layout import RunLayout
-
-    layout = RunLayout(out)
-    print(f"manifest: {layout.manifest}")
-    print(f"summary:  {layout.summary}")
-    if "report" in summary:
-        print(f"report:   {summary['report']}")
+    for line in lines(out, summary):
+        print(line)
+    _print_files(summary, out)
 
 
 def _deploy(args: argparse.Namespace) -> int:

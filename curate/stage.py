@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from curate.params import Params
+from curate.presentation import Presenter
 
 # Columns the engine provides to any stage or fit map that lists them: the row's id (string), its
 # 64-bit hash (the policies' tie-break input) and its position in the shard.
@@ -115,6 +116,8 @@ class Stage(Params):
     # Outputs that are data for later stages (embedding vectors), stored with the stage's
     # per-shard outputs but left out of the manifest.
     data_outputs: frozenset[str] = frozenset()
+    # What the report and the CLI show of this stage beyond the generic tables (curate/presentation.py).
+    presenter: ClassVar[Presenter | None] = None
 
     def __init__(self, name: str | None = None):
         self.name = name or self.type

@@ -29,6 +29,7 @@ from curate.engine.store import Store
 from curate.errors import CurateError, InternalError
 from curate.layout import read_json
 from curate.policy import Policy, Rows, scatter
+from curate.presentation import class_path
 from curate.storage import AnyPath, read_table, rmtree
 from kernels.hashing import mix64
 
@@ -346,7 +347,7 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
                                               [round(float(q), 8) for q in qs]))
         phase = run.phases.get(f"score:{stage.name}", {})
         stages[stage.name] = {
-            **stage.identity(), "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
+            **stage.identity(), "class": class_path(stage), "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
             "errored": sa["errored"], "errors": sa["errors"],
             "seconds": round(sa["seconds"], 3),
             "rows_per_s": round(sa["rows_in"] / sa["seconds"], 1) if sa["seconds"] else None,
@@ -371,7 +372,7 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
                    "fingerprints": {s.rel: {"fingerprint": run.fps.get(s.key), "rows": run.rows.get(s.key)}
                                     for s in run.dataset.shards}},
         "stages": stages,
-        "policies": {p.name: {**p.describe(), **acc[p.name]} for p in pipeline.policies},
+        "policies": {p.name: {**p.describe(), "class": class_path(p), **acc[p.name]} for p in pipeline.policies},
         "result": {**total, "failed_shard_rows": failed_rows,
                    "check": "in = kept + dropped + errored: ok"},
         "failed_shards": [{"shard": run.dataset.shard(k).rel, **{a: b for a, b in v.items() if a != "traceback"}}
