@@ -72,7 +72,7 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     pipeline, data, out = resolve(pipeline, data, out)
     for kind, items in (("stage", pipeline.stages), ("policy", pipeline.policies)):  # built in Python, not YAML:
         for item in items:  # a missing extra is refused here too, before any compute
-            registry.check_installed(kind, item.type, item.get_params() if hasattr(item, "get_params") else None)
+            registry.check_installed(kind, item.type, item.get_params())
     executor = _executor(executor, ray_address, workers)
     call = phase or _call
     if verify and out.is_dir():

@@ -73,3 +73,27 @@ def test_curate_stage_is_the_decorator_and_the_module_whatever_was_imported_firs
             "assert isinstance(stage(inputs=['a'], outputs={'b': pa.int32()})(len), curate.Stage)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_curate_join_passes_ray_address_and_workers_to_the_executor(monkeypatch, tmp_path):
+    """They were accepted and ignored."""
+    pytest.importorskip("rapidfuzz")
+    from curate import api, cli
+
+    (tmp_path / "l.csv").write_text("id,name\nl1,alpha\nl2,beta\n")
+    (tmp_path / "r.csv").write_text("id,name\nr1,alpha\nr2,betta\n")
+    seen = {}
+    monkeypatch.setattr(api, "run", lambda *a, **k: seen.update(k) or {"stages": {}})
+    monkeypatch.setattr(cli, "_print_join", lambda *a: None)
+    assert cli.main(["join", str(tmp_path / "l.csv"), str(tmp_path / "r.csv"), "--on", "name", "--out",
+                     str(tmp_path / "o"), "--ray-address", "ray://h:1", "--workers", "3"]) == 0
+    assert seen["ray_address"] == "ray://h:1" and seen["workers"] == 3
+
+
+def test_the_help_speaks_to_users(capsys):
+    from curate import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "front door" not in text and "curate.api" not in text and "score and prune" in text
