@@ -84,9 +84,10 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
             call(f"score:{stage.name}", lambda stage=stage: r.score(stage))
         summary = call("decide", r.decide)
     layout = RunLayout(out)
-    if pipeline.materialize:
+    if pipeline.materialize:  # True: <out>/curated; a path: there (as `export(materialize=PATH)`)
+        dest = layout.curated if pipeline.materialize is True else location(pipeline.materialize)
         summary["exports"] = call("export", lambda: export(out, kept_ids=layout.kept_ids, removed_ids=layout.removed_ids,
-                                                           materialize=layout.curated))
+                                                           materialize=dest))
     if report:
         summary["report"] = str(call("report", lambda: write_report(out)))
     return summary

@@ -19,7 +19,7 @@ class Pipeline:
     batch_size: int = 65_536
     name: str = "pipeline"
     config: dict[str, Any] | None = None  # the config it was built from, recorded in summary.json
-    materialize: bool = False            # write the curated dataset (kept rows) after the run
+    materialize: bool | str = False      # write the kept rows after the run: True to <out>/curated, or to this path
     format: str | None = None            # the dataset's shard format (curate/formats.py); None: by file suffix
     data_format: InitVar[str | None] = None  # the old name of `format`
 

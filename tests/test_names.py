@@ -97,3 +97,14 @@ def test_the_help_speaks_to_users(capsys):
         cli.main(["--help"])
     text = capsys.readouterr().out
     assert "front door" not in text and "curate.api" not in text and "score and prune" in text
+
+
+def test_materialize_is_a_place_everywhere_true_meaning_the_run_directorys_curated(tmp_path):
+    """`export(materialize=PATH)` and `curate export --materialize DIR` take a place; so does the config's
+    `export.materialize` (true keeps meaning <out>/curated)."""
+    data = write_shards(tmp_path / "data", caption_table(12), 2)
+    for where, expect in ((True, tmp_path / "a" / "curated"), (str(tmp_path / "elsewhere"), tmp_path / "elsewhere")):
+        out = tmp_path / ("a" if where is True else "b")
+        p = curate.Pipeline([caption_length], id_column="id", materialize=where)
+        s = curate.run(p, data, out, executor="local")
+        assert s["exports"]["materialized_to"] == str(expect) and s["exports"]["materialized_rows"] == 12
