@@ -14,8 +14,7 @@ from curate.policy import Policy, Rows, scatter
 
 
 class Languages(Policy):
-    """Keep rows whose language is listed and whose confidence is at least `min_confidence`; the drop reason
-    names the language and its confidence."""
+    """Keep rows identified as a listed language with at least `min_confidence`; reasons name both."""
 
     type = "languages"
 
@@ -24,23 +23,24 @@ class Languages(Policy):
                                                                                 "where they exist, e.g. [en, de])")],
                  min_confidence: Annotated[float, Field(ge=0, le=1, description="rows identified with a lower "
                                                                                 "confidence are dropped")] = 0.65,
-                 column: Annotated[str, Field(description="the langid stage's `language` column")] = "langid.language",
+                 column: Annotated[str, Field(description="the langid stage's `confidence` column (its `language` "
+                                                          "column is read beside it)")] = "langid.confidence",
                  name: PolicyName = None):
         super().__init__(column, name)
-        if not column.endswith(".language"):
-            raise ConfigError(f"policy languages: column {column!r} must be a langid stage's language column, "
-                              "like 'langid.language'")
+        if not column.endswith(".confidence"):
+            raise ConfigError(f"policy languages: column {column!r} must be a langid stage's confidence column, "
+                              "like 'langid.confidence'")
         # Codes given in another spelling (deu, pt_BR, iw) are read in the stage's convention.
         self.languages, self.min_confidence = languages, float(min_confidence)
         self._wanted = sorted({normalise(code) for code in languages})
 
     @property
     def columns(self) -> list[str]:
-        return [self.column, f"{self.stage}.confidence"]
+        return [self.column, f"{self.stage}.language"]
 
     def decide_rows(self, rows: Rows) -> tuple[np.ndarray, pa.Array, dict[str, np.ndarray]]:
-        language = np.asarray(rows.values, dtype=object)
-        confidence = np.asarray(rows.cols[self.columns[1]], dtype=np.float64)
+        confidence = np.asarray(rows.values, dtype=np.float64)
+        language = np.asarray(rows.cols[self.columns[1]], dtype=object)
         listed = np.isin(language.astype(str), self._wanted)
         sure = confidence >= self.min_confidence
         keep = listed & sure

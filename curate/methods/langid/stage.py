@@ -72,7 +72,12 @@ class LangID(Stage):
     def _model_path(self) -> Path | None:
         if self.backend != "fasttext":
             return None
-        return Path(self.model) if self.model else detectors.default_fasttext_model()
+        if self.model is None:
+            return detectors.default_fasttext_model()
+        path = Path(self.model).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"langid: no fastText model file at {path} (nothing is fetched from a hub)")
+        return path
 
     @cached_property
     def _identity(self) -> dict[str, str]:
