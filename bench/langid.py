@@ -43,7 +43,7 @@ from curate.methods.langid.codes import normalise
 
 RESULTS = Path(__file__).parent / "results"
 LOCALE = Path("/usr/share/locale")
-BACKENDS = ("fasttext", "lingua", "langid", "cld3", "cld2")
+BACKENDS = ("py3langid", "fasttext", "lingua", "cld3", "cld2")
 # Languages with enough long translations here that every candidate supports: 36 languages, 8 scripts (Latin,
 # Cyrillic, Greek, Han, kana, Hangul, Georgian, Devanagari).
 LANGUAGES = ("en", "fr", "de", "es", "it", "pt", "ca", "nl", "sv", "da", "no", "fi", "et", "hu", "pl", "cs", "sk",
