@@ -31,6 +31,8 @@ STAGES = {
     "exact_dedup": "curate.methods.dedup:ExactDedup",
     "minhash_dedup": "curate.methods.dedup:MinHashDedup",
     "image_hash": "curate.methods.dedup:ImageHash",
+    "langid": "curate.methods.langid:LangID",
+    "tokens": "curate.methods.tokens:Tokens",
 }
 
 POLICIES = {
@@ -42,6 +44,7 @@ POLICIES = {
     "sample": "curate.methods.sens:Sample",
     "el2n_keep": "curate.methods.el2n:El2nKeep",
     "dedup": "curate.methods.dedup:Dedup",
+    "languages": "curate.methods.langid:Languages",
 }
 
 # The extra each method package needs beyond the core (its stages and policies alike); others need the core only.
@@ -53,11 +56,14 @@ NEEDS = {
     "curate.methods.el2n": "embed",
     "curate.methods.autofj": "join",
     "curate.methods.dedup": "dedup",
+    "curate.methods.langid": "text",
+    "curate.methods.tokens": "text",
 }
 
 # Parameter values that need an extra their stage's package does not: (stage type, parameter) -> value -> extra.
 NEEDS_FOR_PARAMS = {
     ("icc", "backend"): {"probe": "embed", "icc-student": "embed"},
+    ("tokens", "tokenizer"): {None: "embed"},  # the default tokenizer ships with the embed extra's MiniLM
 }
 
 _TABLES = {"stage": (STAGES, Stage), "policy": (POLICIES, Policy)}

@@ -72,6 +72,10 @@ STAGE_CASES = [
                        "keep_by": "length", "partitions": 4}),
     ("image_hash", {}),
     ("image_hash", {"image_column": "img", "hash": "dhash", "radius": 8, "keep_by": "length"}),
+    ("langid", {}),
+    ("langid", {"text_column": "t", "backend": "py3langid", "max_chars": 500, "name": "lid"}),
+    ("tokens", {}),
+    ("tokens", {"text_column": "t", "add_special_tokens": True}),
 ]
 
 POLICY_CASES = [
@@ -92,6 +96,8 @@ POLICY_CASES = [
                    "label_column": "el2n.label"}),
     ("dedup", {}),
     ("dedup", {"column": "exact_dedup.component", "name": "exact"}),
+    ("languages", {"languages": ["en"]}),
+    ("languages", {"languages": ["en", "de"], "min_confidence": 0.3, "column": "lid.confidence"}),
 ]
 
 
@@ -233,6 +239,9 @@ NUMBER_CASES = [
     ("stage", "autofj", {"reference": TENNIS, "on": "title", "precision_target": 1}, "precision_target"),
     ("stage", "autofj", {"reference": TENNIS, "on": "title", "blocking_budget": 0}, "blocking_budget"),
     ("stage", "autofj", {"reference": TENNIS, "on": []}, "on"),
+    ("stage", "langid", {"max_chars": 0}, "max_chars"),
+    ("stage", "langid", {"backend": "cld4"}, "backend"),
+    ("stage", "tokens", {"add_special_tokens": 1}, "add_special_tokens"),
     ("policy", "threshold", {"column": "s.score", "min": math.nan}, "min"),
     ("policy", "threshold", {"column": "s.score", "max": "3"}, "max"),
     ("policy", "threshold", {"column": "s.score", "min": False}, "min"),
@@ -247,6 +256,8 @@ NUMBER_CASES = [
     ("policy", "sample", {"m": 5, "alpha": 1}, "alpha"),
     ("policy", "el2n_keep", {"direction": "hardest"}, "direction"),
     ("policy", "el2n_keep", {"offset": -0.1, "direction": "offset"}, "offset"),
+    ("policy", "languages", {"languages": ["en"], "min_confidence": 1.5}, "min_confidence"),
+    ("policy", "languages", {"languages": "en"}, "languages"),
 ]
 
 
