@@ -56,6 +56,10 @@ def inter_cluster_distance(centroids: np.ndarray, l: int) -> np.ndarray:
 
 
 class DBP(ClusterStage):
+    """Concept-cluster pruning (DBP): clusters the rows SemDeDup kept and scores each by its distance to its
+    cluster's centre and the cluster's distance to its neighbours; the `cluster_quota` policy gives complex
+    clusters a larger share of the budget and keeps the rows farthest from each centre."""
+
     type = "dbp"
     version = "1"
 

@@ -47,6 +47,10 @@ def _load_callable(spec: str | Callable) -> Callable:
 
 
 class Sensitivity(ClusterStage):
+    """Clustering-based sensitivity sampling: clusters the embeddings, evaluates the loss at one representative
+    per cluster, and scores each row by its cluster's loss plus its distance to the representative; the `sample`
+    policy draws a weighted sample proportional to that score."""
+
     type = "sens"
     version = "1"
     spherical = False  # k-means cost (z = 2) on the unit vectors
