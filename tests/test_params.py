@@ -72,6 +72,16 @@ STAGE_CASES = [
                        "keep_by": "length", "partitions": 4}),
     ("image_hash", {}),
     ("image_hash", {"image_column": "img", "hash": "dhash", "radius": 8, "keep_by": "length"}),
+    ("words", {}),
+    ("words", {"text": "body", "name": "w"}),
+    ("gopher_quality", {}),
+    ("gopher_quality", {"text": "body", "words": "w", "stop_words": ["der", "die"]}),
+    ("gopher_repetition", {}),
+    ("gopher_repetition", {"top_ngrams": [2], "dup_ngrams": [5, 6]}),
+    ("c4", {}),
+    ("c4", {"remove_citations": False, "min_words_per_line": -1, "max_word_length": 50, "filter_policy": False}),
+    ("fineweb", {}),
+    ("fineweb", {"short_line_length": 20}),
 ]
 
 POLICY_CASES = [
@@ -92,6 +102,14 @@ POLICY_CASES = [
                    "label_column": "el2n.label"}),
     ("dedup", {}),
     ("dedup", {"column": "exact_dedup.component", "name": "exact"}),
+    ("gopher_quality", {}),
+    ("gopher_quality", {"min_doc_words": 10, "max_avg_word_length": None, "min_stop_words": 1.5, "name": "gq"}),
+    ("gopher_repetition", {}),
+    ("gopher_repetition", {"top_n_grams": {2: 0.3}, "dup_n_grams": {}, "dup_line_frac": None}),
+    ("c4", {}),
+    ("c4", {"min_num_sentences": 3, "filter_curly_bracket": False}),
+    ("fineweb", {}),
+    ("fineweb", {"column": "fw.lines", "line_punct_thr": 0.2, "line_punct_exclude_zero": True}),
 ]
 
 

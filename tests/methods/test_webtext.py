@@ -9,8 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate.methods.webtext import (C4, C4Policy, FineWeb, FineWebPolicy, GopherQuality, GopherQualityPolicy,
-                                    GopherRepetition, GopherRepetitionPolicy, Words)
+from curate.methods.webtext import (
+    C4,
+    C4Policy,
+    FineWeb,
+    FineWebPolicy,
+    GopherQuality,
+    GopherQualityPolicy,
+    GopherRepetition,
+    GopherRepetitionPolicy,
+    Words,
+)
 from curate.methods.webtext.chars import LINEBREAK, SPACE, tables
 from curate.policy import Rows
 from testkit import webtext_reference as ref

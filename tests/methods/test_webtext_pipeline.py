@@ -11,8 +11,17 @@ import pyarrow.parquet as pq
 import pytest
 
 import curate
-from curate.methods.webtext import (C4, C4Policy, FineWeb, FineWebPolicy, GopherQuality, GopherQualityPolicy,
-                                    GopherRepetition, GopherRepetitionPolicy, Words)
+from curate.methods.webtext import (
+    C4,
+    C4Policy,
+    FineWeb,
+    FineWebPolicy,
+    GopherQuality,
+    GopherQualityPolicy,
+    GopherRepetition,
+    GopherRepetitionPolicy,
+    Words,
+)
 from testkit import webtext_reference as ref
 from testkit.helpers import write_shards
 
