@@ -21,6 +21,7 @@ except ImportError:  # the bench's datatrove venv
     _spec.loader.exec_module(chars)
 
 TERMINAL = frozenset(chars.terminal_chars())
+_CHUNK = re.compile(r"\S+")  # `re`'s \s on str is str.isspace()
 SYMBOLS = frozenset(chars.symbol_chars())
 
 
@@ -43,7 +44,11 @@ def _punct_spans(text: str, i: int, j: int) -> list[tuple[int, int]]:
 def token_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) character positions of the word tokens (kernels/textwords.py's definition)."""
     spans = []
-    for i, j in _chunks(text):
+    for m in _CHUNK.finditer(text):
+        i, j = m.span()
+        if m.group().isalnum():  # (most chunks: one token)
+            spans.append((i, j))
+            continue
         core = [k for k in range(i, j) if _is_word(text[k])]
         if not core:
             spans += _punct_spans(text, i, j)
@@ -51,21 +56,6 @@ def token_spans(text: str) -> list[tuple[int, int]]:
             a, b = core[0], core[-1] + 1
             spans += _punct_spans(text, i, a) + [(a, b)] + _punct_spans(text, b, j)
     return spans
-
-
-def _chunks(text: str) -> list[tuple[int, int]]:
-    """Runs of characters that are not str.isspace()."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        if text[i].isspace():
-            i += 1
-            continue
-        j = i
-        while j < n and not text[j].isspace():
-            j += 1
-        out.append((i, j))
-        i = j
-    return out
 
 
 def words(text: str) -> list[str]:
