@@ -18,12 +18,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from datatrove.data import Document
-from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                        GopherRepetitionFilter)
+from datatrove.pipeline.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testkit"))
-import webtext_reference as ref  # noqa: E402
+import webtext_reference as ref
 
 
 class OurWords(WordTokenizer):
