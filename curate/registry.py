@@ -33,6 +33,11 @@ STAGES = {
     "image_hash": "curate.methods.dedup:ImageHash",
     "langid": "curate.methods.langid:LangID",
     "tokens": "curate.methods.tokens:Tokens",
+    "words": "curate.methods.webtext:Words",
+    "gopher_quality": "curate.methods.webtext:GopherQuality",
+    "gopher_repetition": "curate.methods.webtext:GopherRepetition",
+    "c4": "curate.methods.webtext:C4",
+    "fineweb": "curate.methods.webtext:FineWeb",
 }
 
 POLICIES = {
@@ -45,6 +50,10 @@ POLICIES = {
     "el2n_keep": "curate.methods.el2n:El2nKeep",
     "dedup": "curate.methods.dedup:Dedup",
     "languages": "curate.methods.langid:Languages",
+    "gopher_quality": "curate.methods.webtext:GopherQualityPolicy",
+    "gopher_repetition": "curate.methods.webtext:GopherRepetitionPolicy",
+    "c4": "curate.methods.webtext:C4Policy",
+    "fineweb": "curate.methods.webtext:FineWebPolicy",
 }
 
 # The extra each method package needs beyond the core (its stages and policies alike); others need the core only.
@@ -58,6 +67,7 @@ NEEDS = {
     "curate.methods.dedup": "dedup",
     "curate.methods.langid": "text",
     "curate.methods.tokens": "text",
+    "curate.methods.webtext": "text",
 }
 
 # Parameter values that need an extra their stage's package does not: (stage type, parameter) -> value -> extra.

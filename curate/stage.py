@@ -136,6 +136,12 @@ class Stage(Params):
         """New columns, without the `<name>.` prefix; `error` is added by the engine."""
         return {}
 
+    @property
+    def replaces(self) -> dict[str, str]:
+        """Outputs that stand in for an input column in the curated dataset (`curate export --materialize`):
+        output -> the dataset column it replaces (C4's cleaned text). Recorded in summary.json."""
+        return {}
+
     def depends_on(self) -> dict[str, Any]:
         """What the scores depend on beyond the parameters (part of every output's key): content hashes
         of files the parameters name, versions of libraries that shape the scores."""

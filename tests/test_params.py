@@ -76,6 +76,16 @@ STAGE_CASES = [
     ("langid", {"text_column": "t", "backend": "py3langid", "max_chars": 500, "name": "lid"}),
     ("tokens", {}),
     ("tokens", {"text_column": "t", "add_special_tokens": True}),
+    ("words", {}),
+    ("words", {"text": "body", "name": "w"}),
+    ("gopher_quality", {}),
+    ("gopher_quality", {"text": "body", "words": "w", "stop_words": ["der", "die"]}),
+    ("gopher_repetition", {}),
+    ("gopher_repetition", {"top_ngrams": [2], "dup_ngrams": [5, 6]}),
+    ("c4", {}),
+    ("c4", {"remove_citations": False, "min_words_per_line": -1, "max_word_length": 50, "filter_policy": False}),
+    ("fineweb", {}),
+    ("fineweb", {"short_line_length": 20}),
 ]
 
 POLICY_CASES = [
@@ -98,6 +108,14 @@ POLICY_CASES = [
     ("dedup", {"column": "exact_dedup.component", "name": "exact"}),
     ("languages", {"languages": ["en"]}),
     ("languages", {"languages": ["en", "de"], "min_confidence": 0.3, "column": "lid.confidence"}),
+    ("gopher_quality", {}),
+    ("gopher_quality", {"min_doc_words": 10, "max_avg_word_length": None, "min_stop_words": 1.5, "name": "gq"}),
+    ("gopher_repetition", {}),
+    ("gopher_repetition", {"top_n_grams": {2: 0.3}, "dup_n_grams": {}, "dup_line_frac": None}),
+    ("c4", {}),
+    ("c4", {"min_num_sentences": 3, "filter_curly_bracket": False}),
+    ("fineweb", {}),
+    ("fineweb", {"column": "fw.lines", "line_punct_thr": 0.2, "line_punct_exclude_zero": True}),
 ]
 
 

@@ -355,6 +355,7 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
             "worker": {k: round(v, 3) if isinstance(v, float) else sorted(v) for k, v in sa["worker"].items()},
             "artifact": {"key": key, **stage.describe(artifact)} if key else None,
             "quantiles": quantiles,
+            **({"replaces": stage.replaces} if stage.replaces else {}),
         }
     config = pipeline.config or {}
     empty = [s.rel for s in run.dataset.shards if run.rows.get(s.key) == 0]
