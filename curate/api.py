@@ -47,7 +47,16 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
     data = data or default_data
     if not data:
         raise ConfigError(f"pipeline {pipeline.name!r} names no dataset: pass `data` (CLI: --data PATH)")
+    _check_path("data", data, "--data PATH, or `data:` in the config")
+    _check_path("out", out or f"runs/{pipeline.name}", "--out DIR" if out else "the default runs/<name>: `name:`")
     return pipeline, data, location(out or f"runs/{pipeline.name}")
+
+
+def _check_path(key: str, value: str | os.PathLike, where: str) -> None:
+    """Refuse a path the OS cannot take (a NUL byte) by its key, before anything opens it."""
+    if "\x00" in os.fspath(value):
+        raise ConfigError(f"`{key}` ({where}) is not a usable path: it contains a NUL byte (\\x00): "
+                          f"{os.fspath(value)!r}")
 
 
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from curate import registry
 from curate.errors import ConfigError
@@ -47,6 +47,13 @@ class RunConfig(BaseModel):
     stages: list[dict[str, Any]]
     policies: list[dict[str, Any]] = []
     export: ExportConfig = ExportConfig()
+
+    @field_validator("data")
+    @classmethod
+    def _a_usable_path(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:  # the OS would refuse it later, with a bare ValueError
+            raise ValueError(f"a path cannot contain a NUL byte (\\x00): {value!r}")
+        return value
 
 
 def _pydantic_message(where: str, e: ValidationError) -> str:
