@@ -320,10 +320,13 @@ def test_kill_at_a_random_moment_then_rerun_gives_the_uninterrupted_manifest(tmp
     assert not list(out.rglob("*.tmp"))
 
 
-def test_sigterm_ends_a_run_cleanly_and_releases_the_lease(tmp_path, data, ref):
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_sigterm_ends_a_run_cleanly_and_releases_the_lease(tmp_path, data, ref, executor):
     import signal
     import subprocess
     import sys
+
+    import psutil
 
     config = tmp_path / "c.yaml"
     config.write_text(f"id_column: id\ndata: {data}\nstages:\n  - type: wfpp\n    text_column: caption\n"
@@ -333,13 +336,27 @@ def test_sigterm_ends_a_run_cleanly_and_releases_the_lease(tmp_path, data, ref):
     out = tmp_path / "run"
     env = {**os.environ, "CURATE_TEST_SLEEP": "0.3", "PYTHONPATH": str(faults.ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out),
-                             "--executor", "local"], cwd=faults.ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+                             "--executor", executor], cwd=faults.ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
     while len(sidecars(out, "scores")) < 2 and time.time() < deadline:
         time.sleep(0.02)
+    services = _services(out)  # the Ray run's processes (none for local)
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
-    assert not (out / "lease.json").exists()
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err[-3000:]
+    assert "SIGTERM received" not in err, "no native crash dump (Ray's signal handler)"
+    assert not (out / "lease.json").exists() and not (out / "state" / "processes.json").exists()
+    assert (executor == "ray") == bool(services)
+    assert not psutil.wait_procs(services, timeout=15)[1], "Ray's services and workers are stopped"
     finish(data, out)
     assert sorted_manifest(out).equals(ref)
+
+
+def _services(out) -> list:
+    """The live processes a run recorded in state/processes.json (its Ray services and workers)."""
+    from curate.engine.leftovers import _same
+
+    record = out / "state" / "processes.json"
+    found = [_same(pid, started) for pid, started in json.loads(record.read_text())["processes"]] if (
+        record.exists()) else []
+    return [p for p in found if p is not None]
