@@ -24,7 +24,8 @@ def _run(args: argparse.Namespace) -> int:
     from curate import api
     from curate.config import load_config
 
-    pipeline, default_data = load_config(args.config, overrides=args.set)
+    timeout = [f"unit_timeout={args.unit_timeout}"] if args.unit_timeout is not None else []
+    pipeline, default_data = load_config(args.config, overrides=args.set + timeout)
     out = location(args.out or f"runs/{pipeline.name}")
     summary = api.run(pipeline, args.data or default_data, out, executor=args.executor, ray_address=args.ray_address,
                       workers=args.workers, report=True, verify=args.verify)
@@ -242,6 +243,10 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--data", help="dataset folder or URI of Parquet shards (default: the config's `data`)")
     r.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
     _executor_options(r)
+    r.add_argument("--unit-timeout", type=float, metavar="SECONDS",
+                   help="ray: a unit with no result after this long is presumed lost (a lost node, a stuck worker) "
+                        "and retried elsewhere (default: 10x the slowest finished unit of its phase, at least 2 "
+                        "minutes); YAML `unit_timeout`")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: `stages.<name>.<param>=v`, `policies.<name>.<param>=v` or a "
                         "top-level key (`batch_size=1000`); values are YAML (repeat for several)")

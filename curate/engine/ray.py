@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from curate.engine.task import Failure, Started, Task
-from curate.errors import renamed
+from curate.errors import CurateError, renamed
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +112,25 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                           runtime_env={"env_vars": WORKER_ENV})
-            if self.address:
-                ray.init(address=self.address, **kwargs)
-            else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
-                with _loopback_only(ray):
-                    ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
-                             **kwargs)
+            with _keeping_sigterm():
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
+                    with _loopback_only(ray):
+                        ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
+                                 _node_ip_address="127.0.0.1", **kwargs)
             self._owns = True
+            try:  # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
+                shape = (1.0, 0.0)
+                n = max(1, int(ray.cluster_resources().get("CPU", 1)))
+                self._pools[shape] = self._start_ready(shape, min(n, self.workers or n))
+            except BaseException:  # (no worker could start, SIGTERM) nothing of this Ray is left to close
+                self._pools.clear()
+                ray.shutdown()
+                self._owns = False
+                raise
             if not self.address:  # the services of the local Ray this started (recorded by the run: engine/leftovers.py)
                 self.service_pids = _session_pids(ray)
-            # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
-            shape = (1.0, 0.0)
-            n = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            self._pools[shape] = [self._start(shape) for _ in range(min(n, self.workers or n))]
-            ray.get([a.ready.remote() for a in self._pools[shape]])
             log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, self.address or "local")
         self._started = Started(seconds=time.perf_counter() - t0 if self._owns else 0.0,
                                 service_pids=list(self.service_pids))
@@ -189,6 +196,32 @@ class RayExecutor:
         # retries the unit instead, on the workers that are left (and the next map tops the pool up).
         return self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None, max_restarts=0,
                                                 max_task_retries=0).remote(self.preload)
+
+    def _start_ready(self, shape: tuple[float, float], n: int) -> list:
+        """`n` started workers of this shape. One that dies while starting (killed, out of memory, its node
+        lost) is replaced, n times at most; the run goes on with the workers that started, and fails with
+        Ray's reason only when none could."""
+        ready, died = [], []
+        starting = [self._start(shape) for _ in range(n)]
+        while starting:
+            waits = [(actor, actor.ready.remote()) for actor in starting]
+            starting = []
+            for actor, ref in waits:
+                try:
+                    self.ray.get(ref)
+                    ready.append(actor)
+                except self.ray.exceptions.RayError as e:
+                    self.ray.kill(actor, no_restart=True)
+                    died.append(str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
+                    if len(died) <= n:
+                        starting.append(self._start(shape))
+        if not ready:
+            raise CurateError(f"no Ray worker could start: {len(died)} died while starting (the last: {died[-1]}); "
+                              f"Ray's logs are under its session folder (/tmp/ray/session_latest/logs for a local Ray)")
+        if died:
+            log.warning("%d Ray worker(s) died while starting (the last: %s); running on %d", len(died), died[-1],
+                        len(ready))
+        return ready
 
     def _limit(self, seconds: list[float]) -> float:
         if self.unit_timeout is not None:
@@ -293,15 +326,36 @@ def _loopback_only(ray: Any) -> Iterator[None]:
 
 
 def _session_pids(ray: Any) -> list[int]:
-    """The processes of this Ray session (their command lines name its session folder)."""
+    """The processes of this Ray session: those whose command lines name its session folder (GCS, raylet,
+    monitors), and their children. The raylet's dashboard and runtime-env agents (and its workers) rename
+    themselves (`ray::DashboardAgent`), so only their parent finds them; they are up once a worker has started."""
     import psutil
 
     session = os.path.basename(ray._private.worker._global_node.get_session_dir_path())
-    pids = []
+    pids = set()
     for p in psutil.process_iter(["cmdline"]):
-        if p.pid != os.getpid() and session in " ".join(p.info["cmdline"] or []):
-            pids.append(p.pid)
-    return pids
+        try:
+            if p.pid != os.getpid() and session in " ".join(p.info["cmdline"] or []):
+                pids |= {p.pid, *(c.pid for c in p.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            continue
+    return sorted(pids)
+
+
+@contextmanager
+def _keeping_sigterm() -> Iterator[None]:
+    """Keep the caller's SIGTERM handler through `ray.init`, which replaces it with its own (exit 15) and then
+    with a native one that prints a crash dump: the CLI's handler unwinds the run instead (stopping the
+    workers and this Ray, releasing the lease) and exits 143. A caller without a handler of its own gets
+    Ray's Python handler, without the dump."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        keep = before if callable(before) else signal.getsignal(signal.SIGTERM)
+        if main and keep is not None:
+            signal.signal(signal.SIGTERM, keep)
 
 
 def _ship_custom_code(task: Task) -> None:

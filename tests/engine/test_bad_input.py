@@ -167,6 +167,25 @@ def test_cli_prints_one_clear_message_without_traceback(tmp_path, capsys):
     assert "config" in capsys.readouterr().err
 
 
+def test_a_nul_byte_in_a_path_is_refused_by_its_key_without_traceback(tmp_path, capsys):
+    data = write_shards(tmp_path / "data", caption_table(10), 1)
+    config = tmp_path / "c.yaml"
+    config.write_text(f'data: "{data}\\0x"\nstages:\n  - type: testkit.helpers:caption_length\nid_column: id\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--executor", "local"]) == 1
+    err = capsys.readouterr().err
+    assert "c.yaml: data: " in err and "NUL byte" in err and "Traceback" not in err
+    # (a command line cannot carry a NUL byte; `--set` and library callers can)
+    assert main(["run", str(config), "--set", 'data="/tmp/x\\0y"', "--executor", "local"]) == 1
+    assert "data: " in capsys.readouterr().err
+    p = curate.Pipeline([caption_length], id_column="id")
+    with pytest.raises(curate.ConfigError, match=r"`data` \(--data PATH, or `data:` in the config\) is not a usable "
+                                                  r"path: it contains a NUL byte"):
+        curate.run(p, f"{data}\0", tmp_path / "run", executor="local")
+    with pytest.raises(curate.ConfigError, match=r"`out` \(--out DIR\) is not a usable path: it contains a NUL byte"):
+        curate.run(p, data, f"{tmp_path}/run\0", executor="local")
+    assert not (tmp_path / "run").exists()
+
+
 def test_naming_a_decorated_function_in_a_config_does_not_rename_it_elsewhere():
     a, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "first"}]})
     b, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "second"}]})
