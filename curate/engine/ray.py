@@ -240,69 +240,89 @@ class RayExecutor:
 
     def map(self, task: Task, units: Iterable[Any]) -> Iterator[tuple[Any, dict | Failure]]:
         self.start()  # (a no-op once started)
-        ray = self.ray
         units = list(units)
         if not units:
             return
         _ship_custom_code(task)
-        token, box = uuid.uuid4().hex, [ray.put(task)]
-        shape = self._shape(task)
-        live = {id(a): a for a in self._pool(task, len(units))}
-        load = dict.fromkeys(live, 0)                       # units in flight per live actor
-        todo = iter(units)
-        pending: dict[Any, tuple[Any, Any, float]] = {}   # ref -> (unit, actor, submitted at)
-        seconds: list[float] = []
-
-        def submit() -> None:
-            if not live:  # every worker of this map was lost: start one more where the cluster has room
-                fresh = self._start(shape)
-                self._pools.setdefault(shape, []).append(fresh)
-                live[id(fresh)], load[id(fresh)] = fresh, 0
-            key = min(load, key=load.get)
-            if load[key] >= IN_FLIGHT_PER_WORKER:
-                return
-            unit = next(todo, None)
-            if unit is not None:
-                pending[live[key].run.remote(token, box, unit)] = (unit, live[key], time.monotonic())
-                load[key] += 1
-
-        def lose(actor: Any) -> None:
-            if live.pop(id(actor), None) is not None:
-                del load[id(actor)]
-                self._drop(shape, actor)
-
-        for _ in range(len(live) * IN_FLIGHT_PER_WORKER):
-            submit()
+        flight = _Flight(self, task, units)
+        flight.fill()
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            while flight.pending:
+                ready, _ = self.ray.wait(list(flight.pending), num_returns=1, timeout=POLL_S)
                 if not ready:
-                    now, limit = time.monotonic(), self._limit(seconds)
-                    for ref in [r for r, (_, _, t0) in pending.items() if now - t0 > limit]:
-                        unit, actor, t0 = pending.pop(ref)
-                        lose(actor)
-                        log.warning("shard %s: no result after %.0fs (limit %.0fs): its worker is presumed lost",
-                                    unit.shard.rel, now - t0, limit)
-                        yield unit, Failure(f"no result after {now - t0:.0f}s (limit {limit:.0f}s): a lost node "
-                                            f"or a stuck worker")
-                        submit()
+                    yield from flight.overdue()
                     continue
-                unit, actor, t0 = pending.pop(ready[0])
-                try:
-                    result = ray.get(ready[0])
-                    seconds.append(time.monotonic() - t0)
-                    if id(actor) in load:
-                        load[id(actor)] -= 1
-                except ray.exceptions.RayError as e:  # the worker died (killed, out of memory) or its node is gone
-                    result = Failure(f"worker failed: {e!r}", traceback.format_exc())
-                    lose(actor)
-                yield unit, result
-                submit()
+                yield flight.settle(ready[0])
+                flight.submit()
         finally:
-            # Work still in flight (an error, or the caller stopped early) belongs to actors of this run:
-            # kill them rather than cancel actor tasks (Ray refuses a forced cancel of those).
-            for actor in {id(a): a for _, a, _ in pending.values()}.values():
-                lose(actor)
+            flight.abandon()
+
+
+class _Flight:
+    """One map's units in flight on the pool's actors: at most IN_FLIGHT_PER_WORKER per actor, each timed."""
+
+    def __init__(self, executor: RayExecutor, task: Task, units: list[Any]):
+        self.ex, self.ray = executor, executor.ray
+        self.shape = executor._shape(task)
+        self.token, self.box = uuid.uuid4().hex, [self.ray.put(task)]  # the task travels once per worker
+        self.live = {id(a): a for a in executor._pool(task, len(units))}
+        self.load = dict.fromkeys(self.live, 0)                  # units in flight per live actor
+        self.todo = iter(units)
+        self.pending: dict[Any, tuple[Any, Any, float]] = {}   # ref -> (unit, actor, submitted at)
+        self.seconds: list[float] = []                          # how long finished units took
+
+    def fill(self) -> None:
+        for _ in range(len(self.live) * IN_FLIGHT_PER_WORKER):
+            self.submit()
+
+    def submit(self) -> None:
+        """The next unit to the least loaded actor, if it has room."""
+        if not self.live:  # every worker of this map was lost: start one more where the cluster has room
+            fresh = self.ex._start(self.shape)
+            self.ex._pools.setdefault(self.shape, []).append(fresh)
+            self.live[id(fresh)], self.load[id(fresh)] = fresh, 0
+        key = min(self.load, key=self.load.get)
+        if self.load[key] >= IN_FLIGHT_PER_WORKER:
+            return
+        unit = next(self.todo, None)
+        if unit is not None:
+            self.pending[self.live[key].run.remote(self.token, self.box, unit)] = (unit, self.live[key], time.monotonic())
+            self.load[key] += 1
+
+    def lose(self, actor: Any) -> None:
+        if self.live.pop(id(actor), None) is not None:
+            del self.load[id(actor)]
+            self.ex._drop(self.shape, actor)
+
+    def overdue(self) -> Iterator[tuple[Any, Failure]]:
+        """Units past the time limit fail (their actors are presumed lost and dropped); others take their place."""
+        now, limit = time.monotonic(), self.ex._limit(self.seconds)
+        for ref in [r for r, (_, _, t0) in self.pending.items() if now - t0 > limit]:
+            unit, actor, t0 = self.pending.pop(ref)
+            self.lose(actor)
+            log.warning("shard %s: no result after %.0fs (limit %.0fs): its worker is presumed lost",
+                        unit.shard.rel, now - t0, limit)
+            yield unit, Failure(f"no result after {now - t0:.0f}s (limit {limit:.0f}s): a lost node or a stuck worker")
+            self.submit()
+
+    def settle(self, ref: Any) -> tuple[Any, dict | Failure]:
+        """A finished unit's result, or a Failure when its worker died (killed, out of memory, node gone)."""
+        unit, actor, t0 = self.pending.pop(ref)
+        try:
+            result = self.ray.get(ref)
+            self.seconds.append(time.monotonic() - t0)
+            if id(actor) in self.load:
+                self.load[id(actor)] -= 1
+        except self.ray.exceptions.RayError as e:
+            result = Failure(f"worker failed: {e!r}", traceback.format_exc())
+            self.lose(actor)
+        return unit, result
+
+    def abandon(self) -> None:
+        """Work still in flight (an error, or the caller stopped early) belongs to actors of this run: kill them
+        rather than cancel actor tasks (Ray refuses a forced cancel of those)."""
+        for actor in {id(a): a for _, a, _ in self.pending.values()}.values():
+            self.lose(actor)
 
 
 @contextmanager
