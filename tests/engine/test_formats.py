@@ -3,9 +3,15 @@ WebDataset tar; malformed records stop the plan naming file and line; exports ke
 from __future__ import annotations
 
 import gzip
+import html
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -17,6 +23,7 @@ from curate.methods.wfpp import WFPP
 from testkit.helpers import caption_table, write_shards
 
 ROWS, SHARDS = 90, 3
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pipeline(id_column: str = "id", fmt: str | None = None) -> curate.Pipeline:
@@ -133,14 +140,20 @@ def test_a_tar_sample_with_two_images_is_refused_by_name(tmp_path):
         curate.run(pipeline(id_column="key"), tmp_path / "data", tmp_path / "run", executor="local")
 
 
-def test_mixed_formats_are_refused_unless_one_is_named(tmp_path):
+def test_mixed_formats_are_refused_unless_one_is_named_and_the_others_are_named_as_not_read(tmp_path, caplog):
     data = tmp_path / "data"
     write_format(data, "jsonl")
     pcsv.write_csv(table().slice(0, 10), data / "extra.csv")
+    (data / "sub").mkdir()
+    pcsv.write_csv(table().slice(10, 10), data / "sub" / "more.csv.gz")
     with pytest.raises(curate.DataError, match="mixes formats"):
         curate.run(pipeline(), data, tmp_path / "run", executor="local")
-    summary = curate.run(pipeline(fmt="jsonl"), data, tmp_path / "run", executor="local")
+    with caplog.at_level("WARNING", logger="curate"):
+        summary = curate.run(pipeline(fmt="jsonl"), data, tmp_path / "run", executor="local", report=True)
     assert summary["inputs"]["shards"] == SHARDS and summary["format"] == "jsonl"
+    warned = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert len(warned) == 1, "named once, not again by the report or exports of the same process"
+    assert "2 file(s) of other formats are not read (format: jsonl): extra.csv, sub/more.csv.gz" in warned[0]
 
 
 @pytest.mark.parametrize("fmt, suffix", [("jsonl.gz", ".jsonl.gz"), ("csv", ".csv"), ("tar", ".tar")])
@@ -161,3 +174,55 @@ def test_materialize_writes_the_kept_rows_back_in_the_input_format(tmp_path, fmt
     as_parquet = export(tmp_path / "run", materialize=tmp_path / "pq", as_parquet=True)
     assert as_parquet["materialized_rows"] == out["materialized_rows"]
     assert sorted(f.name for f in (tmp_path / "pq").rglob("*.parquet")) == [f"part-{i}.parquet" for i in range(SHARDS)]
+
+
+# --- the whole front door, report included, in every format ------------------------------------------
+CONFIG = """id_column: {id}
+stages:
+  - type: wfpp
+    text_column: caption
+    min_count: 1
+policies:
+  - type: keep_fraction
+    column: wfpp.score
+    fraction: 0.5
+"""
+
+
+def run_cli(tmp_path, data, id_column: str = "id") -> subprocess.CompletedProcess:
+    """`python -m curate.cli run` in a fresh process, as a user runs it (the report is on by default)."""
+    config = tmp_path / "wfpp.yaml"
+    config.write_text(CONFIG.format(id=id_column))
+    return subprocess.run([sys.executable, "-m", "curate.cli", "run", str(config), "--data", str(data),
+                           "--out", str(tmp_path / "run"), "--executor", "local"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def gallery_texts(page: str) -> dict[str, str]:
+    """The text each gallery card shows, by the card's row id."""
+    cards = re.findall(r'<div class="card">(.*?)<div class="id">(.*?) · ', page, re.DOTALL)
+    return {html.unescape(i): html.unescape(m.group(1)) for body, i in cards
+            if (m := re.search(r"<div>(.*?)</div>", body, re.DOTALL))}
+
+
+@pytest.fixture(scope="module")
+def parquet_cli_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("parquet-cli")
+    proc = run_cli(tmp, write_shards(tmp / "data", table(), SHARDS))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.gz", "csv", "tar"])
+def test_the_cli_runs_and_reports_every_format_with_the_parquet_manifest(tmp_path, fmt, parquet_cli_run):
+    data = write_shards(tmp_path / "data", table(), SHARDS) if fmt == "parquet" else write_format(tmp_path / "data", fmt)
+    proc = run_cli(tmp_path, data, "key" if fmt == "tar" else "id")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    page = (tmp_path / "run" / "report.html").read_text()
+    caption = {r["id"]: r["caption"] or "(null)" for r in table().to_pylist()}
+    shown = gallery_texts(page)
+    assert len(shown) >= 3 and all(text == caption[i] for i, text in shown.items()), \
+        "the gallery shows each row's own caption, read back from the input"
+    assert without_shard(tmp_path / "run").equals(without_shard(parquet_cli_run))
