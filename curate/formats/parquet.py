@@ -31,6 +31,7 @@ class ParquetReader:
             raise DataError([f"shard {rel}: not a readable Parquet file ({e}); replace or remove it"]) from e
 
     def read(self, columns: Sequence[str] | None = None) -> pa.Table:
+        self._check(columns)
         try:
             return self._file.read(columns=None if columns is None else list(columns))
         except (OSError, pa.ArrowException) as e:
@@ -38,6 +39,7 @@ class ParquetReader:
 
     def batches(self, columns: Sequence[str], rows: Collection[int] | None = None,
                 batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pa.RecordBatch]]:
+        self._check(columns)
         wanted = None if rows is None else sorted(rows)
         meta, start = self._file.metadata, 0
         try:
@@ -53,6 +55,12 @@ class ParquetReader:
                 start += n
         except (OSError, pa.ArrowException) as e:
             raise DataError([f"shard {self.rel}: cannot read columns {list(columns)} ({e})"]) from e
+
+    def _check(self, columns: Sequence[str] | None) -> None:
+        """Refuse unknown columns as the other formats do (pyarrow would leave them out without a word)."""
+        missing = [c for c in columns or () if c.split(".", 1)[0] not in self.schema.names]
+        if missing:
+            raise DataError([f"shard {self.rel}: cannot read columns {list(columns or ())} (no column {missing[0]!r})"])
 
     @staticmethod
     def fingerprint_material(f: pa.NativeFile) -> bytes:

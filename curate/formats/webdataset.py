@@ -30,7 +30,10 @@ class WebDatasetReader(ParsedReader):
     def parse(cls, data: bytes, rel: str) -> pa.Table:
         samples = _samples(data, rel)
         columns = sorted({c for s in samples.values() for c in s} - {"key"})
-        table = {"key": pa.array(list(samples), pa.string())}
+        # A member name that is not UTF-8 (tarfile keeps its bytes as surrogates) stays as those bytes: the
+        # plan then refuses it as an id, naming the row.
+        keys = [k.encode("utf-8", "surrogateescape") for k in samples]
+        table = {"key": pa.array(keys, pa.binary()).view(pa.string())}
         for c in columns:
             values = [s.get(c) for s in samples.values()]
             if c in TEXT_COLUMNS:  # not checked here: the engine makes text that is not UTF-8 a per-row error

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 
@@ -93,6 +94,33 @@ def test_every_format_gives_the_parquet_manifest(tmp_path, fmt, parquet_manifest
     assert without_shard(tmp_path / "run").equals(parquet_manifest)
     again = curate.run(p, data, tmp_path / "run", executor="local")
     assert again["stages"]["wfpp"]["units_computed"] == 0, "resume: units keyed by the file's content"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.gz", "csv", "tar"])
+def test_every_reader_gives_the_same_schema_rows_columns_and_batches(tmp_path, fmt):
+    from curate.dataset import Dataset
+
+    if fmt == "parquet":
+        (tmp_path / "data").mkdir()
+        pq.write_table(table().slice(0, ROWS // SHARDS), tmp_path / "data" / "part-0.parquet", row_group_size=7)
+    else:
+        write_format(tmp_path / "data", fmt)
+    ds = Dataset(tmp_path / "data")
+    shard = ds.open(ds.shards[0])
+    id_column = "key" if fmt == "tar" else "id"
+    expected = table().slice(0, ROWS // SHARDS)
+    assert shard.num_rows == ROWS // SHARDS and {id_column, "caption"} <= set(shard.schema.names)
+    assert shard.read([id_column]).column(0).to_pylist() == expected.column("id").to_pylist()
+    batches = list(shard.batches(["caption"], batch_rows=4))
+    starts = [0, 4, 7, 11, 14, 18, 21, 25, 28] if fmt == "parquet" else list(range(0, ROWS // SHARDS, 4))
+    assert [p for p, _ in batches] == starts  # (Parquet's batches end at its row groups of 7)
+    assert pa.concat_tables(pa.Table.from_batches([b]) for _, b in batches).column(0).to_pylist() == \
+        expected.column("caption").to_pylist()
+    picked = list(shard.batches(["caption"], rows={9, 10}, batch_rows=4))
+    assert all(p <= 9 < p + b.num_rows or p <= 10 < p + b.num_rows for p, b in picked)
+    assert [b.column(0)[9 - p].as_py() for p, b in picked if p <= 9 < p + b.num_rows] == [expected["caption"][9].as_py()]
+    with pytest.raises(curate.DataError, match=rf"shard {re.escape(ds.shards[0].rel)}: cannot read columns"):
+        shard.read(["no_such_column"])
 
 
 def test_a_webdataset_tar_has_key_caption_json_and_image_columns(tmp_path):
@@ -226,3 +254,17 @@ def test_the_cli_runs_and_reports_every_format_with_the_parquet_manifest(tmp_pat
     assert len(shown) >= 3 and all(text == caption[i] for i, text in shown.items()), \
         "the gallery shows each row's own caption, read back from the input"
     assert without_shard(tmp_path / "run").equals(without_shard(parquet_cli_run))
+
+
+def test_the_join_report_shows_the_right_rows_of_a_jsonl_dataset(tmp_path):
+    """`curate join` with R as a JSONL folder: its report reads R's join values through the format's reader."""
+    pytest.importorskip("sparse_dot_topn", reason="the join extra")
+    task = ROOT / "bench" / "data" / "autofj" / "TennisTournament"
+    right = pcsv.read_csv(task / "right.csv", convert_options=pcsv.ConvertOptions(column_types={"id": pa.string()}))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "right.jsonl").write_bytes(jsonl(right.to_pylist()))
+    curate.join(task / "left.csv", tmp_path / "r", on=["title"], out=tmp_path / "run", executor="local", report=True)
+    page = (tmp_path / "run" / "report.html").read_text()
+    rows = re.findall(r'<tr><td class="l">([^<]*)</td><td class="l">([^<]*)</td><td class="l">', page)  # R id, value
+    title = dict(zip(right.column("id").to_pylist(), right.column("title").to_pylist()))
+    assert rows and all(html.unescape(r) == title[i] for i, r in rows)
