@@ -25,7 +25,7 @@ from curate.storage import AnyPath, ObjectPath, location, write_whole
 
 log = logging.getLogger(__name__)
 _CHUNK = 8 << 20
-_warned: set[tuple[str, str]] = set()  # (dataset, format) whose unread files were named in this process
+_warned: set[tuple[str, str | None]] = set()  # (dataset, format) whose unread files were named in this process
 
 
 @dataclass(frozen=True)
@@ -101,18 +101,7 @@ class Dataset:
             infos = _local_files(Path(self.root), self.uri)
         else:
             infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True))
-        shards, other = [], []
-        for fi in infos:
-            rel = fi.path[len(self.root):].lstrip("/")
-            fmt = format if single and format else format_of(rel)
-            if fi.type != pafs.FileType.File or fmt is None or any(p.startswith((".", "_")) for p in rel.split("/")):
-                continue
-            if format and fmt != format:
-                other.append(rel)
-                continue
-            shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0, fmt))
-        if other:
-            self._name_unread(other, format)
+        shards = self._shards(infos, format, single)
         if not shards:
             wanted = ", ".join(f"*{s}" for s in (SUFFIXES[format] if format else [x for f in FORMATS
                                                                                    for x in SUFFIXES[f]]))
@@ -131,14 +120,25 @@ class Dataset:
         self._kept: dict[tuple[str, tuple[str, ...] | None], pa.Table] | None = None  # keep_reads
         self._kept_room = 0
 
-    def _name_unread(self, files: list[str], format: str | None) -> None:
-        """Warn (once per process) that files of other formats lie in the folder and are not read."""
-        if (self.uri, str(format)) in _warned:
-            return
-        _warned.add((self.uri, str(format)))
-        shown = ", ".join(sorted(files)[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
-        log.warning("dataset %r: %d file(s) of other formats are not read (format: %s): %s", self.uri,
-                    len(files), format, shown)
+    def _shards(self, infos: list[pafs.FileInfo], format: str | None, single: bool) -> list[Shard]:
+        """The listed files that are shards: of a known format (`format` when given), with no path part
+        starting with `.` or `_`. Files of another format than the one given are named in a warning."""
+        shards, other = [], []
+        for fi in infos:
+            rel = fi.path[len(self.root):].lstrip("/")
+            fmt = format if single and format else format_of(rel)
+            if fi.type != pafs.FileType.File or fmt is None or any(p.startswith((".", "_")) for p in rel.split("/")):
+                continue
+            if format and fmt != format:
+                other.append(rel)
+                continue
+            shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0, fmt))
+        if other and (self.uri, format) not in _warned:  # (once per process: the report lists the folder again)
+            _warned.add((self.uri, format))
+            shown = ", ".join(sorted(other)[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
+            log.warning("dataset %r: %d file(s) of other formats are not read (format: %s): %s", self.uri,
+                        len(other), format, shown)
+        return shards
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_kept": None}  # what this process read stays here (workers read their own)
