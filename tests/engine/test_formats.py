@@ -157,6 +157,35 @@ def test_a_malformed_record_stops_the_plan_naming_file_and_line(tmp_path, name, 
         curate.run(pipeline(), tmp_path / "data", tmp_path / "run", executor="local")
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tar"])
+def test_text_that_is_not_utf8_is_a_per_row_error_in_csv_and_tar_as_in_parquet(tmp_path, fmt):
+    (tmp_path / "data").mkdir()
+    captions = [b"a red car", b"bad \xff\xfe text", b"a blue boat"] * 4
+    if fmt == "csv":
+        lines = [b"id,caption"] + [b"r%d,%s" % (i, c) for i, c in enumerate(captions)]
+        (tmp_path / "data" / "p.csv").write_bytes(b"\n".join(lines) + b"\n")
+    else:
+        with tarfile.open(tmp_path / "data" / "p.tar", "w") as tar:
+            for i, c in enumerate(captions):
+                info = tarfile.TarInfo(f"r{i}.txt")
+                info.size = len(c)
+                tar.addfile(info, io.BytesIO(c))
+    p = pipeline(id_column="key" if fmt == "tar" else "id")
+    summary = curate.run(p, tmp_path / "data", tmp_path / "run", executor="local")
+    m = curate.load_manifest(tmp_path / "run").sort_by("id").to_pylist()
+    assert summary["stages"]["wfpp"]["errors"] == {"invalid_utf8": 4}
+    assert m[1]["error"] == "wfpp: invalid_utf8: column 'caption' holds bytes that are not UTF-8"
+    assert m[0]["error"] is None and m[0]["wfpp.score"] is not None
+
+
+def test_a_jsonl_line_that_is_not_utf8_stops_the_plan_naming_the_line(tmp_path):
+    """JSON text must be UTF-8; pyarrow's reader would have put U+FFFD in place of the bytes without a word."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p.jsonl").write_bytes(b'{"id": "a", "caption": "x"}\n{"id": "b", "caption": "bad \xff"}\n')
+    with pytest.raises(curate.DataError, match=r"p\.jsonl: line 2 is not UTF-8, as JSON text must be"):
+        curate.run(pipeline(), tmp_path / "data", tmp_path / "run", executor="local")
+
+
 def test_a_tar_sample_with_two_images_is_refused_by_name(tmp_path):
     (tmp_path / "data").mkdir()
     with tarfile.open(tmp_path / "data" / "s.tar", "w") as tar:
