@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from curate import registry
 from curate.config import load_config
+from curate.dataset import lists
 from curate.engine.executor import DEFAULT_EXECUTOR, Executor, as_executor
 from curate.engine.export import export
 from curate.engine.gc import collect as gc
@@ -40,7 +41,8 @@ def _call(name: str, fn: Callable[[], T]) -> T:
 def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None,
             out: str | os.PathLike | None) -> tuple[Pipeline, str | os.PathLike, AnyPath]:
     """The pipeline (a config path is loaded), the dataset (else the config's `data`) and the run directory
-    (else `runs/<pipeline name>`)."""
+    (else `runs/<pipeline name>`). A run directory inside the data folder is refused: its own files would
+    be listed as shards of the next run."""
     default_data = None
     if not isinstance(pipeline, Pipeline):
         pipeline, default_data = load_config(pipeline)
@@ -49,7 +51,12 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
         raise ConfigError(f"pipeline {pipeline.name!r} names no dataset: pass `data` (CLI: --data PATH)")
     _check_path("data", data, "--data PATH, or `data:` in the config")
     _check_path("out", out or f"runs/{pipeline.name}", "--out DIR" if out else "the default runs/<name>: `name:`")
-    return pipeline, data, location(out or f"runs/{pipeline.name}")
+    out = location(out or f"runs/{pipeline.name}")
+    if lists(data, out):
+        raise ConfigError(f"the run directory {out} lies inside the data folder {data}, where its files would be "
+                          f"read as shards; put it outside (--out), or in a folder whose name starts with `_`, "
+                          f"which dataset listings skip")
+    return pipeline, data, out
 
 
 def _check_path(key: str, value: str | os.PathLike, where: str) -> None:
