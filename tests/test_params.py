@@ -86,6 +86,8 @@ STAGE_CASES = [
     ("c4", {"remove_citations": False, "min_words_per_line": -1, "max_word_length": 50, "filter_policy": False}),
     ("fineweb", {}),
     ("fineweb", {"short_line_length": 20}),
+    ("pii", {}),
+    ("pii", {"text": "body", "kinds": ["secret", "email"], "name": "p"}),
 ]
 
 POLICY_CASES = [
@@ -116,6 +118,8 @@ POLICY_CASES = [
     ("c4", {"min_num_sentences": 3, "filter_curly_bracket": False}),
     ("fineweb", {}),
     ("fineweb", {"column": "fw.lines", "line_punct_thr": 0.2, "line_punct_exclude_zero": True}),
+    ("pii", {}),
+    ("pii", {"column": "p.total", "max_counts": {"email": 3, "card": 0}, "max_total": 10, "name": "personal"}),
 ]
 
 

@@ -1,0 +1,72 @@
+"""What the `pii` stage looks for: one RE2 pattern per kind (the syntax `pyarrow.compute` runs), the
+placeholder that replaces a match, and the check a candidate must pass (`checks.py`).
+
+The patterns are permissive where a check follows (a card is any 13 to 19 digits, then Luhn decides) and
+strict where none does (an e-mail needs a dotted domain with a letter TLD). `KINDS` is also the order of
+detection: each kind runs on the text the earlier kinds have redacted, so a span is counted once, under the
+first kind that claims it (a JWT's digits are never a phone number, an IBAN's never a card).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from curate.methods.pii import checks
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of personal data or secret: its RE2 pattern, placeholder and candidate check (None: none)."""
+
+    name: str
+    placeholder: str
+    pattern: str
+    check: Callable[[pa.Array], np.ndarray] | None = None
+
+
+_HEX = "[0-9A-Fa-f]"
+_SECRETS = "|".join([
+    # PEM private key blocks, or the block's start and its base64 body when the END line is missing.
+    r"-----BEGIN[A-Z ]* PRIVATE KEY-----(?:(?s:.*?)-----END[A-Z ]* PRIVATE KEY-----|[A-Za-z0-9+/=\s]*)",
+    r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{16}\b",  # AWS access key ids
+    r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b",                # GitHub tokens
+    r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b",              # GitHub fine-grained tokens
+    r"\bglpat-[A-Za-z0-9_-]{20,}",                       # GitLab personal access tokens
+    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",                  # Slack tokens
+    r"https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}",  # Slack webhooks
+    r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",           # Stripe secret and restricted keys
+    r"\bsk-(?:proj|svcacct|admin|ant)-[A-Za-z0-9_-]{20,}",  # OpenAI project / Anthropic keys
+    r"\bsk-[A-Za-z0-9]{48}\b",                           # OpenAI legacy keys
+    r"\bAIza[0-9A-Za-z_-]{35}",                          # Google API keys
+    r"\bhf_[A-Za-z0-9]{34,}\b",                          # Hugging Face tokens
+    r"\bnpm_[A-Za-z0-9]{36}\b",                          # npm tokens
+    r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}",         # PyPI API tokens
+    r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",  # JSON web tokens
+])
+_LABEL = r"[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?"  # letters of any script: internationalised names
+_EMAIL = r"[\p{L}\p{N}._%+-]+@(?:" + _LABEL + r"\.)+\p{L}{2,24}"
+_IBAN = r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"
+_CARD = r"\b[0-9](?:[ -]?[0-9]){12,18}\b"
+_IPV6 = (rf"(?:\b(?:{_HEX}{{1,4}}:){{7}}{_HEX}{{1,4}}\b"  # the full form; the compressed one must start with
+         rf"|\b{_HEX}{{3,4}}(?::{_HEX}{{1,4}}){{0,5}}::(?:{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{0,5}}\b)?)")  # 3+ hex digits
+_IPV4 = r"\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?:\.[0-9]+)*\b"  # a fifth part is matched to reject the whole
+_PHONE = "|".join([
+    r"\+[0-9]{1,4}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-]?[0-9]{1,5}){1,6}\b",  # international, +country code
+    r"(?:\([0-9]{3}\) ?|\b[0-9]{3}[.-])[0-9]{3}[.-][0-9]{4}\b",          # North American
+    r"\b0[0-9]{1,4}(?: [0-9]{2,8}){1,4}\b",                                 # national, trunk 0, spaces
+    r"\(0[0-9]{1,4}\) ?[0-9]{2,8}(?:[ -][0-9]{2,8}){0,2}\b",               # national, (0xx) area code
+])
+
+KINDS: tuple[Kind, ...] = (
+    Kind("secret", "<SECRET>", _SECRETS),
+    Kind("email", "<EMAIL>", _EMAIL),
+    Kind("iban", "<IBAN>", _IBAN, checks.iban),
+    Kind("card", "<CARD>", _CARD, checks.card),
+    Kind("ip", "<IP>", _IPV6),
+    Kind("ip", "<IP>", _IPV4, checks.ipv4),
+    Kind("phone", "<PHONE>", _PHONE, checks.phone),
+)
+NAMES: tuple[str, ...] = tuple(dict.fromkeys(k.name for k in KINDS))
