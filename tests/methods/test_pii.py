@@ -10,8 +10,7 @@ import pytest
 
 import curate
 from curate.errors import ConfigError
-from curate.methods.pii import PII, PIIPolicy
-from curate.methods.pii import checks
+from curate.methods.pii import PII, PIIPolicy, checks
 from curate.policy import Rows
 from testkit.helpers import write_shards
 

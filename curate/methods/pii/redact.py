@@ -50,9 +50,7 @@ def _one_kind(text: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray]:
     redact_at = np.zeros(len(flat), bool)
     redact_at[match[ok]] = True
     flat = pc.if_else(pa.array(redact_at), pa.scalar(kind.placeholder, pa.large_string()), flat)
-    joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(starts - starts[0], pa.int64()), flat)
-                            if isinstance(pieces, pa.LargeListArray) else
-                            pa.ListArray.from_arrays(pa.array(starts - starts[0], pa.int32()), flat),
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(starts - starts[0], pa.int32()), flat),
                             pa.scalar("", pa.large_string()))
     if escaped:
         joined = pc.replace_substring(joined, _ESCAPED, _NUL)

@@ -30,7 +30,7 @@ class PII(Stage):
 
     def __init__(self, text: Annotated[str, Field(description="the text column")] = "text",
                  kinds: Annotated[list[KindName], Field(min_length=1, description="the kinds to find and "
-                                                                                  "redact")] = list(NAMES),
+                                                                                  "redact")] = list(NAMES),  # noqa: B006
                  name: StageName = None):
         super().__init__(name)
         self.text = text
