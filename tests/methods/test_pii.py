@@ -43,6 +43,8 @@ FOUND = [  # (kind, the value, a sentence holding it)
 NOT_FOUND = [  # (kind, a sentence with a near miss)
     ("card", "order 4111 1111 1111 1112 (Luhn fails)"),
     ("card", "id 1234567890123452 starts with 1"),
+    ("card", "Mo Tu We\n 4  5  6  7  8  9 10\n11 12 13 14 15 16 17"),  # a calendar
+    ("card", "n = 573763426263223372  # Luhn holds, but no network issues 57... numbers"),
     ("iban", "pay GB82 WEST 1234 5698 7654 33 please"),
     ("iban", "IBAN: DE88370400440532013000."),
     ("email", "user@localhost and name@domain"),
@@ -50,6 +52,7 @@ NOT_FOUND = [  # (kind, a sentence with a near miss)
     ("ip", "999.1.1.1 and 1.2.3.4.5 and 256.0.0.1"),
     ("ip", "slice x[1::2] and std::vector and 12:30:45"),
     ("phone", "dates 01 02 2024 and 2024-01-15, version 1.2.3"),
+    ("phone", "Decimal('+35236450.6') and '+000000120' and '12 31 04 000047 33'"),
     ("secret", "ghp_short and AKIA lowercase akiaiosfodnn7example"),
 ]
 

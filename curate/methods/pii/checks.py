@@ -38,13 +38,22 @@ def luhn(digits: pa.Array) -> np.ndarray:
     return total % 10 == 0
 
 
+# (first two digits, lengths) of the major networks' numbers: Visa, Mastercard (51-55, 22-27), American Express,
+# Diners Club, JCB, Discover / UnionPay / RuPay (60, 62, 64, 65).
+_NETWORKS = ([(40 + i, (13, 16, 19)) for i in range(10)] + [(p, (16,)) for p in (*range(51, 56), *range(22, 28))]
+             + [(34, (15,)), (37, (15,)), (30, (14, 16)), (36, (14, 16)), (38, (14, 16))]
+             + [(p, (16, 17, 18, 19)) for p in (35, 60, 62, 64, 65)])
+_LENGTHS = np.zeros((100, 20), bool)
+for _prefix, _lengths in _NETWORKS:
+    _LENGTHS[_prefix, list(_lengths)] = True
+
+
 def card(candidates: pa.Array) -> np.ndarray:
-    """13 to 19 digits (spaces and hyphens removed), a major network's first digit (2 to 6) and a valid Luhn digit."""
+    """A major network's first digits and length (spaces and hyphens removed) and a valid Luhn digit."""
     digits = _strip(candidates, "[^0-9]")
-    n = pc.binary_length(digits).to_numpy(zero_copy_only=False)
-    first = pc.utf8_slice_codeunits(digits, 0, 1)
-    network = pc.is_in(first, pa.array(list("23456"), digits.type)).to_numpy(zero_copy_only=False)
-    return (n >= 13) & (n <= 19) & network & luhn(digits)
+    n = np.minimum(pc.binary_length(digits).to_numpy(zero_copy_only=False), 19)
+    first = pc.cast(pc.utf8_slice_codeunits(digits, 0, 2), pa.int64()).to_numpy(zero_copy_only=False)
+    return _LENGTHS[first, n] & luhn(digits)
 
 
 def iban(candidates: pa.Array) -> np.ndarray:
