@@ -135,9 +135,14 @@ def planted_value(kind: str, rng: np.random.Generator) -> str:
         return rng.choice([f"+{rng.integers(1, 99)} {digits(3)} {digits(3)} {digits(4)}",
                            f"({digits(3)}) {digits(3)}-{digits(4)}", f"0{digits(3)} {digits(3)} {digits(4)}"])
     if kind == "card":
-        body = str(rng.choice(["4", "51", "37", "6011"])) + digits(14)
-        number = body[:15] + _luhn_digit(body[:15])
-        return " ".join(number[i:i + 4] for i in range(0, 16, 4)) if rng.random() < 0.5 else number
+        prefix, length = [("4", 16), ("51", 16), ("37", 15), ("6011", 16)][int(rng.integers(4))]
+        body = prefix + digits(length - 1 - len(prefix))
+        number = body + _luhn_digit(body)
+        if rng.random() < 0.5:
+            return number
+        groups = (4, 6, 5) if length == 15 else (4, 4, 4, 4)  # as printed on the card
+        cuts = np.cumsum((0, *groups))
+        return " ".join(number[a:b] for a, b in zip(cuts[:-1], cuts[1:]))
     if kind == "iban":
         country, bban = str(rng.choice(["DE", "GB", "FR", "NL"])), letters(4, string.ascii_uppercase) + digits(14)
         check = 98 - int("".join(str(int(ch, 36)) for ch in bban + country + "00")) % 97
