@@ -50,6 +50,10 @@ class Pipeline:
             if p.column not in produced:
                 raise ConfigError(f"policy {p.name!r} reads {p.column!r}, which no stage writes; "
                                   f"stage columns: {', '.join(sorted(produced))}")
+            missing = [c for c in p.columns if c not in produced]
+            if missing:  # a policy's other columns (a rule per kind) must be written too
+                raise ConfigError(f"policy {p.name!r} reads {', '.join(map(repr, missing))}, which no stage writes; "
+                                  f"stage columns: {', '.join(sorted(produced))}")
             t = produced[p.column]
             if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
                 raise ConfigError(f"policy {p.name!r} needs a numeric column; {p.column!r} is {t}")

@@ -180,3 +180,10 @@ def test_a_run_drops_secrets_and_export_writes_the_redacted_text(tmp_path):
             assert texts[f"doc-{i:03d}"] == text.replace(value, f"<{kind.upper()}>")
     for j, (_, text) in enumerate(NOT_FOUND):
         assert texts[f"doc-{len(FOUND) + j:03d}"] == text
+
+
+def test_a_bound_on_a_kind_the_stage_does_not_find_is_refused_before_any_compute():
+    with pytest.raises(ConfigError, match="'pii.secret', which no stage writes"):
+        curate.Pipeline([PII(kinds=["email"])], [PIIPolicy()], id_column="id")
+    with pytest.raises(ConfigError, match="max_counts"):
+        PIIPolicy(max_counts={"email": -1})

@@ -21,8 +21,9 @@ KindName = Literal["email", "ip", "phone", "card", "iban", "secret"]
 
 
 class PII(Stage):
-    """Counts of each kind found (`email`, `ip`, `phone`, `card`, `iban`, `secret`, and `total`) and the redacted
-    `text`; a null text is a per-row error."""
+    """Finds e-mails, IPs, phones, cards, IBANs and secrets: counts per kind, `total`, and the redacted `text`.
+
+    A null text is a per-row error. What it finds and misses: docs/methods/pii.md."""
 
     type = "pii"
     version = "1"
