@@ -119,7 +119,7 @@ POLICY_CASES = [
     ("fineweb", {}),
     ("fineweb", {"column": "fw.lines", "line_punct_thr": 0.2, "line_punct_exclude_zero": True}),
     ("pii", {}),
-    ("pii", {"column": "p.total", "max_counts": {"email": 3, "card": 0}, "max_total": 10, "name": "personal"}),
+    ("pii", {"column": "p.finds", "max_counts": {"email": 3, "card": 0}, "max_total": 10, "name": "personal"}),
 ]
 
 

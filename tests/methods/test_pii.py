@@ -12,6 +12,8 @@ import curate
 from curate.errors import ConfigError
 from curate.methods.pii import PII, PIIPolicy, checks
 from curate.policy import Rows
+from curate.report import write_report
+from curate.report.view import lines
 from testkit.helpers import write_shards
 
 PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\n"
@@ -65,7 +67,7 @@ def score(texts: list[str | None], **kwargs) -> dict:
 @pytest.mark.parametrize("kind, value, text", FOUND, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(FOUND)])
 def test_each_kind_is_found_counted_and_replaced_by_its_placeholder(kind, value, text):
     out = score([text])
-    assert out[kind] == [1] and out["total"] == [1], out
+    assert out[kind] == [1] and out["finds"] == [1], out
     assert out["text"] == [text.replace(value, f"<{kind.upper()}>")]
 
 
@@ -79,7 +81,7 @@ def test_every_find_in_a_row_is_counted_and_the_rest_of_the_text_kept():
     text = ("From a@b.com,c@d.org to 10.0.0.1; card 4111111111111111 and 4111111111111112; "
             "token ghp_" + "x" * 36 + ".")
     out = score([text])
-    assert (out["email"], out["ip"], out["card"], out["secret"], out["total"]) == ([2], [1], [1], [1], [5])
+    assert (out["email"], out["ip"], out["card"], out["secret"], out["finds"]) == ([2], [1], [1], [1], [5])
     assert out["text"] == ["From <EMAIL>,<EMAIL> to <IP>; card <CARD> and 4111111111111112; token <SECRET>."]
 
 
@@ -91,7 +93,7 @@ def test_overlapping_finds_are_counted_once_under_the_first_kind():
         "root@192.168.0.1",                    # not an e-mail (no letter TLD): the IP is found
     ])
     assert out["secret"] == [1, 1, 0, 0] and out["email"] == [0, 0, 1, 0]
-    assert out["card"] == [0, 0, 0, 0] and out["ip"] == [0, 0, 0, 1] and out["total"] == [1, 1, 1, 1]
+    assert out["card"] == [0, 0, 0, 0] and out["ip"] == [0, 0, 0, 1] and out["finds"] == [1, 1, 1, 1]
     assert out["text"] == ["<SECRET>", "<SECRET>", "<EMAIL>", "root@<IP>"]
 
 
@@ -103,14 +105,14 @@ def test_a_private_key_block_without_its_end_line_is_still_a_secret():
 
 def test_empty_texts_count_zero_and_null_texts_are_per_row_errors():
     out = score(["", None, "a@b.com", "\x00\x01 a@b.com \x00"])
-    assert out["total"] == [0, None, 1, 1] and out["email"] == [0, None, 1, 1]
+    assert out["finds"] == [0, None, 1, 1] and out["email"] == [0, None, 1, 1]
     assert out["error"] == [None, "null_text: column 'text' is null", None, None]
     assert out["text"] == ["", None, "<EMAIL>", "\x00\x01 <EMAIL> \x00"]  # NUL bytes survive the markers
 
 
 def test_only_the_chosen_kinds_are_found_and_written():
     out = score(["a@b.com 10.0.0.1"], kinds=["ip"])
-    assert set(out) == {"text", "ip", "total", "error"} and out["text"] == ["a@b.com <IP>"]
+    assert set(out) == {"text", "ip", "finds", "error"} and out["text"] == ["a@b.com <IP>"]
     with pytest.raises(ConfigError):
         PII(kinds=["names"])
 
@@ -134,14 +136,14 @@ def test_the_checks_agree_with_their_definitions():
 
 def rows(**cols) -> Rows:
     n = len(next(iter(cols.values())))
-    return Rows(np.asarray(cols["pii.total"], np.float64), np.arange(n, dtype=np.uint64),
+    return Rows(np.asarray(cols["pii.finds"], np.float64), np.arange(n, dtype=np.uint64),
                 {k: np.asarray(v) for k, v in cols.items()}, "shard")
 
 
 def test_the_policy_drops_rows_over_a_bound_and_names_every_kind_and_count():
     policy = PIIPolicy(max_counts={"secret": 0, "email": 2}, max_total=5)
-    assert policy.columns == ["pii.total", "pii.secret", "pii.email"]
-    keep, reason, _ = policy.decide_rows(rows(**{"pii.total": [0, 3, 1, 6, 9], "pii.secret": [0, 0, 1, 0, 2],
+    assert policy.columns == ["pii.finds", "pii.secret", "pii.email"]
+    keep, reason, _ = policy.decide_rows(rows(**{"pii.finds": [0, 3, 1, 6, 9], "pii.secret": [0, 0, 1, 0, 2],
                                                  "pii.email": [0, 2, 0, 3, 7]}))
     assert keep.tolist() == [True, True, False, False, False]
     assert reason.to_pylist() == [None, None, "pii: secret 1 > 0", "pii: email 3 > 2; total 6 > 5",
@@ -149,7 +151,7 @@ def test_the_policy_drops_rows_over_a_bound_and_names_every_kind_and_count():
 
 
 def test_a_policy_without_bounds_keeps_every_row():
-    keep, reason, _ = PIIPolicy(max_counts={}).decide_rows(rows(**{"pii.total": [0, 4]}))
+    keep, reason, _ = PIIPolicy(max_counts={}).decide_rows(rows(**{"pii.finds": [0, 4]}))
     assert keep.tolist() == [True, True] and reason.null_count == 2
 
 
@@ -187,3 +189,16 @@ def test_a_bound_on_a_kind_the_stage_does_not_find_is_refused_before_any_compute
         curate.Pipeline([PII(kinds=["email"])], [PIIPolicy()], id_column="id")
     with pytest.raises(ConfigError, match="max_counts"):
         PIIPolicy(max_counts={"email": -1})
+
+
+def test_the_report_and_the_cli_show_counts_by_kind_and_no_text(tmp_path):
+    data = write_shards(tmp_path / "data", corpus(), 2)
+    curate.run(curate.Pipeline([PII()], [PIIPolicy()], id_column="id"), data, tmp_path / "run", executor="local")
+    secrets = sum(k == "secret" for k, _, _ in FOUND)
+    emails = sum(k == "email" for k, _, _ in FOUND)
+    said = lines(tmp_path / "run")
+    assert len(said) == 1 and said[0].startswith(f"pii: secret {secrets} in {secrets} rows, email {emails} in")
+    assert said[0].endswith(f"; pii dropped {secrets} rows")
+    page = write_report(tmp_path / "run", tmp_path / "report.html").read_text()
+    section = page.split("Personal data and secrets", 1)[1]
+    assert f"dropped {secrets} rows" in section and "jane.doe" not in section

@@ -21,8 +21,8 @@ class PIIPolicy(Policy):
 
     type = "pii"
 
-    def __init__(self, column: Annotated[str, Field(description="the stage's `total` column (names the stage)")]
-                 = "pii.total",
+    def __init__(self, column: Annotated[str, Field(description="the stage's `finds` column (names the stage)")]
+                 = "pii.finds",
                  max_counts: Annotated[dict[KindName, Annotated[int, Field(ge=0)]], Field(description="kind -> the most finds a kept row "
                                                                               "may have")] = {"secret": 0},  # noqa: B006
                  max_total: Annotated[int | None, Field(ge=0, description="the most finds of all kinds a kept row "

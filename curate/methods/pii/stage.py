@@ -12,6 +12,7 @@ from pydantic import Field
 
 from curate.methods.hints import StageName
 from curate.methods.pii.patterns import NAMES
+from curate.methods.pii.presentation import PIIPresenter
 from curate.methods.pii.redact import redact
 from curate.stage import Stage
 
@@ -21,13 +22,14 @@ KindName = Literal["email", "ip", "phone", "card", "iban", "secret"]
 
 
 class PII(Stage):
-    """Finds e-mails, IPs, phones, cards, IBANs and secrets: counts per kind, `total`, and the redacted `text`.
+    """Finds e-mails, IPs, phones, cards, IBANs, secrets: counts per kind and in all (`finds`), redacted `text`.
 
     A null text is a per-row error. What it finds and misses: docs/methods/pii.md."""
 
     type = "pii"
     version = "1"
     data_outputs = frozenset({"text"})  # the redacted text: in scores/ and in exports, not in the manifest
+    presenter = PIIPresenter()
 
     def __init__(self, text: Annotated[str, Field(description="the text column")] = "text",
                  kinds: Annotated[list[KindName], Field(min_length=1, description="the kinds to find and "
@@ -43,7 +45,7 @@ class PII(Stage):
 
     @property
     def outputs(self) -> dict[str, pa.DataType]:
-        return {"text": pa.large_string(), **dict.fromkeys(self.kinds, pa.int64()), "total": pa.int64(),
+        return {"text": pa.large_string(), **dict.fromkeys(self.kinds, pa.int64()), "finds": pa.int64(),
                 "error": pa.string()}
 
     @property
@@ -65,6 +67,6 @@ class PII(Stage):
         valid = column.is_valid().to_numpy(zero_copy_only=False)
         mask = None if valid.all() else ~valid
         cols = {k: pa.array(v, pa.int64(), mask=mask) for k, v in counts.items()}
-        total = pa.array(np.sum(list(counts.values()), axis=0), pa.int64(), mask=mask)
+        finds = pa.array(np.sum(list(counts.values()), axis=0), pa.int64(), mask=mask)
         error = pa.array(np.where(valid, None, f"null_text: column {self.text!r} is null"), pa.string())
-        return pa.table({"text": text, **cols, "total": total, "error": error})
+        return pa.table({"text": text, **cols, "finds": finds, "error": error})
