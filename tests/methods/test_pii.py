@@ -202,3 +202,20 @@ def test_the_report_and_the_cli_show_counts_by_kind_and_no_text(tmp_path):
     page = write_report(tmp_path / "run", tmp_path / "report.html").read_text()
     section = page.split("Personal data and secrets", 1)[1]
     assert f"dropped {secrets} rows" in section and "jane.doe" not in section
+
+
+def _sorted_manifest(out) -> pa.Table:
+    m = curate.load_manifest(out).drop_columns(["shard"])
+    return m.take(pa.compute.sort_indices(m, [("id", "ascending")]))
+
+
+@pytest.mark.slow
+def test_local_and_ray_give_the_same_manifest_and_redacted_text(tmp_path):
+    data = write_shards(tmp_path / "data", corpus(), 3)
+    for executor in ("local", "ray"):
+        curate.run(curate.Pipeline([PII()], [PIIPolicy(max_counts={"secret": 0, "card": 0})], id_column="id"), data,
+                   tmp_path / executor, executor=executor)
+        curate.export(tmp_path / executor, materialize=tmp_path / f"{executor}-curated")
+    assert _sorted_manifest(tmp_path / "local").equals(_sorted_manifest(tmp_path / "ray"))
+    local, ray = ([pq.read_table(p) for p in sorted((tmp_path / f"{e}-curated").glob("*.parquet"))] for e in ("local", "ray"))
+    assert [t.to_pylist() for t in local] == [t.to_pylist() for t in ray]
