@@ -11,8 +11,9 @@ real text with real e-mail addresses in it); `CURATE_BENCH_DATA` names another f
    `regex.sub` with the same pattern and the check as plain Python (the loop a script would write), in
    alternating runs; rows/s and MB/s, min / median / max over `--runs`.
 2. Agreement: the rows whose redacted text differs between the stage and the reference.
-3. Recall: `--planted` values of each kind (valid by construction: Luhn and mod-97 digits computed) planted at
-   random word breaks of random rows; a value counts as found when it is gone from the redacted text. Also the
+3. Recall and precision: `--planted` values of each kind (valid by construction: Luhn and mod-97 digits
+   computed) and as many near misses planted at random word breaks of random rows; a value counts as found
+   when it is gone from the redacted text; precision is found values over the finds the planting added. Also the
    finds in the unplanted corpus by kind, with examples, to judge false positives by eye (they are not labelled).
 Writes bench/results/pii.json and bench/results/pii.md.
 """
@@ -153,28 +154,69 @@ def planted_value(kind: str, rng: np.random.Generator) -> str:
     return str(rng.choice(prefixes))
 
 
-def plant(texts: list[str], per_kind: int, seed: int = 0) -> tuple[list[str], list[tuple[int, str, str]]]:
-    """The texts with values planted at random word breaks of random rows; (row, kind, value) of each."""
+def near_miss(kind: str, rng: np.random.Generator) -> str:
+    """A value that looks like the kind but is not one: a wrong check digit, an octet over 255, no dotted
+    domain, too few digits, a token too short."""
+    digits = lambda n: "".join(map(str, rng.integers(0, 10, n)))  # noqa: E731
+    if kind in ("card", "iban"):
+        value = planted_value(kind, rng)
+        while True:  # change one digit: the Luhn digit and mod 97 both catch every single-digit change
+            i = int(rng.choice([j for j, ch in enumerate(value) if ch.isdigit() and j >= 2]))
+            wrong = value[:i] + str((int(value[i]) + int(rng.integers(1, 10))) % 10) + value[i + 1:]
+            if kind == "card" or wrong[2:4] not in ("00", "01", "99"):  # IBAN check digits are 02 to 98
+                return wrong
+    if kind == "ip":
+        return f"{rng.integers(256, 1000)}.{rng.integers(0, 256)}.{rng.integers(0, 256)}.{rng.integers(0, 256)}"
+    if kind == "email":
+        return f"{planted_value('email', rng).split('.')[0]}@localhost"
+    if kind == "phone":
+        return f"0{digits(1)} {digits(2)} {digits(4)}"
+    return str(rng.choice(["ghp_" + digits(20), "AKIA" + digits(10), "xoxb-" + digits(5), "sk_live_" + digits(8)]))
+
+
+def plant(texts: list[str], per_kind: int, seed: int = 0) -> tuple[list[str], list[tuple[int, str, str, bool]]]:
+    """The texts with values and near misses planted at random word breaks of random rows; (row, kind, value,
+    is a real value) of each."""
     rng = np.random.default_rng(seed)
     texts, planted = list(texts), []
     for kind in NAMES:
-        for _ in range(per_kind):
-            row, value = int(rng.integers(len(texts))), planted_value(kind, rng)
+        for real in [True] * per_kind + [False] * per_kind:
+            row, value = int(rng.integers(len(texts))), planted_value(kind, rng) if real else near_miss(kind, rng)
             breaks = [m.start() for m in regex.finditer(r"\s", texts[row])] or [0]
             at = breaks[int(rng.integers(len(breaks)))]
             texts[row] = f"{texts[row][:at]} {value} {texts[row][at:]}"
-            planted.append((row, kind, value))
+            planted.append((row, kind, value, real))
     return texts, planted
 
 
-def recall(texts: list[str], planted: list[tuple[int, str, str]]) -> dict:
-    redacted = ours(pa.array(texts, pa.large_string())).to_pylist()
+def kind_counts(texts: pa.Array) -> dict[str, int]:
+    stage = PII()
+    out = dict.fromkeys(NAMES, 0)
+    for i in range(0, len(texts), BATCH):
+        scored = stage.score(pa.table({"text": texts.slice(i, BATCH)}))
+        for k in NAMES:
+            out[k] += pc.sum(scored.column(k)).as_py() or 0
+    return out
+
+
+def recall(before: list[str], texts: list[str], planted: list[tuple[int, str, str, bool]]) -> dict:
+    """Per kind: planted values gone from the redacted text (recall), near misses gone from it (false
+    positives), and the finds the planting added to the kind's count; precision is values found over all finds
+    added (a near miss redacted, a value split in two, text around a value taken for a find all lower it)."""
+    arr = pa.array(texts, pa.large_string())
+    redacted = ours(arr).to_pylist()
+    old, new = kind_counts(pa.array(before, pa.large_string())), kind_counts(arr)
     out = {}
     for kind in NAMES:
-        mine = [(r, v) for r, k, v in planted if k == kind]
-        missed = [v for r, v in mine if v in redacted[r]]
-        out[kind] = {"planted": len(mine), "found": len(mine) - len(missed), "recall": 1 - len(missed) / len(mine),
-                     "missed_examples": missed[:5]}
+        real = [(r, v) for r, k, v, ok in planted if k == kind and ok]
+        fake = [(r, v) for r, k, v, ok in planted if k == kind and not ok]
+        missed = [v for r, v in real if v in redacted[r]]
+        wrongly = [v for r, v in fake if v not in redacted[r]]
+        found, added = len(real) - len(missed), new[kind] - old[kind]
+        out[kind] = {"planted": len(real), "found": found, "recall": found / len(real), "near_misses": len(fake),
+                     "near_misses_found": len(wrongly), "added_finds": added,
+                     "precision": found / max(added, found, 1), "missed_examples": missed[:5],
+                     "near_misses_found_examples": wrongly[:5]}
     return out
 
 
@@ -249,7 +291,7 @@ def main() -> None:
         "speedup_median": sorted(ref_sub)[len(ref_sub) // 2] / sorted(stage_sub)[len(stage_sub) // 2],
         "rows_differing_from_reference": len(differ),
         "checks": check_speed(args.runs),
-        "recall": recall(planted_texts, planted),
+        "recall": recall(sub_py, planted_texts, planted),
         "finds": finds(texts),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -284,13 +326,17 @@ def markdown(r: dict) -> str:
         *[f"| {k} | {v['candidates']:,} | {_mmm(v['vectorised_per_s'])} | {_mmm(v['python_loop_per_s'])} |"
           for k, v in r["checks"].items()],
         "", "## Recall of planted values", "",
-        "Values valid by construction planted at random word breaks of the sample's rows; found = gone from the "
-        "redacted text. The values are drawn in the formats the patterns cover (see docs/methods/pii.md for "
+        "Values valid by construction, and as many near misses (a wrong check digit, an octet over 255, "
+        "`name@localhost`, 8-digit numbers, tokens too short), planted at random word breaks of the sample's rows; "
+        "found = gone from the redacted text. The values are drawn in the formats the patterns cover (see docs/methods/pii.md for "
         "those they do not), so this measures that real surrounding text does not hide or break a find, not "
-        "coverage of every real-world format.", "", "| kind | planted | found | recall | missed (examples) |", "|---|---|---|---|---|"]
+        "coverage of every real-world format. Precision: values found over the finds the planting added to the "
+        "kind's count (a near miss found, or any other added find, is a false positive).", "", "| kind | values planted | found | recall | near misses planted | found | finds added to the kind's count | "
+        "precision | missed (examples) |", "|---|---|---|---|---|---|---|---|---|"]
     for kind, v in r["recall"].items():
         missed = ", ".join(f"`{m}`" for m in v["missed_examples"]) or "-"
-        lines.append(f"| {kind} | {v['planted']} | {v['found']} | {v['recall']:.3f} | {missed} |")
+        lines.append(f"| {kind} | {v['planted']} | {v['found']} | {v['recall']:.3f} | {v['near_misses']} | "
+                     f"{v['near_misses_found']} | {v['added_finds']} | {v['precision']:.3f} | {missed} |")
     lines += ["", "## Finds in the unplanted corpus (not labelled: judge by eye)", "",
               "| kind | finds | examples (the first match in the row, with 30 characters each side) |", "|---|---|---|"]
     for kind, n in r["finds"]["counts"].items():

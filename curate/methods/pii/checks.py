@@ -86,6 +86,8 @@ def ipv4(candidates: pa.Array) -> np.ndarray:
 
 
 def phone(candidates: pa.Array) -> np.ndarray:
-    """9 to 15 digits (E.164's longest), so that short numbers and dates with spaces are not phone numbers."""
+    """9 to 15 digits (E.164's longest), so that short numbers and dates with spaces are not phone numbers, and
+    no digit group or IBAN head before a national number's trunk 0 (the tail of a longer run is no phone number)."""
     n = pc.binary_length(_strip(candidates, "[^0-9]")).to_numpy(zero_copy_only=False)
-    return (n >= 9) & (n <= 15)
+    run = pc.match_substring_regex(candidates, "^(?:[1-9][0-9]* |[A-Z])").to_numpy(zero_copy_only=False)
+    return (n >= 9) & (n <= 15) & ~run

@@ -55,12 +55,16 @@ _CARD = (r"\b(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,3})?"  
 _IPV6 = (rf"(?:\b(?:{_HEX}{{1,4}}:){{7}}{_HEX}{{1,4}}\b"  # the full form; the compressed one must start with
          rf"|\b{_HEX}{{3,4}}(?::{_HEX}{{1,4}}){{0,5}}::(?:{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{0,5}}\b)?)")  # 3+ hex digits
 _IPV4 = r"\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?:\.[0-9]+)*\b"  # a fifth part is matched to reject the whole
+_PRE = r"(?:\b[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4})* )?(?:\b[0-9]{1,6} )*"
 _PHONE = "|".join([
     # international, +country code; the last group has 2 digits or more (not "+35236450.6")
     r"\+[1-9][0-9]{0,3}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-]?[0-9]{1,5}){0,5}[ .-]?[0-9]{2,5}\b",
     r"(?:\([0-9]{3}\) ?|\b[0-9]{3}[.-])[0-9]{3}[.-][0-9]{4}\b",          # North American
-    r"\b0[0-9]{1,4}(?: [0-9]{2,4}){1,4}\b",                                 # national, trunk 0, spaces
-    r"\b0[0-9]{2,4} [0-9]{5,8}\b",                                           # national, 0xx xxxxxxxx
+    # national, trunk 0, grouped by spaces (or 0xx xxxxxxxx); digit groups or an IBAN's head before it are
+    # matched too, so that the check rejects the whole run: "5124 0741 2543 8810" (a card failing Luhn) or
+    # "GB36 DRZB 0270 2892 5450 73" (an IBAN failing mod 97) is no phone number either
+    _PRE + r"\b0[0-9]{1,4}(?: [0-9]{2,4}){1,4}\b",
+    _PRE + r"\b0[0-9]{2,4} [0-9]{5,8}\b",
     r"\(0[0-9]{1,4}\) ?[0-9]{2,8}(?:[ -][0-9]{2,8}){0,2}\b",               # national, (0xx) area code
 ])
 
