@@ -12,7 +12,7 @@ real text with real e-mail addresses in it); `CURATE_BENCH_DATA` names another f
    alternating runs; rows/s and MB/s, min / median / max over `--runs`.
 2. Agreement: the rows whose redacted text differs between the stage and the reference.
 3. Recall and precision: `--planted` values of each kind (valid by construction: Luhn and mod-97 digits
-   computed) and as many near misses planted at random word breaks of random rows; a value counts as found
+   computed) and as many near misses planted at random line breaks of random rows; a value counts as found
    when it is gone from the redacted text; precision is found values over the finds the planting added. Also the
    finds in the unplanted corpus by kind, with examples, to judge false positives by eye (they are not labelled).
 Writes bench/results/pii.json and bench/results/pii.md.
@@ -182,7 +182,8 @@ def plant(texts: list[str], per_kind: int, seed: int = 0) -> tuple[list[str], li
     for kind in NAMES:
         for real in [True] * per_kind + [False] * per_kind:
             row, value = int(rng.integers(len(texts))), planted_value(kind, rng) if real else near_miss(kind, rng)
-            breaks = [m.start() for m in regex.finditer(r"\s", texts[row])] or [0]
+            # at line breaks only: a later value planted inside an earlier one (at one of its spaces) would split it
+            breaks = [m.start() for m in regex.finditer(r"\n", texts[row])] or [0]
             at = breaks[int(rng.integers(len(breaks)))]
             texts[row] = f"{texts[row][:at]} {value} {texts[row][at:]}"
             planted.append((row, kind, value, real))
@@ -215,7 +216,7 @@ def recall(before: list[str], texts: list[str], planted: list[tuple[int, str, st
         found, added = len(real) - len(missed), new[kind] - old[kind]
         out[kind] = {"planted": len(real), "found": found, "recall": found / len(real), "near_misses": len(fake),
                      "near_misses_found": len(wrongly), "added_finds": added,
-                     "precision": found / max(added, found, 1), "missed_examples": missed[:5],
+                     "precision": found / max(added, found + len(wrongly), 1), "missed_examples": missed[:5],
                      "near_misses_found_examples": wrongly[:5]}
     return out
 
@@ -327,7 +328,7 @@ def markdown(r: dict) -> str:
           for k, v in r["checks"].items()],
         "", "## Recall of planted values", "",
         "Values valid by construction, and as many near misses (a wrong check digit, an octet over 255, "
-        "`name@localhost`, 8-digit numbers, tokens too short), planted at random word breaks of the sample's rows; "
+        "`name@localhost`, 8-digit numbers, tokens too short), planted at random line breaks of the sample's rows; "
         "found = gone from the redacted text. The values are drawn in the formats the patterns cover (see docs/methods/pii.md for "
         "those they do not), so this measures that real surrounding text does not hide or break a find, not "
         "coverage of every real-world format. Precision: values found over the finds the planting added to the "
