@@ -175,7 +175,7 @@ def near_miss(kind: str, rng: np.random.Generator) -> str:
 
 
 def plant(texts: list[str], per_kind: int, seed: int = 0) -> tuple[list[str], list[tuple[int, str, str, bool]]]:
-    """The texts with values and near misses planted at random word breaks of random rows; (row, kind, value,
+    """The texts with values and near misses planted at random line breaks of random rows; (row, kind, value,
     is a real value) of each."""
     rng = np.random.default_rng(seed)
     texts, planted = list(texts), []
