@@ -110,8 +110,6 @@ def _print_join(summary: dict, out: AnyPath) -> None:
     """What the join did: counts from the manifest, the estimate, the new-entity share, warnings, files."""
     import collections
 
-    import pyarrow.parquet as pq
-
     from curate.layout import manifest_parts
 
     art = summary["stages"]["autofj"].get("artifact") or {}
@@ -119,7 +117,7 @@ def _print_join(summary: dict, out: AnyPath) -> None:
     errors: collections.Counter = collections.Counter()
     reasons: collections.Counter = collections.Counter()
     for part in manifest_parts(out):  # one part at a time: counts, not the manifest, stay in memory
-        m = pq.read_table(part, columns=["autofj.matched", "autofj.reason", "autofj.error"]).to_pydict()
+        m = part.read(["autofj.matched", "autofj.reason", "autofj.error"]).to_pydict()
         rows += len(m["autofj.matched"])
         matched += sum(1 for v in m["autofj.matched"] if v)
         errors.update(e.split(":")[0] for e in m["autofj.error"] if e)

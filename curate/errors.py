@@ -21,3 +21,16 @@ class DataError(CurateError):
 
 class RunFailed(CurateError):
     """Some shards failed after retries; the others are saved and a re-run picks the failed ones up."""
+
+
+class DamagedFileError(CurateError):
+    """A file of a run directory is not what was written (its hash, size or seal differs from its record).
+
+    Inside a run the engine recomputes the file's unit and goes on; readers of a finished run refuse it."""
+
+    def __init__(self, path: object, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self) -> tuple:  # (it travels back from Ray workers)
+        return type(self), (self.path, self.problem)

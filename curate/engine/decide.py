@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import platform
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,15 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.dataset import Dataset, Shard
-from curate.engine.files import seal, write_json, write_parquet
+from curate.engine.files import write_json, write_parquet
 from curate.engine.lease import Lease
-from curate.engine.store import Store
+from curate.engine.store import Store, read_unit
 from curate.errors import CurateError
-from curate.layout import read_json
+from curate.layout import Part, read_json
 from curate.pipeline import Pipeline
 from curate.policy import Policy, Rows, scatter
-from curate.storage import AnyPath, read_table, rmtree
+from curate.storage import AnyPath, rmtree, seal, sealed
 from kernels.hashing import mix64
+
+log = logging.getLogger(__name__)
 
 
 class Run(Protocol):
@@ -122,8 +125,8 @@ class _Scan:
 
     def _read_one(self, shard: Shard) -> Rows:
         stage = self.run.pipeline.stage(self.policy.stage)
-        t = read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
-        h = read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
+        t = read_unit(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
+        h = read_unit(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
         return _rows(self.policy, t, h, self.run.fps[shard.key])
 
     def rows(self) -> Iterator[Rows]:
@@ -152,7 +155,7 @@ def write_manifest(run: Run) -> dict[str, Any]:
     samples: dict[str, list[np.ndarray]] = {}
     # A new generation of parts; readers keep seeing the last published one until summary.json names this.
     # (Never the folder of a killed attempt: the next number after every generation present.)
-    gen = 1 + max([int((read_json(run.store.summary) or {}).get("manifest", {}).get("generation", 0))]
+    gen = 1 + max([int(_published(run.store).get("manifest", {}).get("generation", 0))]
                   + [int(p.name[1:]) for p in run.store.manifest.glob("g[0-9]*") if p.name[1:].isdigit()])
     parts: dict[str, dict[str, Any]] = {}
     shards = run.ok_shards()
@@ -203,7 +206,7 @@ class _Prepared:
 
 def _prepare(run: Run, shard: Shard, sample_below: np.uint64) -> _Prepared:
     """A shard's ids and score files, checked against their sidecars and joined into manifest columns."""
-    ids = read_table(run.ids[shard.key])
+    ids = read_unit(run.ids[shard.key])
     n = ids.num_rows
     id_hash = ids.column("id_hash").to_numpy()
     cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": _repeat(shard.rel, n)}
@@ -213,7 +216,7 @@ def _prepare(run: Run, shard: Shard, sample_below: np.uint64) -> _Prepared:
     samples: dict[str, np.ndarray] = {}
     for stage in run.pipeline.stages:
         path = run.score_path(stage, shard)
-        meta, t = read_json(run.store.sidecar(path)) or {}, read_table(path)
+        meta, t = read_json(run.store.sidecar(path)) or {}, read_unit(path)
         _cross_check(path, meta, t, stage.column("error"))
         facts[stage.name] = {"rows_in": n, "errored": meta.get("errored", 0), "seconds": meta.get("seconds", 0.0),
                              "errors": meta.get("errors", {}),
@@ -324,6 +327,22 @@ def _cross_check(path: AnyPath, meta: dict[str, Any], table: pa.Table, error_col
         raise CurateError(f"{path}: its sidecar says {meta.get('rows')} rows and {meta.get('errored')} errored, the "
                           f"file holds {table.num_rows} and {errored}; run `curate verify` on the run directory, then "
                           f"re-run to recompute it")
+
+
+def _published(store: Store) -> dict[str, Any]:
+    """The summary.json this run replaces; what of it (and of its manifest parts) was damaged is named in a
+    warning, since readers refused it: this run publishes anew."""
+    previous = read_json(store.summary)
+    if previous is None or not sealed(previous):
+        if store.summary.exists():
+            log.warning("re-publishing %s: it was %s after it was published", store.summary,
+                        "unreadable" if previous is None else "modified")
+        return {}
+    for record in previous.get("manifest", {}).get("parts", {}).values():
+        damage = Part(store.root / record["file"], record, str(store.root)).damage()
+        if damage:
+            log.warning("re-publishing the manifest part %s", damage)
+    return previous
 
 
 def _collect_garbage(store: Store, gen: int) -> None:

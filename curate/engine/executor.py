@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from curate.errors import DamagedFileError
 from curate.stage import Resources
 
 EXECUTORS = ("local", "ray")
@@ -18,16 +19,19 @@ EXECUTORS = ("local", "ray")
 @dataclass
 class Failure:
     """A unit that raised: the message for users and the traceback for `-v`. `fatal` failures (the run
-    directory cannot be written) stop the run at once instead of being retried."""
+    directory cannot be written) stop the run at once instead of being retried; `damaged`: the unit read a
+    damaged file of the run directory, which the engine recomputes before it retries the unit."""
 
     message: str
     traceback: str = ""
     fatal: bool = False
+    damaged: DamagedFileError | None = None
 
     @classmethod
     def of(cls, e: BaseException, tb: str, prefix: str = "") -> Failure:
         fatal = bool(getattr(e, "fatal", False))
-        return cls(prefix + (str(e) if fatal else repr(e)), tb, fatal)
+        damaged = e if isinstance(e, DamagedFileError) else None
+        return cls(prefix + (str(e) if fatal else repr(e)), tb, fatal, damaged)
 
 
 class Task(Protocol):

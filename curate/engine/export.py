@@ -10,7 +10,7 @@ from curate.engine.files import write_bytes, write_parquet, writing_text
 from curate.errors import CurateError
 from curate.formats import encode, strip_suffix
 from curate.layout import load_summary, manifest_parts
-from curate.storage import location, read_table
+from curate.storage import location
 
 
 def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None,
@@ -25,7 +25,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
     with ExitStack() as stack:
         handles = {k: stack.enter_context(writing_text(location(v))) for k, v in files.items()}
         for part in parts:
-            m = read_table(part, columns=["id", "keep"])
+            m = part.read(["id", "keep"])
             keep = m.column("keep").to_numpy(zero_copy_only=False)
             for k, fh in handles.items():
                 sel = keep if k == "kept" else ~keep
@@ -44,7 +44,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
                 raise CurateError(f"shard {rel} of the run is no longer in {summary['data']}") from None
             if dataset.fingerprint(shard) != summary["inputs"]["fingerprints"][rel]["fingerprint"]:
                 raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
-            keep = read_table(part, columns=["keep"]).column(0)
+            keep = part.read(["keep"]).column(0)
             kept = dataset.open(shard).read().filter(keep)
             if shard.format == "parquet" or as_parquet:
                 rel = shard.rel if shard.format == "parquet" else f"{strip_suffix(shard.rel, shard.format)}.parquet"

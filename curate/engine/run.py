@@ -22,21 +22,24 @@ from curate.engine import leftovers
 from curate.engine.decide import write_manifest
 from curate.engine.executor import EXECUTORS, Executor, Failure, Task
 from curate.engine.files import digest
+from curate.engine.heal import heals
 from curate.engine.lease import DEFAULT_TTL, Lease
 from curate.engine.local import LocalExecutor
-from curate.engine.store import Store
+from curate.engine.shuffle import grouped_schema
+from curate.engine.store import UNIT_FOLDERS, Store, read_unit
 from curate.engine.units import IDS, FitMapTask, IdsTask, ReduceTask, ScoreTask, Unit, has_repeats
-from curate.errors import ConfigError, CurateError, DataError, RunFailed
+from curate.errors import ConfigError, CurateError, DamagedFileError, DataError, RunFailed
 from curate.layout import read_json
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.stage import ENGINE_COLUMNS, FitContext, Shuffled, Stage
-from curate.storage import TMP_PREFIX, TMP_SUFFIX, AnyPath, is_local, read_schema, read_table
+from curate.storage import TMP_PREFIX, TMP_SUFFIX, AnyPath, is_local
 
 log = logging.getLogger(__name__)
 
 ID_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 KEEP_READS_BYTES = 256 << 20  # local executor: input columns kept in memory between a stage's fit map and scores
+MAX_REPAIRS = 2               # times one file is recomputed after being read back damaged (engine/heal.py)
 
 
 def make_executor(kind: str, ray_address: str | None = None, workers: int | None = None,
@@ -85,6 +88,7 @@ class Run:
         self.phases: dict[str, dict[str, Any]] = {}   # phase name -> timing and reuse counts
         self._ids_job: Future | None = None            # the ids being read and checked beside the fit (`plan`)
         self._ids_thread: ThreadPoolExecutor | None = None
+        self._repairs: dict[str, int] = {}             # damaged file -> times recomputed (`repair`)
 
     # --- executor lifetime --------------------------------------------------------------------
     def __enter__(self) -> Run:
@@ -145,6 +149,7 @@ class Run:
         if phase != "ids" and any(IDS in u.upstream for u in units):
             self.ids_checked()  # these units read the row ids
         results: dict[str, dict | Failure] = {}
+        damaged: DamagedFileError | None = None  # a file a unit read was damaged: repaired, then the unit retried
         todo = []
         for u in units:
             meta = self.store.done(u.path, u.key)
@@ -160,6 +165,9 @@ class Run:
             for attempt in range(self.retries + 1):
                 again = []
                 for unit, result in self.executor.map(task, todo):
+                    if isinstance(result, Failure) and result.damaged is not None:
+                        damaged = damaged or result.damaged
+                        continue
                     if isinstance(result, Failure) and result.fatal:
                         raise CurateError(f"{phase}: {result.message}")
                     if isinstance(result, Failure) and attempt < self.retries:
@@ -174,6 +182,8 @@ class Run:
                 if not again:
                     break
                 todo = again
+            if damaged is not None:
+                raise damaged  # (`heals`: the phase repairs it and runs again, reusing every finished unit)
             stats = bar.close()
         stats.update(computed=len(units) - stats["reused"] - stats["failed"])
         self.phases[phase] = stats
@@ -203,6 +213,7 @@ class Run:
         return {name: self.pipeline.id_column if name == IDS else self.stage_key(self.pipeline.stage(name))
                 for name in sorted(upstream)}
 
+    @heals
     def plan(self) -> None:
         """Validate every shard against every stage before any compute, then read and check row ids.
 
@@ -293,7 +304,7 @@ class Run:
     def _cross_shard_duplicates(self) -> list[str]:
         """Ids repeated across shards (hashes first, then the ids themselves to rule out collisions)."""
         keys = [s.key for s in self.dataset.shards]
-        hashes = [read_table(self.ids[k], columns=["id_hash"]).column(0).to_numpy() for k in keys]
+        hashes = [read_unit(self.ids[k], columns=["id_hash"]).column(0).to_numpy() for k in keys]
         if sum(len(h) for h in hashes) < 2:
             return []
         allh = np.concatenate(hashes)
@@ -312,8 +323,8 @@ class Run:
             a, b = order[i], order[i + 1]
             sa, sb = owner[a], owner[b]
             ra, rb = a - first_row[sa], b - first_row[sb]
-            ida = read_table(self.ids[keys[sa]], columns=["id"]).column(0)[int(ra)].as_py()
-            idb = read_table(self.ids[keys[sb]], columns=["id"]).column(0)[int(rb)].as_py()
+            ida = read_unit(self.ids[keys[sa]], columns=["id"]).column(0)[int(ra)].as_py()
+            idb = read_unit(self.ids[keys[sb]], columns=["id"]).column(0)[int(rb)].as_py()
             if ida == idb:
                 problems.append(f"id {ida!r} appears in shard {self.dataset.shards[sa].rel} (row {ra}) and shard "
                                 f"{self.dataset.shards[sb].rel} (row {rb}); ids must be unique across the dataset")
@@ -342,6 +353,7 @@ class Run:
         return self.store.ids(shard.key) if name == IDS else self.store.scores(name, shard.key)
 
     # --- fit --------------------------------------------------------------------------------------
+    @heals
     def fit(self, stage: Stage | str) -> pa.Table | None:
         """The stage's artifact: loaded if stored under its key, else fitted (map units checkpointed)."""
         stage = self.pipeline.stage(stage) if isinstance(stage, str) else stage
@@ -356,7 +368,7 @@ class Run:
         path = self.store.artifact(stage.name, key)
         meta = self.store.done(path, key)
         if meta is not None:
-            artifact = read_table(path) if meta["files"] else None
+            artifact = read_unit(path) if meta["files"] else None
             self.phases[f"fit:{stage.name}"] = {"reused": True, "seconds": 0.0}
         else:
             t0 = time.perf_counter()
@@ -372,6 +384,7 @@ class Run:
         return artifact
 
     # --- score ------------------------------------------------------------------------------------
+    @heals
     def score(self, stage: Stage | str) -> None:
         """Score every shard not yet scored under the current key; failed shards are recorded."""
         stage = self.pipeline.stage(stage) if isinstance(stage, str) else stage
@@ -396,6 +409,7 @@ class Run:
                           self.dataset.shard(shard_key).rel, self.retries + 1, r.message)
 
     # --- decide -------------------------------------------------------------------------------------
+    @heals
     def decide(self) -> dict[str, Any]:
         """Policies, manifest parts and summary.json; raises RunFailed (after writing) if shards failed."""
         self.plan()
@@ -411,6 +425,32 @@ class Run:
             raise RunFailed(f"{len(self.failed)} shard(s) failed; the rest is saved in {self.store.root} and "
                             f"a re-run retries only these:\n  {listing}")
         return summary
+
+    def repair(self, damaged: DamagedFileError) -> None:
+        """Forget a damaged unit, and what was built from it, so that the phase run again recomputes it
+        (engine/heal.py); raises when the same file keeps coming back damaged."""
+        path = damaged.path
+        n = self._repairs[str(path)] = self._repairs.get(str(path), 0) + 1
+        try:
+            folder = path.relative_to(self.store.root).parts[0]
+        except ValueError:
+            folder = None
+        if folder not in UNIT_FOLDERS:
+            raise CurateError(f"{damaged}; re-run to recompute it") from None
+        if n > MAX_REPAIRS:
+            raise CurateError(f"{damaged}, again after recomputing it {MAX_REPAIRS} times: the storage of "
+                              f"{self.store.root} does not keep what is written to it; check the disk") from None
+        log.warning("recomputing %s: %s", path, damaged.problem)
+        for artifact in self.store.forget_damaged(path):
+            log.warning("refitting %s: it was built from %s", artifact, path)
+        self.artifacts.clear()  # (reloaded, checked, or refitted by `fit`)
+        self.artifact_hashes.clear()
+        if folder == "ids":  # the ids are planned again (`plan`), once a check still running has stopped
+            if self._ids_job is not None:
+                self._ids_job.exception()
+                self._ids_job = None
+                self._ids_thread.shutdown()
+            self.fps = {}
 
     def _reclaimed(self, stage: Stage) -> bool:
         """Whether shuffle outputs the stage's scoring reads are gone (`curate gc`), so a re-score must refit."""
@@ -473,7 +513,7 @@ class _EngineFitContext(FitContext):
 
     def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
         for u in self._map_units("fitmap", fn, columns):
-            yield read_table(u.path)
+            yield read_unit(u.path)
 
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
                 reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle",
@@ -493,5 +533,5 @@ class _EngineFitContext(FitContext):
         outputs = [str(u.path.relative_to(run.store.root)) for u in units]
         self.reduced += outputs
         return Shuffled(outputs=outputs,
-                        metadata=[dict(read_schema(u.path).metadata or {}) for u in units],
+                        metadata=[dict(grouped_schema(u.path).metadata or {}) for u in units],
                         keys=[u.key for u in units])

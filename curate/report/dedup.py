@@ -18,9 +18,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from curate.layout import Part
 from curate.report import gallery
 from curate.report.stats import outcome_expr, pipeline_order
-from curate.storage import AnyPath, read_schema, read_table
+from curate.storage import AnyPath
 from kernels.hashing import mix64
 
 SAMPLED = 8            # seeded sample of groups shown per stage
@@ -62,20 +63,20 @@ def dedup_stages(summary: dict[str, Any], schema: pa.Schema) -> list[DedupStage]
     return out
 
 
-def dedup_sections(summary: dict[str, Any], parts: list[AnyPath], run_dir: AnyPath, outcomes: dict[str, int],
+def dedup_sections(summary: dict[str, Any], parts: list[Part], run_dir: AnyPath, outcomes: dict[str, int],
                    seed: int = 0) -> list[dict[str, Any]]:
     """One entry per dedup stage of the run (none for other runs)."""
     if not parts:
         return []
-    schema = read_schema(parts[0])
+    schema = parts[0].schema()
     policies, _ = pipeline_order(schema)
     return [_section(st, summary, parts, run_dir, outcomes, policies, seed) for st in dedup_stages(summary, schema)]
 
 
-def _frame(part: AnyPath, st: DedupStage, policies: list[str]) -> pl.DataFrame:
+def _frame(part: Part, st: DedupStage, policies: list[str]) -> pl.DataFrame:
     """The manifest part's rows in groups of more than one row, with the run's outcome of each."""
     cols = [st.col(c) for c in (*_STAGE_COLUMNS, *([st.similarity] if st.similarity else []))]
-    t = read_table(part, columns=["id", "shard", "keep", "error", *[f"keep.{p}" for p in policies], *cols])
+    t = part.read(["id", "shard", "keep", "error", *[f"keep.{p}" for p in policies], *cols])
     df = pl.from_arrow(t).with_columns(pl.Series("row", np.arange(t.num_rows), pl.Int64),
                                        outcome_expr(policies).alias("outcome"))
     sim = pl.col(st.col(st.similarity)).cast(pl.Float64) if st.similarity else pl.lit(None, pl.Float64)
@@ -86,7 +87,7 @@ def _frame(part: AnyPath, st: DedupStage, policies: list[str]) -> pl.DataFrame:
                     sim.alias("sim")))
 
 
-def _section(st: DedupStage, summary: dict[str, Any], parts: list[AnyPath], run_dir: AnyPath,
+def _section(st: DedupStage, summary: dict[str, Any], parts: list[Part], run_dir: AnyPath,
              outcomes: dict[str, int], policies: list[str], seed: int) -> dict[str, Any]:
     # pass 1: per group (a group may span parts: partial aggregates, then summed)
     partial = []
@@ -145,7 +146,7 @@ def _choose(groups: pl.DataFrame, st: DedupStage, weakest: str, seed: int) -> li
     return [(c, "near the threshold") for c in near] + [(c, "sampled") for c in sampled]
 
 
-def _gallery(st: DedupStage, shown: list[tuple[int, str]], summary: dict[str, Any], parts: list[AnyPath],
+def _gallery(st: DedupStage, shown: list[tuple[int, str]], summary: dict[str, Any], parts: list[Part],
              run_dir: AnyPath, policies: list[str]) -> list[dict[str, Any]]:
     if not shown:
         return []

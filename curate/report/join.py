@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.layout import Part
 from curate.report import plots
-from curate.storage import AnyPath, read_table
 
 BINS = 40
 NEAR_THRESHOLD = 12  # matches shown, those with the largest distance / θ of the configuration that fired
@@ -33,7 +33,7 @@ def join_sections(summary: dict[str, Any], parts: list[Path]) -> list[dict[str, 
 
 
 def _section(name: str, st: dict[str, Any], art: dict[str, Any], summary: dict[str, Any],
-             parts: list[AnyPath]) -> dict[str, Any]:
+             parts: list[Part]) -> dict[str, Any]:
     prog = art["program"]
     thetas = {f"{c['function']}@{c['theta']:.6g}": c["theta"] for c in prog.get("configs") or []}
     col = lambda c: f"{name}.{c}"  # noqa: E731
@@ -42,7 +42,7 @@ def _section(name: str, st: dict[str, Any], art: dict[str, Any], summary: dict[s
     closest: list[tuple[float, int, dict[str, Any]]] = []
     counter = 0
     for part in parts:
-        t = read_table(part, columns=["id", "shard", col("matched"), col("match_id"), col("config"),
+        t = part.read(["id", "shard", col("matched"), col("match_id"), col("config"),
                                          col("distance"), col("nearest"), col("est_precision")])
         hit = t.column(col("matched")).to_numpy(zero_copy_only=False).astype(bool)
         near = pc.fill_null(t.column(col("nearest")), np.nan).to_numpy(zero_copy_only=False)

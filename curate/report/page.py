@@ -20,7 +20,7 @@ from curate.report.stats import (
     policy_cuts,
     scan_manifest,
 )
-from curate.storage import AnyPath, read_schema
+from curate.storage import AnyPath
 
 _TEMPLATE = Path(__file__).with_name("page.html.j2")
 _LIST_ITEMS = 40     # longer lists in summary details (e.g. per-cluster tables) are cut in the page
@@ -33,7 +33,7 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
     summary = load_summary(run_dir)
     parts = manifest_parts(run_dir)
     if parts:  # summary.json sorts its keys; show stages and policies in pipeline order
-        order_p, order_s = pipeline_order(read_schema(parts[0]))
+        order_p, order_s = pipeline_order(parts[0].schema())
         for key, order in (("policies", order_p), ("stages", order_s)):
             entries = summary.get(key, {})
             summary[key] = {k: entries[k] for k in sorted(entries, key=lambda k: (k not in order, order.index(k)
