@@ -268,7 +268,7 @@ def read_range(path: AnyPath, start: int, end: int) -> bytes:
     """Bytes [start, end) of a file (fewer when the file is shorter)."""
     if isinstance(path, ObjectPath):
         with path.fs.open_input_file(path.path) as f:
-            return f.read_at(end - start, start).to_pybytes()
+            return f.read_at(end - start, start)
     with open(path, "rb") as f:
         f.seek(start)
         return f.read(end - start)
