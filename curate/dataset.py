@@ -203,7 +203,8 @@ class Dataset:
             except OSError as e:
                 raise DataError([f"shard {shard.rel}: cannot read ({e})"]) from e
         try:
-            return pq.ParquetFile(self.fs.open_input_file(shard.path))
+            # (pages written with a checksum, as curate's exports are, are checked against it; others cost nothing)
+            return pq.ParquetFile(self.fs.open_input_file(shard.path), page_checksum_verification=True)
         except (OSError, pa.ArrowException) as e:
             raise DataError([f"shard {shard.rel}: not a readable Parquet file ({e}); "
                              f"replace or remove it"]) from e

@@ -197,3 +197,19 @@ def test_the_engine_writes_parquet_with_page_checksums(undamaged, tmp_path):
     (tmp_path / "p.parquet").write_bytes(bytes(raw))
     with pytest.raises(OSError, match="CRC"):
         pq.read_table(tmp_path / "p.parquet", page_checksum_verification=True)
+
+
+def test_a_flipped_page_of_a_materialised_dataset_is_refused_when_read_as_input(undamaged, tmp_path):
+    """Exports carry their own protection: a run over a curated dataset checks its pages' checksums."""
+    _, source, _ = undamaged
+    curate.export(source, materialize=tmp_path / "curated")
+    shard = sorted((tmp_path / "curated").glob("*.parquet"))[1]
+    meta = pq.read_metadata(shard)
+    chunk = meta.row_group(0).column(meta.schema.to_arrow_schema().get_field_index("caption"))
+    raw = bytearray(shard.read_bytes())
+    start = min(chunk.data_page_offset, chunk.dictionary_page_offset or chunk.data_page_offset)
+    raw[start + chunk.total_compressed_size - 2] ^= 0x20  # inside the caption column's last data page
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(curate.RunFailed, match=rf"(?s){shard.name}: stage slow_length: .*CRC checksum verification failed"):
+        curate.run(curate.Pipeline([slow_length], id_column="id"), tmp_path / "curated", tmp_path / "again",
+                   executor="local")
