@@ -104,9 +104,11 @@ def test_a_flipped_bit_in_any_file_is_recomputed_by_a_plain_rerun_with_a_warning
         shutil.rmtree(out)
 
 
+@pytest.mark.parametrize("executor", ["local", "ray"])
 def test_a_damaged_upstream_file_read_inside_a_worker_is_recomputed_and_the_reader_retried(undamaged, tmp_path,
-                                                                                          caplog):
-    """exact_dedup's scoring reads its last shuffle's reduce outputs: one is damaged while the scores are gone."""
+                                                                                          caplog, executor):
+    """exact_dedup's scoring reads its last shuffle's reduce outputs: one is damaged while the scores are gone
+    (on Ray the damage travels back from the worker inside the unit's Failure)."""
     data, source, ref = undamaged
     out = tmp_path / "run"
     shutil.copytree(source, out)
@@ -117,7 +119,7 @@ def test_a_damaged_upstream_file_read_inside_a_worker_is_recomputed_and_the_read
     raw[len(raw) // 3] ^= 0x10
     last.write_bytes(bytes(raw))
     with caplog.at_level(logging.WARNING):
-        run(data, out)
+        curate.run(pipeline(), data, out, executor=executor, workers=2)
     assert f"recomputing {last}" in caplog.text and "refitting" in caplog.text
     assert sorted_manifest(out).equals(ref)
 
