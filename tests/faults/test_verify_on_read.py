@@ -215,3 +215,19 @@ def test_a_flipped_page_of_a_materialised_dataset_is_refused_when_read_as_input(
     with pytest.raises(curate.RunFailed, match=rf"(?s){shard.name}: stage slow_length: .*CRC checksum verification failed"):
         curate.run(curate.Pipeline([slow_length], id_column="id"), tmp_path / "curated", tmp_path / "again",
                    executor="local")
+
+
+def test_an_edited_fingerprint_cache_is_not_trusted(undamaged, tmp_path):
+    """A wrong cached fingerprint would change every key (and `<fingerprint>:<row>` ids): it is re-hashed."""
+    data, source, ref = undamaged
+    out = tmp_path / "run"
+    shutil.copytree(source, out)
+    cache = out / "state" / "fingerprints.json"
+    entries = json.loads(cache.read_text())
+    stamp = next(k for k in entries if k != "seal")
+    entries[stamp] = ("0" if entries[stamp][0] != "0" else "1") + entries[stamp][1:]
+    cache.write_text(json.dumps(entries))
+    summary = run(data, out)
+    assert summary["phases"]["ids"]["computed"] == 0 and summary["stages"]["wfpp"]["units_computed"] == 0
+    assert summary["inputs"] == curate.load_summary(source)["inputs"]
+    assert sorted_manifest(out).equals(ref)
