@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from curate.dataset import Shard
 from curate.errors import CurateError, DamagedFileError
-from curate.storage import AnyPath, content_hash, location, read_buffer, sealed
+from curate.storage import SEAL, AnyPath, content_hash, location, read_buffer, sealed
 
 
 def read_json(path: AnyPath) -> Any:
@@ -153,8 +153,9 @@ def load_summary(run_dir: str | os.PathLike | AnyPath) -> dict[str, Any]:
             raise CurateError(f"{path} is unreadable (damaged); {repair_hint(run_dir)}")
         raise CurateError(f"{run_dir}: no summary.json; is this a finished run directory (curate run --out)?")
     if not sealed(summary):
-        raise CurateError(f"{path} was modified after it was published (its seal does not match); "
-                          f"{repair_hint(run_dir)}")
+        why = "was modified after it was published (its seal does not match)" if SEAL in summary else \
+            "has no seal (written by a curate before summaries were sealed, or edited)"
+        raise CurateError(f"{path} {why}; {repair_hint(run_dir)}")
     return summary
 
 
