@@ -26,11 +26,9 @@ from PIL import Image
 
 import curate
 from curate.config import load_config
-from curate.layout import manifest_parts
+from curate.methods.dedup.presentation import DedupPresenter
 from curate.report import write_report
-from curate.report.dedup import dedup_sections
-from curate.report.stats import scan_manifest
-from curate.storage import location
+from curate.report.view import RunDirectory, presenters
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -141,18 +139,21 @@ def main() -> None:
 
 
 def report_numbers(run_dir: str, summary: dict) -> dict:
-    """The dedup section's numbers for the report written for this run (the same functions render it)."""
+    """The dedup section's numbers for the report written for this run (the same presenter renders it)."""
     page = write_report(run_dir)
-    parts = manifest_parts(location(run_dir))
-    sections = dedup_sections(summary, parts, location(run_dir), scan_manifest(parts).outcomes)
+    view = RunDirectory(run_dir, summary)
+    found, _ = presenters(view)
+    sections = {stage.name: presenter.numbers(view, stage) for presenter, members in found
+                if isinstance(presenter, DedupPresenter) for stage in members}
     kinds = collections.Counter()
-    for d in sections:
+    for d in sections.values():
         kinds[d["kind"]] += d["dropped_first"] or 0
     return {"exact": kinds["exact"], "near": kinds["near"], "page_kb": round(page.stat().st_size / 1024),
-            "stages": {d["name"]: {"components": d["components"], "in_components": d["in_components"],
-                                   "weakest": d["weakest"], "largest": d["largest"],
-                                   "near_threshold": sum(g["why"] == "near the threshold" for g in d["groups"]),
-                                   "sampled": sum(g["why"] == "sampled" for g in d["groups"])} for d in sections}}
+            "stages": {name: {"components": d["components"], "in_components": d["in_components"],
+                              "weakest": d["weakest"], "largest": d["largest"],
+                              "near_threshold": sum(why == "near the threshold" for _, why in d["shown"]),
+                              "sampled": sum(why == "sampled" for _, why in d["shown"])}
+                       for name, d in sections.items()}}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""EL2N benchmark on Fashion-MNIST (specs/el2n-grand.md checks 10-14): does the score select useful rows?
+"""EL2N benchmark on Fashion-MNIST (docs/methods/el2n.md checks 10-14): does the score select useful rows?
 
     make bench            (or: python -m bench.el2n [--runs 10] [--seeds 3] [--quick])
 

@@ -2,7 +2,7 @@
 
     make bench            (or: python -m bench.zipfit [--seed 0] [--skip-ray])
 
-Data: the stdlib `email` experiment of specs/zipfit.md (50 target chunks from half of the `email`
+Data: the stdlib `email` experiment of docs/methods/zipfit.md (50 target chunks from half of the `email`
 package; 1,194 candidates: 144 from its other half, 600 of other stdlib code, 450 of Python docs
 prose). The reference runs in the bench-only environment bench/.venv-zipfit (created here on first
 use: `python3.11 -m venv` + `pip install zip-fit==1.0.9 zstandard brotli`), with gzip level 1 passed
@@ -156,7 +156,7 @@ def main() -> None:
                 cpu_seconds=round(info["cpu_seconds"], 3), cpu_ratio=round(ref["cpu_seconds"] / info["cpu_seconds"], 2))
 
     result = {
-        "data": {"experiment": "stdlib email (specs/zipfit.md check 6)", "seed": args.seed, "candidates": len(cands),
+        "data": {"experiment": "stdlib email (docs/methods/zipfit.md check 6)", "seed": args.seed, "candidates": len(cands),
                  "targets": len(targets), "pairs": pairs, "in_domain_base_rate": round(float(label.mean()), 4),
                  "candidate_bytes_median": int(np.median([len(c.encode()) for c in cands]))},
         "reference": {"package": f"zip-fit {ref['version']}", "call": "ZIPFIT.rank_sequences_by_alignment",

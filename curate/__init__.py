@@ -26,10 +26,20 @@ if TYPE_CHECKING:
     from curate.progress import Progress
     from curate.report import write_report
 
-# Imported now: what every worker needs anyway, and `curate.stage` must be the decorator, not the submodule
-# (importing a submodule later would otherwise set the package's attribute of that name).
-from curate.errors import ConfigError, CurateError, DataError, RunFailed
-from curate.stage import Resources, Stage, TablesFitContext, stage
+# Imported now: what every worker needs anyway. `curate.stage` is the module curate/stage.py, which is callable
+# as the `stage` decorator, so `@curate.stage(...)` and `import curate.stage` agree.
+from curate import stage
+from curate.errors import (
+    ConfigError,
+    CurateError,
+    DataError,
+    InternalError,
+    LeaseLost,
+    RunFailed,
+    RunLocked,
+    StorageError,
+)
+from curate.stage import Resources, Stage, TablesFitContext
 
 __version__ = "0.1.0"
 
@@ -50,7 +60,8 @@ _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 
 __all__ = ["Pipeline", "Stage", "stage", "Resources", "TablesFitContext", "Policy", "Threshold", "KeepFraction", "TopK",
            "run", "join", "DEFAULT_EXECUTOR", "Executor", "load_config", "load_manifest", "load_summary", "load_vectors",
-           "export", "write_report", "CurateError", "ConfigError", "DataError", "RunFailed", "Progress"]
+           "export", "write_report", "CurateError", "ConfigError", "DataError", "RunFailed", "StorageError", "RunLocked",
+           "LeaseLost", "InternalError", "Progress"]
 
 
 def __getattr__(name: str) -> Any:

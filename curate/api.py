@@ -10,23 +10,22 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from curate import extras, registry
+from curate import registry
 from curate.config import load_config
-from curate.engine.executor import Executor
+from curate.engine.executor import DEFAULT_EXECUTOR, Executor, as_executor
 from curate.engine.export import export
 from curate.engine.gc import collect as gc
 from curate.engine.run import Run
 from curate.engine.verify import verify
-
-__all__ = ["DEFAULT_EXECUTOR", "executor_here", "gc", "join", "resolve", "run", "verify"]
-from curate.errors import ConfigError
+from curate.errors import ConfigError, renamed
 from curate.layout import RunLayout
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.report import write_report
 from curate.storage import AnyPath, location
 
-DEFAULT_EXECUTOR = "ray"   # the one default: CLI, flow, join and library calls alike
+__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "verify"]
+verify_run = verify  # (`run` has a parameter of that name)
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +50,11 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
     return pipeline, data, location(out or f"runs/{pipeline.name}")
 
 
-def executor_here(executor: str | Executor, ray_address: str | None = None) -> str | Executor:
-    """`executor`, or `local` in place of `ray` when Ray is not installed (a core install: same results, in this
-    process; a one-line notice says so). A Ray cluster without Ray installed is refused with the install line."""
-    if executor != "ray" or extras.installed("ray"):
-        return executor
-    if ray_address or os.environ.get("RAY_ADDRESS"):
-        extras.require("ray", f"the Ray cluster {ray_address or os.environ['RAY_ADDRESS']!r}")
-    log.warning("Ray is not installed, so this run uses the local executor (in-process, same results); "
-                "%s for the ray executor", extras.install_line("ray"))
-    return "local"
-
-
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
         out: str | os.PathLike | None = None, executor: str | Executor = DEFAULT_EXECUTOR,
         ray_address: str | None = None, workers: int | None = None, progress: Progress | None = None,
-        report: bool = False, phase: Phase | None = None, verify_outputs: bool = False) -> dict[str, Any]:
+        report: bool = False, phase: Phase | None = None, verify: bool = False,
+        verify_outputs: bool | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the summary (also in `<out>/summary.json`).
 
     `pipeline` is a Pipeline or the path of a YAML config. `executor` is `"ray"` (a local Ray, or the
@@ -74,41 +62,60 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     units under `out` are reused, so re-running after a crash or a policy change is cheap. With
     `pipeline.materialize` the kept rows go to `<out>/curated` (and id lists beside it); with `report`,
     `<out>/report.html`. `phase(name, fn)` wraps each step (the Prefect flow makes each one a task).
-    `verify_outputs` re-hashes every stored output and input first (`curate verify`), so that damaged
-    units are recomputed instead of reused.
+    `verify` re-hashes every stored output and input first (`curate verify`), so that damaged units are
+    recomputed instead of reused (`verify_outputs` is its old name). Phases are named as in the summary:
+    `plan`, `fit:<stage>`, `score:<stage>`, `decide`, `export`, `report`.
     """
+    if verify_outputs is not None:
+        renamed("verify_outputs", "verify", "curate.run")
+        verify = verify or verify_outputs
     pipeline, data, out = resolve(pipeline, data, out)
     for kind, items in (("stage", pipeline.stages), ("policy", pipeline.policies)):  # built in Python, not YAML:
         for item in items:  # a missing extra is refused here too, before any compute
-            registry.check_installed(kind, item.type, item.get_params() if hasattr(item, "get_params") else None)
-    executor = executor_here(executor, ray_address)
+            registry.check_installed(kind, item.type, item.get_params())
+    executor = _executor(executor, ray_address, workers)
     call = phase or _call
-    if verify_outputs and out.is_dir():
-        call("verify", lambda: verify(out))
-    with Run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers,
-             progress=progress, verify=verify_outputs) as r:
+    if verify and out.is_dir():
+        call("verify", lambda: verify_run(out))
+    with Run(pipeline, data, out, executor, progress=progress, verify=verify) as r:
         call("plan", r.plan)
         for stage in pipeline.stages:
-            call(f"fit-{stage.name}", lambda stage=stage: r.fit(stage))
-            call(f"score-{stage.name}", lambda stage=stage: r.score(stage))
-        summary = call("policies", r.decide)
+            call(f"fit:{stage.name}", lambda stage=stage: r.fit(stage))
+            call(f"score:{stage.name}", lambda stage=stage: r.score(stage))
+        summary = call("decide", r.decide)
     layout = RunLayout(out)
-    if pipeline.materialize:
+    if pipeline.materialize:  # True: <out>/curated; a path: there (as `export(materialize=PATH)`)
+        dest = layout.curated if pipeline.materialize is True else location(pipeline.materialize)
         summary["exports"] = call("export", lambda: export(out, kept_ids=layout.kept_ids, removed_ids=layout.removed_ids,
-                                                           materialize=layout.curated))
+                                                           materialize=dest))
     if report:
         summary["report"] = str(call("report", lambda: write_report(out)))
     return summary
 
 
-def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: str | os.PathLike,
-         right_id: str = "id", executor: str | Executor = DEFAULT_EXECUTOR, shards: int = 4, report: bool = False,
+def _executor(executor: str | Executor, ray_address: str | None, workers: int | None) -> Executor:
+    """The executor named (built with its options: `ray_address` and `workers` are the ray executor's), or the
+    caller's own object, which takes its options in its constructor."""
+    if not isinstance(executor, str) and (ray_address or workers):
+        raise ConfigError("ray_address and workers configure a named executor; an Executor object takes its "
+                          "options in its own constructor")
+    return as_executor(executor, ray_address=ray_address, workers=workers)
+
+
+def join(reference: str | os.PathLike | None = None, right: str | os.PathLike | None = None,
+         on: list[str] | None = None, out: str | os.PathLike | None = None, right_id: str = "id", executor: str | Executor = DEFAULT_EXECUTOR, ray_address: str | None = None,
+         workers: int | None = None, shards: int = 4, report: bool = False, left: str | os.PathLike | None = None,
          **stage_params: Any) -> dict[str, Any]:
     """Auto-FuzzyJoin R against the reference table L (`reference`): fit and apply; the manifest goes to `out`.
 
     `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
     split into `shards` Parquet files under `<out>/input` first. A `matched` policy keeps the matched rows.
     """
+    if left is not None:
+        renamed("left", "reference", "curate.join")
+        reference = reference or left
+    if reference is None or right is None or not on or out is None:
+        raise ConfigError("curate.join needs reference, right, on and out")
     registry.check_installed("stage", "autofj")  # the join extra, else its install line
     from curate.methods.autofj import AutoFJ
     from curate.methods.autofj.stage import csv_as_shards
@@ -116,8 +123,8 @@ def join(left: str | os.PathLike, right: str | os.PathLike, on: list[str], out: 
 
     out = location(out)
     data = csv_as_shards(right, out / "input", shards)
-    stage = AutoFJ(reference=str(left), on=list(on), **stage_params)
+    stage = AutoFJ(reference=str(reference), on=list(on), **stage_params)
     # kept = matched, so the summary's kept/dropped/errored are the join's matched/unmatched/errored rows
     matched = Threshold(column=stage.column("matched"), min=1, name="matched")
     pipeline = Pipeline([stage], [matched], id_column=right_id, name="autofj-join")
-    return run(pipeline, data, out, executor=executor, report=report)
+    return run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers, report=report)

@@ -1,5 +1,5 @@
-"""The `curate` command: run, join, deploy, data, export, summary, report, stages. A front door: it calls `curate.api`
-(and `flows` for `deploy`)."""
+"""curate: score and prune large training sets. `curate run CONFIG` scores a dataset and writes a manifest of
+every row's scores and keep decision; the other commands join tables, export and inspect runs."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     pipeline, default_data = load_config(args.config, overrides=args.set)
     out = location(args.out or f"runs/{pipeline.name}")
     summary = api.run(pipeline, args.data or default_data, out, executor=args.executor, ray_address=args.ray_address,
-                      workers=args.workers, report=True, verify_outputs=args.verify)
+                      workers=args.workers, report=True, verify=args.verify)
     _print_result(summary, out)
     return 0
 
@@ -49,6 +49,14 @@ def _print_result(summary: dict, out: AnyPath) -> None:
               f"{s['units_computed']} shard(s) computed, {s['units_reused']} reused")
     for name, p in summary["policies"].items():
         print(f"  policy {name} ({p['type']}): kept {p['kept']}, dropped {p['dropped']}, errored {p['errored']}")
+    from curate.report.view import lines
+
+    for line in lines(out, summary):  # what stages and policies with a presenter add (curate/presentation.py)
+        print(line)
+    _print_files(summary, out)
+
+
+def _print_files(summary: dict, out: AnyPath) -> None:
     from curate.layout import RunLayout
 
     layout = RunLayout(out)
@@ -100,60 +108,23 @@ def _join(args: argparse.Namespace) -> int:
 
     params = {name: value for name, value in vars(args).items() if name.startswith("p_") and value is not None}
     params = {name[2:]: value for name, value in params.items()}
-    summary = api.join(args.reference, args.right, args.on, args.out, right_id=args.id, executor=args.executor,
-                       shards=args.shards, report=True, **params)
+    if args.old_id is not None:
+        log.warning("curate join: --id is renamed --right-id; the old name still works in this release and will be "
+                    "removed in the next (see CHANGELOG.md)")
+    right_id = args.right_id or args.old_id or "id"
+    summary = api.join(args.reference, args.right, args.on, args.out, right_id=right_id, executor=args.executor,
+                       ray_address=args.ray_address, workers=args.workers, shards=args.shards, report=True, **params)
     _print_join(summary, location(args.out))
     return 0
 
 
 def _print_join(summary: dict, out: AnyPath) -> None:
-    """What the join did: counts from the manifest, the estimate, the new-entity share, warnings, files."""
-    import collections
+    """What the join did (the autofj stage presents itself: counts, estimate, warnings), then the files."""
+    from curate.report.view import lines
 
-    from curate.layout import manifest_parts
-
-    art = summary["stages"]["autofj"].get("artifact") or {}
-    rows, matched = 0, 0
-    errors: collections.Counter = collections.Counter()
-    reasons: collections.Counter = collections.Counter()
-    for part in manifest_parts(out):  # one part at a time: counts, not the manifest, stay in memory
-        m = part.read(["autofj.matched", "autofj.reason", "autofj.error"]).to_pydict()
-        rows += len(m["autofj.matched"])
-        matched += sum(1 for v in m["autofj.matched"] if v)
-        errors.update(e.split(":")[0] for e in m["autofj.error"] if e)
-        reasons.update(r for r, e, ok in zip(m["autofj.reason"], m["autofj.error"], m["autofj.matched"])
-                       if r and not e and not ok)
-    errored = sum(errors.values())
-    why = ", ".join(f"{k} {v}" for k, v in reasons.most_common())
-    print(f"autofj: {rows} rows: {matched} matched, {rows - matched - errored} unmatched"
-          + (f" ({why})" if why else "") + f", {errored} errored"
-          + (f" ({', '.join(f'{k} {v}' for k, v in errors.items())})" if errored else ""))
-    prog = art.get("program") or {}
-    est, se = art.get("est_precision"), art.get("est_precision_se")
-    target = prog.get("precision_target")
-    if est is None:
-        print(f"  estimated precision: none (no program reaches the target {target})")
-    else:
-        print(f"  estimated precision {est:.3f}" + (f" ± {se:.3f} (standard error)" if se is not None else "")
-              + f", target {target}")
-    new, share = art.get("new_share"), art.get("new_entity_share")
-    print("  estimated share of new entities in R (no match in L): "
-          + (f"{new:.1%}" if new is not None else "not estimated (mode: reference)"))
-    print("  estimated share of R with no match within reach (new entities and matches too unlike L to find; "
-          "the precision estimate counts these): "
-          + (f"{share:.1%}" if share is not None else "not estimated (mode: reference)")
-          + f"; rows far beyond every threshold: {art.get('far_beyond_theta_share') or 0:.1%}")
-    cols = ", ".join(f"{c} {w:.2f}" for c, w in (prog.get("column_weights") or {}).items())
-    print(f"  program: {len(prog.get('configs') or [])} configuration(s)" + (f" on columns {cols}" if cols else ""))
-    for w in art.get("warnings") or []:
-        print(f"  warning: {w}")
-    from curate.layout import RunLayout
-
-    layout = RunLayout(out)
-    print(f"manifest: {layout.manifest}")
-    print(f"summary:  {layout.summary}")
-    if "report" in summary:
-        print(f"report:   {summary['report']}")
+    for line in lines(out, summary):
+        print(line)
+    _print_files(summary, out)
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -233,7 +204,7 @@ def _executor_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
     from curate.api import DEFAULT_EXECUTOR
     from curate.engine.executor import EXECUTORS
 
-    p.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
+    p.add_argument("--executor", choices=list(EXECUTORS), default=DEFAULT_EXECUTOR,
                    help=f"where units run (default {DEFAULT_EXECUTOR}; local when Ray is not installed)")
     if not cluster:
         return
@@ -290,7 +261,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     j.add_argument("right", help="table R: CSV file, Parquet file or folder of shards")
     j.add_argument("--on", action="append", required=True, help="join column (repeat for several)")
     j.add_argument("--out", required=True, help="run directory")
-    j.add_argument("--id", default="id", help="id column of R (default id)")
+    j.add_argument("--right-id", default=None, help="id column of R (default id)")
+    j.add_argument("--id", dest="old_id", default=None, help=argparse.SUPPRESS)  # the old name of --right-id
     j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
     _executor_options(j)
     if command in (None, "join"):

@@ -12,7 +12,7 @@ policies:
     column: wfpp.score
     fraction: 0.9
 export:
-  materialize: true          # write the curated dataset to <out>/curated
+  materialize: true          # write the curated dataset to <out>/curated (or give a folder or URI)
 ```
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from curate.stage import Stage
 
 class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    materialize: bool = False
+    materialize: bool | str = False  # true: <out>/curated; or a folder or URI, as `curate export --materialize DIR`
 
 
 class RunConfig(BaseModel):
@@ -106,7 +106,7 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     try:
         pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
                             name=cfg.name, config=raw, materialize=cfg.export.materialize,
-                            data_format=cfg.format)
+                            format=cfg.format)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
     return pipeline, cfg.data

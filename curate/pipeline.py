@@ -1,12 +1,12 @@
 """A pipeline: stages in dependency order, then policies over their score columns."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from curate.errors import ConfigError
+from curate.errors import ConfigError, renamed
 from curate.policy import Policy
 from curate.stage import Stage
 
@@ -19,10 +19,14 @@ class Pipeline:
     batch_size: int = 65_536
     name: str = "pipeline"
     config: dict[str, Any] | None = None  # the config it was built from, recorded in summary.json
-    materialize: bool = False            # write the curated dataset (kept rows) after the run
-    data_format: str | None = None       # the dataset's shard format (curate/formats.py); None: by file suffix
+    materialize: bool | str = False      # write the kept rows after the run: True to <out>/curated, or to this path
+    format: str | None = None            # the dataset's shard format (curate/formats.py); None: by file suffix
+    data_format: InitVar[str | None] = None  # the old name of `format`
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, data_format: str | None) -> None:
+        if data_format is not None:
+            renamed("data_format", "format", "Pipeline")
+            self.format = self.format or data_format
         names = [s.name for s in self.stages]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

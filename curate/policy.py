@@ -18,6 +18,7 @@ from pydantic import Field
 
 from curate.errors import ConfigError
 from curate.params import Params
+from curate.presentation import Presenter
 from kernels.hashing import mix64
 
 # A scan yields, per shard, the valid rows' scores (float64) and id hashes (uint64); the engine's scan
@@ -146,6 +147,8 @@ class Policy(Params):
 
     kind: ClassVar[str] = "policy"
     type: ClassVar[str] = ""
+    # What the report and the CLI show of this policy beyond the generic tables (curate/presentation.py).
+    presenter: ClassVar[Presenter | None] = None
 
     def __init__(self, column: str, name: str | None = None):
         if "." not in column:

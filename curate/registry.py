@@ -31,6 +31,13 @@ STAGES = {
     "exact_dedup": "curate.methods.dedup:ExactDedup",
     "minhash_dedup": "curate.methods.dedup:MinHashDedup",
     "image_hash": "curate.methods.dedup:ImageHash",
+    "langid": "curate.methods.langid:LangID",
+    "tokens": "curate.methods.tokens:Tokens",
+    "words": "curate.methods.webtext:Words",
+    "gopher_quality": "curate.methods.webtext:GopherQuality",
+    "gopher_repetition": "curate.methods.webtext:GopherRepetition",
+    "c4": "curate.methods.webtext:C4",
+    "fineweb": "curate.methods.webtext:FineWeb",
 }
 
 POLICIES = {
@@ -42,6 +49,11 @@ POLICIES = {
     "sample": "curate.methods.sens:Sample",
     "el2n_keep": "curate.methods.el2n:El2nKeep",
     "dedup": "curate.methods.dedup:Dedup",
+    "languages": "curate.methods.langid:Languages",
+    "gopher_quality": "curate.methods.webtext:GopherQualityPolicy",
+    "gopher_repetition": "curate.methods.webtext:GopherRepetitionPolicy",
+    "c4": "curate.methods.webtext:C4Policy",
+    "fineweb": "curate.methods.webtext:FineWebPolicy",
 }
 
 # The extra each method package needs beyond the core (its stages and policies alike); others need the core only.
@@ -53,11 +65,15 @@ NEEDS = {
     "curate.methods.el2n": "embed",
     "curate.methods.autofj": "join",
     "curate.methods.dedup": "dedup",
+    "curate.methods.langid": "text",
+    "curate.methods.tokens": "text",
+    "curate.methods.webtext": "text",
 }
 
 # Parameter values that need an extra their stage's package does not: (stage type, parameter) -> value -> extra.
 NEEDS_FOR_PARAMS = {
     ("icc", "backend"): {"probe": "embed", "icc-student": "embed"},
+    ("tokens", "tokenizer"): {None: "embed"},  # the default tokenizer ships with the embed extra's MiniLM
 }
 
 _TABLES = {"stage": (STAGES, Stage), "policy": (POLICIES, Policy)}

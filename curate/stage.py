@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import sys
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from curate.params import Params
+from curate.presentation import Presenter
 
 # Columns the engine provides to any stage or fit map that lists them: the row's id (string), its
 # 64-bit hash (the policies' tie-break input) and its position in the shard.
@@ -113,6 +116,8 @@ class Stage(Params):
     # Outputs that are data for later stages (embedding vectors), stored with the stage's
     # per-shard outputs but left out of the manifest.
     data_outputs: frozenset[str] = frozenset()
+    # What the report and the CLI show of this stage beyond the generic tables (curate/presentation.py).
+    presenter: ClassVar[Presenter | None] = None
 
     def __init__(self, name: str | None = None):
         self.name = name or self.type
@@ -129,6 +134,12 @@ class Stage(Params):
     @property
     def outputs(self) -> dict[str, pa.DataType]:
         """New columns, without the `<name>.` prefix; `error` is added by the engine."""
+        return {}
+
+    @property
+    def replaces(self) -> dict[str, str]:
+        """Outputs that stand in for an input column in the curated dataset (`curate export --materialize`):
+        output -> the dataset column it replaces (C4's cleaned text). Recorded in summary.json."""
         return {}
 
     def depends_on(self) -> dict[str, Any]:
@@ -280,3 +291,14 @@ def stage(inputs: list[str] | Mapping[str, pa.DataType], outputs: Mapping[str, p
         return FunctionStage(fn, inputs, outputs, name=name, resources=Resources(cpus=cpus, gpus=gpus))
 
     return wrap
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as the `stage` decorator: `curate.stage` is both the decorator users write
+    (`@curate.stage(...)`) and this module, so `import curate.stage` cannot shadow one with the other."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Callable[[Callable], FunctionStage]:
+        return stage(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

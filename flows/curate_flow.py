@@ -21,11 +21,11 @@ from curate.layout import load_summary
 from curate.progress import Progress
 
 ALLOWED_CONFIGS = "CURATE_ALLOWED_CONFIGS"  # set by `make ui`: the folders a served deployment may run configs from
-RETRIED = ("fit-", "score-")  # units are idempotent, so a retried fit or score redoes only what did not finish
+RETRIED = ("fit:", "score:")  # units are idempotent, so a retried fit or score redoes only what did not finish
 
 
 def _as_task(name: str, fn: Callable[[], Any]) -> Any:
-    """One Prefect task per phase of `curate.run` (plan, fit-<stage>, score-<stage>, policies, export, report)."""
+    """One Prefect task per phase of `curate.run` (plan, fit:<stage>, score:<stage>, decide, export, report)."""
     retries = 1 if name.startswith(RETRIED) else 0
     return task(fn, name=name, cache_policy=NO_CACHE, retries=retries)()
 

@@ -78,7 +78,7 @@ def dies_once(batch: pa.Table) -> dict:
 
 
 def spherical_groups(seed: int = 0, injected: int = 400, d: int = 16):
-    """The synthetic set of specs/semdedup.md: groups A and B tight (noise 0.03, 3,000 rows each, nearby
+    """The synthetic set of docs/methods/semdedup.md: groups A and B tight (noise 0.03, 3,000 rows each, nearby
     centres), M medium (0.06, 2,000), C diffuse (0.30, 1,000), plus `injected` near-duplicate pairs (a copy
     of a row with 1e-3 noise). Returns (ids, vectors float32, group label per row, pairs as index tuples)."""
     import numpy as np

@@ -1,4 +1,4 @@
-"""Straightforward per-caption WFPP (specs/wfpp.md): the test oracle and the benchmark baseline.
+"""Straightforward per-caption WFPP (docs/methods/wfpp.md): the test oracle and the benchmark baseline.
 
 Deliberately plain Python, one caption at a time, following the spec step by step. The production
 stage (`curate.methods.wfpp.stage`) must give the same tokens, counts, table and bit-identical scores.

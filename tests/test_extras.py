@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import curate
-from curate import api, extras, registry
+from curate import extras, registry
 from curate.config import pipeline_from_dict
 from curate.errors import ConfigError
 from testkit.helpers import caption_table, write_shards
@@ -82,7 +82,7 @@ def test_without_ray_the_default_executor_runs_locally_with_a_notice(tmp_path, w
     without("ray")
     data = write_shards(tmp_path / "data", caption_table(40), 2)
     pipeline, _ = pipeline_from_dict(_config({"type": "wfpp", "min_count": 1}))
-    with caplog.at_level(logging.WARNING, logger="curate.api"):
+    with caplog.at_level(logging.WARNING, logger="curate.engine.executor"):
         summary = curate.run(pipeline, data, tmp_path / "run")  # the default, "ray"
     assert summary["result"]["in"] == 40
     assert [r.getMessage() for r in caplog.records if "Ray is not installed" in r.getMessage()] != []
@@ -92,9 +92,11 @@ def test_without_ray_the_default_executor_runs_locally_with_a_notice(tmp_path, w
 def test_without_ray_a_cluster_address_is_refused_with_the_install_line(tmp_path, without, monkeypatch):
     without("ray")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    from curate.engine.executor import build_executor
+
     with pytest.raises(ConfigError, match=r"Ray cluster 'ray://h:10001'.*pip install 'curate\[ray\]'"):
-        api.executor_here("ray", "ray://h:10001")
-    assert api.executor_here("local", "ray://h:10001") == "local"
+        build_executor("ray", ray_address="ray://h:10001")
+    assert build_executor("local").name == "local"
 
 
 def test_curate_join_without_the_join_extra_prints_the_install_line(without, capsys, tmp_path):

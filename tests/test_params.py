@@ -72,6 +72,20 @@ STAGE_CASES = [
                        "keep_by": "length", "partitions": 4}),
     ("image_hash", {}),
     ("image_hash", {"image_column": "img", "hash": "dhash", "radius": 8, "keep_by": "length"}),
+    ("langid", {}),
+    ("langid", {"text_column": "t", "backend": "py3langid", "max_chars": 500, "name": "lid"}),
+    ("tokens", {}),
+    ("tokens", {"text_column": "t", "add_special_tokens": True}),
+    ("words", {}),
+    ("words", {"text": "body", "name": "w"}),
+    ("gopher_quality", {}),
+    ("gopher_quality", {"text": "body", "words": "w", "stop_words": ["der", "die"]}),
+    ("gopher_repetition", {}),
+    ("gopher_repetition", {"top_ngrams": [2], "dup_ngrams": [5, 6]}),
+    ("c4", {}),
+    ("c4", {"remove_citations": False, "min_words_per_line": -1, "max_word_length": 50, "filter_policy": False}),
+    ("fineweb", {}),
+    ("fineweb", {"short_line_length": 20}),
 ]
 
 POLICY_CASES = [
@@ -92,6 +106,16 @@ POLICY_CASES = [
                    "label_column": "el2n.label"}),
     ("dedup", {}),
     ("dedup", {"column": "exact_dedup.component", "name": "exact"}),
+    ("languages", {"languages": ["en"]}),
+    ("languages", {"languages": ["en", "de"], "min_confidence": 0.3, "column": "lid.confidence"}),
+    ("gopher_quality", {}),
+    ("gopher_quality", {"min_doc_words": 10, "max_avg_word_length": None, "min_stop_words": 1.5, "name": "gq"}),
+    ("gopher_repetition", {}),
+    ("gopher_repetition", {"top_n_grams": {2: 0.3}, "dup_n_grams": {}, "dup_line_frac": None}),
+    ("c4", {}),
+    ("c4", {"min_num_sentences": 3, "filter_curly_bracket": False}),
+    ("fineweb", {}),
+    ("fineweb", {"column": "fw.lines", "line_punct_thr": 0.2, "line_punct_exclude_zero": True}),
 ]
 
 
@@ -233,6 +257,9 @@ NUMBER_CASES = [
     ("stage", "autofj", {"reference": TENNIS, "on": "title", "precision_target": 1}, "precision_target"),
     ("stage", "autofj", {"reference": TENNIS, "on": "title", "blocking_budget": 0}, "blocking_budget"),
     ("stage", "autofj", {"reference": TENNIS, "on": []}, "on"),
+    ("stage", "langid", {"max_chars": 0}, "max_chars"),
+    ("stage", "langid", {"backend": "cld4"}, "backend"),
+    ("stage", "tokens", {"add_special_tokens": 1}, "add_special_tokens"),
     ("policy", "threshold", {"column": "s.score", "min": math.nan}, "min"),
     ("policy", "threshold", {"column": "s.score", "max": "3"}, "max"),
     ("policy", "threshold", {"column": "s.score", "min": False}, "min"),
@@ -247,6 +274,8 @@ NUMBER_CASES = [
     ("policy", "sample", {"m": 5, "alpha": 1}, "alpha"),
     ("policy", "el2n_keep", {"direction": "hardest"}, "direction"),
     ("policy", "el2n_keep", {"offset": -0.1, "direction": "offset"}, "offset"),
+    ("policy", "languages", {"languages": ["en"], "min_confidence": 1.5}, "min_confidence"),
+    ("policy", "languages", {"languages": "en"}, "languages"),
 ]
 
 

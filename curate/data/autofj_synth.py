@@ -1,5 +1,5 @@
 """Synthetic name tables for Auto-FuzzyJoin at scale: a duplicate-free L of entity names and an R of
-corrupted copies plus new entities (the project's own corruption generator, specs/autofj.md check 9).
+corrupted copies plus new entities (the project's own corruption generator, docs/methods/autofj.md check 9).
 
 Names are built from the words of the bundled 50-task benchmark's L titles (real DBpedia names), so
 token statistics look like real entity names; every L name is distinct.

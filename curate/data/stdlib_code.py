@@ -11,7 +11,7 @@ Every file is cut into consecutive runs of whole lines of at least `min_bytes` (
 last piece of at least `min_last` (200) bytes is kept, a shorter one is dropped. Files that are not valid
 UTF-8 (a few test fixtures) are decoded with replacement characters and counted in `.complete`.
 
-`email_experiment` builds ZIP-FIT's in-domain check (specs/zipfit.md, check 6) from the same files:
+`email_experiment` builds ZIP-FIT's in-domain check (docs/methods/zipfit.md, check 6) from the same files:
 target chunks from half of the stdlib `email` package, candidates from its other half, other stdlib code
 and prose, with an `in_domain` label.
 """
@@ -190,7 +190,7 @@ def write_email_targets(path: str | Path, seed: int = 0) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
-# The in-domain experiment (specs/zipfit.md check 6)
+# The in-domain experiment (docs/methods/zipfit.md check 6)
 # --------------------------------------------------------------------------------------------------
 _OTHER_EXCLUDED = ("email", "test", "idlelib", "lib2to3", "site-packages")
 

@@ -17,44 +17,24 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.dataset import Dataset, Shard
+from curate.dataset import Shard
 from curate.engine.files import write_json, write_parquet
-from curate.engine.lease import Lease
+from curate.engine.state import RunState
 from curate.engine.store import Store, read_unit
-from curate.errors import CurateError
+from curate.errors import CurateError, InternalError
 from curate.layout import Part, read_json
-from curate.pipeline import Pipeline
 from curate.policy import Policy, Rows, scatter
+from curate.presentation import class_path
 from curate.storage import AnyPath, rmtree, seal, sealed
 from kernels.hashing import mix64
 
 log = logging.getLogger(__name__)
-
-
-class Run(Protocol):
-    """What deciding reads of a run (engine/run.py's Run): its inputs, scored units and bookkeeping."""
-
-    pipeline: Pipeline
-    store: Store
-    lease: Lease
-    dataset: Dataset
-    executor_kind: str
-    fps: dict[str, str]                                  # shard key -> content fingerprint
-    rows: dict[str, int]                                 # shard key -> rows
-    ids: dict[str, AnyPath]                                 # shard key -> its ids unit
-    artifacts: dict[str, tuple[str | None, Any]]         # stage name -> (fit key, artifact)
-    failed: dict[str, dict[str, str]]                    # shard key -> {stage, error}
-    phases: dict[str, dict[str, Any]]
-
-    def ok_shards(self) -> list[Shard]: ...
-
-    def score_path(self, stage: Any, shard: Shard) -> AnyPath: ...
 
 # Above this many valid rows, a policy's scan re-reads score files instead of holding them in memory.
 SCAN_IN_MEMORY_ROWS = 20_000_000
@@ -107,7 +87,7 @@ def _rows(policy: Policy, table: pa.Table, id_hash: np.ndarray, fingerprint: str
 class _Scan:
     """The valid rows of one policy's columns, shard by shard; cached when small."""
 
-    def __init__(self, run: Run, policy: Policy):
+    def __init__(self, run: RunState, policy: Policy):
         self.run, self.policy = run, policy
         self.cache: list[Rows] | None = None
         total = sum(run.rows[s.key] for s in run.ok_shards())
@@ -141,7 +121,7 @@ class _Scan:
         return ((r.values, r.id_hash) for r in self.rows())
 
 
-def write_manifest(run: Run) -> dict[str, Any]:
+def write_manifest(run: RunState) -> dict[str, Any]:
     """Fit the policies, write one manifest part per shard and summary.json; return the summary."""
     pipeline = run.pipeline
     for policy in pipeline.policies:
@@ -181,7 +161,7 @@ def write_manifest(run: Run) -> dict[str, Any]:
             parts.update(writing.result())
     for name, a in {**acc, "run": total}.items():
         if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
-            raise CurateError(f"internal accounting error in {name}: {a}; please report it")
+            raise InternalError(f"internal accounting error in {name}: {a}; please report it")
     summary = _summary(run, acc, total, stage_acc, samples)
     summary["manifest"] = {"generation": gen, "parts": parts}
     run.lease.check()  # fencing: a writer whose lease was taken over must not publish
@@ -204,7 +184,7 @@ class _Prepared:
     held: dict[str, np.ndarray]                   # per policy: rows its stage left unscored on purpose
 
 
-def _prepare(run: Run, shard: Shard, sample_below: np.uint64) -> _Prepared:
+def _prepare(run: RunState, shard: Shard, sample_below: np.uint64) -> _Prepared:
     """A shard's ids and score files, checked against their sidecars and joined into manifest columns."""
     ids = read_unit(run.ids[shard.key])
     n = ids.num_rows
@@ -257,13 +237,13 @@ def _add_stage_facts(stage_acc: dict, facts: dict[str, dict[str, Any]]) -> None:
         _merge_worker(sa["worker"], f["worker"])
 
 
-def _write_part(run: Run, shard: Shard, gen: int, table: pa.Table) -> dict[str, dict[str, Any]]:
+def _write_part(run: RunState, shard: Shard, gen: int, table: pa.Table) -> dict[str, dict[str, Any]]:
     part = run.store.manifest_part(shard.key, gen)
     return {shard.rel: {"file": part.relative_to(run.store.root).as_posix(), "rows": table.num_rows,
                         **write_parquet(part, table)}}
 
 
-def _decide_shard(run: Run, shard: Shard, prep: _Prepared, acc: dict) -> tuple[pa.Table, dict[str, int]]:
+def _decide_shard(run: RunState, shard: Shard, prep: _Prepared, acc: dict) -> tuple[pa.Table, dict[str, int]]:
     """One shard's manifest part and its counts (in, kept, dropped, errored); adds to the policy counts."""
     pipeline = run.pipeline
     n, cols, error = prep.n, dict(prep.cols), prep.error
@@ -365,12 +345,12 @@ def _merge_worker(acc: dict[str, Any], info: dict[str, Any]) -> None:
             acc.setdefault(k, set()).add(str(v))
 
 
-def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -> dict[str, Any]:
+def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: dict) -> dict[str, Any]:
     pipeline = run.pipeline
     failed_rows = sum(run.rows[k] for k in run.failed)
     all_rows = sum(run.rows.values())
     if all_rows != total["in"] + failed_rows:
-        raise CurateError(f"internal accounting error: {all_rows} input rows but {total['in']} in the manifest "
+        raise InternalError(f"internal accounting error: {all_rows} input rows but {total['in']} in the manifest "
                           f"and {failed_rows} in failed shards; please report it")
     stages = {}
     for stage in pipeline.stages:
@@ -386,7 +366,7 @@ def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -
                                               [round(float(q), 8) for q in qs]))
         phase = run.phases.get(f"score:{stage.name}", {})
         stages[stage.name] = {
-            **stage.identity(), "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
+            **stage.identity(), "class": class_path(stage), "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
             "errored": sa["errored"], "errors": sa["errors"],
             "seconds": round(sa["seconds"], 3),
             "rows_per_s": round(sa["rows_in"] / sa["seconds"], 1) if sa["seconds"] else None,
@@ -394,6 +374,7 @@ def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -
             "worker": {k: round(v, 3) if isinstance(v, float) else sorted(v) for k, v in sa["worker"].items()},
             "artifact": {"key": key, **stage.describe(artifact)} if key else None,
             "quantiles": quantiles,
+            **({"replaces": stage.replaces} if stage.replaces else {}),
         }
     config = pipeline.config or {}
     empty = [s.rel for s in run.dataset.shards if run.rows.get(s.key) == 0]
@@ -403,7 +384,7 @@ def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -
         "data": run.dataset.uri,
         "format": run.dataset.format,
         "id_column": pipeline.id_column,
-        "executor": run.executor_kind,
+        "executor": run.executor_name,
         "config": config,
         "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in VERSIONED}},
@@ -411,7 +392,7 @@ def _summary(run: Run, acc: dict, total: dict, stage_acc: dict, samples: dict) -
                    "fingerprints": {s.rel: {"fingerprint": run.fps.get(s.key), "rows": run.rows.get(s.key)}
                                     for s in run.dataset.shards}},
         "stages": stages,
-        "policies": {p.name: {**p.describe(), **acc[p.name]} for p in pipeline.policies},
+        "policies": {p.name: {**p.describe(), "class": class_path(p), **acc[p.name]} for p in pipeline.policies},
         "result": {**total, "failed_shard_rows": failed_rows,
                    "check": "in = kept + dropped + errored: ok"},
         "failed_shards": [{"shard": run.dataset.shard(k).rel, **{a: b for a, b in v.items() if a != "traceback"}}

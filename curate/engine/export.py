@@ -5,11 +5,13 @@ import os
 from contextlib import ExitStack
 from typing import Any
 
+import pyarrow as pa
+
 from curate.dataset import Dataset
 from curate.engine.files import write_bytes, write_parquet, writing_text
-from curate.errors import CurateError
+from curate.errors import CurateError, DamagedFileError
 from curate.formats import encode, strip_suffix
-from curate.layout import load_summary, manifest_parts
+from curate.layout import RunLayout, load_summary, manifest_parts, read_unit, repair_hint
 from curate.storage import location
 
 
@@ -45,7 +47,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
             if dataset.fingerprint(shard) != summary["inputs"]["fingerprints"][rel]["fingerprint"]:
                 raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
             keep = part.read(["keep"]).column(0)
-            kept = dataset.open(shard).read().filter(keep)
+            kept = _replaced(run_dir, summary, shard.key, dataset.open(shard).read().filter(keep), keep)
             if shard.format == "parquet" or as_parquet:
                 rel = shard.rel if shard.format == "parquet" else f"{strip_suffix(shard.rel, shard.format)}.parquet"
                 write_parquet(dest / rel, kept)
@@ -55,3 +57,18 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
         out["materialized_rows"] = rows
         out["materialized_to"] = str(dest)
     return out
+
+
+def _replaced(run_dir: str | os.PathLike, summary: dict[str, Any], shard_key: str, kept: pa.Table,
+              keep: pa.ChunkedArray) -> pa.Table:
+    """The kept rows with each column a stage replaces (`Stage.replaces`, in summary.json) taken from its scores."""
+    for stage, facts in summary["stages"].items():
+        for output, column in (facts.get("replaces") or {}).items():
+            path = RunLayout(run_dir).scores(stage, shard_key)
+            try:
+                scores = read_unit(path, columns=[f"{stage}.{output}"])
+            except DamagedFileError as e:
+                raise CurateError(f"{e}; {repair_hint(run_dir)}") from None
+            i = kept.schema.get_field_index(column)
+            kept = kept.set_column(i, kept.schema.field(i), scores.column(0).filter(keep).cast(kept.schema.field(i).type))
+    return kept

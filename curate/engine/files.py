@@ -1,8 +1,8 @@
 """Writing the run directory's files: whole, once, with their size and content hash.
 
-A file is built in memory, hashed (xxh3-64, curate/storage.py: readers check the same hash), then written whole (curate/storage.py: a temporary name
-renamed into place locally, one PUT on an object store), so no reader ever sees half a file under its
-final name. The returned record (`size`, `xxh3`) goes into the unit's sealed sidecar, which is
+A file is built in memory, hashed (xxh3-64: readers check the same hash, curate/layout.py), then written
+whole (curate/storage.py: a temporary name renamed into place locally, one PUT on an object store), so no
+reader ever sees half a file under its final name. The returned record (`size`, `xxh3`) goes into the unit's sealed sidecar, which is
 the commit: engine/store.py. A failed write (a full disk) raises StorageError saying what, where and how
 many bytes were needed; nothing half-written is left under a final name.
 """
@@ -19,14 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import CurateError
+from curate.errors import StorageError
 from curate.storage import AnyPath, content_hash, local_scratch, upload, write_whole
-
-
-class StorageError(CurateError):
-    """The run directory cannot be written (full disk, read-only, quota): the run stops; finished units stay."""
-
-    fatal = True
 
 
 def file_record(data: bytes | memoryview | pa.Buffer) -> dict[str, Any]:
@@ -98,12 +92,12 @@ def group_records(data: pa.Buffer) -> dict[str, Any]:
     """The byte range and hash of each row group of a Parquet file, and of its footer (what follows the last
     group), so that a reader of one group checks only what it reads (engine/shuffle.py)."""
     meta = pq.ParquetFile(pa.BufferReader(data)).metadata
-    groups, end = [], 4  # (after the leading magic bytes)
+    groups, end = [], 0  # (the first group's range holds the leading magic bytes: every byte is in one range)
     for i in range(meta.num_row_groups):
         chunks = [meta.row_group(i).column(c) for c in range(meta.num_columns)]
-        starts = [min(c.data_page_offset, c.dictionary_page_offset or c.data_page_offset) for c in chunks]
-        start = min(starts, default=end)
-        end = max([s + c.total_compressed_size for s, c in zip(starts, chunks)], default=start)
+        start = end
+        end = max([min(c.data_page_offset, c.dictionary_page_offset or c.data_page_offset) + c.total_compressed_size
+                   for c in chunks], default=start)
         groups.append([start, end, content_hash(memoryview(data)[start:end])])
     return {"groups": groups, "footer": [end, content_hash(memoryview(data)[end:])]}
 

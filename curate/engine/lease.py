@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 
 from curate.engine.files import write_json
-from curate.errors import CurateError
+from curate.errors import LeaseLost, RunLocked
 from curate.layout import read_json
 from curate.storage import AnyPath, ObjectPath, create_new, location
 
@@ -30,14 +30,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 60.0
 SETTLE_LOCAL_S, SETTLE_OBJECT_STORE_S = 0.05, 1.0  # longer than two competing writes take to land
-
-
-class RunLocked(CurateError):
-    """Another live writer holds the run directory."""
-
-
-class LeaseLost(CurateError):
-    """This writer's lease was taken over (its heartbeat stalled past the ttl): it must stop writing."""
 
 
 def _process_started(pid: int) -> float | None:

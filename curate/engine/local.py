@@ -6,8 +6,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from curate.engine.executor import Failure, Task
 from curate.engine.store import writing_behind
+from curate.engine.task import Failure, Started, Task
 
 
 class LocalExecutor:
@@ -17,12 +17,19 @@ class LocalExecutor:
     and the writes release the GIL); a unit is yielded once its sidecar, the commit, is written."""
 
     name = "local"
+    in_process = True
+
+    def start(self, preload: tuple[str, ...] = ()) -> Started:
+        return Started()
+
+    def close(self) -> None:
+        pass
 
     def __enter__(self) -> LocalExecutor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        pass
+        self.close()
 
     def map(self, task: Task, units: Iterable[Any]) -> Iterator[tuple[Any, dict | Failure]]:
         try:

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from curate.engine.executor import Failure, Task
+from curate.engine.task import Failure, Started, Task
+from curate.errors import renamed
 
 log = logging.getLogger(__name__)
 
@@ -71,60 +72,82 @@ class _Worker:
 
 class RayExecutor:
     name = "ray"
-    service_pids: list[int] = []
+    in_process = False
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_workers: int | None = None,
-                 unit_timeout: float | None = None, min_unit_timeout: float = 120.0, preload: tuple[str, ...] = ()):
-        t0 = time.perf_counter()  # start-up: importing Ray (0.3-0.5 s) and, below, starting it and its workers
-        address = address or os.environ.get("RAY_ADDRESS") or None
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
-        # mode once, at import: set after that, its services would want a token its driver does not send.
-        if not address and "ray" not in sys.modules:
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-        import ray
-
-        self.ray = ray
-        self.max_workers = max_workers
-        self.preload = tuple(preload)  # modules every worker imports when it starts (see _Worker)
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, workers: int | None = None,
+                 unit_timeout: float | None = None, min_unit_timeout: float = 120.0, max_workers: int | None = None):
+        # Options only: Ray starts in `start`, once the run holds its directory (scikit-learn's rule: a
+        # constructor does no work).
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        if max_workers is not None:
+            renamed("max_workers", "workers", "RayExecutor")
+        self.num_cpus, self.workers = num_cpus, workers or max_workers
         # A unit running longer than this is presumed lost (its node died, its worker hangs): its actor is
         # replaced and the unit fails, to be retried elsewhere by the engine. None: derived per map from
         # the units already finished (TIMEOUT_FACTOR x their slowest), at least `min_unit_timeout`.
         self.unit_timeout, self.min_unit_timeout = unit_timeout, min_unit_timeout
+        self.preload: tuple[str, ...] = ()  # modules every worker imports when it starts (see _Worker)
         self._pools: dict[tuple[float, float], list] = {}
         self._warned_no_gpu = False
         self._owns = False
-        self.startup_seconds = 0.0
+        self._started: Started | None = None
+        self.service_pids: list[int] = []
+
+    def start(self, preload: tuple[str, ...] = ()) -> Started:
+        """Start Ray (unless the caller has) and the CPU workers, which import `preload` as they start."""
+        if self._started is not None:
+            return self._started
+        t0 = time.perf_counter()  # start-up: importing Ray (0.3-0.5 s) and, below, starting it and its workers
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
+        # mode once, at import: set after that, its services would want a token its driver does not send.
+        if not self.address and "ray" not in sys.modules:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        import ray
+
+        self.ray = ray
+        self.preload = tuple(preload)
         if not ray.is_initialized():
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                           runtime_env={"env_vars": WORKER_ENV})
-            if address:
-                ray.init(address=address, **kwargs)
+            if self.address:
+                ray.init(address=self.address, **kwargs)
             else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
                 with _loopback_only(ray):
-                    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
+                    ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
                              **kwargs)
             self._owns = True
-            if not address:  # the services of the local Ray this started (recorded by the run: see engine/leftovers.py)
+            if not self.address:  # the services of the local Ray this started (recorded by the run: engine/leftovers.py)
                 self.service_pids = _session_pids(ray)
             # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
             shape = (1.0, 0.0)
             n = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            self._pools[shape] = [self._start(shape) for _ in range(min(n, max_workers or n))]
+            self._pools[shape] = [self._start(shape) for _ in range(min(n, self.workers or n))]
             ray.get([a.ready.remote() for a in self._pools[shape]])
-            self.startup_seconds = time.perf_counter() - t0
-            log.info("started Ray in %.1fs (%s)", self.startup_seconds, address or "local")
+            log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, self.address or "local")
+        self._started = Started(seconds=time.perf_counter() - t0 if self._owns else 0.0,
+                                service_pids=list(self.service_pids))
+        return self._started
 
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
+    def close(self) -> None:
+        """Kill this executor's workers, and shut Ray down if it was started here."""
+        if self._started is None:
+            return
         for pool in self._pools.values():
             for actor in pool:
                 self.ray.kill(actor)
         self._pools.clear()
         if self._owns:
             self.ray.shutdown()
+            self._owns = False
+        self._started = None
+
+    def __enter__(self) -> RayExecutor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def _pool_size(self, task: Task, n_units: int) -> int:
         cpus = self.ray.cluster_resources().get("CPU", 1.0)
@@ -132,8 +155,8 @@ class RayExecutor:
         n = max(1, int(cpus // per))
         if self._shape(task)[1]:
             n = min(n, max(1, int(self.ray.cluster_resources().get("GPU", 0) // task.resources.gpus)))
-        if self.max_workers:
-            n = min(n, self.max_workers)
+        if self.workers:
+            n = min(n, self.workers)
         return max(1, min(n, n_units))
 
     def _shape(self, task: Task) -> tuple[float, float]:
@@ -183,6 +206,7 @@ class RayExecutor:
             pool.remove(actor)
 
     def map(self, task: Task, units: Iterable[Any]) -> Iterator[tuple[Any, dict | Failure]]:
+        self.start()  # (a no-op once started)
         ray = self.ray
         units = list(units)
         if not units:

@@ -1,10 +1,10 @@
 """A run's HTML report: one self-contained page (no network at view time) from summary.json + the manifest.
 
 Sections: summary, accounting (per policy and stage, drops by reason), scores (a histogram of every
-float manifest column with the policies' cuts, and a threshold sweep), join and dedup (for runs with
-such stages: dedup shows duplicate groups side by side), galleries (sampled kept, dropped-per-policy and
-errored rows, with thumbnails or text read from the input shards), timing, config and versions.
-Built generically: any stage or policy that lands shows up without changes here.
+float manifest column with the policies' cuts, and a threshold sweep), then the sections stages and
+policies give themselves (curate/presentation.py: the join's, the duplicate groups'), galleries (sampled
+kept, dropped-per-policy and errored rows, with thumbnails or text read from the input shards), timing,
+config and versions. Built generically: any stage or policy that lands shows up without changes here.
 """
 from __future__ import annotations
 

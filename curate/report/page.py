@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import json
-import math
+import re
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import yaml
 
 from curate.layout import load_summary, manifest_parts
-from curate.report import gallery, plots
-from curate.report.dedup import dedup_sections
-from curate.report.join import join_sections
+from curate.presentation import num
+from curate.report import blocks, gallery, plots
 from curate.report.sections import SECTIONS
 from curate.report.stats import (
     PER_GALLERY,
@@ -20,9 +20,11 @@ from curate.report.stats import (
     policy_cuts,
     scan_manifest,
 )
+from curate.report.view import RunDirectory
 from curate.storage import AnyPath
 
 _TEMPLATE = Path(__file__).with_name("page.html.j2")
+_ATTR = re.compile(r"[a-z][a-z0-9_-]*")
 _LIST_ITEMS = 40     # longer lists in summary details (e.g. per-cluster tables) are cut in the page
 
 
@@ -41,30 +43,31 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
     policies: dict[str, dict[str, Any]] = summary.get("policies", {})
     score_cols = list(dict.fromkeys(p["column"] for p in policies.values() if "column" in p))
     stats = scan_manifest(parts, seed=seed, per_gallery=per_gallery or PER_GALLERY, extra_columns=score_cols)
+    own, not_shown = blocks.sections(RunDirectory(run_dir, summary, seed, stats.outcomes), set(SECTIONS))
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = _num
+    env.filters["num"] = num
     env.filters["pct"] = lambda a, b: f"{100.0 * a / b:.1f}%" if b else "–"
+    env.filters["inline"] = blocks.inline
+    env.filters["data_attrs"] = _data_attrs
     page = env.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(
-        s=summary, sections=SECTIONS, title=f"curate report: {summary.get('pipeline', run_dir.name)}",
+        s=summary, nav=[*SECTIONS[:3], *[sec["id"] for sec in own], *SECTIONS[3:]],
+        title=f"curate report: {summary.get('pipeline', run_dir.name)}",
         accounting=_accounting(summary, stats), scores=_scores(stats, policies),
         galleries=_galleries(stats, summary, run_dir, score_cols), timing=_timing(summary),
-        joins=join_sections(summary, parts),
-        dedups=dedup_sections(summary, parts, run_dir, stats.outcomes, seed=seed),
+        method_sections=own, not_shown=not_shown,
         config_yaml=yaml.safe_dump(summary.get("config", {}), sort_keys=False, allow_unicode=True),
         run_dir=str(run_dir))
     return page
 
 
-def _num(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return "–" if math.isnan(v) else f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
-    return str(v)
+def _data_attrs(attrs: dict[str, Any]) -> markupsafe.Markup:
+    """` data-<key>="value"` for each of a block's marks (keys are checked: they name the attribute)."""
+    out = []
+    for k, v in attrs.items():
+        if not _ATTR.fullmatch(k):
+            raise ValueError(f"report: data attribute name {k!r} must be lowercase letters, digits, '-' or '_'")
+        out.append(markupsafe.Markup(' data-{}="{}"').format(markupsafe.Markup(k), v))
+    return markupsafe.Markup("").join(out)
 
 
 def _trim(value: Any) -> Any:
@@ -90,7 +93,7 @@ def _accounting(summary: dict[str, Any], stats) -> dict[str, Any]:
                          "in": p["in"], "kept": p["kept"], "dropped": p["dropped"], "errored": p["errored"],
                          "first_dropped": stats.outcomes.get(f"dropped: {name}", 0),
                          "cuts": policy_cuts(p), "patterns": stats.patterns.get(name, {}),
-                         "details": _details(p, {"type", "column", "in", "kept", "dropped", "errored"})})
+                         "details": _details(p, {"type", "class", "column", "in", "kept", "dropped", "errored"})})
     stages = []
     for name, st in summary.get("stages", {}).items():
         stages.append({"name": name, "type": st.get("type"), "version": st.get("version"),
@@ -134,7 +137,7 @@ def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: lis
                         "kind": outcome.split(":", 1)[0]}
     for r in rows:
         why = r.get("error") or r.get("drop_reason") or ""
-        scores = " · ".join(f"{c}={_num(r[c])}" for c in score_cols if r.get(c) is not None)
+        scores = " · ".join(f"{c}={num(r[c])}" for c in score_cols if r.get(c) is not None)
         out[r["outcome"]]["rows"].append({"id": str(r["id"]), "shard": r["shard"], "why": why, "scores": scores,
                                           "thumb": r["thumb"], "text": r["text"], "note": r["note"]})
     return list(out.values())
@@ -149,7 +152,7 @@ def _timing(summary: dict[str, Any]) -> dict[str, Any]:
                "wall_rows_per_s": phases.get(f"score:{n}", {}).get("rows_per_s"),
                "fit": phases.get(f"fit:{n}", {}).get("seconds"),
                "computed": st.get("units_computed"), "reused": st.get("units_reused"),
-               "worker": ", ".join(f"{k} {v if isinstance(v, list) else _num(v)}"
+               "worker": ", ".join(f"{k} {v if isinstance(v, list) else num(v)}"
                                    for k, v in st.get("worker", {}).items())}
               for n, st in summary.get("stages", {}).items()]
     return {"figure": plots.timing(names, secs) if names else None, "phases": [(n, phases[n]) for n in names],

@@ -1,2 +1,3 @@
-"""The report's sections, in page order."""
-SECTIONS = ("summary", "accounting", "scores", "join", "dedup", "galleries", "timing", "config")
+"""The report's own sections, in page order; the stages' and policies' sections (curate/presentation.py) come
+after `scores`."""
+SECTIONS = ("summary", "accounting", "scores", "galleries", "timing", "config")

@@ -103,13 +103,14 @@ def test_bad_ids_stop_a_fit_that_runs_beside_their_check(tmp_path):
 
 def test_a_failed_id_check_fails_every_later_phase(tmp_path):
     """A retried phase (the Prefect flow retries fit and score) must not run past ids that failed."""
+    from curate.engine.executor import as_executor
     from curate.engine.run import Run
 
     t = caption_table(20)
     ids = t.column("id").to_pylist()
     ids[15] = ids[2]
     data = write_shards(tmp_path / "data", t.set_column(0, "id", pa.array(ids)), 2)
-    with Run(curate.Pipeline([caption_length], id_column="id"), data, tmp_path / "run") as r:
+    with Run(curate.Pipeline([caption_length], id_column="id"), data, tmp_path / "run", as_executor("local")) as r:
         r.plan()
         for call in (lambda: r.score("caption_length"), lambda: r.score("caption_length"), r.decide):
             with pytest.raises(curate.DataError, match="id 'row-000002' appears in shard"):

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import curate
+from curate.engine.executor import as_executor
 from curate.engine.run import Run
 from testkit.helpers import (
     caption_length,
@@ -160,7 +161,7 @@ def test_zero_row_shard_is_recorded_not_an_error(tmp_path):
 def test_phases_can_run_one_by_one(tmp_path):
     data = write_shards(tmp_path / "data", caption_table(50), 2)
     p = curate.Pipeline([caption_length], [curate.TopK("caption_length.len", k=7)], id_column="id")
-    with Run(p, data, tmp_path / "run") as r:
+    with Run(p, data, tmp_path / "run", as_executor("local")) as r:
         r.plan()
         r.fit("caption_length")
         r.score("caption_length")

@@ -63,7 +63,7 @@ def test_run_takes_a_config_path_and_the_phase_hook_sees_every_step(tmp_path):
         return fn()
 
     summary = curate.run(config, out=tmp_path / "run", executor="local", phase=phase, report=True)
-    assert seen == ["plan", "fit-caption_length", "score-caption_length", "policies", "report"]
+    assert seen == ["plan", "fit:caption_length", "score:caption_length", "decide", "report"]
     assert summary["result"]["kept"] == 5 and (tmp_path / "run" / "report.html").exists()
 
 
@@ -134,7 +134,7 @@ def test_a_local_ray_listens_on_loopback_only_keeps_token_authentication_and_lea
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     data = write_shards(tmp_path / "data", caption_table(20), 2)
-    with RayExecutor(max_workers=1) as ex:
+    with RayExecutor(workers=1) as ex:
         assert is_token_auth_enabled()
         summary = curate.run(pipeline(), data, tmp_path / "run", executor=ex)
         services = _tree(ex.service_pids)

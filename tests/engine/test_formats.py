@@ -21,7 +21,7 @@ ROWS, SHARDS = 90, 3
 
 def pipeline(id_column: str = "id", fmt: str | None = None) -> curate.Pipeline:
     return curate.Pipeline([WFPP(text_column="caption", min_count=1)], [curate.KeepFraction("wfpp.score", 0.5)],
-                           id_column=id_column, data_format=fmt)
+                           id_column=id_column, format=fmt)
 
 
 def table() -> pa.Table:

@@ -11,8 +11,9 @@ import pytest
 
 import curate
 from curate.config import load_config
-from curate.engine.lease import Lease, RunLocked
+from curate.engine.lease import Lease
 from curate.engine.verify import verify
+from curate.errors import RunLocked
 from curate.storage import ObjectPath, location
 from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
 from testkit.helpers import gpu_node, write_shards

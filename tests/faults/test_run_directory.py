@@ -16,7 +16,8 @@ import pytest
 import curate
 from curate import storage
 from curate.cli import main
-from curate.engine.lease import Lease, RunLocked
+from curate.engine.lease import Lease
+from curate.errors import RunLocked
 from testkit import faults
 from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
 
@@ -137,7 +138,7 @@ def test_run_verify_repairs_a_flipped_byte_that_a_size_check_cannot_see(tmp_path
     raw = bytearray(victim.read_bytes())
     raw[-200] ^= 0xFF
     victim.write_bytes(bytes(raw))
-    summary = curate.run(pipeline(), data, out, executor="local", verify_outputs=True)
+    summary = curate.run(pipeline(), data, out, executor="local", verify=True)
     assert summary["stages"]["slow_length"]["units_computed"] == 1
     assert sorted_manifest(out).equals(ref)
 

@@ -1,4 +1,4 @@
-"""kernels/compress.py: gzip sizes byte-exact via zlib + 12, NCD, batched alignment (specs/zipfit.md checks 1-3)."""
+"""kernels/compress.py: gzip sizes byte-exact via zlib + 12, NCD, batched alignment (docs/methods/zipfit.md checks 1-3)."""
 from __future__ import annotations
 
 import gzip

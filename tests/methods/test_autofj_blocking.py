@@ -1,4 +1,4 @@
-"""Blocking recall on all 50 benchmark tasks (specs/autofj.md check 6): the share of ground-truth pairs
+"""Blocking recall on all 50 benchmark tasks (docs/methods/autofj.md check 6): the share of ground-truth pairs
 that survive our blocking is at least the reference blocker's. The reference numbers (and its blocked
 pair counts) were produced offline by bench/autofj_reference_blocking.py with `autofj` 0.0.6."""
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Auto-FuzzyJoin end to end: equivalence with `autofj` 0.0.6 (fixtures made offline by
 bench/autofj_reference.py), the stage through the engine, multi-column selection, new entities, bad input
-and the CLI (specs/autofj.md checks 5, 8 and "Edge cases")."""
+and the CLI (docs/methods/autofj.md checks 5, 8 and "Edge cases")."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,4 @@
-"""Auto-FuzzyJoin building blocks on hand-computed values (specs/autofj.md checks 1-4)."""
+"""Auto-FuzzyJoin building blocks on hand-computed values (docs/methods/autofj.md checks 1-4)."""
 from __future__ import annotations
 
 import math

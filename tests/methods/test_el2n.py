@@ -1,4 +1,4 @@
-"""EL2N / GraNd (specs/el2n-grand.md): the score math (checks 1-3), batch independence (check 4), per-row
+"""EL2N / GraNd (docs/methods/el2n.md): the score math (checks 1-3), batch independence (check 4), per-row
 errors, and the el2n_keep policy's exact windows."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EL2N on real data (specs/el2n-grand.md check 10): Fashion-MNIST with 20% of the training labels flipped,
+"""EL2N on real data (docs/methods/el2n.md check 10): Fashion-MNIST with 20% of the training labels flipped,
 scored through the engine with 3 proxy runs (MLP 784-256-10, Adam 2e-3, batch 256, 2 epochs)."""
 from __future__ import annotations
 

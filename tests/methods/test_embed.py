@@ -234,3 +234,23 @@ def test_a_random_init_model_says_so_in_the_rows_not_on_stderr(tmp_path, capfd):
     out = stage.score(pa.table({"image": [image_bytes("RGB")]}))
     assert out.column("random_init").to_pylist() == [True]
     assert "initialized randomly" not in capfd.readouterr().err
+
+
+def test_device_cuda_is_checked_on_the_worker_not_where_the_config_is_built(tmp_path, tiny_image):
+    """A CPU-only Ray head must accept a config meant for its GPU workers; the worker that has no GPU, or lacks
+    the weights file, refuses in `setup` naming its host."""
+    import socket
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal cannot be shown here")
+    stage = Embed(modality="image", model=TINY, random_init=True, device="cuda")  # built on a CPU-only driver
+    with pytest.raises(curate.ConfigError, match=f"no GPU is visible on worker host {socket.gethostname()!r}"):
+        stage.setup(None)
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny_image._encoder.model.state_dict(), path)
+    moved = Embed(modality="image", model=TINY, weights=str(path))
+    path.unlink()  # the driver had them; this worker does not
+    with pytest.raises(curate.ConfigError, match="not found on worker host"):
+        moved.setup(None)

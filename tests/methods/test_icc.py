@@ -1,4 +1,4 @@
-"""ICC stage (specs/icc.md): lexicon values, per-row errors, human agreement on the 500-caption fixture,
+"""ICC stage (docs/methods/icc.md): lexicon values, per-row errors, human agreement on the 500-caption fixture,
 the probe head's round trip, the icc-student code path on a tiny random RoBERTa, and determinism."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WFPP stage (specs/wfpp.md, "Checks that must hold" 1-5 and 7) against the plain reference."""
+"""WFPP stage (docs/methods/wfpp.md, "Checks that must hold" 1-5 and 7) against the plain reference."""
 from __future__ import annotations
 
 import collections

@@ -1,5 +1,5 @@
 """The zipfit stage: exact sizes, brute-force top-K, sharding/executor independence, errors, targets,
-the optional fast paths (specs/zipfit.md checks 1, 3, 4, 5)."""
+the optional fast paths (docs/methods/zipfit.md checks 1, 3, 4, 5)."""
 from __future__ import annotations
 
 import gzip

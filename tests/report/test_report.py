@@ -251,7 +251,7 @@ def test_text_only_run_shows_snippets_of_the_first_string_column(tmp_path):
         for card in rows:
             assert card["thumb"] is None and card["text"] == body[card["id"].split(" · ")[0]]
     assert "body_len cut" in _uris(page, "hist")["body_len.len"]
-    assert "no dedup stage in this run" in page
+    assert 'data-section="dedup"' not in page and 'data-section="join"' not in page  # no stage presents itself
 
 
 def test_changed_or_missing_input_shards_are_named_not_shown(demo_run, demo_subset, tmp_path):

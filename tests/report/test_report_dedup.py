@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 import curate
 from curate.cli import main
 from curate.methods.dedup import Dedup, ExactDedup, ImageHash, MinHashDedup
-from curate.report import dedup as dedup_section
+from curate.methods.dedup import presentation as dedup_section
 from curate.report import write_report
 from curate.report.gallery import thumbnail
 from testkit.helpers import write_shards

@@ -1,4 +1,4 @@
-"""Blocking: top-k TF-IDF candidates of L for each query row, by sparse matrix products (specs/autofj.md step 1).
+"""Blocking: top-k TF-IDF candidates of L for each query row, by sparse matrix products (docs/methods/autofj.md step 1).
 
 A record is normalised by `text.blocking_key`; its tokens are the padded character 3-grams of that
 string plus its words (one token space, as in the reference). With idf(x) = ln(|L| / (df(x) + 1)) and

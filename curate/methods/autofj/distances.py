@@ -1,4 +1,4 @@
-"""The join functions' distances over candidate pairs, vectorised (specs/autofj.md, "Join functions").
+"""The join functions' distances over candidate pairs, vectorised (docs/methods/autofj.md, "Join functions").
 
 Set distances: every distance of one (pre-processing, tokenizer, weight) view comes from one pass over
 the pairs: the weighted intersection W(A∩B), the distinct-token intersection count and the weighted

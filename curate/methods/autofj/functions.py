@@ -1,5 +1,5 @@
 """Join functions (pre-processing, tokenizer, token weight, distance) and their distances on pairs of
-one join column, computed view by view (specs/autofj.md, "Join functions")."""
+one join column, computed view by view (docs/methods/autofj.md, "Join functions")."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,6 @@
 """Auto-FuzzyJoin: fit a join program on L and (a sample of) R, save it as JSON, apply it to R rows.
 
-specs/autofj.md. `fit` blocks L-L and L-R (blocking.py), learns and applies negative rules (rules.py),
+docs/methods/autofj.md. `fit` blocks L-L and L-R (blocking.py), learns and applies negative rules (rules.py),
 computes every join function's distances on the surviving pairs (functions.py) and runs the greedy
 search with column forward selection (search.py). The program it returns is plain JSON: the selected
 (function, θ) configurations in selection order, column weights, negative rules and L's fingerprint.

@@ -1,4 +1,4 @@
-"""Negative rules (specs/autofj.md step 2): word pairs that tell two L entities apart.
+"""Negative rules (docs/methods/autofj.md step 2): word pairs that tell two L entities apart.
 
 Learned from blocked L-L pairs whose stemmed word sets differ by exactly one word on each side, where
 the candidate record has more than one word ("2008 summer olympics" / "2012 summer olympics" give

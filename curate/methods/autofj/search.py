@@ -1,4 +1,4 @@
-"""The configuration search (specs/autofj.md steps 4-7), vectorised over configurations.
+"""The configuration search (docs/methods/autofj.md steps 4-7), vectorised over configurations.
 
 A configuration is (join function f, threshold θ). For every f, the nearest L row of each R row is
 l*(f, r) (ties: lowest L index); (f, θ) proposes (r, l*) when f(l*, r) <= θ, with the estimate

@@ -1,4 +1,4 @@
-"""The `autofj` stage: link each dataset row to at most one row of a reference table L (specs/autofj.md).
+"""The `autofj` stage: link each dataset row to at most one row of a reference table L (docs/methods/autofj.md).
 
 fit: reads L, checks it (no null/empty keys, no duplicate ids, no exact duplicate records), takes a
 uniform sample of the dataset (the rows with the smallest id hashes, at most `search_sample`; all rows in
@@ -16,8 +16,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
-import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 from pydantic import Field
 
@@ -25,6 +23,8 @@ from curate.errors import ConfigError, DataError
 from curate.methods.autofj import program as autofj
 from curate.methods.autofj.functions import SPACES
 from curate.methods.autofj.minhash import LSHParams
+from curate.methods.autofj.presentation import JoinPresenter
+from curate.methods.autofj.tables import read_table
 from curate.methods.hints import StageName
 from curate.stage import ROW_HASH, FitContext, Stage
 from curate.storage import AnyPath, write_whole
@@ -33,23 +33,6 @@ log = logging.getLogger(__name__)
 
 ERR_EMPTY = "empty_key: every join column is null or empty"
 JoinColumn = Annotated[str, Field(min_length=1)]
-
-
-def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """A CSV file (every column read as text) or a Parquet file or folder."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"autofj: reference table {str(p)!r} does not exist")
-    if p.suffix.lower() == ".csv":
-        names = pcsv.read_csv(p, read_options=pcsv.ReadOptions(block_size=1 << 16)).column_names
-        opts = pcsv.ConvertOptions(column_types={c: pa.string() for c in names}, strings_can_be_null=False)
-        table = pcsv.read_csv(p, convert_options=opts)
-    else:
-        table = pds.dataset(str(p), format="parquet").to_table()
-    missing = [c for c in (columns or []) if c not in table.column_names]
-    if missing:
-        raise DataError([f"reference table {str(p)!r}: missing column(s) {missing}; it has {table.column_names}"])
-    return table.select(columns) if columns else table
 
 
 def csv_as_shards(path: str | Path, folder: AnyPath, shards: int) -> AnyPath:
@@ -138,10 +121,11 @@ def _take(values: pa.Array, idx: np.ndarray) -> pa.Array:
 
 
 class AutoFJ(Stage):
-    """Auto-FuzzyJoin against a reference table (specs/autofj.md); see the module docstring."""
+    """Auto-FuzzyJoin against a reference table (docs/methods/autofj.md); see the module docstring."""
 
     type = "autofj"
     version = "2"  # 2: new-entity estimate (mode default), blanks as unknown, `nearest` column
+    presenter = JoinPresenter()
 
     def __init__(self,
                  reference: Annotated[str | Path, Field(description="the reference table L: a CSV file, or a Parquet "

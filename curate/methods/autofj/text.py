@@ -1,4 +1,4 @@
-"""Pre-processing and tokenising of join keys, as the reference code does it (specs/autofj.md).
+"""Pre-processing and tokenising of join keys, as the reference code does it (docs/methods/autofj.md).
 
 Pre-processing and stemming run over the distinct strings only (Porter stems are cached per distinct
 word), and tokens become integer columns of a sparse matrix (`TokenMatrix`), so that every distance

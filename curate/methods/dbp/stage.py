@@ -1,4 +1,4 @@
-"""Concept-cluster complexity pruning, DBP (stage `dbp`, policy `cluster_quota`; specs/concept-clusters.md).
+"""Concept-cluster complexity pruning, DBP (stage `dbp`, policy `cluster_quota`; docs/methods/dbp.md).
 
 Fit: spherical k-means on a sample of the pool (valid rows SemDeDup kept at `dedup_epsilon`), and each
 centroid's d_inter = mean cosine distance to its l nearest other centroids. Score: a row's cluster,
@@ -56,6 +56,10 @@ def inter_cluster_distance(centroids: np.ndarray, l: int) -> np.ndarray:
 
 
 class DBP(ClusterStage):
+    """Concept-cluster pruning (DBP): clusters the rows SemDeDup kept and scores each by its distance to its
+    cluster's centre and the cluster's distance to its neighbours; the `cluster_quota` policy gives complex
+    clusters a larger share of the budget and keeps the rows farthest from each centre."""
+
     type = "dbp"
     version = "1"
 

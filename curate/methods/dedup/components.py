@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.methods.dedup.pairs import CandidatePairs, edge_table, present, u64, u64_of, unique_pairs, values_of
+from curate.methods.dedup.presentation import DedupPresenter
 from curate.policy import order_keys, tie_keys
 from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ScoresFromShuffle, Shuffled, Stage
 from kernels.hashing import mix64, partition_of
@@ -73,6 +74,8 @@ class GraphStage(ScoresFromShuffle, CandidatePairs, Stage):
     match: ClassVar[str] = "near"            # `exact` or `near`, in the `match` column of removed rows
     similarity_name: ClassVar[str | None] = None   # the column holding each row's best similarity
     similarity_type: ClassVar[pa.DataType] = pa.float32()
+    similarity_is_distance: ClassVar[bool] = False  # the column holds a distance: smaller is more similar
+    presenter = DedupPresenter()
 
     def __init__(self, keep_by: str | None, keep_largest: bool, seed: int, partitions: int | str, name: str | None):
         super().__init__(name)

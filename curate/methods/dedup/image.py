@@ -50,6 +50,7 @@ class ImageHash(GraphStage):
     type = "image_hash"
     similarity_name = "hamming"
     similarity_type = pa.int32()
+    similarity_is_distance = True
 
     def __init__(self, image_column: Annotated[str, Field(description="the column of encoded image bytes")] = "image",
                  hash: Annotated[Literal["phash", "dhash"], Field(description="perceptual hash (64 bits)")] = "phash",

@@ -1,4 +1,4 @@
-"""EL2N and GraNd: how hard a labelled row is for a proxy early in training (stage `el2n`; specs/el2n-grand.md).
+"""EL2N and GraNd: how hard a labelled row is for a proxy early in training (stage `el2n`; docs/methods/el2n.md).
 
 Paul et al., "Deep Learning on a Data Diet" (NeurIPS 2021). Fit: draw a sample S of the valid rows (all of
 them up to `fit_rows`, above it the rows with the smallest tie keys, a seeded uniform sample), record the

@@ -1,6 +1,6 @@
 """Image loading for embedding: bytes or paths -> RGB PIL images, with a named error per bad row.
 
-Errors (specs/embeddings.md): `missing_file`, `path_outside_root`, `empty_bytes`, `undecodable_image`
+Errors (docs/methods/embed.md): `missing_file`, `path_outside_root`, `empty_bytes`, `undecodable_image`
 (with Pillow's message), `image_too_large` (decompression-bomb pixel limit). 1x1, grayscale, palette,
 CMYK and animated images are valid: converted to RGB (first frame of an animation).
 """

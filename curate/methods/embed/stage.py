@@ -1,4 +1,4 @@
-"""Embedding workers (stage `embed`, specs/embeddings.md): open_clip image/text towers and
+"""Embedding workers (stage `embed`, docs/methods/embed.md): open_clip image/text towers and
 sentence-transformers text encoders, loaded from local files only, on GPU when the worker sees one.
 
 Vectors are data, not scores: `<name>.vector` (fixed_size_list<float16>[d], L2-normalised in float32
@@ -100,11 +100,8 @@ class Embed(Stage):
                 raise ConfigError(f"embed {self.name!r}: open_clip model {model!r} takes its text tower or tokenizer "
                                   f"from Hugging Face ({hub}), which needs the hub; use a config with open_clip's own "
                                   f"text tower and tokenizer (e.g. ViT-B-32) or a local JSON config")
-        if device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError(f"embed {self.name!r}: device 'cuda' but no GPU is visible; use device: auto")
+        # (device: 'cuda' is checked in `setup`, on the worker that runs it: a CPU-only driver, the usual Ray
+        # head, must accept a config meant for its GPU workers)
         self._encoder: Any = None
 
     # --- declarations -------------------------------------------------------------------------
@@ -155,8 +152,17 @@ class Embed(Stage):
 
     # --- work ---------------------------------------------------------------------------------
     def setup(self, artifact: pa.Table | None) -> None:
+        import socket
+
         import torch
 
+        here = socket.gethostname()
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"embed {self.name!r}: device 'cuda' but no GPU is visible on worker host {here!r}; "
+                              f"use device: auto")
+        if self.weights_path is not None and not Path(self.weights_path).exists():
+            raise ConfigError(f"embed {self.name!r}: weights {self.weights_path!r} not found on worker host {here!r} "
+                              f"(every node needs them at the same path); {HUB_HINT}")
         device = "cuda" if self.device != "cpu" and torch.cuda.is_available() else "cpu"
         if self.backend == "open_clip":
             self._encoder = OpenClipEncoder(self, device)

@@ -1,4 +1,4 @@
-"""ICC `probe` backend: a ridge head on MiniLM sentence embeddings (specs/icc.md, backend 2).
+"""ICC `probe` backend: a ridge head on MiniLM sentence embeddings (docs/methods/icc.md, backend 2).
 
 Two targets:
 - `words` (default): the head maps a single word's MiniLM embedding to its human concreteness rating

@@ -1,4 +1,4 @@
-"""ICC: image caption concreteness, from the caption alone (stage `icc`, specs/icc.md).
+"""ICC: image caption concreteness, from the caption alone (stage `icc`, docs/methods/icc.md).
 
 Yanuka et al., "ICC: Quantifying Image Caption Concreteness for Multimodal Dataset Curation" (Findings
 of ACL 2024). Higher = more concrete; a policy keeps the high scores. Backends:
@@ -71,7 +71,7 @@ def caption_errors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list
 
 
 class ICC(Stage):
-    """Image caption concreteness (specs/icc.md); see the module docstring."""
+    """Image caption concreteness (docs/methods/icc.md); see the module docstring."""
 
     type = "icc"
     version = "1"

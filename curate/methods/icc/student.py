@@ -1,4 +1,4 @@
-"""ICC `icc-student` backend: the authors' distilled text-only regressor (specs/icc.md, backend 3).
+"""ICC `icc-student` backend: the authors' distilled text-only regressor (docs/methods/icc.md, backend 3).
 
 A `RobertaForSequenceClassification` with one regression output, loaded from a local folder only
 (`local_files_only=True`, hub access switched off). score = logits[:, 0], unscaled; higher = more

@@ -1,4 +1,4 @@
-"""SemDeDup: semantic deduplication inside k-means clusters (stage and policy `semdedup`, specs/semdedup.md).
+"""SemDeDup: semantic deduplication inside k-means clusters (stage and policy `semdedup`, docs/methods/semdedup.md).
 
 Fit: spherical k-means on a sample (stages/clusters.py); a shuffle assigns every row to its nearest
 centroid and groups the rows by cluster partition; each partition orders every cluster (farthest from

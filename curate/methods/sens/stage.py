@@ -1,4 +1,4 @@
-"""Clustering-based sensitivity sampling (stage `sens`, policy `sample`; specs/sensitivity-sampling.md).
+"""Clustering-based sensitivity sampling (stage `sens`, policy `sample`; docs/methods/sens.md).
 
 Fit: Euclidean k-means (z = 2) on a sample of the unit embeddings; per cluster the row nearest to the
 centre becomes its representative r_j, and the loss is evaluated there only (k calls): a constant, a
@@ -47,6 +47,10 @@ def _load_callable(spec: str | Callable) -> Callable:
 
 
 class Sensitivity(ClusterStage):
+    """Clustering-based sensitivity sampling: clusters the embeddings, evaluates the loss at one representative
+    per cluster, and scores each row by its cluster's loss plus its distance to the representative; the `sample`
+    policy draws a weighted sample proportional to that score."""
+
     type = "sens"
     version = "1"
     spherical = False  # k-means cost (z = 2) on the unit vectors

@@ -1,4 +1,4 @@
-"""WFPP: word-frequency-based image-text pair pruning (stage `wfpp`, specs/wfpp.md).
+"""WFPP: word-frequency-based image-text pair pruning (stage `wfpp`, docs/methods/wfpp.md).
 
 A caption's score is (1 - prod of factors) / n over its first `max_tokens` word-level tokens (CLIP's
 simple-tokenizer cleaning and split, no BPE), where a word's factor is word2vec's subsampling
@@ -158,7 +158,7 @@ def _meta_int(table: pa.Table, key: bytes) -> int:
 
 
 class WFPP(Stage):
-    """Word-frequency-based pair pruning score (specs/wfpp.md); see the module docstring."""
+    """Word-frequency-based pair pruning score (docs/methods/wfpp.md); see the module docstring."""
 
     type = "wfpp"
     version = "1"

@@ -1,4 +1,4 @@
-"""ZIP-FIT: compression-based alignment of candidate texts to a target set (stage `zipfit`, specs/zipfit.md).
+"""ZIP-FIT: compression-based alignment of candidate texts to a target set (stage `zipfit`, docs/methods/zipfit.md).
 
     alignment(x) = 1 - (1/n') sum_j NCD(x, y_j),
     NCD(x, y)    = (C(x + y) - min(C(x), C(y))) / max(C(x), C(y)),
@@ -146,7 +146,7 @@ def gain_bins(gain: np.ndarray) -> np.ndarray:
 # The stage
 # --------------------------------------------------------------------------------------------------
 class ZipFit(Stage):
-    """ZIP-FIT alignment to a target set (specs/zipfit.md); see the module docstring."""
+    """ZIP-FIT alignment to a target set (docs/methods/zipfit.md); see the module docstring."""
 
     type = "zipfit"
     version = "1"

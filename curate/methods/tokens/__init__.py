@@ -1,0 +1,4 @@
+"""Token counts: the `tokens` stage."""
+from curate.methods.tokens.stage import Tokens
+
+__all__ = ["Tokens"]
