@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from curate import registry
 from curate.config import load_config
+from curate.dataset import lists
 from curate.engine.executor import DEFAULT_EXECUTOR, Executor, as_executor
 from curate.engine.export import export
 from curate.engine.gc import collect as gc
@@ -40,14 +41,29 @@ def _call(name: str, fn: Callable[[], T]) -> T:
 def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None,
             out: str | os.PathLike | None) -> tuple[Pipeline, str | os.PathLike, AnyPath]:
     """The pipeline (a config path is loaded), the dataset (else the config's `data`) and the run directory
-    (else `runs/<pipeline name>`)."""
+    (else `runs/<pipeline name>`). A run directory inside the data folder is refused: its own files would
+    be listed as shards of the next run."""
     default_data = None
     if not isinstance(pipeline, Pipeline):
         pipeline, default_data = load_config(pipeline)
     data = data or default_data
     if not data:
         raise ConfigError(f"pipeline {pipeline.name!r} names no dataset: pass `data` (CLI: --data PATH)")
-    return pipeline, data, location(out or f"runs/{pipeline.name}")
+    _check_path("data", data, "--data PATH, or `data:` in the config")
+    _check_path("out", out or f"runs/{pipeline.name}", "--out DIR" if out else "the default runs/<name>: `name:`")
+    out = location(out or f"runs/{pipeline.name}")
+    if lists(data, out):
+        raise ConfigError(f"the run directory {out} lies inside the data folder {data}, where its files would be "
+                          f"read as shards; put it outside (--out), or in a folder whose name starts with `_`, "
+                          f"which dataset listings skip")
+    return pipeline, data, out
+
+
+def _check_path(key: str, value: str | os.PathLike, where: str) -> None:
+    """Refuse a path the OS cannot take (a NUL byte) by its key, before anything opens it."""
+    if "\x00" in os.fspath(value):
+        raise ConfigError(f"`{key}` ({where}) is not a usable path: it contains a NUL byte (\\x00): "
+                          f"{os.fspath(value)!r}")
 
 
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
@@ -73,7 +89,7 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     for kind, items in (("stage", pipeline.stages), ("policy", pipeline.policies)):  # built in Python, not YAML:
         for item in items:  # a missing extra is refused here too, before any compute
             registry.check_installed(kind, item.type, item.get_params())
-    executor = _executor(executor, ray_address, workers)
+    executor = _executor(executor, ray_address, workers, pipeline.unit_timeout)
     call = phase or _call
     if verify and out.is_dir():
         call("verify", lambda: verify_run(out))
@@ -93,13 +109,16 @@ def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None =
     return summary
 
 
-def _executor(executor: str | Executor, ray_address: str | None, workers: int | None) -> Executor:
-    """The executor named (built with its options: `ray_address` and `workers` are the ray executor's), or the
-    caller's own object, which takes its options in its constructor."""
+def _executor(executor: str | Executor, ray_address: str | None, workers: int | None,
+              unit_timeout: float | None) -> Executor:
+    """The executor named (built with its options: `ray_address`, `workers` and the pipeline's `unit_timeout`
+    are the ray executor's), or the caller's own object, which takes its options in its constructor."""
     if not isinstance(executor, str) and (ray_address or workers):
         raise ConfigError("ray_address and workers configure a named executor; an Executor object takes its "
                           "options in its own constructor")
-    return as_executor(executor, ray_address=ray_address, workers=workers)
+    # (a config's unit_timeout is for ray; the local executor runs units in this process and abandons none)
+    timeout = {"unit_timeout": unit_timeout} if executor == "ray" else {}
+    return as_executor(executor, ray_address=ray_address, workers=workers, **timeout)
 
 
 def join(reference: str | os.PathLike | None = None, right: str | os.PathLike | None = None,

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from curate.errors import CurateError
 from curate.storage import AnyPath, location
@@ -24,7 +25,8 @@ def _run(args: argparse.Namespace) -> int:
     from curate import api
     from curate.config import load_config
 
-    pipeline, default_data = load_config(args.config, overrides=args.set)
+    timeout = [f"unit_timeout={args.unit_timeout}"] if args.unit_timeout is not None else []
+    pipeline, default_data = load_config(args.config, overrides=args.set + timeout)
     out = location(args.out or f"runs/{pipeline.name}")
     summary = api.run(pipeline, args.data or default_data, out, executor=args.executor, ray_address=args.ray_address,
                       workers=args.workers, report=True, verify=args.verify)
@@ -237,17 +239,33 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="curate", description=__doc__)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    _data_parser(sub)
+    _join_parser(sub, command)
+    _deploy_parser(sub)
+    _reader_parsers(sub)
+    return p
+
+
+def _run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="run a pipeline config over a dataset")
     r.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
     r.add_argument("--data", help="dataset folder or URI of Parquet shards (default: the config's `data`)")
     r.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
     _executor_options(r)
+    r.add_argument("--unit-timeout", type=float, metavar="SECONDS",
+                   help="ray: a unit with no result after this long is presumed lost (a lost node, a stuck worker) "
+                        "and retried elsewhere (default: 10x the slowest finished unit of its phase, at least 2 "
+                        "minutes); YAML `unit_timeout`")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: `stages.<name>.<param>=v`, `policies.<name>.<param>=v` or a "
                         "top-level key (`batch_size=1000`); values are YAML (repeat for several)")
     r.add_argument("--verify", action="store_true",
                    help="re-hash every stored output and input shard first; damaged units are recomputed")
     r.set_defaults(func=_run)
+
+
+def _data_parser(sub: Any) -> None:
     d = sub.add_parser("data", help="build a bundled real dataset")
     d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
                                 "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT); "
@@ -256,6 +274,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--out")
     d.add_argument("--shards", type=int, default=16)
     d.set_defaults(func=_data)
+
+
+def _join_parser(sub: Any, command: str | None) -> None:
     j = sub.add_parser("join", help="Auto-FuzzyJoin: link each row of R to at most one row of L (CSV or Parquet)")
     j.add_argument("reference", help="reference table L: CSV file, Parquet file or folder")
     j.add_argument("right", help="table R: CSV file, Parquet file or folder of shards")
@@ -268,6 +289,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in (None, "join"):
         _stage_options(j, "autofj", skip={"reference", "on", "name"})
     j.set_defaults(func=_join)
+
+
+def _deploy_parser(sub: Any) -> None:
     dp = sub.add_parser("deploy", help="serve a scheduled Prefect deployment of a config (needs a Prefect server: "
                                        "make ui); runs show in the Prefect UI with the summary and report link")
     dp.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
@@ -277,6 +301,10 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     dp.add_argument("--name", help="deployment name (default: the config's file name without .yaml)")
     _executor_options(dp, cluster=False)
     dp.set_defaults(func=_deploy)
+
+
+def _reader_parsers(sub: Any) -> None:
+    """The commands that read a finished run (RUN_DIR), and `stages`."""
     v = sub.add_parser("verify", help="re-hash a run's outputs; damaged units are marked for the next run")
     v.add_argument("run_dir")
     v.set_defaults(func=_verify)
@@ -302,7 +330,6 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     h.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
     h.add_argument("--seed", type=int, default=0, help="which rows the galleries and dedup groups sample (default 0)")
     h.set_defaults(func=_report)
-    return p
 
 
 class Terminated(BaseException):

@@ -4,6 +4,7 @@
 name: demo
 data: data/demo              # default dataset; `curate run --data` overrides it
 id_column: id                # omit to use <shard content id>:<row index>
+unit_timeout: 300            # ray: a unit with no result after 300 s is presumed lost (`curate run --unit-timeout`)
 stages:
   - type: wfpp               # a registered stage type, or `module:function` for a @curate.stage
     t: 1.0e-7
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from curate import registry
 from curate.errors import ConfigError
@@ -44,9 +45,17 @@ class RunConfig(BaseModel):
     format: Literal["parquet", "jsonl", "csv", "webdataset"] | None = None  # else by file suffix
     id_column: str | None = None
     batch_size: int = 65_536
+    unit_timeout: float | None = Field(None, gt=0)  # Ray: seconds before a unit with no result is presumed lost
     stages: list[dict[str, Any]]
     policies: list[dict[str, Any]] = []
     export: ExportConfig = ExportConfig()
+
+    @field_validator("data")
+    @classmethod
+    def _a_usable_path(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:  # the OS would refuse it later, with a bare ValueError
+            raise ValueError(f"a path cannot contain a NUL byte (\\x00): {value!r}")
+        return value
 
 
 def _pydantic_message(where: str, e: ValidationError) -> str:
@@ -106,7 +115,7 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     try:
         pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
                             name=cfg.name, config=raw, materialize=cfg.export.materialize,
-                            format=cfg.format)
+                            format=cfg.format, unit_timeout=cfg.unit_timeout)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
     return pipeline, cfg.data

@@ -1,14 +1,15 @@
 """A dataset is a folder or URI (any pyarrow filesystem) of shards: Parquet, JSONL, CSV or WebDataset tar
-files (curate/formats.py), one format per dataset, chosen by file suffix or given (`format:`).
+files (curate/formats/), one format per dataset, chosen by file suffix or given (`format:`).
 
 Shards are listed recursively (names starting with `.` or `_` are skipped, as Spark and Arrow write
 them), sorted by relative path, and identified by a content fingerprint so that outputs are keyed by
-what a shard holds, not by where it lies.
+what a shard holds, not by where it lies. Each shard is read through its format's `ShardReader`.
 """
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -16,14 +17,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import xxhash
 
 from curate.errors import DataError
-from curate.formats import FORMATS, SUFFIXES, TableFile, format_of, open_table, strip_suffix
+from curate.formats import FORMATS, SUFFIXES, ShardReader, format_of, reader, strip_suffix
 from curate.storage import SEAL, AnyPath, ObjectPath, location, seal, sealed, write_whole
 
+log = logging.getLogger(__name__)
 _CHUNK = 8 << 20
+_warned: set[tuple[str, str | None]] = set()  # (dataset, format) whose unread files were named in this process
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,7 @@ class Dataset:
             infos = _local_files(Path(self.root), self.uri)
         else:
             infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True))
-        shards = []
-        for fi in infos:
-            rel = fi.path[len(self.root):].lstrip("/")
-            fmt = format if single and format else format_of(rel)
-            if fi.type != pafs.FileType.File or fmt is None or (format and fmt != format):
-                continue
-            if any(part.startswith((".", "_")) for part in rel.split("/")):
-                continue
-            shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0, fmt))
+        shards = self._shards(infos, format, single)
         if not shards:
             wanted = ", ".join(f"*{s}" for s in (SUFFIXES[format] if format else [x for f in FORMATS
                                                                                    for x in SUFFIXES[f]]))
@@ -123,8 +117,28 @@ class Dataset:
             raise DataError([f"dataset {self.uri!r}: two shard paths map to the same name; rename one"])
         self._cache_path = location(fingerprint_cache) if fingerprint_cache else None
         self._fingerprints: dict[str, str] = {}
-        self._kept: dict[tuple[str, tuple[str, ...]], pa.Table] | None = None  # keep_reads
+        self._kept: dict[tuple[str, tuple[str, ...] | None], pa.Table] | None = None  # keep_reads
         self._kept_room = 0
+
+    def _shards(self, infos: list[pafs.FileInfo], format: str | None, single: bool) -> list[Shard]:
+        """The listed files that are shards: of a known format (`format` when given), with no path part
+        starting with `.` or `_`. Files of another format than the one given are named in a warning."""
+        shards, other = [], []
+        for fi in infos:
+            rel = fi.path[len(self.root):].lstrip("/")
+            fmt = format if single and format else format_of(rel)
+            if fi.type != pafs.FileType.File or fmt is None or any(p.startswith((".", "_")) for p in rel.split("/")):
+                continue
+            if format and fmt != format:
+                other.append(rel)
+                continue
+            shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0, fmt))
+        if other and (self.uri, format) not in _warned:  # (once per process: the report lists the folder again)
+            _warned.add((self.uri, format))
+            shown = ", ".join(sorted(other)[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
+            log.warning("dataset %r: %d file(s) of other formats are not read (format: %s): %s", self.uri,
+                        len(other), format, shown)
+        return shards
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_kept": None}  # what this process read stays here (workers read their own)
@@ -139,14 +153,15 @@ class Dataset:
     def fingerprint(self, shard: Shard) -> str:
         """A 128-bit hash of the shard's bytes (xxh3-128), cached by what a rewrite cannot keep.
 
-        The cache key is (path, size, mtime, hash of the Parquet footer), plus on a local disk the inode
+        The cache key is (path, size, mtime, hash of the format's fingerprint material: a Parquet footer,
+        the last 64 KiB of other formats), plus on a local disk the inode
         change time and inode number: `touch -r` restores an mtime, but any write or rename sets the change
         time, which no user call can set back. On an object store the mtime is the upload time, set by the
         store. Trusted without re-hashing: a file for which all of these are unchanged. `curate run
         --verify` re-hashes every shard."""
         if not self._fingerprints:
             self._load_cache()
-        stamp = f"{shard.path}|{shard.size}|{shard.mtime_ns}|{self._local_stamp(shard)}|{self._footer_hash(shard)}"
+        stamp = f"{shard.path}|{shard.size}|{shard.mtime_ns}|{self._local_stamp(shard)}|{self._material_hash(shard)}"
         if stamp not in self._fingerprints:
             h = xxhash.xxh3_128()
             with self.fs.open_input_stream(shard.path) as f:
@@ -164,17 +179,13 @@ class Dataset:
             return "unreadable"
         return f"{st.st_ctime_ns}:{st.st_ino}"
 
-    def _footer_hash(self, shard: Shard) -> str:
-        """xxh3 of the file's Parquet footer (or of its last 64 KiB when it has none: plan then refuses it)."""
+    def _material_hash(self, shard: Shard) -> str:
+        """xxh3 of the bytes the shard's format names as fingerprint material (a Parquet footer)."""
         try:
             with self.fs.open_input_file(shard.path) as f:
-                size = f.size()
-                tail = f.read_at(min(8, size), max(0, size - 8))
-                n = int.from_bytes(tail[:4], "little") if tail[4:] == b"PAR1" else 65_536
-                footer = f.read_at(min(n + 8, size), max(0, size - n - 8))
+                return xxhash.xxh3_64_hexdigest(reader(shard.format).fingerprint_material(f))
         except OSError:
             return "unreadable"
-        return xxhash.xxh3_64_hexdigest(footer)
 
     def fingerprints(self) -> dict[str, str]:
         """Fingerprint of every shard, by shard key; saves the cache."""
@@ -196,30 +207,17 @@ class Dataset:
             write_whole(self._cache_path, json.dumps(seal(self._fingerprints)).encode())
 
     # --- reading ------------------------------------------------------------------------------
-    def open(self, shard: Shard) -> pq.ParquetFile | TableFile:
-        """The shard's Parquet file (footer read), or a parsed shard of another format; raises DataError
-        naming the shard (and line) if unreadable."""
-        if shard.format != "parquet":
-            try:
-                return open_table(self.fs, shard.path, shard.rel, shard.format, (shard.size, shard.mtime_ns))
-            except OSError as e:
-                raise DataError([f"shard {shard.rel}: cannot read ({e})"]) from e
-        try:
-            # (pages written with a checksum, as curate's exports are, are checked against it; others cost nothing)
-            return pq.ParquetFile(self.fs.open_input_file(shard.path), page_checksum_verification=True)
-        except (OSError, pa.ArrowException) as e:
-            raise DataError([f"shard {shard.rel}: not a readable Parquet file ({e}); "
-                             f"replace or remove it"]) from e
+    def open(self, shard: Shard) -> ShardReader:
+        """The shard's reader (a Parquet footer read, another format parsed); raises DataError naming the
+        shard (and line) if unreadable."""
+        return reader(shard.format).open(self.fs, shard.path, shard.rel, (shard.size, shard.mtime_ns))
 
-    def read(self, shard: Shard, columns: list[str], keep: bool = True) -> pa.Table:
-        """The given columns of a whole shard (see `keep_reads`; `keep=False`: a column read once)."""
-        key = (shard.path, tuple(columns))
+    def read(self, shard: Shard, columns: list[str] | None = None, keep: bool = True) -> pa.Table:
+        """The given columns (None: all) of a whole shard (see `keep_reads`; `keep=False`: a column read once)."""
+        key = (shard.path, tuple(columns) if columns is not None else None)
         if self._kept is not None and key in self._kept:
             return self._kept[key]
-        try:
-            table = self.open(shard).read(columns=columns)
-        except (OSError, pa.ArrowException) as e:
-            raise DataError([f"shard {shard.rel}: cannot read columns {columns} ({e})"]) from e
+        table = self.open(shard).read(columns)
         if keep and self._kept is not None and table.nbytes <= self._kept_room:
             self._kept[key] = table
             self._kept_room -= table.nbytes
@@ -235,3 +233,19 @@ class Dataset:
             if s.key == key:
                 return s
         raise KeyError(key)
+
+
+def lists(data: str | os.PathLike | AnyPath, path: str | os.PathLike | AnyPath) -> bool:
+    """Whether the dataset at `data` would list files under `path` as its shards: `path` is the data folder
+    or lies inside it, on no relative path part starting with `.` or `_` (those are skipped)."""
+    root, target = _absolute(location(data)), _absolute(location(path))
+    if root is None or target is None or not (target == root or target.startswith(root.rstrip("/") + "/")):
+        return False
+    return not any(part.startswith((".", "_")) for part in target[len(root):].split("/") if part)
+
+
+def _absolute(where: AnyPath) -> str | None:
+    """A folder's absolute name to compare prefixes on (a URI for an object store); None for a file."""
+    if isinstance(where, ObjectPath):
+        return f"{where.scheme}://{where.path}"
+    return None if where.is_file() else where.resolve().as_posix()

@@ -8,6 +8,7 @@ reduce/<stage>.<name>/part-NNNNN.parquet  a shuffle's reduce outputs, grouped by
 artifacts/<stage>/<key>/artifact.parquet  a fitted artifact (+ .json done-marker)
 scores/<stage>/<shard>.parquet         a stage's per-shard outputs
 manifest/g<N>/part-<shard>.parquet     one row per input row: scores, keep decisions and why (generation N)
+manifest/g<N>/writer.json              the owner token of the writer that claimed generation N
 summary.json                           the published generation: counts, and each part's size and hash
 lease.json                             the writer's lease (engine/lease.py)
 report.html   kept_ids.txt   removed_ids.txt   curated/   state/

@@ -22,6 +22,9 @@ class Pipeline:
     materialize: bool | str = False      # write the kept rows after the run: True to <out>/curated, or to this path
     format: str | None = None            # the dataset's shard format (curate/formats.py); None: by file suffix
     data_format: InitVar[str | None] = None  # the old name of `format`
+    # The ray executor's limit: seconds after which a unit with no result is presumed lost (a lost node, a stuck
+    # worker) and retried; None: 10x the slowest finished unit of its map, at least 2 minutes (engine/ray.py).
+    unit_timeout: float | None = None
 
     def __post_init__(self, data_format: str | None) -> None:
         if data_format is not None:
@@ -35,6 +38,8 @@ class Pipeline:
             raise ConfigError("a pipeline needs at least one stage")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.unit_timeout is not None and (isinstance(self.unit_timeout, bool) or not self.unit_timeout > 0):
+            raise ConfigError(f"unit_timeout must be a number of seconds above 0, got {self.unit_timeout!r}")
         produced: dict[str, pa.DataType] = {}
         for s in self.stages:
             produced.update({f.name: f.type for f in s.output_schema()})

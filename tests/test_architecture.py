@@ -46,3 +46,15 @@ def test_docs_reference_is_what_curate_stages_prints(capsys):
     assert printed == reference()
     assert (ROOT / "docs" / "reference.md").read_text() == printed, \
         "docs/reference.md is stale: run `python -m curate.reference`"
+
+
+def test_no_function_in_curate_is_over_60_lines():
+    """A function over ~60 lines usually holds two ideas (STYLE.md): keep them split."""
+    import ast
+
+    long = []
+    for path in (ROOT / "curate").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 >= 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert long == []

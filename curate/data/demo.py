@@ -232,7 +232,39 @@ def build_demo(
         raise ValueError(f"shards must be >= 1, got {shards}")
     started = time.monotonic()
     out = Path(out)
+    svg_files, svg_root, png_root = _sources(svg_files, svg_root, png_root)
+    items = _by_source(svg_files, svg_root)
+    n = len(items)
+    if shards > n:
+        log.warning("only %d rows: writing %d shards instead of %d", n, n, shards)
+        shards = n
 
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out)
+    log.info("building demo dataset: %d SVG files from %s (PNGs from %s) -> %s, %d shards",
+             n, svg_root, png_root, out, shards)
+    names, noise = _write_shards(out, items, shards, png_root, progress)
+    info = {
+        "dataset": "demo",
+        "rows": n,
+        "shards": shards,
+        "files": names,
+        **noise,
+        "packages": {p: package_version(p) for p in PACKAGES},
+        "svg_root": str(svg_root),
+        "png_root": str(png_root),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    _write_complete(out, info)
+    log.info("demo dataset done: %d rows in %d shards (%d null captions, %d parse errors, %d missing PNGs) in %.1fs",
+             n, shards, noise["null_captions"], noise["parse_errors"], noise["missing_png"], info["seconds"])
+    return info
+
+
+def _sources(
+    svg_files: list[Path] | None, svg_root: Path | None, png_root: Path | None
+) -> tuple[list[Path], Path, Path]:
+    """The SVG files, SVG root and PNG root, with `build_demo`'s defaults filled in."""
     if svg_files is None:
         svg_files, png_files = installed_files()
         if png_root is None:
@@ -248,8 +280,13 @@ def build_demo(
     png_root = Path(png_root)
     if not png_root.is_dir():
         log.warning("PNG folder %s does not exist: every row will have image=null (missing_png)", png_root)
+    return svg_files, svg_root, png_root
 
-    # One entry per relative path, sorted by source for deterministic shards.
+
+def _by_source(svg_files: list[Path], svg_root: Path) -> list[tuple[Path, PurePosixPath]]:
+    """(file, path below ``svg_root``), one per relative path, sorted by it for deterministic shards.
+
+    DataError naming every file that is not below a category folder of ``svg_root``."""
     by_source: dict[str, tuple[Path, PurePosixPath]] = {}
     outside = []
     for f in svg_files:
@@ -264,53 +301,42 @@ def build_demo(
         by_source.setdefault(rel.as_posix(), (f, rel))
     if outside:
         raise DataError([f"SVG file not below a category folder of {svg_root}: {p}" for p in outside])
-    items = [by_source[k] for k in sorted(by_source)]
-    n = len(items)
-    if shards > n:
-        log.warning("only %d rows: writing %d shards instead of %d", n, n, shards)
-        shards = n
+    return [by_source[k] for k in sorted(by_source)]
 
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_previous(out)
-    log.info("building demo dataset: %d SVG files from %s (PNGs from %s) -> %s, %d shards",
-             n, svg_root, png_root, out, shards)
 
+def _write_shards(
+    out: Path, items: list[tuple[Path, PurePosixPath]], shards: int, png_root: Path, progress: bool
+) -> tuple[list[str], dict[str, int]]:
+    """Write ``items`` as ``shards`` contiguous shards; their file names and the rows' noise counts."""
     names: list[str] = []
-    null_captions = parse_errors = missing_png = 0
-    with tqdm(total=n, unit="file", desc="demo data", disable=None if progress else True) as bar:
-        for i, (start, stop) in enumerate(_shard_bounds(n, shards)):
+    noise = {"null_captions": 0, "parse_errors": 0, "missing_png": 0}
+    with tqdm(total=len(items), unit="file", desc="demo data", disable=None if progress else True) as bar:
+        for i, (start, stop) in enumerate(_shard_bounds(len(items), shards)):
             rows = []
             for svg, rel in items[start:stop]:
                 rows.append(_row(svg, rel, png_root))
                 bar.update(1)
-            null_captions += sum(r["caption"] is None for r in rows)
-            parse_errors += sum(r["parse_error"] is not None for r in rows)
-            missing_png += sum(r["image"] is None for r in rows)
+            noise["null_captions"] += sum(r["caption"] is None for r in rows)
+            noise["parse_errors"] += sum(r["parse_error"] is not None for r in rows)
+            noise["missing_png"] += sum(r["image"] is None for r in rows)
             table = pa.Table.from_pylist(rows, schema=SCHEMA)
-            del rows
-            name = f"part-{i:05d}.parquet"
-            tmp = out / f".{name}.tmp"
-            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
-            os.replace(tmp, out / name)
-            names.append(name)
+            del rows  # the Python rows are the bulk of a shard's memory: free them before writing
+            names.append(_write_shard(out, i, table))
             del table
+    return names, noise
 
-    info = {
-        "dataset": "demo",
-        "rows": n,
-        "shards": shards,
-        "files": names,
-        "null_captions": null_captions,
-        "parse_errors": parse_errors,
-        "missing_png": missing_png,
-        "packages": {p: package_version(p) for p in PACKAGES},
-        "svg_root": str(svg_root),
-        "png_root": str(png_root),
-        "seconds": round(time.monotonic() - started, 2),
-    }
+
+def _write_shard(out: Path, i: int, table: pa.Table) -> str:
+    """Shard ``i`` written to a temp file, then renamed into place; its file name."""
+    name = f"part-{i:05d}.parquet"
+    tmp = out / f".{name}.tmp"
+    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
+    os.replace(tmp, out / name)
+    return name
+
+
+def _write_complete(out: Path, info: dict) -> None:
+    """The completion marker, written last (temp file, then rename)."""
     tmp = out / f"{COMPLETE}.tmp"
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, out / COMPLETE)
-    log.info("demo dataset done: %d rows in %d shards (%d null captions, %d parse errors, %d missing PNGs) in %.1fs",
-             n, shards, null_captions, parse_errors, missing_png, info["seconds"])
-    return info

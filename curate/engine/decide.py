@@ -31,7 +31,7 @@ from curate.errors import CurateError, InternalError
 from curate.layout import Part, read_json
 from curate.policy import Policy, Rows, scatter
 from curate.presentation import class_path
-from curate.storage import AnyPath, rmtree, seal, sealed
+from curate.storage import AnyPath, create_new, rmtree, seal, sealed
 from kernels.hashing import mix64
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # Above this many valid rows, a policy's scan re-reads score files instead of holding them in memory.
 SCAN_IN_MEMORY_ROWS = 20_000_000
 QUANTILE_SAMPLE = 1_000_000
+GENERATION_CLAIM = "writer.json"  # in manifest/g<N>/: the owner token of the writer that claimed N
 VERSIONED = ("curate", "pyarrow", "polars", "numpy", "ray", "prefect", "ftfy", "regex")
 
 
@@ -130,13 +131,30 @@ def write_manifest(run: RunState) -> dict[str, Any]:
     total = {"in": 0, "kept": 0, "dropped": 0, "errored": 0}
     stage_acc = {s.name: {"rows_in": 0, "errored": 0, "errors": {}, "seconds": 0.0, "worker": {}}
                  for s in pipeline.stages}
+    samples: dict[str, list[np.ndarray]] = {}
+    run.lease.check()  # a writer that already lost its lease starts no generation
+    gen = _claim_generation(run)
+    try:
+        parts = _write_parts(run, gen, acc, total, stage_acc, samples)
+        for name, a in {**acc, "run": total}.items():
+            if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
+                raise InternalError(f"internal accounting error in {name}: {a}; please report it")
+        summary = _summary(run, acc, total, stage_acc, samples)
+        summary["manifest"] = {"generation": gen, "parts": parts}
+        run.lease.check()  # fencing: a writer whose lease was taken over must not publish
+    except BaseException:  # (a lost lease, SIGTERM, a failed write) the generation is this writer's alone
+        _remove_unpublished(run.store, gen)
+        raise
+    write_json(run.store.summary, seal(summary))  # the publish: one small write
+    _collect_garbage(run.store, gen)
+    return summary
+
+
+def _write_parts(run: RunState, gen: int, acc: dict, total: dict, stage_acc: dict,
+                 samples: dict[str, list[np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """Decide every shard and write its part into generation `gen`; returns each part's size and hash."""
     n_rows = sum(run.rows[s.key] for s in run.ok_shards())
     sample_below = np.uint64(min(2**64 - 1, int(2**64 * min(1.0, QUANTILE_SAMPLE / max(n_rows, 1)))))
-    samples: dict[str, list[np.ndarray]] = {}
-    # A new generation of parts; readers keep seeing the last published one until summary.json names this.
-    # (Never the folder of a killed attempt: the next number after every generation present.)
-    gen = 1 + max([int(_published(run.store).get("manifest", {}).get("generation", 0))]
-                  + [int(p.name[1:]) for p in run.store.manifest.glob("g[0-9]*") if p.name[1:].isdigit()])
     parts: dict[str, dict[str, Any]] = {}
     shards = run.ok_shards()
     # Shard i+1 is read and assembled, and the part of shard i-1 written, while the policies decide shard i
@@ -159,15 +177,39 @@ def write_manifest(run: RunState) -> dict[str, Any]:
             writing = pool.submit(_write_part, run, shard, gen, table)
         if writing is not None:
             parts.update(writing.result())
-    for name, a in {**acc, "run": total}.items():
-        if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
-            raise InternalError(f"internal accounting error in {name}: {a}; please report it")
-    summary = _summary(run, acc, total, stage_acc, samples)
-    summary["manifest"] = {"generation": gen, "parts": parts}
-    run.lease.check()  # fencing: a writer whose lease was taken over must not publish
-    write_json(run.store.summary, seal(summary))  # the publish: one small write
-    _collect_garbage(run.store, gen)
-    return summary
+    return parts
+
+
+def _claim_generation(run: RunState) -> int:
+    """The number of a new manifest generation, one this writer alone writes into.
+
+    Readers keep seeing the published generation until summary.json names this one. N is above every
+    generation present (never the folder of a killed attempt), and is claimed by creating `g<N>/writer.json`
+    exclusively with the lease's owner token: a writer whose lease was taken over, still writing, and the
+    writer that took over never share a folder, so each may remove its own unpublished one. (On an object
+    store the create is a check, then a PUT: the read-back settles all but a race within one round trip.)
+    """
+    store = run.store
+    published = int(_published(store).get("manifest", {}).get("generation", 0))
+    gen = 1 + max([published] + [int(p.name[1:]) for p in store.manifest.glob("g[0-9]*") if p.name[1:].isdigit()])
+    while True:
+        claim = store.generation(gen) / GENERATION_CLAIM
+        try:
+            create_new(claim, json.dumps({"owner": run.lease.token}).encode())
+            if (read_json(claim) or {}).get("owner") == run.lease.token:
+                return gen
+        except FileExistsError:
+            pass  # another writer's: try the next number
+        gen += 1
+
+
+def _remove_unpublished(store: Store, gen: int) -> None:
+    """Remove this writer's generation after a failure before its publish (else the next publish would)."""
+    try:
+        rmtree(store.generation(gen))
+    except OSError as e:
+        log.warning("could not remove the unpublished manifest generation %s (the next publish will): %s",
+                    store.generation(gen), e)
 
 
 @dataclass

@@ -67,10 +67,10 @@ def _local() -> Executor:
     return LocalExecutor()
 
 
-def _ray(ray_address: str | None = None, workers: int | None = None) -> Executor:
+def _ray(ray_address: str | None = None, workers: int | None = None, unit_timeout: float | None = None) -> Executor:
     """A local Ray of the run's own, or the cluster at `ray_address` / RAY_ADDRESS, with at most `workers`
-    CPU workers. Without Ray installed: the local executor (same results) after a notice, unless a cluster
-    was asked for."""
+    CPU workers, abandoning a unit after `unit_timeout` seconds. Without Ray installed: the local executor
+    (same results) after a notice, unless a cluster was asked for."""
     address = ray_address or os.environ.get("RAY_ADDRESS") or None
     if not extras.installed("ray"):
         if address:
@@ -80,7 +80,7 @@ def _ray(ray_address: str | None = None, workers: int | None = None) -> Executor
         return _local()
     from curate.engine.ray import RayExecutor  # imports ray only when asked for
 
-    return RayExecutor(address=address, workers=workers)
+    return RayExecutor(address=address, workers=workers, unit_timeout=unit_timeout)
 
 
 # name -> factory; the factory's keyword arguments are the executor's options (None: the executor's default)

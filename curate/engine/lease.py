@@ -64,6 +64,13 @@ def describe(holder: dict[str, Any]) -> str:
             f"last heartbeat {beat:.0f}s ago, command: {holder.get('command')})")
 
 
+def _how_lost(holder: dict[str, Any] | None) -> str:
+    """How a writer lost its lease, completing "this run's lease ..."."""
+    if not holder:
+        return "file lease.json was removed while this run held it (by hand, or by a clean-up of the directory)"
+    return f"was taken over by another run: {describe(holder)}"
+
+
 class Lease:
     """The writer's lease on `root`; use as a context manager around everything a run writes."""
 
@@ -113,7 +120,7 @@ class Lease:
         while not self._stop.wait(self.ttl / 3):
             holder = read_json(self.path)
             if not holder or holder.get("owner") != self.token:
-                self.lost = describe(holder) if holder else "the lease file is gone"
+                self.lost = _how_lost(holder)
                 return
             try:
                 write_json(self.path, self._record(self._started_at))
@@ -124,8 +131,8 @@ class Lease:
         """Raise LeaseLost if another writer has taken the run directory over."""
         holder = read_json(self.path)
         if self.lost or not holder or holder.get("owner") != self.token:
-            raise LeaseLost(f"{self.path.parent}: this run's lease was taken over by "
-                            f"{self.lost or describe(holder or {})}; stopping without publishing")
+            raise LeaseLost(f"{self.path.parent}: this run's lease {self.lost or _how_lost(holder)}; stopping "
+                            f"without publishing")
 
     def release(self) -> None:
         self._stop.set()

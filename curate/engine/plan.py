@@ -103,11 +103,11 @@ class Planner:
         schemas: dict[str, pa.Schema] = {}
         for shard in state.dataset.shards:
             try:
-                pf = state.dataset.open(shard)
+                reader = state.dataset.open(shard)
             except DataError as e:
                 problems += e.problems
                 continue
-            schemas[shard.key], state.rows[shard.key] = pf.schema_arrow, pf.metadata.num_rows
+            schemas[shard.key], state.rows[shard.key] = reader.schema, reader.num_rows
         for shard in state.dataset.shards:
             if shard.key in schemas:
                 problems += self._check_schema(shard, schemas[shard.key])
@@ -139,7 +139,8 @@ class Planner:
         return problems
 
     def check_ids(self, units: list[Unit], results: dict[str, dict | Failure]) -> None:
-        """Null ids, ids repeated within a shard and across shards: a DataError naming shards and rows."""
+        """Null ids, ids that are not UTF-8, ids repeated within a shard and across shards: a DataError naming
+        shards and rows."""
         state = self.state
         problems: list[str] = []
         for u in units:
@@ -152,6 +153,10 @@ class Planner:
                 n = r["null_ids"]
                 problems.append(f"shard {u.shard.rel}: {n['count']} null id(s) in column "
                                 f"{state.pipeline.id_column!r} at rows {n['rows']}")
+            if "invalid_utf8_ids" in r:
+                n = r["invalid_utf8_ids"]
+                problems.append(f"shard {u.shard.rel}: {n['count']} id(s) in column {state.pipeline.id_column!r} "
+                                f"are not UTF-8, at rows {n['rows']}; ids must be text")
             if "duplicate_ids" in r:
                 d = r["duplicate_ids"]
                 problems.append(f"shard {u.shard.rel}: {d['count']} id(s) repeated within the shard, "

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from curate.engine.task import Failure, Started, Task
-from curate.errors import renamed
+from curate.errors import CurateError, renamed
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +112,25 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                           runtime_env={"env_vars": WORKER_ENV})
-            if self.address:
-                ray.init(address=self.address, **kwargs)
-            else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
-                with _loopback_only(ray):
-                    ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
-                             **kwargs)
+            with _keeping_sigterm():
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
+                    with _loopback_only(ray):
+                        ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
+                                 _node_ip_address="127.0.0.1", **kwargs)
             self._owns = True
+            try:  # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
+                shape = (1.0, 0.0)
+                n = max(1, int(ray.cluster_resources().get("CPU", 1)))
+                self._pools[shape] = self._start_ready(shape, min(n, self.workers or n))
+            except BaseException:  # (no worker could start, SIGTERM) nothing of this Ray is left to close
+                self._pools.clear()
+                ray.shutdown()
+                self._owns = False
+                raise
             if not self.address:  # the services of the local Ray this started (recorded by the run: engine/leftovers.py)
                 self.service_pids = _session_pids(ray)
-            # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
-            shape = (1.0, 0.0)
-            n = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            self._pools[shape] = [self._start(shape) for _ in range(min(n, self.workers or n))]
-            ray.get([a.ready.remote() for a in self._pools[shape]])
             log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, self.address or "local")
         self._started = Started(seconds=time.perf_counter() - t0 if self._owns else 0.0,
                                 service_pids=list(self.service_pids))
@@ -190,6 +197,32 @@ class RayExecutor:
         return self.ray.remote(_Worker).options(num_cpus=shape[0], num_gpus=shape[1] or None, max_restarts=0,
                                                 max_task_retries=0).remote(self.preload)
 
+    def _start_ready(self, shape: tuple[float, float], n: int) -> list:
+        """`n` started workers of this shape. One that dies while starting (killed, out of memory, its node
+        lost) is replaced, n times at most; the run goes on with the workers that started, and fails with
+        Ray's reason only when none could."""
+        ready, died = [], []
+        starting = [self._start(shape) for _ in range(n)]
+        while starting:
+            waits = [(actor, actor.ready.remote()) for actor in starting]
+            starting = []
+            for actor, ref in waits:
+                try:
+                    self.ray.get(ref)
+                    ready.append(actor)
+                except self.ray.exceptions.RayError as e:
+                    self.ray.kill(actor, no_restart=True)
+                    died.append(str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
+                    if len(died) <= n:
+                        starting.append(self._start(shape))
+        if not ready:
+            raise CurateError(f"no Ray worker could start: {len(died)} died while starting (the last: {died[-1]}); "
+                              f"Ray's logs are under its session folder (/tmp/ray/session_latest/logs for a local Ray)")
+        if died:
+            log.warning("%d Ray worker(s) died while starting (the last: %s); running on %d", len(died), died[-1],
+                        len(ready))
+        return ready
+
     def _limit(self, seconds: list[float]) -> float:
         if self.unit_timeout is not None:
             return self.unit_timeout
@@ -207,69 +240,89 @@ class RayExecutor:
 
     def map(self, task: Task, units: Iterable[Any]) -> Iterator[tuple[Any, dict | Failure]]:
         self.start()  # (a no-op once started)
-        ray = self.ray
         units = list(units)
         if not units:
             return
         _ship_custom_code(task)
-        token, box = uuid.uuid4().hex, [ray.put(task)]
-        shape = self._shape(task)
-        live = {id(a): a for a in self._pool(task, len(units))}
-        load = dict.fromkeys(live, 0)                       # units in flight per live actor
-        todo = iter(units)
-        pending: dict[Any, tuple[Any, Any, float]] = {}   # ref -> (unit, actor, submitted at)
-        seconds: list[float] = []
-
-        def submit() -> None:
-            if not live:  # every worker of this map was lost: start one more where the cluster has room
-                fresh = self._start(shape)
-                self._pools.setdefault(shape, []).append(fresh)
-                live[id(fresh)], load[id(fresh)] = fresh, 0
-            key = min(load, key=load.get)
-            if load[key] >= IN_FLIGHT_PER_WORKER:
-                return
-            unit = next(todo, None)
-            if unit is not None:
-                pending[live[key].run.remote(token, box, unit)] = (unit, live[key], time.monotonic())
-                load[key] += 1
-
-        def lose(actor: Any) -> None:
-            if live.pop(id(actor), None) is not None:
-                del load[id(actor)]
-                self._drop(shape, actor)
-
-        for _ in range(len(live) * IN_FLIGHT_PER_WORKER):
-            submit()
+        flight = _Flight(self, task, units)
+        flight.fill()
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            while flight.pending:
+                ready, _ = self.ray.wait(list(flight.pending), num_returns=1, timeout=POLL_S)
                 if not ready:
-                    now, limit = time.monotonic(), self._limit(seconds)
-                    for ref in [r for r, (_, _, t0) in pending.items() if now - t0 > limit]:
-                        unit, actor, t0 = pending.pop(ref)
-                        lose(actor)
-                        log.warning("shard %s: no result after %.0fs (limit %.0fs): its worker is presumed lost",
-                                    unit.shard.rel, now - t0, limit)
-                        yield unit, Failure(f"no result after {now - t0:.0f}s (limit {limit:.0f}s): a lost node "
-                                            f"or a stuck worker")
-                        submit()
+                    yield from flight.overdue()
                     continue
-                unit, actor, t0 = pending.pop(ready[0])
-                try:
-                    result = ray.get(ready[0])
-                    seconds.append(time.monotonic() - t0)
-                    if id(actor) in load:
-                        load[id(actor)] -= 1
-                except ray.exceptions.RayError as e:  # the worker died (killed, out of memory) or its node is gone
-                    result = Failure(f"worker failed: {e!r}", traceback.format_exc())
-                    lose(actor)
-                yield unit, result
-                submit()
+                yield flight.settle(ready[0])
+                flight.submit()
         finally:
-            # Work still in flight (an error, or the caller stopped early) belongs to actors of this run:
-            # kill them rather than cancel actor tasks (Ray refuses a forced cancel of those).
-            for actor in {id(a): a for _, a, _ in pending.values()}.values():
-                lose(actor)
+            flight.abandon()
+
+
+class _Flight:
+    """One map's units in flight on the pool's actors: at most IN_FLIGHT_PER_WORKER per actor, each timed."""
+
+    def __init__(self, executor: RayExecutor, task: Task, units: list[Any]):
+        self.ex, self.ray = executor, executor.ray
+        self.shape = executor._shape(task)
+        self.token, self.box = uuid.uuid4().hex, [self.ray.put(task)]  # the task travels once per worker
+        self.live = {id(a): a for a in executor._pool(task, len(units))}
+        self.load = dict.fromkeys(self.live, 0)                  # units in flight per live actor
+        self.todo = iter(units)
+        self.pending: dict[Any, tuple[Any, Any, float]] = {}   # ref -> (unit, actor, submitted at)
+        self.seconds: list[float] = []                          # how long finished units took
+
+    def fill(self) -> None:
+        for _ in range(len(self.live) * IN_FLIGHT_PER_WORKER):
+            self.submit()
+
+    def submit(self) -> None:
+        """The next unit to the least loaded actor, if it has room."""
+        if not self.live:  # every worker of this map was lost: start one more where the cluster has room
+            fresh = self.ex._start(self.shape)
+            self.ex._pools.setdefault(self.shape, []).append(fresh)
+            self.live[id(fresh)], self.load[id(fresh)] = fresh, 0
+        key = min(self.load, key=self.load.get)
+        if self.load[key] >= IN_FLIGHT_PER_WORKER:
+            return
+        unit = next(self.todo, None)
+        if unit is not None:
+            self.pending[self.live[key].run.remote(self.token, self.box, unit)] = (unit, self.live[key], time.monotonic())
+            self.load[key] += 1
+
+    def lose(self, actor: Any) -> None:
+        if self.live.pop(id(actor), None) is not None:
+            del self.load[id(actor)]
+            self.ex._drop(self.shape, actor)
+
+    def overdue(self) -> Iterator[tuple[Any, Failure]]:
+        """Units past the time limit fail (their actors are presumed lost and dropped); others take their place."""
+        now, limit = time.monotonic(), self.ex._limit(self.seconds)
+        for ref in [r for r, (_, _, t0) in self.pending.items() if now - t0 > limit]:
+            unit, actor, t0 = self.pending.pop(ref)
+            self.lose(actor)
+            log.warning("shard %s: no result after %.0fs (limit %.0fs): its worker is presumed lost",
+                        unit.shard.rel, now - t0, limit)
+            yield unit, Failure(f"no result after {now - t0:.0f}s (limit {limit:.0f}s): a lost node or a stuck worker")
+            self.submit()
+
+    def settle(self, ref: Any) -> tuple[Any, dict | Failure]:
+        """A finished unit's result, or a Failure when its worker died (killed, out of memory, node gone)."""
+        unit, actor, t0 = self.pending.pop(ref)
+        try:
+            result = self.ray.get(ref)
+            self.seconds.append(time.monotonic() - t0)
+            if id(actor) in self.load:
+                self.load[id(actor)] -= 1
+        except self.ray.exceptions.RayError as e:
+            result = Failure(f"worker failed: {e!r}", traceback.format_exc())
+            self.lose(actor)
+        return unit, result
+
+    def abandon(self) -> None:
+        """Work still in flight (an error, or the caller stopped early) belongs to actors of this run: kill them
+        rather than cancel actor tasks (Ray refuses a forced cancel of those)."""
+        for actor in {id(a): a for _, a, _ in self.pending.values()}.values():
+            self.lose(actor)
 
 
 @contextmanager
@@ -293,15 +346,36 @@ def _loopback_only(ray: Any) -> Iterator[None]:
 
 
 def _session_pids(ray: Any) -> list[int]:
-    """The processes of this Ray session (their command lines name its session folder)."""
+    """The processes of this Ray session: those whose command lines name its session folder (GCS, raylet,
+    monitors), and their children. The raylet's dashboard and runtime-env agents (and its workers) rename
+    themselves (`ray::DashboardAgent`), so only their parent finds them; they are up once a worker has started."""
     import psutil
 
     session = os.path.basename(ray._private.worker._global_node.get_session_dir_path())
-    pids = []
+    pids = set()
     for p in psutil.process_iter(["cmdline"]):
-        if p.pid != os.getpid() and session in " ".join(p.info["cmdline"] or []):
-            pids.append(p.pid)
-    return pids
+        try:
+            if p.pid != os.getpid() and session in " ".join(p.info["cmdline"] or []):
+                pids |= {p.pid, *(c.pid for c in p.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            continue
+    return sorted(pids)
+
+
+@contextmanager
+def _keeping_sigterm() -> Iterator[None]:
+    """Keep the caller's SIGTERM handler through `ray.init`, which replaces it with its own (exit 15) and then
+    with a native one that prints a crash dump: the CLI's handler unwinds the run instead (stopping the
+    workers and this Ray, releasing the lease) and exits 143. A caller without a handler of its own gets
+    Ray's Python handler, without the dump."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        keep = before if callable(before) else signal.getsignal(signal.SIGTERM)
+        if main and keep is not None:
+            signal.signal(signal.SIGTERM, keep)
 
 
 def _ship_custom_code(task: Task) -> None:

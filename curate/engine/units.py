@@ -77,53 +77,71 @@ class IdsTask:
         shard = unit.shard
         meta: dict = {"key": unit.key, "shard": shard.rel}
         if self.id_column is None:
-            n = self.dataset.open(shard).metadata.num_rows
+            n = self.dataset.open(shard).num_rows
             rows = pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string())
             ids = pc.binary_join_element_wise(f"{unit.fingerprint[:16]}:", rows, "")  # `<fingerprint>:<row>`
             hashes = hash_strings(ids)
         else:
-            col = self.dataset.read(shard, [self.id_column], keep=False).column(0).combine_chunks()
-            ids = pc.cast(col, pa.string())
-            nulls = pc.indices_nonzero(ids.is_null()).to_numpy() if ids.null_count else np.empty(0, np.int64)
-            if len(nulls):
-                meta["null_ids"] = {"count": int(len(nulls)), "rows": nulls[:10].tolist()}
-            hashes = hash_strings(ids)  # (a null hashes like "", the value it is stored as)
-            if has_repeats(np.delete(hashes, nulls) if len(nulls) else hashes):  # else no id repeats: cheap check
-                counts = pc.value_counts(ids.drop_null())
-                dup = pc.filter(counts, pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
-                if dup:
-                    meta["duplicate_ids"] = {"count": len(dup), "examples": dup[:10]}
-            if ids.null_count:  # (fill_null copies every string even when there is nothing to fill)
-                ids = pc.fill_null(ids, "")
+            ids, hashes = checked_ids(self.dataset.read(shard, [self.id_column], keep=False).column(0), meta)
         table = pa.table({"id": ids, "id_hash": pa.array(hashes, pa.uint64())})
         meta.update(rows=table.num_rows, seconds=round(time.perf_counter() - t0, 4))
         return self.store.finish(unit.path, table, meta)
 
 
+def checked_ids(column: pa.ChunkedArray, meta: dict) -> tuple[pa.Array, np.ndarray]:
+    """An id column as text and its hashes; null, non-UTF-8 and repeated ids are noted in `meta` (the plan
+    refuses them, naming the rows)."""
+    ids = pc.cast(column.combine_chunks(), pa.string())
+    nulls = pc.indices_nonzero(ids.is_null()).to_numpy() if ids.null_count else np.empty(0, np.int64)
+    if len(nulls):
+        meta["null_ids"] = {"count": int(len(nulls)), "rows": nulls[:10].tolist()}
+    bad = not_utf8(ids)  # an id goes to the manifest and to id lists as text
+    if bad is not None:
+        rows = np.flatnonzero(bad)
+        meta["invalid_utf8_ids"] = {"count": int(len(rows)), "rows": rows[:10].tolist()}
+    hashes = hash_strings(ids)  # (a null hashes like "", the value it is stored as)
+    if bad is None and has_repeats(np.delete(hashes, nulls) if len(nulls) else hashes):  # else no repeats: cheap
+        counts = pc.value_counts(ids.drop_null())
+        dup = pc.filter(counts, pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
+        if dup:
+            meta["duplicate_ids"] = {"count": len(dup), "examples": dup[:10]}
+    if ids.null_count:  # (fill_null copies every string even when there is nothing to fill)
+        ids = pc.fill_null(ids, "")
+    return ids, hashes
+
+
+def not_utf8(column: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """A mask of the text values that are not UTF-8 (Parquet writers let them through), None if all are."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    try:
+        column.validate(full=True)  # checks UTF-8 in C++: the common, clean case costs one pass
+        return None
+    except pa.ArrowInvalid:
+        pass
+    raw = column.cast(pa.large_binary()).to_pylist()
+    bad = np.zeros(len(raw), dtype=bool)
+    for r, v in enumerate(raw):
+        if v is not None:
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[r] = True
+    return bad
+
+
 def _utf8_problems(table: pa.Table) -> tuple[pa.Table, np.ndarray | None, pa.Array | None]:
-    """Text values that are not UTF-8 (Parquet writers let them through) become nulls; returns the table,
-    a mask of the rows that had one, and each such row's error (`invalid_utf8: column 'x'`)."""
+    """Text values that are not UTF-8 become nulls; returns the table, a mask of the rows that had one, and
+    each such row's error (`invalid_utf8: column 'x'`)."""
     mask, message = None, None
     for i, col_field in enumerate(table.schema):
-        if not (pa.types.is_string(col_field.type) or pa.types.is_large_string(col_field.type)):
-            continue
         column = table.column(i)
-        try:
-            column.validate(full=True)  # checks UTF-8 in C++: the common, clean case costs one pass
+        bad = not_utf8(column)
+        if bad is None:
             continue
-        except pa.ArrowInvalid:
-            pass
-        raw = column.combine_chunks().cast(pa.large_binary()).to_pylist()
-        bad = np.zeros(len(raw), dtype=bool)
-        for r, v in enumerate(raw):
-            if v is not None:
-                try:
-                    v.decode("utf-8")
-                except UnicodeDecodeError:
-                    bad[r] = True
         table = table.set_column(i, col_field, pc.if_else(pa.array(bad), pa.scalar(None, col_field.type), column))
         text = pa.scalar(f"invalid_utf8: column {col_field.name!r} holds bytes that are not UTF-8")
-        message = pc.if_else(pa.array(bad), text, message if message is not None else pa.nulls(len(raw), pa.string()))
+        message = pc.if_else(pa.array(bad), text, message if message is not None else pa.nulls(len(bad), pa.string()))
         mask = bad if mask is None else mask | bad
     return table, mask, message
 
@@ -225,7 +243,7 @@ class ScoreTask:
         table = read_columns(self.dataset, unit, self.data_columns, self.upstream_columns, bad_text)
         read_s = time.perf_counter() - t0
         if table is None:
-            table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).metadata.num_rows)})
+            table = pa.table({"_": pa.nulls(self.dataset.open(unit.shard).num_rows)})
         schema = self.stage.output_schema()
         self.stage.begin_shard(EngineShardInfo(unit.shard.key, unit.shard.rel, unit.fingerprint, table.num_rows,
                                                self.store.root))

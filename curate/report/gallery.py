@@ -1,6 +1,8 @@
 """Sample rows' content for the galleries: thumbnails and captions read from the input shards.
 
-Only the row groups holding sampled rows are read, and only the image and text columns. A shard that
+Only the batches holding sampled rows are read (a Parquet shard decodes only their row groups), and only
+the image and text columns, through the shard format's reader. Text that is not UTF-8 is shown with
+replacement characters. A shard that
 is gone or changed since the run (its fingerprint differs) is not read: its rows say why instead, so
 the report never shows another row's image under a row's id.
 """
@@ -13,9 +15,9 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.errors import CurateError
+from curate.formats import ShardReader
 from curate.storage import AnyPath
 
 log = logging.getLogger(__name__)
@@ -93,16 +95,19 @@ def fetch(samples: pl.DataFrame, summary: dict[str, Any], run_dir: AnyPath,
         elif expected.get(rel, {}).get("fingerprint") not in (None, dataset.fingerprint(shard)):
             note = f"shard {rel} changed since the run"
         else:
-            note = None
-            _fill(dataset.open(shard), group, summary.get("id_column"), prefer)
+            try:
+                note = None
+                _fill(dataset.open(shard), group, summary.get("id_column"), prefer)
+            except CurateError as e:  # a shard unreadable now: its rows say so, the rest of the report stands
+                note = f"shard {rel} not readable here: {e}"
         if note:
             for r in group:
                 r["note"] = note
     return rows
 
 
-def _fill(pf: pq.ParquetFile, rows: list[dict[str, Any]], id_column: str | None, prefer: str | None) -> None:
-    image_col, text_col = content_columns(pf.schema_arrow, id_column, prefer)
+def _fill(shard: ShardReader, rows: list[dict[str, Any]], id_column: str | None, prefer: str | None) -> None:
+    image_col, text_col = content_columns(shard.schema, id_column, prefer)
     cols = [c for c in (image_col, text_col) if c]
     if not cols:
         for r in rows:
@@ -111,25 +116,28 @@ def _fill(pf: pq.ParquetFile, rows: list[dict[str, Any]], id_column: str | None,
     wanted: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         wanted.setdefault(int(r["row"]), []).append(r)
-    start = 0
-    for g in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(g).num_rows
-        if any(start <= w < start + n for w in wanted):
-            # Small batches: a row group of large images is never decoded whole for the few rows shown
-            # (the report's peak memory on image data came from here).
-            pos = start
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=cols, use_threads=False):
-                for w in (w for w in wanted if pos <= w < pos + batch.num_rows):
-                    for r in wanted[w]:
-                        _content(r, batch, w - pos, image_col, text_col)
-                pos += batch.num_rows
-        start += n
+    # Small batches: a row group of large images is never decoded whole for the few rows shown
+    # (the report's peak memory on image data came from here).
+    for pos, batch in shard.batches(cols, rows=wanted, batch_rows=BATCH_ROWS):
+        for w in (w for w in wanted if pos <= w < pos + batch.num_rows):
+            for r in wanted[w]:
+                _content(r, batch, w - pos, image_col, text_col)
 
 
 def _content(r: dict[str, Any], batch: pa.RecordBatch, i: int, image_col: str | None, text_col: str | None) -> None:
     if image_col:
         r["thumb"], r["note"] = thumbnail(batch.column(image_col)[i].as_py())
     if text_col:
-        value = batch.column(text_col)[i].as_py()
-        text = value if isinstance(value, str) else ("(null)" if value is None else str(value))
+        text = shown_text(batch.column(text_col), i)
         r["text"] = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
+
+
+def shown_text(column: pa.Array, i: int, null: str = "(null)") -> str:
+    """Row `i` of a column as text to show: bytes that are not UTF-8 as replacement characters (such text
+    is a per-row error in the manifest, and the report must still show the row), a null as `null`."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.view(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+    value = column[i].as_py()
+    if value is None:
+        return null
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

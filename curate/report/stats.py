@@ -102,20 +102,7 @@ def scan_manifest(parts: list[Part], seed: int = 0, per_gallery: int = PER_GALLE
     schema = parts[0].schema()
     policies, stages = pipeline_order(schema)
     floats = float_columns(schema)  # every part has the same columns
-    stats.scores = {c: ScoreStats(c) for c in floats}
-    for part in parts:  # pass 1: ranges
-        t = part.read(floats)
-        for c in floats:
-            v = _finite(t.column(c))
-            s = stats.scores[c]
-            s.nulls += t.num_rows - len(v)
-            if len(v):
-                s.lo, s.hi = min(s.lo, float(v.min())), max(s.hi, float(v.max()))
-    for s in stats.scores.values():
-        if s.lo > s.hi:  # no finite value at all
-            s.lo, s.hi = 0.0, 1.0
-        s.counts = np.zeros(FINE_BINS, np.int64)
-
+    stats.scores = _score_ranges(parts, floats)
     keep_cols = [f"keep.{p}" for p in policies]
     extra = [c for c in dict.fromkeys(extra_columns) if c in schema.names and c not in keep_cols]
     candidates: list[pl.DataFrame] = []
@@ -125,34 +112,72 @@ def scan_manifest(parts: list[Part], seed: int = 0, per_gallery: int = PER_GALLE
     for part in parts:  # pass 2: bins, outcomes, samples
         t = part.read()
         stats.rows += t.num_rows
-        for c in floats:
-            v = _finite(t.column(c))
-            s = stats.scores[c]
-            s.valid += len(v)
-            s.counts += np.histogram(v, bins=s.edges)[0]
-        df = pl.from_arrow(t.select(["id", "shard", "keep", "drop_reason", "error", *keep_cols, *extra]))
-        df = df.with_columns(pl.col("id").cast(pl.String),
-                             pl.Series("row", np.arange(t.num_rows), pl.Int64),
-                             pl.Series("h", mix64(hash_strings(pc.cast(t.column("id"), pa.string())) ^ seed_mix),
-                                       pl.UInt64))
-        df = df.with_columns(outcome_expr(policies).alias("outcome"))
+        _add_to_bins(stats.scores, t)
+        df = _with_outcomes(t, policies, [*keep_cols, *extra], seed_mix)
         outcome_counts.append(df.group_by("outcome").len())
         pattern_counts.append(df.filter(pl.col("outcome").str.starts_with("dropped: "))
                               .group_by("outcome", reason_pattern(pl.col("drop_reason")).alias("pattern")).len())
         candidates.append(df.sort("h").group_by("outcome", maintain_order=True).head(per_gallery))
     stats.samples = (pl.concat(candidates).sort("h").group_by("outcome", maintain_order=True).head(per_gallery)
                      .sort("outcome", "h"))
+    stats.outcomes = _outcome_totals(outcome_counts, policies, stages)
+    stats.patterns = _pattern_totals(pattern_counts)  # one frame per part: never empty
+    return stats
+
+
+def _score_ranges(parts: list[Part], floats: list[str]) -> dict[str, ScoreStats]:
+    """Pass 1: each float column's finite range and null count, with empty fine bins over that range."""
+    scores = {c: ScoreStats(c) for c in floats}
+    for part in parts:
+        t = part.read(floats)
+        for c in floats:
+            v = _finite(t.column(c))
+            s = scores[c]
+            s.nulls += t.num_rows - len(v)
+            if len(v):
+                s.lo, s.hi = min(s.lo, float(v.min())), max(s.hi, float(v.max()))
+    for s in scores.values():
+        if s.lo > s.hi:  # no finite value at all
+            s.lo, s.hi = 0.0, 1.0
+        s.counts = np.zeros(FINE_BINS, np.int64)
+    return scores
+
+
+def _add_to_bins(scores: dict[str, ScoreStats], t: pa.Table) -> None:
+    """Count one part's finite values of each float column into its fine bins."""
+    for c, s in scores.items():
+        v = _finite(t.column(c))
+        s.valid += len(v)
+        s.counts += np.histogram(v, bins=s.edges)[0]
+
+
+def _with_outcomes(t: pa.Table, policies: list[str], columns: list[str], seed_mix: np.uint64) -> pl.DataFrame:
+    """One part's engine columns and `columns`, with the row's position, its sampling hash `h` and outcome."""
+    df = pl.from_arrow(t.select(["id", "shard", "keep", "drop_reason", "error", *columns]))
+    df = df.with_columns(pl.col("id").cast(pl.String),
+                         pl.Series("row", np.arange(t.num_rows), pl.Int64),
+                         pl.Series("h", mix64(hash_strings(pc.cast(t.column("id"), pa.string())) ^ seed_mix),
+                                   pl.UInt64))
+    return df.with_columns(outcome_expr(policies).alias("outcome"))
+
+
+def _outcome_totals(outcome_counts: list[pl.DataFrame], policies: list[str], stages: list[str]) -> dict[str, int]:
+    """Rows per outcome over all parts: kept, then drops and errors in pipeline order (unknown ones last)."""
     totals = pl.concat(outcome_counts).group_by("outcome").agg(pl.col("len").sum())
     rank = {KEPT: 0, **{f"dropped: {p}": 1 + i for i, p in enumerate(policies)},
             **{f"errored: {s}": 1 + len(policies) + i for i, s in enumerate(stages)}}
-    stats.outcomes = dict(sorted(zip(totals["outcome"], totals["len"]), key=lambda kv: (rank.get(kv[0], 10**6), kv[0])))
-    if pattern_counts:
-        pc_all = pl.concat(pattern_counts).group_by("outcome", "pattern").agg(pl.col("len").sum())
-        for (outcome,), g in pc_all.group_by("outcome"):
-            g = g.sort("len", descending=True)
-            if g.height <= MAX_PATTERNS:
-                stats.patterns[outcome.removeprefix("dropped: ")] = dict(zip(g["pattern"], g["len"]))
-    return stats
+    return dict(sorted(zip(totals["outcome"], totals["len"]), key=lambda kv: (rank.get(kv[0], 10**6), kv[0])))
+
+
+def _pattern_totals(pattern_counts: list[pl.DataFrame]) -> dict[str, dict[str, int]]:
+    """Rows per reason pattern of each dropping policy, most first; policies with more than MAX_PATTERNS left out."""
+    out = {}
+    pc_all = pl.concat(pattern_counts).group_by("outcome", "pattern").agg(pl.col("len").sum())
+    for (outcome,), g in pc_all.group_by("outcome"):
+        g = g.sort("len", descending=True)
+        if g.height <= MAX_PATTERNS:
+            out[outcome.removeprefix("dropped: ")] = dict(zip(g["pattern"], g["len"]))
+    return out
 
 
 def _finite(col: pa.ChunkedArray) -> np.ndarray:

@@ -68,7 +68,15 @@ class RunDirectory:
         match = [s for s in dataset.shards if s.rel == shard]
         if not match:
             raise CurateError(f"shard {shard} is no longer in {self.summary['data']}")
-        return dataset.read(match[0], list(columns), keep=False).take(pa.array(list(rows), pa.int64()))
+        reader = dataset.open(match[0])
+        wanted = sorted(set(rows))
+        pieces = [pa.Table.from_batches([batch]).take([r - pos for r in wanted if pos <= r < pos + batch.num_rows])
+                  for pos, batch in reader.batches(columns, rows=wanted)]  # only the batches holding those rows
+        found = pa.concat_tables(pieces) if pieces else pa.schema([reader.schema.field(c) for c in columns]).empty_table()
+        if found.num_rows != len(wanted):
+            raise CurateError(f"shard {shard} has {reader.num_rows} rows; the run names row {wanted[-1]}")
+        at = {r: i for i, r in enumerate(wanted)}
+        return found.take(pa.array([at[r] for r in rows], pa.int64()))
 
 
 def _ordered(entries: Mapping[str, Any], order: list[str]) -> list[str]:

@@ -1,6 +1,7 @@
 """Bad input is refused before any compute with a message naming the shard, row and column."""
 from __future__ import annotations
 
+import re
 import time
 
 import pyarrow as pa
@@ -50,6 +51,29 @@ def test_null_ids_name_shard_and_rows(tmp_path):
     ids[4] = ids[7] = None
     data = write_shards(tmp_path / "data", t.set_column(0, "id", pa.array(ids)), 2)
     run_expecting(tmp_path, curate.DataError, r"shard part-00000\.parquet: 2 null id\(s\) in column 'id' at rows \[4, 7\]", data)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_ids_that_are_not_utf8_name_shard_and_rows(tmp_path, fmt, capsys):
+    """Issue 27, fault 2: such ids were accepted, and `curate export --kept-ids` then failed with a traceback."""
+    t = caption_table(20)
+    raw = [i.encode() for i in t.column("id").to_pylist()]
+    raw[3], raw[6] = b"row-\xff", b"row-\xc3"
+    t = t.set_column(0, "id", pa.array(raw, pa.binary()).view(pa.string()))
+    if fmt == "parquet":
+        write_shards(tmp_path / "data", t, 2)
+    else:
+        (tmp_path / "data").mkdir()
+        lines = [b"id,caption"] + [i + b"," + c.encode() for i, c in zip(raw, t.column("caption").to_pylist())]
+        (tmp_path / "data" / "part-00000.csv").write_bytes(b"\n".join(lines) + b"\n")
+    message = rf"shard part-00000\.{fmt}: 2 id\(s\) in column 'id' are not UTF-8, at rows \[3, 6\]"
+    run_expecting(tmp_path, curate.DataError, message, data=tmp_path / "data")
+    config = tmp_path / "c.yaml"
+    config.write_text("stages:\n  - type: testkit.helpers:caption_length\nid_column: id\n")
+    assert main(["run", str(config), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
+                 "--executor", "local"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err
 
 
 def test_duplicate_ids_within_and_across_shards(tmp_path):
@@ -167,6 +191,25 @@ def test_cli_prints_one_clear_message_without_traceback(tmp_path, capsys):
     assert "config" in capsys.readouterr().err
 
 
+def test_a_nul_byte_in_a_path_is_refused_by_its_key_without_traceback(tmp_path, capsys):
+    data = write_shards(tmp_path / "data", caption_table(10), 1)
+    config = tmp_path / "c.yaml"
+    config.write_text(f'data: "{data}\\0x"\nstages:\n  - type: testkit.helpers:caption_length\nid_column: id\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--executor", "local"]) == 1
+    err = capsys.readouterr().err
+    assert "c.yaml: data: " in err and "NUL byte" in err and "Traceback" not in err
+    # (a command line cannot carry a NUL byte; `--set` and library callers can)
+    assert main(["run", str(config), "--set", 'data="/tmp/x\\0y"', "--executor", "local"]) == 1
+    assert "data: " in capsys.readouterr().err
+    p = curate.Pipeline([caption_length], id_column="id")
+    with pytest.raises(curate.ConfigError, match=r"`data` \(--data PATH, or `data:` in the config\) is not a usable "
+                                                  r"path: it contains a NUL byte"):
+        curate.run(p, f"{data}\0", tmp_path / "run", executor="local")
+    with pytest.raises(curate.ConfigError, match=r"`out` \(--out DIR\) is not a usable path: it contains a NUL byte"):
+        curate.run(p, data, f"{tmp_path}/run\0", executor="local")
+    assert not (tmp_path / "run").exists()
+
+
 def test_naming_a_decorated_function_in_a_config_does_not_rename_it_elsewhere():
     a, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "first"}]})
     b, _ = pipeline_from_dict({"stages": [{"type": "testkit.helpers:caption_length", "name": "second"}]})
@@ -198,3 +241,23 @@ def test_a_symlink_loop_is_refused_by_name_and_a_linked_shard_is_listed_once(tmp
     (data / "loop").symlink_to(data)
     with pytest.raises(curate.DataError, match=r"symlink loop at loop \(the same folder as \.\)"):
         Dataset(data)
+
+
+def test_a_run_directory_inside_the_data_folder_is_refused_naming_both(tmp_path, capsys):
+    """Issue 27, fault 6: the second run read the first one's files as shards. Refused at the first run (a run
+    directory in a folder starting with `_`, which listings skip, is not in the dataset and is allowed)."""
+    data = write_shards(tmp_path / "data", caption_table(20), 2)
+    p = curate.Pipeline([caption_length], id_column="id")
+    with pytest.raises(curate.ConfigError, match=rf"the run directory {data / 'run'} lies inside the data folder {data}"):
+        curate.run(p, data, data / "run", executor="local")
+    assert not (data / "run").exists()
+    config = tmp_path / "c.yaml"
+    config.write_text("stages:\n  - type: testkit.helpers:caption_length\nid_column: id\n")
+    assert main(["run", str(config), "--data", str(data), "--out", str(data / "sub" / "run"), "--executor", "local"]) == 1
+    err = capsys.readouterr().err
+    assert f"lies inside the data folder {data}" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(curate.ConfigError, match="inside the data folder"):
+        curate.run(p, data, data, executor="local")  # the data folder itself
+    for _ in range(2):
+        summary = curate.run(p, data, data / "_runs" / "a", executor="local")
+        assert summary["inputs"]["shards"] == 2 and summary["result"]["in"] == 20

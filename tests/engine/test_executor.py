@@ -95,6 +95,36 @@ def test_config_values_can_be_set_from_the_command_line(tmp_path):
         load_config(config, overrides=["policies.x.k=1"])
 
 
+def test_unit_timeout_reaches_the_ray_executor_from_the_config_and_the_command_line(tmp_path, monkeypatch, capsys):
+    import curate.engine.ray
+    from curate.cli import main
+    from curate.engine.local import LocalExecutor
+
+    seen = []
+
+    class RecordingRay(LocalExecutor):  # runs in-process; records what a RayExecutor would have been given
+        name = "ray"
+
+        def __init__(self, **options):
+            seen.append(options.get("unit_timeout"))
+            super().__init__()
+
+    monkeypatch.setattr(curate.engine.ray, "RayExecutor", RecordingRay)
+    data = write_shards(tmp_path / "data", caption_table(20), 2)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {data}\nid_column: id\nstages:\n  - type: testkit.helpers:caption_length\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "a"), "--executor", "ray", "--unit-timeout", "7.5"]) == 0
+    config.write_text(config.read_text() + "unit_timeout: 45\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "b"), "--executor", "ray"]) == 0
+    assert main(["run", str(config), "--out", str(tmp_path / "c"), "--executor", "ray", "--unit-timeout", "30"]) == 0
+    assert seen == [7.5, 45, 30]
+    capsys.readouterr()
+    assert main(["run", str(config), "--out", str(tmp_path / "d"), "--unit-timeout", "0"]) == 1
+    assert "unit_timeout: Input should be greater than 0" in capsys.readouterr().err
+    with pytest.raises(curate.ConfigError, match="unit_timeout must be a number of seconds above 0"):
+        curate.Pipeline([caption_length], unit_timeout=-1)
+
+
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 

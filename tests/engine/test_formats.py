@@ -3,12 +3,19 @@ WebDataset tar; malformed records stop the plan naming file and line; exports ke
 from __future__ import annotations
 
 import gzip
+import html
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 
@@ -17,6 +24,7 @@ from curate.methods.wfpp import WFPP
 from testkit.helpers import caption_table, write_shards
 
 ROWS, SHARDS = 90, 3
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pipeline(id_column: str = "id", fmt: str | None = None) -> curate.Pipeline:
@@ -88,6 +96,33 @@ def test_every_format_gives_the_parquet_manifest(tmp_path, fmt, parquet_manifest
     assert again["stages"]["wfpp"]["units_computed"] == 0, "resume: units keyed by the file's content"
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.gz", "csv", "tar"])
+def test_every_reader_gives_the_same_schema_rows_columns_and_batches(tmp_path, fmt):
+    from curate.dataset import Dataset
+
+    if fmt == "parquet":
+        (tmp_path / "data").mkdir()
+        pq.write_table(table().slice(0, ROWS // SHARDS), tmp_path / "data" / "part-0.parquet", row_group_size=7)
+    else:
+        write_format(tmp_path / "data", fmt)
+    ds = Dataset(tmp_path / "data")
+    shard = ds.open(ds.shards[0])
+    id_column = "key" if fmt == "tar" else "id"
+    expected = table().slice(0, ROWS // SHARDS)
+    assert shard.num_rows == ROWS // SHARDS and {id_column, "caption"} <= set(shard.schema.names)
+    assert shard.read([id_column]).column(0).to_pylist() == expected.column("id").to_pylist()
+    batches = list(shard.batches(["caption"], batch_rows=4))
+    starts = [0, 4, 7, 11, 14, 18, 21, 25, 28] if fmt == "parquet" else list(range(0, ROWS // SHARDS, 4))
+    assert [p for p, _ in batches] == starts  # (Parquet's batches end at its row groups of 7)
+    assert pa.concat_tables(pa.Table.from_batches([b]) for _, b in batches).column(0).to_pylist() == \
+        expected.column("caption").to_pylist()
+    picked = list(shard.batches(["caption"], rows={9, 10}, batch_rows=4))
+    assert all(p <= 9 < p + b.num_rows or p <= 10 < p + b.num_rows for p, b in picked)
+    assert [b.column(0)[9 - p].as_py() for p, b in picked if p <= 9 < p + b.num_rows] == [expected["caption"][9].as_py()]
+    with pytest.raises(curate.DataError, match=rf"shard {re.escape(ds.shards[0].rel)}: cannot read columns"):
+        shard.read(["no_such_column"])
+
+
 def test_a_webdataset_tar_has_key_caption_json_and_image_columns(tmp_path):
     from curate.dataset import Dataset
 
@@ -122,6 +157,35 @@ def test_a_malformed_record_stops_the_plan_naming_file_and_line(tmp_path, name, 
         curate.run(pipeline(), tmp_path / "data", tmp_path / "run", executor="local")
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tar"])
+def test_text_that_is_not_utf8_is_a_per_row_error_in_csv_and_tar_as_in_parquet(tmp_path, fmt):
+    (tmp_path / "data").mkdir()
+    captions = [b"a red car", b"bad \xff\xfe text", b"a blue boat"] * 4
+    if fmt == "csv":
+        lines = [b"id,caption"] + [b"r%d,%s" % (i, c) for i, c in enumerate(captions)]
+        (tmp_path / "data" / "p.csv").write_bytes(b"\n".join(lines) + b"\n")
+    else:
+        with tarfile.open(tmp_path / "data" / "p.tar", "w") as tar:
+            for i, c in enumerate(captions):
+                info = tarfile.TarInfo(f"r{i}.txt")
+                info.size = len(c)
+                tar.addfile(info, io.BytesIO(c))
+    p = pipeline(id_column="key" if fmt == "tar" else "id")
+    summary = curate.run(p, tmp_path / "data", tmp_path / "run", executor="local")
+    m = curate.load_manifest(tmp_path / "run").sort_by("id").to_pylist()
+    assert summary["stages"]["wfpp"]["errors"] == {"invalid_utf8": 4}
+    assert m[1]["error"] == "wfpp: invalid_utf8: column 'caption' holds bytes that are not UTF-8"
+    assert m[0]["error"] is None and m[0]["wfpp.score"] is not None
+
+
+def test_a_jsonl_line_that_is_not_utf8_stops_the_plan_naming_the_line(tmp_path):
+    """JSON text must be UTF-8; pyarrow's reader would have put U+FFFD in place of the bytes without a word."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p.jsonl").write_bytes(b'{"id": "a", "caption": "x"}\n{"id": "b", "caption": "bad \xff"}\n')
+    with pytest.raises(curate.DataError, match=r"p\.jsonl: line 2 is not UTF-8, as JSON text must be"):
+        curate.run(pipeline(), tmp_path / "data", tmp_path / "run", executor="local")
+
+
 def test_a_tar_sample_with_two_images_is_refused_by_name(tmp_path):
     (tmp_path / "data").mkdir()
     with tarfile.open(tmp_path / "data" / "s.tar", "w") as tar:
@@ -133,14 +197,20 @@ def test_a_tar_sample_with_two_images_is_refused_by_name(tmp_path):
         curate.run(pipeline(id_column="key"), tmp_path / "data", tmp_path / "run", executor="local")
 
 
-def test_mixed_formats_are_refused_unless_one_is_named(tmp_path):
+def test_mixed_formats_are_refused_unless_one_is_named_and_the_others_are_named_as_not_read(tmp_path, caplog):
     data = tmp_path / "data"
     write_format(data, "jsonl")
     pcsv.write_csv(table().slice(0, 10), data / "extra.csv")
+    (data / "sub").mkdir()
+    pcsv.write_csv(table().slice(10, 10), data / "sub" / "more.csv.gz")
     with pytest.raises(curate.DataError, match="mixes formats"):
         curate.run(pipeline(), data, tmp_path / "run", executor="local")
-    summary = curate.run(pipeline(fmt="jsonl"), data, tmp_path / "run", executor="local")
+    with caplog.at_level("WARNING", logger="curate"):
+        summary = curate.run(pipeline(fmt="jsonl"), data, tmp_path / "run", executor="local", report=True)
     assert summary["inputs"]["shards"] == SHARDS and summary["format"] == "jsonl"
+    warned = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert len(warned) == 1, "named once, not again by the report or exports of the same process"
+    assert "2 file(s) of other formats are not read (format: jsonl): extra.csv, sub/more.csv.gz" in warned[0]
 
 
 @pytest.mark.parametrize("fmt, suffix", [("jsonl.gz", ".jsonl.gz"), ("csv", ".csv"), ("tar", ".tar")])
@@ -161,3 +231,69 @@ def test_materialize_writes_the_kept_rows_back_in_the_input_format(tmp_path, fmt
     as_parquet = export(tmp_path / "run", materialize=tmp_path / "pq", as_parquet=True)
     assert as_parquet["materialized_rows"] == out["materialized_rows"]
     assert sorted(f.name for f in (tmp_path / "pq").rglob("*.parquet")) == [f"part-{i}.parquet" for i in range(SHARDS)]
+
+
+# --- the whole front door, report included, in every format ------------------------------------------
+CONFIG = """id_column: {id}
+stages:
+  - type: wfpp
+    text_column: caption
+    min_count: 1
+policies:
+  - type: keep_fraction
+    column: wfpp.score
+    fraction: 0.5
+"""
+
+
+def run_cli(tmp_path, data, id_column: str = "id") -> subprocess.CompletedProcess:
+    """`python -m curate.cli run` in a fresh process, as a user runs it (the report is on by default)."""
+    config = tmp_path / "wfpp.yaml"
+    config.write_text(CONFIG.format(id=id_column))
+    return subprocess.run([sys.executable, "-m", "curate.cli", "run", str(config), "--data", str(data),
+                           "--out", str(tmp_path / "run"), "--executor", "local"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def gallery_texts(page: str) -> dict[str, str]:
+    """The text each gallery card shows, by the card's row id."""
+    cards = re.findall(r'<div class="card">(.*?)<div class="id">(.*?) · ', page, re.DOTALL)
+    return {html.unescape(i): html.unescape(m.group(1)) for body, i in cards
+            if (m := re.search(r"<div>(.*?)</div>", body, re.DOTALL))}
+
+
+@pytest.fixture(scope="module")
+def parquet_cli_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("parquet-cli")
+    proc = run_cli(tmp, write_shards(tmp / "data", table(), SHARDS))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.gz", "csv", "tar"])
+def test_the_cli_runs_and_reports_every_format_with_the_parquet_manifest(tmp_path, fmt, parquet_cli_run):
+    data = write_shards(tmp_path / "data", table(), SHARDS) if fmt == "parquet" else write_format(tmp_path / "data", fmt)
+    proc = run_cli(tmp_path, data, "key" if fmt == "tar" else "id")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    page = (tmp_path / "run" / "report.html").read_text()
+    caption = {r["id"]: r["caption"] or "(null)" for r in table().to_pylist()}
+    shown = gallery_texts(page)
+    assert len(shown) >= 3 and all(text == caption[i] for i, text in shown.items()), \
+        "the gallery shows each row's own caption, read back from the input"
+    assert without_shard(tmp_path / "run").equals(without_shard(parquet_cli_run))
+
+
+def test_the_join_report_shows_the_right_rows_of_a_jsonl_dataset(tmp_path):
+    """`curate join` with R as a JSONL folder: its report reads R's join values through the format's reader."""
+    pytest.importorskip("sparse_dot_topn", reason="the join extra")
+    task = ROOT / "bench" / "data" / "autofj" / "TennisTournament"
+    right = pcsv.read_csv(task / "right.csv", convert_options=pcsv.ConvertOptions(column_types={"id": pa.string()}))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "right.jsonl").write_bytes(jsonl(right.to_pylist()))
+    curate.join(task / "left.csv", tmp_path / "r", on=["title"], out=tmp_path / "run", executor="local", report=True)
+    page = (tmp_path / "run" / "report.html").read_text()
+    rows = re.findall(r'<tr><td class="l">([^<]*)</td><td class="l">([^<]*)</td><td class="l">', page)  # R id, value
+    title = dict(zip(right.column("id").to_pylist(), right.column("title").to_pylist()))
+    assert rows and all(html.unescape(r) == title[i] for i, r in rows)

@@ -10,7 +10,7 @@ import pytest
 
 import curate
 from curate.engine.ray import RayExecutor
-from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
+from testkit.faults import ROOT, dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +83,40 @@ def test_a_stuck_unit_is_abandoned_after_its_time_limit_and_retried_elsewhere(tm
     assert summary["result"]["in"] == 60 and summary["result"]["failed_shard_rows"] == 0
 
 
+def test_a_worker_killed_while_the_pool_starts_is_replaced_and_the_run_finishes(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from testkit.helpers import caption_length, caption_table, write_shards
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the workers import testkit.dies_on_start
+    monkeypatch.setenv("CURATE_TEST_DIE_ON_START", str(tmp_path / "died"))
+    data = write_shards(tmp_path / "data", caption_table(40), 4)
+    p = curate.Pipeline([caption_length], [curate.Threshold("caption_length.len", min=10)], id_column="id")
+    curate.run(p, data, tmp_path / "reference", executor="local")
+    ex = RayExecutor(num_cpus=2)
+    try:
+        with caplog.at_level(logging.WARNING):
+            ex.start(preload=("testkit.dies_on_start",))
+        assert (tmp_path / "died").exists(), "a worker was killed while the pool started"
+        assert "1 Ray worker(s) died while starting" in caplog.text
+        assert len(ex._pools[(1.0, 0.0)]) == 2, "the dead worker was replaced"
+        summary = curate.run(p, data, tmp_path / "run", executor=ex)
+    finally:
+        ex.close()
+    assert summary["result"]["failed_shard_rows"] == 0
+    assert sorted_manifest(tmp_path / "run").equals(sorted_manifest(tmp_path / "reference"))
+
+
+def test_a_pool_where_no_worker_can_start_fails_clearly_and_stops_its_ray(monkeypatch):
+    import ray
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("CURATE_TEST_DIE_ON_START", "always")
+    with pytest.raises(curate.CurateError, match=r"no Ray worker could start: 2 died while starting \(the last: "):
+        RayExecutor(num_cpus=1).start(preload=("testkit.dies_on_start",))
+    assert not ray.is_initialized()
+
+
 def test_ray_services_of_a_killed_run_are_stopped_by_the_next_run(tmp_path, monkeypatch):
     import json
 
@@ -94,11 +128,37 @@ def test_ray_services_of_a_killed_run_are_stopped_by_the_next_run(tmp_path, monk
     out = tmp_path / "run"
     record = out / "state" / "processes.json"
     proc = start(data, out, executor="ray", sleep=0.3)
-    assert kill_when(proc, lambda: record.exists() and len(sidecars(out, "scores")) >= 2, timeout=180)
+    agents = []
+
+    def scoring_with_agents_up() -> bool:  # (the agents rename themselves: `ray::DashboardAgent`, ...)
+        if not record.exists() or len(sidecars(out, "scores")) < 2:
+            return False
+        agents.extend(_agents([pid for pid, _ in json.loads(record.read_text())["processes"]]))
+        return True
+
+    assert kill_when(proc, scoring_with_agents_up, timeout=180)
     services = json.loads(record.read_text())["processes"]
     alive = [pid for pid, started in services if _same(pid, started)]
     assert alive, "the killed run's Ray services outlive it (the behaviour this guards against)"
+    assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= {name for _, name in agents}
+    assert {pid for pid, _ in agents} <= {pid for pid, _ in services}, "the raylet's agents are recorded too"
     summary = curate.run(pipeline(), data, out, executor="local")
     assert summary["phases"]["stopped_leftover_processes"]["count"] >= 1
     assert not [pid for pid, started in services if _same(pid, started)]
     assert not record.exists()
+
+
+def _agents(pids: list[int]) -> list[tuple[int, str]]:
+    """The Ray agents (pid, name) among the children of these processes."""
+    import psutil
+
+    found = []
+    for pid in pids:
+        try:
+            for child in psutil.Process(pid).children(recursive=True):
+                name = " ".join(child.cmdline()).strip()
+                if name.startswith("ray::") and name.endswith("Agent"):
+                    found.append((child.pid, name))
+        except psutil.NoSuchProcess:
+            continue
+    return found

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ import curate
 from curate import storage
 from curate.cli import main
 from curate.engine.lease import Lease
-from curate.errors import RunLocked
+from curate.errors import LeaseLost, RunLocked
 from testkit import faults
 from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
 
@@ -69,6 +70,73 @@ def test_a_second_writer_is_refused_while_the_first_lives_and_takes_over_after_a
     assert summary["phases"]["lease_takeover"]["pid"] == second.pid
     assert sorted_manifest(out).equals(ref)
     assert not (out / "lease.json").exists()
+
+
+def test_a_lease_removed_under_its_writer_is_reported_as_removed_in_plain_words(tmp_path):
+    beating, idle = Lease(tmp_path / "a", ttl=0.3).acquire(), Lease(tmp_path / "b").acquire()
+    try:
+        for lease in (beating, idle):
+            lease.path.unlink()
+        time.sleep(0.5)  # the heartbeat (every ttl / 3) notices; the idle one is found out by check()
+        assert beating.lost is not None and idle.lost is None
+        for lease in (beating, idle):
+            with pytest.raises(LeaseLost) as e:
+                lease.check()
+            assert f"{lease.path.parent}: this run's lease file lease.json was removed while this run held it" in str(
+                e.value)
+            assert "taken over by" not in str(e.value) and "None" not in str(e.value)
+    finally:
+        beating.release()
+        idle.release()
+
+
+def test_a_writer_that_loses_its_lease_while_deciding_removes_its_unpublished_generation(tmp_path, data,
+                                                                                        monkeypatch):
+    out = tmp_path / "run"
+    finish(data, out, fraction=0.9)
+    before = sorted_manifest(out)
+    monkeypatch.setenv("CURATE_TEST_DECIDE_SLEEP", "0.1")
+    new_gen = out / "manifest" / "g000002"
+
+    def take_the_lease_over_once_parts_are_written() -> None:
+        deadline = time.time() + 60
+        while len(list(new_gen.glob("part-*.parquet"))) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        holder = _holder(out)  # what a writer that found this one's heartbeat stale writes
+        (out / "lease.json").write_text(json.dumps({**holder, "owner": "the-other-writer", "pid": 4242}))
+
+    taker = threading.Thread(target=take_the_lease_over_once_parts_are_written)
+    taker.start()
+    with pytest.raises(LeaseLost, match=r"this run's lease was taken over by another run: pid 4242 on host"):
+        finish(data, out, fraction=0.5)
+    taker.join()
+    assert not new_gen.exists(), "the unpublished generation is removed at once, not at the next publish"
+    assert [p.name for p in (out / "manifest").iterdir()] == ["g000001"]
+    assert curate.load_summary(out)["policies"]["wfpp"]["fraction"] == 0.9
+    assert sorted_manifest(out).equals(before)
+
+
+def test_a_generation_claimed_by_another_writer_at_the_same_moment_is_never_written_into(tmp_path, data, ref,
+                                                                                          monkeypatch):
+    """Two writers that pick the same generation number at once (one of them a writer whose lease was taken
+    over) get different folders: the later claim moves on to the next number."""
+    from curate.engine import decide
+
+    out = tmp_path / "run"
+    real = decide.create_new
+
+    def another_writer_claims_it_first(path, data):
+        if path.parent.name == "g000001":
+            real(path, json.dumps({"owner": "another-writer"}).encode())
+        return real(path, data)
+
+    monkeypatch.setattr(decide, "create_new", another_writer_claims_it_first)
+    seen = []
+    monkeypatch.setattr(decide, "_write_part", lambda run, shard, gen, table, write=decide._write_part: (
+        seen.append(gen), write(run, shard, gen, table))[1])
+    summary = finish(data, out)
+    assert set(seen) == {2} and summary["manifest"]["generation"] == 2
+    assert sorted_manifest(out).equals(ref)
 
 
 def test_readers_need_no_lease(tmp_path, data, ref):
@@ -252,10 +320,13 @@ def test_kill_at_a_random_moment_then_rerun_gives_the_uninterrupted_manifest(tmp
     assert not list(out.rglob("*.tmp"))
 
 
-def test_sigterm_ends_a_run_cleanly_and_releases_the_lease(tmp_path, data, ref):
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_sigterm_ends_a_run_cleanly_and_releases_the_lease(tmp_path, data, ref, executor):
     import signal
     import subprocess
     import sys
+
+    import psutil
 
     config = tmp_path / "c.yaml"
     config.write_text(f"id_column: id\ndata: {data}\nstages:\n  - type: wfpp\n    text_column: caption\n"
@@ -265,13 +336,27 @@ def test_sigterm_ends_a_run_cleanly_and_releases_the_lease(tmp_path, data, ref):
     out = tmp_path / "run"
     env = {**os.environ, "CURATE_TEST_SLEEP": "0.3", "PYTHONPATH": str(faults.ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out),
-                             "--executor", "local"], cwd=faults.ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+                             "--executor", executor], cwd=faults.ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
     while len(sidecars(out, "scores")) < 2 and time.time() < deadline:
         time.sleep(0.02)
+    services = _services(out)  # the Ray run's processes (none for local)
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
-    assert not (out / "lease.json").exists()
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err[-3000:]
+    assert "SIGTERM received" not in err, "no native crash dump (Ray's signal handler)"
+    assert not (out / "lease.json").exists() and not (out / "state" / "processes.json").exists()
+    assert (executor == "ray") == bool(services)
+    assert not psutil.wait_procs(services, timeout=15)[1], "Ray's services and workers are stopped"
     finish(data, out)
     assert sorted_manifest(out).equals(ref)
+
+
+def _services(out) -> list:
+    """The live processes a run recorded in state/processes.json (its Ray services and workers)."""
+    from curate.engine.leftovers import _same
+
+    record = out / "state" / "processes.json"
+    found = [_same(pid, started) for pid, started in json.loads(record.read_text())["processes"]] if (
+        record.exists()) else []
+    return [p for p in found if p is not None]

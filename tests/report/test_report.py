@@ -287,6 +287,24 @@ def test_undecodable_image_bytes_get_a_note_not_a_crash(tmp_path):
     assert "no float score columns" in page  # caption_length.len is an integer: nothing to histogram
 
 
+def test_text_that_is_not_utf8_is_shown_with_replacement_characters_and_the_run_exits_0(tmp_path, capsys):
+    """Issue 27, fault 2: such rows are per-row errors in the manifest; the report once crashed on them."""
+    raw = pa.array([b"a red car", b"bad \xff\xfe text", b"a blue boat"] * 10, pa.binary())
+    text = raw.view(pa.string())  # (Parquet writers let such bytes through as text)
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(30)], "caption": text}), tmp_path / "data" / "p.parquet")
+    config = tmp_path / "c.yaml"
+    config.write_text("id_column: id\nstages:\n  - type: wfpp\n    text_column: caption\n    min_count: 1\n"
+                      "policies:\n  - type: keep_fraction\n    column: wfpp.score\n    fraction: 0.5\n")
+    rc = main(["run", str(config), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
+               "--executor", "local"])
+    assert rc == 0, capsys.readouterr().err
+    cards = _cards((tmp_path / "run" / "report.html").read_text())
+    assert [c["text"] for c in cards["errored: wfpp"]] and \
+        all(c["text"] == "bad \ufffd\ufffd text" for c in cards["errored: wfpp"])
+    assert curate.load_summary(tmp_path / "run")["stages"]["wfpp"]["errors"] == {"invalid_utf8": 10}
+
+
 def test_report_refuses_a_directory_that_is_not_a_finished_run(tmp_path):
     with pytest.raises(curate.CurateError, match="no summary.json"):
         write_report(tmp_path)

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from curate.methods.autofj.functions import PAIR_CHUNK, ColumnViews, space_funct
 from curate.methods.autofj.minhash import LSHParams
 from curate.methods.autofj.new_entities import NewEntityModel, null_sample
 from curate.methods.autofj.rules import NegativeRules
-from curate.methods.autofj.search import forward_selection, nearest, weighted
+from curate.methods.autofj.search import Program, forward_selection, nearest, weighted
 from curate.progress import steps
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,31 @@ class FitResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Pairs:
+    """Candidate pairs from the blocker: L-L (candidate, query) and L-R (R row, L row)."""
+
+    ll_c: np.ndarray
+    ll_q: np.ndarray
+    r_q: np.ndarray
+    r_l: np.ndarray
+    lsh_skipped: int | None  # search rows whose LSH bucket was too crowded to use, summed over bands (no LSH: None)
+
+
+@dataclass
+class _Distances:
+    """Every function's distances per join column (NaN where blank): of the L-R pairs, and of the L-L pairs
+    (s_c, s_q) the search needs."""
+
+    views: list[ColumnViews]
+    blank_l: list[np.ndarray]
+    lr_cols: list[dict[str, np.ndarray]]
+    s_c: np.ndarray
+    s_q: np.ndarray
+    ll_cols: list[dict[str, np.ndarray]]
+    null_rows: np.ndarray | None  # L rows the new-entity model is fitted on (None: not estimated)
+
+
 def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[str]], on: list[str],
         precision_target: float = 0.9, space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
         negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto",
@@ -93,79 +118,137 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     lrec, rrec = records(left_cols), records(right_cols)
     lsh = LSHParams.parse(minhash_lsh)
     index = BlockingIndex.build(lrec, k, blocking_budget, lsh)
-    ll_c, ll_q = left_pairs(index, lrec)
-    r_q, r_l = index.candidates(rrec)
-    # search rows whose LSH bucket was too crowded to use, summed over bands (None without LSH)
-    lsh_skipped = index.lsh.skipped_buckets if index.lsh else None
+    pairs = _block(index, lrec, rrec)
     times["blocking_s"] = time.perf_counter() - t0
     log.info("autofj fit: blocked %d L rows and %d search rows: %d L-L and %d L-R candidate pairs in %.1f s",
-             n_l, n_r, len(ll_c), len(r_q), times["blocking_s"])
+             n_l, n_r, len(pairs.ll_c), len(pairs.r_q), times["blocking_s"])
     t = time.perf_counter()
-    rules = NegativeRules.learn(lrec, ll_c, ll_q)
-    if negative_rules:
-        vetoed, _ = rules.veto(rrec, r_l, r_q)
-        r_q, r_l = r_q[~vetoed], r_l[~vetoed]
+    rules, pairs = _learn_rules(lrec, rrec, pairs, negative_rules)
     times["rules_s"] = time.perf_counter() - t
     log.info("autofj fit: %d negative rules in %.1f s", len(rules.codes), times["rules_s"])
     t = time.perf_counter()
-    views = [ColumnViews(col) for col in left_cols]
-    blank_l, blank_r = [blanks(c) for c in left_cols], [blanks(c) for c in right_cols]
-    lr_cols = [masked(v.distances(functions, r_l, r_q, rc), bl[r_l] | br[r_q])
-               for v, rc, bl, br in zip(views, right_cols, blank_l, blank_r)]
-    # The search needs L-L neighbourhoods only of L rows that can be some r's nearest: with one column the
-    # nearest rows of each function, with several (weights change the nearest) every L-R candidate.
-    if len(views) == 1:
-        needed = np.unique(np.concatenate([nearest(r_l, r_q, lr_cols[0][f], n_r).l for f in functions]))
-    else:
-        needed = np.unique(r_l)
-    null_rows = null_sample(n_l) if new_entities else None
-    if null_rows is not None:
-        needed = np.union1d(needed, null_rows)
-    sub = np.isin(ll_q, needed)
-    s_c, s_q = ll_c[sub], ll_q[sub]
-    ll_cols = [masked(v.distances(functions, s_c, s_q), bl[s_c] | bl[s_q]) for v, bl in zip(views, blank_l)]
+    dist = _distances(functions, left_cols, right_cols, pairs, n_r, null_sample(n_l) if new_entities else None)
     times["distances_s"] = time.perf_counter() - t
     t = time.perf_counter()
     usable = [c for c, col in enumerate(left_cols) if len({v for v in col if v.strip()}) > 1]
     constant = [on[c] for c in range(len(on)) if c not in usable] if skip_constant_columns else []
-    prog = forward_selection(functions, r_l, r_q, lr_cols, s_c, s_q, ll_cols, n_r, precision_target,
-                             n_thresholds, patience, null_rows, usable if skip_constant_columns else None)
+    prog = forward_selection(functions, pairs.r_l, pairs.r_q, dist.lr_cols, dist.s_c, dist.s_q, dist.ll_cols, n_r,
+                             precision_target, n_thresholds, patience, dist.null_rows,
+                             usable if skip_constant_columns else None)
     times["search_s"] = time.perf_counter() - t
     log.info("autofj fit: distances %.1f s, search %.1f s: %d configurations", times["distances_s"],
              times["search_s"], len(prog.solution.configs))
     sol = prog.solution
+    program = {**_settings(on, space, precision_target, n_thresholds, patience, index, lsh, negative_rules),
+               **_learned(prog, rules, on, negative_rules),
+               "left": {"rows": n_l, "fingerprint": fingerprint(left_ids, left_cols)},
+               "new_entities": _new_entities(prog.candidates, sol.configs) if new_entities else None,
+               "search": _search_summary(prog, n_r, pairs.lsh_skipped)}
+    t = time.perf_counter()
+    ll_counts = _left_counts(sol.configs, prog.weights, pairs, dist, n_l)
+    times["ll_counts_s"] = time.perf_counter() - t
+    _add_standard_error(program, prog, ll_counts, new_entities, times)
+    _add_warnings(program, precision_target, n_l, constant)
+    times["total_s"] = time.perf_counter() - t0
+    join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
+    est = sol.est if sol.found else np.zeros(n_r)
+    return FitResult(program, join_l, est, ll_counts, times)
+
+
+def _block(index: BlockingIndex, lrec: list[str], rrec: list[str]) -> _Pairs:
+    """The blocker's L-L pairs (no self pairs) and L-R pairs."""
+    ll_c, ll_q = left_pairs(index, lrec)
+    r_q, r_l = index.candidates(rrec)
+    # read now: the LSH index counts the skipped buckets of its last query only
+    return _Pairs(ll_c, ll_q, r_q, r_l, index.lsh.skipped_buckets if index.lsh else None)
+
+
+def _learn_rules(lrec: list[str], rrec: list[str], pairs: _Pairs, use: bool) -> tuple[NegativeRules, _Pairs]:
+    """Negative rules learned from the L-L pairs, and the pairs without the L-R pairs they veto (if `use`)."""
+    rules = NegativeRules.learn(lrec, pairs.ll_c, pairs.ll_q)
+    if use:
+        vetoed, _ = rules.veto(rrec, pairs.r_l, pairs.r_q)
+        pairs = replace(pairs, r_q=pairs.r_q[~vetoed], r_l=pairs.r_l[~vetoed])
+    return rules, pairs
+
+
+def _distances(functions: list[str], left_cols: list[list[str]], right_cols: list[list[str]], pairs: _Pairs,
+               n_r: int, null_rows: np.ndarray | None) -> _Distances:
+    """Distances of every L-R pair, and of the L-L pairs whose query can be some R row's nearest (or a null row)."""
+    r_l, r_q = pairs.r_l, pairs.r_q
+    views = [ColumnViews(col) for col in left_cols]
+    blank_l, blank_r = [blanks(c) for c in left_cols], [blanks(c) for c in right_cols]
+    lr_cols = [masked(v.distances(functions, r_l, r_q, rc), bl[r_l] | br[r_q])
+               for v, rc, bl, br in zip(views, right_cols, blank_l, blank_r)]
+    needed = _needed_left_rows(functions, r_l, r_q, lr_cols, n_r)
+    if null_rows is not None:
+        needed = np.union1d(needed, null_rows)
+    sub = np.isin(pairs.ll_q, needed)
+    s_c, s_q = pairs.ll_c[sub], pairs.ll_q[sub]
+    ll_cols = [masked(v.distances(functions, s_c, s_q), bl[s_c] | bl[s_q]) for v, bl in zip(views, blank_l)]
+    return _Distances(views, blank_l, lr_cols, s_c, s_q, ll_cols, null_rows)
+
+
+def _needed_left_rows(functions: list[str], r_l: np.ndarray, r_q: np.ndarray, lr_cols: list[dict[str, np.ndarray]],
+                      n_r: int) -> np.ndarray:
+    """The L rows whose L-L neighbourhoods the search needs: those that can be some r's nearest. With one
+    column, the nearest rows of each function; with several (weights change the nearest), every L-R candidate."""
+    if len(lr_cols) == 1:
+        return np.unique(np.concatenate([nearest(r_l, r_q, lr_cols[0][f], n_r).l for f in functions]))
+    return np.unique(r_l)
+
+
+def _settings(on: list[str], space: str, precision_target: float, n_thresholds: int, patience: float,
+              index: BlockingIndex, lsh: LSHParams | None, negative_rules: bool) -> dict[str, Any]:
+    """The program's settings: what it was searched with (the blocker's as resolved)."""
+    return {"version": PROGRAM_VERSION, "on": list(on), "space": space, "precision_target": precision_target,
+            "n_thresholds": n_thresholds, "patience": patience, "k": index.k, "blocking_budget": index.budget,
+            "minhash_lsh": lsh.as_dict() if lsh else None, "negative_rules": negative_rules}
+
+
+def _learned(prog: Program, rules: NegativeRules, on: list[str], negative_rules: bool) -> dict[str, Any]:
+    """What the search chose: configurations in selection order, column weights, rules and the column trace."""
+    found = prog.solution.found
+    return {"configs": [{"function": f, "theta": th} for f, th in prog.solution.configs],
+            "column_weights": {on[c]: w for c, w in prog.weights.items()} if found else {},
+            "rules": [list(p) for p in rules.pairs] if negative_rules else [],
+            "column_selection": [{"weights": {on[c]: w for c, w in t["weights"].items()}, "reward": t["reward"],
+                                  "kept": t["kept"]} for t in prog.trace]}
+
+
+def _search_summary(prog: Program, n_r: int, lsh_skipped: int | None) -> dict[str, Any]:
+    """The search set's outcome: estimated precision (its standard error comes later), matches, diagnostics."""
+    sol = prog.solution
     far = None
     if sol.found and prog.candidates is not None:
         far = _far_share(prog.candidates, sol.configs)
-    n_joined = sol.n_joins
-    program = {
-        "version": PROGRAM_VERSION, "on": list(on), "space": space, "precision_target": precision_target,
-        "n_thresholds": n_thresholds, "patience": patience, "k": index.k, "blocking_budget": index.budget,
-        "minhash_lsh": lsh.as_dict() if lsh else None, "negative_rules": negative_rules,
-        "configs": [{"function": f, "theta": th} for f, th in sol.configs],
-        "column_weights": {on[c]: w for c, w in prog.weights.items()} if sol.found else {},
-        "rules": [list(p) for p in rules.pairs] if negative_rules else [],
-        "column_selection": [{"weights": {on[c]: w for c, w in t["weights"].items()}, "reward": t["reward"],
-                              "kept": t["kept"]} for t in prog.trace],
-        "left": {"rows": n_l, "fingerprint": fingerprint(left_ids, left_cols)},
-        "new_entities": _new_entities(prog.candidates, sol.configs) if new_entities else None,
-        "search": {"rows": n_r, "est_precision": sol.precision if sol.found else None, "est_precision_se": None,
-                   "matched": n_joined, "est_true_matches": float(sol.est[sol.join_l >= 0].sum()) if sol.found else 0.0,
-                   "far_beyond_theta_share": far, "iterations": sol.iterations,
-                   "proposals": sol.n_proposals, "lsh_skipped_buckets": lsh_skipped},
-    }
-    # Apply needs the neighbour counts of every L row, for the selected functions only.
-    t = time.perf_counter()
-    selected = sorted({f for f, _ in sol.configs})
-    ll_counts = np.zeros((n_l, len(sol.configs)), np.int32)
+    return {"rows": n_r, "est_precision": sol.precision if sol.found else None, "est_precision_se": None,
+            "matched": sol.n_joins,
+            "est_true_matches": float(sol.est[sol.join_l >= 0].sum()) if sol.found else 0.0,
+            "far_beyond_theta_share": far, "iterations": sol.iterations,
+            "proposals": sol.n_proposals, "lsh_skipped_buckets": lsh_skipped}
+
+
+def _left_counts(configs: list[tuple[str, float]], weights: dict[int, float], pairs: _Pairs, dist: _Distances,
+                 n_l: int) -> np.ndarray:
+    """Every L row's neighbour counts (ll_neighbour_counts) under the selected configurations, as apply needs."""
+    selected = sorted({f for f, _ in configs})
+    views, blank_l, ll_c, ll_q = dist.views, dist.blank_l, pairs.ll_c, pairs.ll_q
+    ll_counts = np.zeros((n_l, len(configs)), np.int32)
     for s in steps(len(ll_c), 4 * PAIR_CHUNK, "autofj L-L counts"):  # chunks: every L-L pair's distances at once is GBs at 1M L
         c, q = ll_c[s:s + 4 * PAIR_CHUNK], ll_q[s:s + 4 * PAIR_CHUNK]
         full = [masked(views[col].distances(selected, c, q), blank_l[col][c] | blank_l[col][q])
-                if col in prog.weights else None for col in range(len(views))]
-        ll_counts += ll_neighbour_counts(sol.configs, q, weighted(full, prog.weights, selected), n_l)
-    times["ll_counts_s"] = time.perf_counter() - t
-    # The standard error of P̂: which joined rows are right (binomial), and, with the new-entity model, the
-    # uncertainty of π0 and the lfdr tables the estimates rest on (bootstrap; docs/autofj.md section 2).
+                if col in weights else None for col in range(len(views))]
+        ll_counts += ll_neighbour_counts(configs, q, weighted(full, weights, selected), n_l)
+    return ll_counts
+
+
+def _add_standard_error(program: dict[str, Any], prog: Program, ll_counts: np.ndarray, new_entities: bool,
+                        times: dict[str, float]) -> None:
+    """The standard error of P̂: which joined rows are right (binomial), and, with the new-entity model, the
+    uncertainty of π0 and the lfdr tables the estimates rest on (bootstrap; docs/autofj.md section 2)."""
+    sol = prog.solution
+    n_joined = sol.n_joins
     model_se = None
     if n_joined and new_entities and prog.candidates is not None and prog.candidates.inputs is not None:
         t = time.perf_counter()
@@ -175,16 +258,16 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
         binom = sol.precision * (1 - sol.precision) / n_joined
         program["search"]["est_precision_se"] = math.sqrt(binom + (model_se or 0.0) ** 2)
         program["search"]["est_precision_model_se"] = model_se
+
+
+def _add_warnings(program: dict[str, Any], precision_target: float, n_l: int, constant: list[str]) -> None:
+    """The program's warnings (fit_warnings, and the constant columns left out first), each logged."""
     program["warnings"] = fit_warnings(program, precision_target, n_l)
     if constant:
         program["warnings"].insert(0, f"constant_columns: {', '.join(constant)} has one value in every L row; "
                                    "it cannot tell L rows apart and is not used")
     for w in program["warnings"]:
         log.warning("autofj: %s", w)
-    times["total_s"] = time.perf_counter() - t0
-    join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
-    est = sol.est if sol.found else np.zeros(n_r)
-    return FitResult(program, join_l, est, ll_counts, times)
 
 
 MANY_NEW = 0.3  # estimated share of new entities in R (new_share) above which the estimate is flagged as fragile

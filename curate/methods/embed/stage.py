@@ -82,24 +82,10 @@ class Embed(Stage):
         # One GPU per worker unless told otherwise (0.25-0.5 suits ViT-B/32); the Ray executor runs
         # the workers on CPU when the cluster has no GPU.
         self.resources = Resources(cpus=cpus, gpus=(0.0 if device == "cpu" else 1.0) if gpus is None else gpus)
-        if package and weights:
-            raise ConfigError("embed: give `weights` or `package`, not both")
         self.weights, self.package = weights, package
-        path = str(package_model_dir(package)) if package else weights
-        if path is None and not random_init:
-            raise ConfigError(f"embed {self.name!r}: no `weights` given; {HUB_HINT}")
-        if path is not None and not Path(path).exists():
-            raise ConfigError(f"embed {self.name!r}: weights {path!r} not found; {HUB_HINT}")
-        self._weights_path = path
-        if backend == "open_clip" and not model:
-            raise ConfigError("embed: open_clip needs `model` (a config name like ViT-B-32, or a local JSON config)")
+        self._weights_path = _local_weights(self.name, weights, package, random_init)
         if backend == "open_clip":
-            text_cfg = _open_clip_config(model).get("text_cfg", {})
-            hub = {k: v for k, v in text_cfg.items() if k in ("hf_model_name", "hf_tokenizer_name") and v}
-            if hub:  # open_clip would build these text towers and tokenizers from the hub
-                raise ConfigError(f"embed {self.name!r}: open_clip model {model!r} takes its text tower or tokenizer "
-                                  f"from Hugging Face ({hub}), which needs the hub; use a config with open_clip's own "
-                                  f"text tower and tokenizer (e.g. ViT-B-32) or a local JSON config")
+            _check_open_clip_model(self.name, model)
         # (device: 'cuda' is checked in `setup`, on the worker that runs it: a CPU-only driver, the usual Ray
         # head, must accept a config meant for its GPU workers)
         self._encoder: Any = None
@@ -198,6 +184,30 @@ class Embed(Stage):
                for k, col in extra.items()}
         return pa.table({**out, "random_init": pa.array([self.random_init] * n, pa.bool_()), "vector": vector,
                          "error": pa.array(errors, pa.string())})
+
+
+def _local_weights(name: str, weights: str | None, package: str | None, random_init: bool) -> str | None:
+    """The local weights path: `weights`, or the model folder `package` ships; None only with random_init."""
+    if package and weights:
+        raise ConfigError("embed: give `weights` or `package`, not both")
+    path = str(package_model_dir(package)) if package else weights
+    if path is None and not random_init:
+        raise ConfigError(f"embed {name!r}: no `weights` given; {HUB_HINT}")
+    if path is not None and not Path(path).exists():
+        raise ConfigError(f"embed {name!r}: weights {path!r} not found; {HUB_HINT}")
+    return path
+
+
+def _check_open_clip_model(name: str, model: str | None) -> None:
+    """ConfigError unless `model` names an open_clip config (built-in or local JSON) that needs no hub."""
+    if not model:
+        raise ConfigError("embed: open_clip needs `model` (a config name like ViT-B-32, or a local JSON config)")
+    text_cfg = _open_clip_config(model).get("text_cfg", {})
+    hub = {k: v for k, v in text_cfg.items() if k in ("hf_model_name", "hf_tokenizer_name") and v}
+    if hub:  # open_clip would build these text towers and tokenizers from the hub
+        raise ConfigError(f"embed {name!r}: open_clip model {model!r} takes its text tower or tokenizer "
+                          f"from Hugging Face ({hub}), which needs the hub; use a config with open_clip's own "
+                          f"text tower and tokenizer (e.g. ViT-B-32) or a local JSON config")
 
 
 def _open_clip_name(model: str) -> str:
