@@ -35,6 +35,7 @@ class ExactDedup(GraphStage):
     """Exact duplicates of a text column (after `normalize`) or a binary column (image bytes)."""
 
     type = "exact_dedup"
+    version = "2"  # 2: control characters separate words (normalize, the shingle kernel)
     match = "exact"
 
     def __init__(self, hash_column: Annotated[str, Field(description="the text or binary column hashed")] = "text",

@@ -46,6 +46,7 @@ class MinHashDedup(GraphStage):
     """Near-duplicate texts: MinHash LSH, optional verification, connected components, keep rule."""
 
     type = "minhash_dedup"
+    version = "2"  # 2: control characters separate words (normalize, the shingle kernel)
     similarity_name = "jaccard"
 
     def __init__(self, text_column: Annotated[str, Field(description="the text column")] = "text",
