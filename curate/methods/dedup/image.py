@@ -111,3 +111,7 @@ class ImageHash(GraphStage):
 
     def similarity_column(self, sim: np.ndarray) -> np.ndarray:
         return -sim
+
+    @property
+    def similarity_cut(self) -> float:
+        return float(self.radius)

@@ -149,6 +149,21 @@ class MinHashDedup(GraphStage):
         exact = jaccard_of_lists(a.column("tok"), b.column("tok"))
         return exact, exact >= self.threshold
 
+    @property
+    def similarity_cut(self) -> float:
+        return self.threshold
+
+    @property
+    def similarity_estimated(self) -> bool:
+        return not self.verify
+
+    def pair_similarity(self, a: pa.Array, b: pa.Array) -> np.ndarray:
+        """The true Jaccard of paired texts' shingle sets (normalised and shingled as the stage does)."""
+        ha, oa = text_shingles(a, self.normalize, self.shingle, self.n)
+        hb, ob = text_shingles(b, self.normalize, self.shingle, self.n)
+        return jaccard_of_lists(pa.ListArray.from_arrays(pa.array(oa.astype(np.int32)), pa.array(ha, pa.uint64())),
+                                pa.ListArray.from_arrays(pa.array(ob.astype(np.int32)), pa.array(hb, pa.uint64())))
+
     def fit(self, ctx):
         log.info("stage %s: %d bands x %d rows; P(candidate | J) = %s", self.name, self._bands, self._rows,
                  s_curve(self._bands, self._rows))
