@@ -14,8 +14,8 @@ import curate
 from curate.methods.dedup import Dedup, MinHashDedup
 from curate.report import write_report
 from curate.report.blocks import word_diff
-from tests.report.test_report_dedup import _parse
 from testkit.helpers import write_shards
+from tests.report.test_report_dedup import _parse
 
 
 def _texts():
