@@ -228,8 +228,10 @@ def _groups_shown(st: _Shown, shown: list[tuple[int, str]], rows: pl.DataFrame,
     for c, why in shown:  # the kept row, then the least similar dropped rows
         g = rows.filter(pl.col("component") == c)
         kept = g.filter(pl.col("dup_of").is_null()).head(1)
-        dups = g.filter(pl.col("dup_of").is_not_null()).sort(["sim", "id"], descending=[not st.larger_is_closer, False],
-                                                             nulls_last=True)
+        far = not st.larger_is_closer  # least similar first: by the true similarity to the kept row where known
+        to_kept = pl.col("id").replace_strict(checked, default=None, return_dtype=pl.Float64).alias("to_kept")
+        dups = g.filter(pl.col("dup_of").is_not_null()).with_columns(to_kept).sort(
+            ["to_kept", "sim", "id"], descending=[far, far, False], nulls_last=True)
         size = int(g["size"][0])
         more = size - 1 - min(dups.height, PER_GROUP)
         cards = [_card(r, st, True, checked) for r in kept.to_dicts()] + [_card(r, st, False, checked)

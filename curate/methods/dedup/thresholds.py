@@ -28,10 +28,10 @@ MISSES_SHOWN = 6
 
 def s_curve(stage: Any) -> list[Block]:
     """The banding's S-curve: P(a pair shares a bucket) against its Jaccard, the threshold marked."""
-    banding = getattr(stage, "banding", None)
-    if banding is None:
+    if not hasattr(stage, "banding"):
         return []
-    b, r = banding()["bands"], banding()["rows"]
+    banding = stage.banding()
+    b, r = banding["bands"], banding["rows"]
     j = np.linspace(0.0, 1.0, 101)
     merged = "every candidate is merged, so a pair left of the threshold is merged with this probability too" \
         if not stage.verifies else "candidates below the threshold are refused (verify)"
@@ -90,7 +90,8 @@ def to_kept(run: RunView, stage: Any, rows: pl.DataFrame) -> dict[str, float]:
     """The true similarity of each dropped row (up to CHAIN_ROWS per group) to the row kept in its group, by id
     (`rows`: group rows with id, shard, row, component, dup_of); empty where the stage cannot tell or the
     input cannot be read here."""
-    if rows.is_empty() or stage.pair_similarity(pa.array([], pa.string()), pa.array([], pa.string())) is None:
+    nothing = pa.array([], pa.string())
+    if rows.is_empty() or stage.pair_similarity(nothing, nothing) is None:  # None: the stage cannot tell
         return {}
     dups = rows.filter(pl.col("dup_of").is_not_null()).sort("id").group_by("component", maintain_order=True).head(CHAIN_ROWS)
     kept = rows.filter(pl.col("dup_of").is_null()).select("id", "shard", "row")
