@@ -206,9 +206,10 @@ class GraphStage(ScoresFromShuffle, CandidatePairs, Stage):
                             source=[nodes, join_a])
         self._info.update(self._sum_meta(pairs, ("candidate_pairs", "accepted_pairs")))
         self._info.update(self._sum_meta(buckets, ("wide_buckets",)))
-        if self.verifies:  # without verification every candidate is accepted: none refused
+        misses = top_near_misses(pairs.metadata) if self.verifies else None  # unverified: none refused
+        if misses is not None:
             shown = self.similarity_column  # as the stage's column holds it (a distance for image_hash)
-            self._info["near_misses"] = [[a, b, float(shown(np.array([s]))[0])] for a, b, s in top_near_misses(pairs.metadata)]
+            self._info["near_misses"] = [[a, b, float(shown(np.array([s]))[0])] for a, b, s in misses]
         stars = self.components(ctx, pairs)
         labels = ctx.shuffle(self._label_map, [], self._parts, self._label_reduce, name="labels",
                              source=[nodes, pairs, stars])

@@ -176,7 +176,10 @@ def near_misses(a: np.ndarray, b: np.ndarray, sim: np.ndarray, ok: np.ndarray) -
     return [[str(a[i]), str(b[i]), round(float(sim[i]), 6)] for i in order]
 
 
-def top_near_misses(metadata: list[dict[bytes, bytes]]) -> list[list[Any]]:
-    """The NEAR_MISSES most similar refused pairs over all partitions of `join_b`."""
+def top_near_misses(metadata: list[dict[bytes, bytes]]) -> list[list[Any]] | None:
+    """The NEAR_MISSES most similar refused pairs over all partitions of `join_b` (None: steps reused from a
+    version that did not record them)."""
+    if metadata and not any(b"dedup.near_misses" in meta for meta in metadata):
+        return None
     found = [m for meta in metadata for m in json.loads(meta.get(b"dedup.near_misses", b"[]"))]
     return sorted(found, key=lambda m: (-m[2], int(m[0]), int(m[1])))[:NEAR_MISSES]
