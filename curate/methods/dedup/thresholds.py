@@ -54,6 +54,9 @@ def near_misses(run: RunView, stage: Any, similarity: str) -> list[Block | CardG
         return [Text("Pairs just below the threshold that were not merged: not recorded by this run (written by an "
                      "older version; re-run to record them).", "muted")]
     misses = art["near_misses"]
+    if not misses:
+        return [Text("Pairs just below the threshold that were not merged: none (the threshold refused no candidate "
+                     "pair).", "muted")]
     wanted = {int(n) for a, b, _ in misses for n in (a, b)}
     rows = _rows_of_nodes(run, stage, wanted)
     groups = []
