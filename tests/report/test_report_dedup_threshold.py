@@ -119,3 +119,15 @@ def test_word_diff_marks_the_words_the_other_text_lacks():
     assert word_diff("a new b new2 c", "a b c") == [("a ", False), ("new", True), (" b ", False), ("new2", True),
                                                     (" c", False)]
     assert word_diff("x y", "") == [("x y", True)]
+
+
+def test_a_policy_cutting_a_declared_non_score_still_gets_its_sweep():
+    import numpy as np
+
+    from curate.report.page import _scores
+    from curate.report.stats import FINE_BINS, ManifestStats, ScoreStats
+
+    stats = ManifestStats(scores={c: ScoreStats(c, 0.0, 1.0, 10, 0, np.ones(FINE_BINS, np.int64)) for c in ("s.sim", "t.sim")})
+    out = {i["column"]: i for i in _scores(stats, {"cut": {"column": "t.sim", "min": 0.5}}, {"s.sim", "t.sim"})}
+    assert out["s.sim"]["hist"] and out["s.sim"]["sweep"] is None
+    assert out["t.sim"]["sweep"]  # a policy keeps rows by it: a score after all
