@@ -116,6 +116,9 @@ class Stage(Params):
     # Outputs that are data for later stages (embedding vectors), stored with the stage's
     # per-shard outputs but left out of the manifest.
     data_outputs: frozenset[str] = frozenset()
+    # Float outputs that are not scores to keep rows by (a similarity to another row): the report shows their
+    # histogram but no "rows kept by score >= t" sweep. Recorded in summary.json (`not_scores`, prefixed).
+    not_scores: frozenset[str] = frozenset()
     # What the report and the CLI show of this stage beyond the generic tables (curate/presentation.py).
     presenter: ClassVar[Presenter | None] = None
 

@@ -417,6 +417,7 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
             "artifact": {"key": key, **stage.describe(artifact)} if key else None,
             "quantiles": quantiles,
             **({"replaces": stage.replaces} if stage.replaces else {}),
+            **({"not_scores": sorted(stage.column(c) for c in stage.not_scores)} if stage.not_scores else {}),
         }
     config = pipeline.config or {}
     empty = [s.rel for s in run.dataset.shards if run.rows.get(s.key) == 0]
