@@ -111,3 +111,20 @@ def test_a_local_run_counts_tokens_and_reruns_when_the_tokenizer_changes(tmp_pat
     assert [rows[f"r{i}"]["tokens.count"] for i in range(5)] == [2, 3, None, 0, 3]
     default = Tokens()
     assert default.depends_on()["tokenizer_sha256"] != Tokens(tokenizer=str(tmp_path)).depends_on()["tokenizer_sha256"]
+
+
+def test_the_summary_sums_token_counts_over_rows_in_kept_dropped_and_errored(tmp_path):
+    # Stage.totals: each policy's and the run's token sums beside its row counts; the null count of the row
+    # that errored counts 0, so in = kept + dropped + errored holds for tokens too.
+    texts = ["hello, world!", "hello hello hello", None, "", "world of words"]   # 4, 3, null, 0, 3 tokens
+    table = pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": pa.array(texts, pa.string())})
+    data = write_shards(tmp_path / "data", table, 2)
+    _word_level_tokenizer(tmp_path / "tokenizer.json", ["hello", "world"])
+    config = {"name": "tok", "id_column": "id", "stages": [{"type": "tokens", "tokenizer": str(tmp_path / "tokenizer.json")}],
+              "policies": [{"type": "threshold", "column": "tokens.count", "min": 1, "name": "some"},
+                           {"type": "threshold", "column": "tokens.count", "max": 3, "name": "few"}]}
+    summary = curate.run(pipeline_from_dict(config)[0], data, tmp_path / "run", executor="local")
+    assert summary["policies"]["some"]["totals"] == {"tokens.count": {"in": 10, "kept": 10, "dropped": 0, "errored": 0}}
+    assert summary["policies"]["few"]["totals"] == {"tokens.count": {"in": 10, "kept": 6, "dropped": 4, "errored": 0}}
+    assert summary["result"]["totals"] == {"tokens.count": {"in": 10, "kept": 6, "dropped": 4, "errored": 0}}
+    assert (summary["policies"]["few"]["kept"], summary["result"]["kept"], summary["result"]["errored"]) == (3, 2, 1)

@@ -55,6 +55,7 @@ class Tokens(Stage):
     type = "tokens"
     version = "1"
     unkeyed = frozenset({"tokenizer"})  # the tokenizer is keyed by its file's content (depends_on)
+    totals = ("count",)  # summary.json: tokens in, kept, dropped and errored beside the rows, per policy
 
     def __init__(self,
                  text_column: Annotated[str, Field(min_length=1, description="the text column")] = "text",
