@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.methods.hints import PolicyName
+from curate.methods.webtext.presentation import RulesPresenter
 from curate.policy import Policy, Rows, scatter
 
 Bound = Annotated[float | None, Field(description="None: rule off")]
@@ -44,9 +45,14 @@ class RulePolicy(Policy):
     """Drops a row with the first of `rules()` it breaks (rules whose bound is None are off)."""
 
     stage_type = ""
+    presenter = RulesPresenter()
 
     def rules(self) -> list[Rule]:
         raise NotImplementedError
+
+    def active_rules(self) -> list[Rule]:
+        """The rules that are on (a bound of None turns a rule off)."""
+        return self._rules()
 
     def _rules(self) -> list[Rule]:
         return [r for r in self.rules() if r.op == "" or r.bound is not None]
