@@ -64,7 +64,8 @@ def test_rows_dropped_per_rule_and_the_rows_nearest_each_threshold(tmp_path):
     for group in gallery.groups:
         label, side = group.caption.rsplit(": just ", 1)
         rule = rules[label]
-        fails = lambda r: bool(rule.fails(np.array([r[rule.column]]))[0])  # noqa: E731
+        def fails(r, rule=rule):
+            return bool(rule.fails(np.array([r[rule.column]]))[0])
         pool = [r for r in decided if fails(r) == (side == "dropped")]
         best = sorted(abs(r[rule.column] - rule.bound) for r in pool)[:len(group.cards)]
         shown = {r["id"]: r for r in decided}

@@ -55,7 +55,7 @@ class RulesPresenter(Presenter):
             scan = _scan(run, policy, nearest=0)
             top = sorted(((n, label) for label, n in zip(scan.labels, scan.first) if n), reverse=True)[:TOP_LINES]
             if top:
-                out.append(f"  policy {policy.name} drops most by: " + ", ".join(f"{label} {num(n)}" for n, label in top))
+                out.append(f"  policy {policy.name} drops most by: " + ", ".join(f"{label} {num(int(n))}" for n, label in top))
         return out
 
 
