@@ -75,3 +75,15 @@ def test_rows_dropped_per_rule_and_the_rows_nearest_each_threshold(tmp_path):
     assert any(line.startswith("  policy fineweb drops most by: ") for line in presenter.lines(view, members))
     page = write_report(tmp_path / "run").read_text()
     assert 'id="rules"' in page and "just dropped" in page
+
+
+def test_the_repetition_policy_is_rebuilt_from_summary_json_whose_keys_are_strings(tmp_path):
+    from curate.methods.webtext import GopherRepetition, GopherRepetitionPolicy
+
+    data = write_shards(tmp_path / "data", corpus(30), 2)
+    pipe = curate.Pipeline([Words(), GopherRepetition()], [GopherRepetitionPolicy(top_n_grams={2: 0.1})], id_column="id")
+    curate.run(pipe, data, tmp_path / "run", executor="local")
+    found, problems = presenters(RunDirectory(tmp_path / "run", curate.load_summary(tmp_path / "run")))
+    assert not problems
+    [policy] = [m for p, members in found if isinstance(p, RulesPresenter) for m in members]
+    assert policy.top_n_grams == {2: 0.1}
