@@ -128,3 +128,11 @@ def test_the_summary_sums_token_counts_over_rows_in_kept_dropped_and_errored(tmp
     assert summary["policies"]["few"]["totals"] == {"tokens.count": {"in": 10, "kept": 6, "dropped": 4, "errored": 0}}
     assert summary["result"]["totals"] == {"tokens.count": {"in": 10, "kept": 6, "dropped": 4, "errored": 0}}
     assert (summary["policies"]["few"]["kept"], summary["result"]["kept"], summary["result"]["errored"]) == (3, 2, 1)
+
+
+def test_a_stage_whose_totals_name_no_numeric_output_is_refused():
+    class Wrong(Tokens):
+        totals = ("error",)
+
+    with pytest.raises(ConfigError, match="sums 'error' \\(totals\\), which is not one of its numeric outputs"):
+        curate.Pipeline([Wrong()], [], id_column="id")
