@@ -52,7 +52,7 @@ class LanguagesPresenter(Presenter):
                     Text(f"{num(decided)} rows decided, {num(sum(dropped.values()))} dropped"
                          + (f"; {num(rest)} more in other languages." if rest else "."), "muted")]
             groups = [CardGroup(f"confidence {policy.min_confidence:g}: just {side}",
-                                [Card(shard, row, id_, lines=[f"{lang} {conf:.3f}"], highlight=side == "dropped")
+                                [Card(shard, row, id_, lines=[f"{lang} {conf:.4f}"], highlight=side == "dropped")
                                  for _, shard, row, id_, lang, conf in near[side]])
                       for side in ("dropped", "kept") if near[side]]
             if groups:
