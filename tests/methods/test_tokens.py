@@ -136,3 +136,20 @@ def test_a_stage_whose_totals_name_no_numeric_output_is_refused():
 
     with pytest.raises(ConfigError, match="sums 'error' \\(totals\\), which is not one of its numeric outputs"):
         curate.Pipeline([Wrong()], [], id_column="id")
+
+
+def test_the_tokens_of_a_row_another_stage_could_not_score_count_as_errored(tmp_path):
+    pytest.importorskip("numba")
+    texts = ["hello, world!", "?!?", None, "hello hello hello"]   # 4, 1, null, 3 tokens; "?!?" has no MinHash word
+    table = pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": pa.array(texts, pa.string())})
+    data = write_shards(tmp_path / "data", table, 2)
+    _word_level_tokenizer(tmp_path / "tokenizer.json", ["hello", "world"])
+    config = {"name": "tok", "id_column": "id",
+              "stages": [{"type": "tokens", "tokenizer": str(tmp_path / "tokenizer.json")},
+                         {"type": "minhash_dedup", "text_column": "text", "normalize": "nfkc_punct"}],
+              "policies": [{"type": "dedup", "column": "minhash_dedup.component"}]}
+    summary = curate.run(pipeline_from_dict(config)[0], data, tmp_path / "run", executor="local")
+    rows = {r["id"]: r for r in curate.load_manifest(tmp_path / "run").to_pylist()}
+    assert rows["r1"]["tokens.count"] == 1 and rows["r1"]["error"].startswith("minhash_dedup: ")
+    want = {"tokens.count": {"in": 8, "kept": 7, "dropped": 0, "errored": 1}}
+    assert summary["policies"]["minhash_dedup"]["totals"] == want == summary["result"]["totals"]
