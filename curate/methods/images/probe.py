@@ -93,10 +93,10 @@ def probe(data: bytes | None, verify: bool = False, max_pixels: int = DEFAULT_MA
             raise ImageError(f"corrupt_image: the header gives a {w}x{h} image")
         try:
             frames = int(getattr(img, "n_frames", 1))
-            orientation = _orientation(img)
             _check_end(img, data, pixels_at)
             if verify:
                 _decode_all(img, frames)
+            orientation = _orientation(img)
         except ImageError:
             raise
         except Exception as e:
@@ -107,6 +107,10 @@ def probe(data: bytes | None, verify: bool = False, max_pixels: int = DEFAULT_MA
 
 
 def _orientation(img: Image.Image) -> int:
+    if img.format == "PNG" and "exif" not in img.info:
+        # Pillow's PNG getexif decodes the whole image to look for an eXIf chunk after the pixel data (which
+        # PNG 3 no longer allows); without `verify` only one before it counts.
+        return 1
     value = img.getexif().get(_ORIENTATION, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1  # out-of-range tags are ignored, as viewers do
 
