@@ -26,8 +26,9 @@ def _known_formats() -> set[str]:
 
 
 class ImageSize(Policy):
-    """Keep rows whose image's shorter side is at least `min_side`, aspect ratio at most `max_aspect_ratio`,
-    and format among `formats` (each check off when None)."""
+    """Keep images whose shorter side is >= `min_side`, aspect ratio <= `max_aspect_ratio`, format in `formats`.
+
+    Each check is off when None; the defaults are DataComp's basic filter."""
 
     type = "image_size"
 
