@@ -9,7 +9,8 @@ reported as min / median / max rows/s with the ratio of medians to the reference
 10x on the header path).
 
 Damage: a copy of the demo with rows damaged in each way (cut in half, emptied, replaced by random bytes,
-resized to 16 x 16, resized to 8:1, pixel data zeroed behind an intact header), run through
+resized to 16 x 16, resized to 1800 x 200: 9:1 with the shorter side at the minimum, pixel data zeroed behind
+an intact header), run through
 `curate.run(..., executor="local")` with the `image_size` policy at its defaults (DataComp's basic filter),
 header-only and with `verify`: each damaged row must be reported under its kind, and no undamaged row may
 be an error. Writes bench/results/image_info.json and .md.
@@ -50,7 +51,7 @@ EXPECTED = {"truncated": (["error: truncated_image"],) * 2,
             "random": (["error: not_an_image"],) * 2,
             "tiny": (["dropped: image_size: min side"],) * 2,
             "wide": (["dropped: image_size: aspect ratio"],) * 2,
-            "zeroed_pixels": ([], ["error: corrupt_image", "error: truncated_image"])}
+            "zeroed_pixels": ([], ["error: corrupt_image"])}
 
 
 def pillow_load(values: list[bytes]) -> int:
@@ -87,7 +88,7 @@ def damage(kind: str, data: bytes, rng: np.random.Generator) -> bytes:
     img = Image.open(io.BytesIO(data))
     if kind in ("tiny", "wide"):
         out = io.BytesIO()
-        img.resize((16, 16) if kind == "tiny" else (800, 100)).save(out, "PNG")
+        img.resize((16, 16) if kind == "tiny" else (1800, 200)).save(out, "PNG")
         return out.getvalue()
     raw = bytearray(data)  # zeroed_pixels: 64 bytes of the first IDAT chunk, header and IEND intact
     at = raw.index(b"IDAT") + 8
@@ -195,7 +196,8 @@ def markdown(r: dict) -> str:
     for mode in ("header", "verify"):
         d = r["damage"][mode]
         lines += ["", f"**{mode}**: {d['rows']:,} rows in {d['seconds']:.1f} s (whole run); undamaged rows in error: "
-                  f"{d['undamaged_errors']}; outcomes of undamaged rows: {d['outcomes']['undamaged']}; "
+                  f"{d['undamaged_errors']} (the demo's own, as above); outcomes of undamaged rows: "
+                  f"{d['outcomes']['undamaged']}; "
                   f"zeroed_pixels rows: {d['outcomes'].get('zeroed_pixels')}"]
     return "\n".join(lines) + "\n"
 

@@ -131,6 +131,7 @@ def _check_end(img: Image.Image, data: bytes, pixels_at: int) -> None:
 
 def _kind_of(e: Exception, where: str) -> str:
     text = f"{type(e).__name__}: {e}"
-    if "truncated" in str(e) or isinstance(e, EOFError) or "broken data stream" in str(e):
+    # Pillow says "image file is truncated" when the data runs out; zlib's "broken data stream" is corruption.
+    if "truncated" in str(e) or isinstance(e, EOFError):
         return f"truncated_image: {text}"
     return f"corrupt_image: bad {where}: {text}"
