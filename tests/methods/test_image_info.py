@@ -312,3 +312,43 @@ def test_a_local_run_accounts_for_every_row(tmp_path, verify):
     assert (counts["in"], counts["kept"], counts["dropped"], counts["errored"]) == (len(images), 9, 4, 5)
     again = curate.run(pipeline, data, tmp_path / "run", executor="local")  # resumed: nothing recomputed
     assert again["result"] == summary["result"]
+
+
+def write_tar(path, rows: dict[str, bytes | None], captions_: list[str]) -> None:
+    """A WebDataset shard: `<key>.png` (or `.jpg` for JPEG bytes) and `<key>.txt` per row; no image member for None."""
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for (key, data), caption in zip(rows.items(), captions_):
+            members = {"txt": caption.encode()}
+            if data is not None:
+                members["jpg" if data.startswith(b"\xff\xd8") or key == "random" else "png"] = data
+            for ext, blob in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+
+
+def test_webdataset_shards_give_the_parquet_inputs_manifest(tmp_path):
+    # (the WebDataset reader takes jpg, jpeg, png and webp members as `image`: the GIF row is left out here)
+    images = {k: v for k, v in demo_like_rows().items() if k != "gif"}
+    texts = captions(len(images))
+    keys = list(images)
+    (tmp_path / "wds").mkdir()
+    for i in range(3):
+        part = keys[i * 6: (i + 1) * 6]
+        write_tar(tmp_path / "wds" / f"part-{i}.tar", {k: images[k] for k in part}, texts[i * 6: (i + 1) * 6])
+    table = pa.table({"key": keys, "image": pa.array(list(images.values()), pa.binary()), "caption": texts})
+    write_shards(tmp_path / "pq", table, 3)
+    config = {"name": "img", "id_column": "key", "stages": [{"type": "image_info"}],
+              "policies": [{"type": "image_size"}]}
+    manifests = {}
+    for fmt in ("wds", "pq"):
+        pipeline, _ = pipeline_from_dict({**config, "format": "webdataset" if fmt == "wds" else "parquet"})
+        curate.run(pipeline, tmp_path / fmt, tmp_path / f"run-{fmt}", executor="local")
+        rows = curate.load_manifest(tmp_path / f"run-{fmt}").to_pylist()
+        manifests[fmt] = {r["id"]: {k: v for k, v in r.items() if k.startswith("image_info.") or
+                                    k in ("keep", "drop_reason", "error")} for r in rows}
+    assert set(manifests["wds"]) == set(images)
+    assert manifests["wds"] == manifests["pq"]
+    assert manifests["wds"]["truncated"]["error"].startswith("image_info: truncated_image")
