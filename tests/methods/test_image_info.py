@@ -151,6 +151,16 @@ def test_a_jpeg_cut_short_behind_an_exif_thumbnail_is_still_truncated():
     assert error_of(data[:-200]).startswith("truncated_image:")
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "GIF"])
+def test_a_known_signature_with_a_header_cut_short_is_corrupt_not_a_stranger(fmt):
+    data = encode(drawn(200, 150), fmt)
+    assert error_of(data[:12]).startswith(f"corrupt_image: starts like a {fmt} but its header does not read")
+
+
+def test_a_jpeg_header_cut_short_is_truncated():  # Pillow's JPEG reader says so ("Truncated File Read")
+    assert error_of(encode(drawn(200, 150), "JPEG")[:12]).startswith("truncated_image: OSError: Truncated File Read")
+
+
 def test_only_verify_finds_damage_inside_the_pixel_data():
     data = bytearray(encode(drawn(200, 150, seed=5), "PNG"))
     idat = data.index(b"IDAT") + 4

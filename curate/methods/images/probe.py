@@ -6,7 +6,8 @@ bad, so the manifest tells them apart:
 - `not_an_image`: no decoder recognises the bytes (Pillow's UnidentifiedImageError);
 - `truncated_image`: the file ends early: a PNG with no IEND chunk or a JPEG with no EOI marker after its
   scan data (found without decoding), or any format whose pixels run out when `verify` decodes them;
-- `corrupt_image`: the header reads but the pixels do not decode (only found with `verify`);
+- `corrupt_image`: a PNG, JPEG or GIF signature whose header does not read, or a header that reads but
+  pixels that do not decode (found with `verify`);
 - `image_too_large`: more pixels than `max_pixels` (a decompression bomb), refused before decoding;
 - with `image_root`: `missing_file`, `path_outside_root`, `bad_path`.
 """
@@ -27,6 +28,7 @@ _ORIENTATION = 0x0112  # the EXIF tag
 _TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that turn the image a quarter: width and height swap
 # The marker each format ends with (PNG's IEND chunk, JPEG's EOI), searched for after the pixel data starts.
 _END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
 
 
 class ImageError(Exception):
@@ -79,13 +81,18 @@ def probe(data: bytes | None, verify: bool = False, max_pixels: int = DEFAULT_MA
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        known = next((fmt for magic, fmt in _SIGNATURES if data.startswith(magic)), None)
+        if known:  # Pillow tried the format's reader and it failed: a damaged image, not a stranger
+            raise ImageError(f"corrupt_image: starts like a {known} but its header does not read (cut short or "
+                             f"damaged; {len(data)} bytes)") from None
         raise ImageError(f"not_an_image: no decoder recognises the {len(data)} bytes (starting {data[:8]!r})") from None
     except Image.DecompressionBombError as e:  # over twice Pillow's own limit: refused while reading the header
         raise ImageError(f"image_too_large: {e}") from None
     except Exception as e:  # a recognised header that breaks off or contradicts itself
         raise ImageError(_kind_of(e, "header")) from None
     with img:
-        pixels_at = img.fp.tell()  # where the header reading stopped: the first scan (JPEG) or IDAT chunk (PNG)
+        # where the header reading stopped: the first scan (JPEG) or IDAT chunk (PNG)
+        pixels_at = img.fp.tell() if img.fp is not None else 0
         w, h = img.size
         if w * h > max_pixels:
             raise ImageError(f"image_too_large: {w}x{h} is over the {max_pixels:,}-pixel limit")
@@ -132,6 +139,6 @@ def _check_end(img: Image.Image, data: bytes, pixels_at: int) -> None:
 def _kind_of(e: Exception, where: str) -> str:
     text = f"{type(e).__name__}: {e}"
     # Pillow says "image file is truncated" when the data runs out; zlib's "broken data stream" is corruption.
-    if "truncated" in str(e) or isinstance(e, EOFError):
+    if "truncated" in str(e).lower() or isinstance(e, EOFError):
         return f"truncated_image: {text}"
     return f"corrupt_image: bad {where}: {text}"
