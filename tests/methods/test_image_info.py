@@ -217,6 +217,14 @@ def test_paths_under_image_root_are_read_and_paths_that_leave_it_refused(tmp_pat
     assert ImageInfo().check_input("image", pa.string()) is not None
 
 
+def test_an_all_null_column_of_null_type_is_rows_of_errors():
+    stage = ImageInfo()
+    assert stage.check_input("image", pa.null()) is None
+    out = stage.score(pa.table({"image": pa.nulls(3)}))
+    assert out.column("error").to_pylist() == ["null_image: no value"] * 3
+    assert out.column("width").null_count == 3
+
+
 def test_verify_is_keyed_and_the_pillow_version_is_part_of_the_key():
     import PIL
 
@@ -362,3 +370,16 @@ def test_webdataset_shards_give_the_parquet_inputs_manifest(tmp_path):
     assert set(manifests["wds"]) == set(images)
     assert manifests["wds"] == manifests["pq"]
     assert manifests["wds"]["truncated"]["error"].startswith("image_info: truncated_image")
+
+
+@pytest.mark.slow
+def test_local_and_ray_executors_give_the_same_manifest(tmp_path):
+    pytest.importorskip("ray")
+    images = demo_like_rows()
+    table = pa.table({"id": list(images), "image": pa.array(list(images.values()), pa.binary())})
+    data = write_shards(tmp_path / "data", table, 3)
+    pipeline, _ = pipeline_from_dict({"name": "img", "id_column": "id", "stages": [{"type": "image_info"}],
+                                      "policies": [{"type": "image_size", "min_side": 32}]})
+    curate.run(pipeline, data, tmp_path / "local", executor="local")
+    curate.run(pipeline, data, tmp_path / "ray", executor="ray", workers=2)
+    assert curate.load_manifest(tmp_path / "local").equals(curate.load_manifest(tmp_path / "ray"))

@@ -64,6 +64,8 @@ class ImageInfo(Stage):
         return {"pillow": PIL.__version__}  # which formats decode, and how, is Pillow's
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
+        if pa.types.is_null(type):
+            return None  # a column with no value in this shard: every row is `null_image`
         if self.image_root is None and not (pa.types.is_binary(type) or pa.types.is_large_binary(type)):
             return f"is {type}; needs encoded image bytes (binary), or give image_root for a column of paths"
         if self.image_root is not None and not (pa.types.is_string(type) or pa.types.is_large_string(type)):
