@@ -38,6 +38,7 @@ STAGES = {
     "gopher_repetition": "curate.methods.webtext:GopherRepetition",
     "c4": "curate.methods.webtext:C4",
     "fineweb": "curate.methods.webtext:FineWeb",
+    "image_info": "curate.methods.images:ImageInfo",
 }
 
 POLICIES = {
@@ -54,6 +55,7 @@ POLICIES = {
     "gopher_repetition": "curate.methods.webtext:GopherRepetitionPolicy",
     "c4": "curate.methods.webtext:C4Policy",
     "fineweb": "curate.methods.webtext:FineWebPolicy",
+    "image_size": "curate.methods.images:ImageSize",
 }
 
 # The extra each method package needs beyond the core (its stages and policies alike); others need the core only.
