@@ -8,6 +8,8 @@ DATASET ?= demo
 OUT     ?= runs/$(DATASET)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes dataset-fashion-mnist chromium chromium-driver
+# web-text's sources beyond the demo's (python3.11-doc, fortunes): the Linux man pages
+WEB_TEXT_DEBS := manpages
 
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -26,7 +28,7 @@ install: $(BIN)/.installed
 
 # Debian packages holding the bundled real data; installed only when missing.
 debs:
-	@missing=$$(for p in $(DEMO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(DEMO_DEBS) $(WEB_TEXT_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -41,12 +43,15 @@ data/autofj-synth/.complete: | install
 data/stdlib-code/.complete: | install debs
 	$(BIN)/curate data stdlib-code --out data/stdlib-code
 
+data/web-text/.complete: | install debs
+	$(BIN)/curate data web-text --out data/web-text
+
 data/fashion-mnist/.complete: | install debs
 	$(BIN)/curate data fashion-mnist --out data/fashion-mnist
 
 curate: install
 	@case "$(DATASET)" in demo|demo-sens) $(MAKE) --no-print-directory data/demo/.complete;; \
-	  stdlib-code|fashion-mnist) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; \
+	  stdlib-code|fashion-mnist|web-text) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; \
 	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT)
 

@@ -80,6 +80,14 @@ def _data(args: argparse.Namespace) -> int:
         print(f"stdlib-code data: {info['rows']} chunks in {info['shards']} shards at {out}; "
               f"email targets: {info['targets']}")
         return 0
+    if args.name == "web-text":
+        from curate.data.web_text import build_web_text
+
+        out = args.out or "data/web-text"
+        info = build_web_text(out, shards=args.shards)
+        per = ", ".join(f"{n} {s}" for s, n in info["documents"].items())
+        print(f"web-text data: {info['rows']} documents ({per}) in {info['shards']} JSONL shards at {out}")
+        return 0
     if args.name == "fashion-mnist":
         from curate.data.fashion_mnist import build_fashion_mnist
 
@@ -97,7 +105,7 @@ def _data(args: argparse.Namespace) -> int:
               f"({info['new_entities']} new entities) in {args.shards} shards at {out}/right")
         return 0
     if args.name != "demo":
-        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code, fashion-mnist, autofj-synth")
+        raise CurateError(f"unknown bundled dataset {args.name!r}; available: demo, stdlib-code, web-text, fashion-mnist, autofj-synth")
     from curate.data.demo import build_demo
 
     info = build_demo(args.out or "data/demo", shards=args.shards)
@@ -269,6 +277,8 @@ def _data_parser(sub: Any) -> None:
     d = sub.add_parser("data", help="build a bundled real dataset")
     d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
                                 "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT); "
+                                "web-text: licences, man pages, Python docs, code, fortunes, translations "
+                                "(the web-text pipeline); "
                                 "fashion-mnist: 60k+10k labelled images (Debian dataset-fashion-mnist; EL2N); "
                                 "autofj-synth: 100k names and 100k corrupted rows (Auto-FuzzyJoin)")
     d.add_argument("--out")

@@ -21,7 +21,7 @@ import xxhash
 
 from curate.errors import DataError
 from curate.formats import FORMATS, SUFFIXES, ShardReader, format_of, reader, strip_suffix
-from curate.storage import AnyPath, ObjectPath, location, write_whole
+from curate.storage import SEAL, AnyPath, ObjectPath, location, seal, sealed, write_whole
 
 log = logging.getLogger(__name__)
 _CHUNK = 8 << 20
@@ -196,13 +196,15 @@ class Dataset:
     def _load_cache(self) -> None:
         if self._cache_path and self._cache_path.exists():
             try:
-                self._fingerprints = json.loads(self._cache_path.read_text())
+                cache = json.loads(self._cache_path.read_text())
             except (OSError, ValueError):
-                self._fingerprints = {}  # a broken cache only costs re-hashing
+                cache = None
+            # a broken or edited cache only costs re-hashing (a wrong fingerprint would change keys and ids)
+            self._fingerprints = {k: v for k, v in cache.items() if k != SEAL} if sealed(cache) else {}
 
     def _save_cache(self) -> None:
         if self._cache_path:
-            write_whole(self._cache_path, json.dumps(self._fingerprints).encode())
+            write_whole(self._cache_path, json.dumps(seal(self._fingerprints)).encode())
 
     # --- reading ------------------------------------------------------------------------------
     def open(self, shard: Shard) -> ShardReader:

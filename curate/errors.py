@@ -50,3 +50,16 @@ class LeaseLost(CurateError):
 class InternalError(Exception):
     """A check of curate's own bookkeeping failed: a bug to report, not something the user did (not a CurateError,
     so the command line shows its traceback)."""
+
+
+class DamagedFileError(CurateError):
+    """A file of a run directory is not what was written (its hash, size or seal differs from its record).
+
+    Inside a run the engine recomputes the file's unit and goes on; readers of a finished run refuse it."""
+
+    def __init__(self, path: object, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self) -> tuple:  # (it travels back from Ray workers)
+        return type(self), (self.path, self.problem)

@@ -43,6 +43,11 @@ class Pipeline:
         produced: dict[str, pa.DataType] = {}
         for s in self.stages:
             produced.update({f.name: f.type for f in s.output_schema()})
+        for s in self.stages:  # summed in summary.json (Stage.totals): numeric manifest columns
+            for c in s.totals:
+                t = produced.get(s.column(c)) if c not in s.data_outputs else None
+                if t is None or not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+                    raise ConfigError(f"stage {s.name!r} sums {c!r} (totals), which is not one of its numeric outputs")
         pnames = [p.name for p in self.policies]
         if len(set(pnames)) != len(pnames):
             raise ConfigError(f"policy names must be unique; got {pnames} (give each a `name`)")

@@ -99,6 +99,21 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class LineChart:
+    """Curves y(x), one per label (each an (xs, ys) pair), with `cuts` (label, name, value) drawn as dashed
+    vertical lines, as in Histogram."""
+
+    title: str
+    x_label: str
+    y_label: str
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]]
+    cuts: Sequence[tuple[str, str, float]] = ()
+    caption: str = ""
+    alt: str = ""
+    kind: ClassVar[str] = "line_chart"
+
+
+@dataclass(frozen=True)
 class Card:
     """One row of the run, shown with its content (image or text, read from its input shard by the report)."""
 
@@ -108,6 +123,8 @@ class Card:
     lines: Sequence[str] = ()
     highlight: bool = False
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    compare_with: str | None = None  # the id of another card of its group: words of this text not in that
+    #                                  one's, in a word-level diff, are marked
 
 
 @dataclass(frozen=True)
@@ -144,7 +161,7 @@ class Part:
     kind: ClassVar[str] = "part"
 
 
-Block = Heading | Text | Table | Facts | Histogram | Gallery | Details | Part
+Block = Heading | Text | Table | Facts | Histogram | LineChart | Gallery | Details | Part
 
 
 class Presenter:

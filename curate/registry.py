@@ -39,6 +39,7 @@ STAGES = {
     "c4": "curate.methods.webtext:C4",
     "fineweb": "curate.methods.webtext:FineWeb",
     "pii": "curate.methods.pii:PII",
+    "image_info": "curate.methods.images:ImageInfo",
 }
 
 POLICIES = {
@@ -56,6 +57,7 @@ POLICIES = {
     "c4": "curate.methods.webtext:C4Policy",
     "fineweb": "curate.methods.webtext:FineWebPolicy",
     "pii": "curate.methods.pii:PIIPolicy",
+    "image_size": "curate.methods.images:ImageSize",
 }
 
 # The extra each method package needs beyond the core (its stages and policies alike); others need the core only.

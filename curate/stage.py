@@ -116,8 +116,14 @@ class Stage(Params):
     # Outputs that are data for later stages (embedding vectors), stored with the stage's
     # per-shard outputs but left out of the manifest.
     data_outputs: frozenset[str] = frozenset()
+    # Float outputs that are not scores to keep rows by (a similarity to another row): the report shows their
+    # histogram but no "rows kept by score >= t" sweep. Recorded in summary.json (`not_scores`, prefixed).
+    not_scores: frozenset[str] = frozenset()
     # What the report and the CLI show of this stage beyond the generic tables (curate/presentation.py).
     presenter: ClassVar[Presenter | None] = None
+    # Additive numeric outputs (token counts): summary.json sums each over the rows in, kept, dropped and
+    # errored, per policy and for the run, beside the row counts (a null counts 0).
+    totals: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str | None = None):
         self.name = name or self.type
@@ -291,6 +297,14 @@ def stage(inputs: list[str] | Mapping[str, pa.DataType], outputs: Mapping[str, p
         return FunctionStage(fn, inputs, outputs, name=name, resources=Resources(cpus=cpus, gpus=gpus))
 
     return wrap
+
+
+def needs_string(type: pa.DataType) -> str | None:
+    """`check_input`'s answer for a text column: None for a string (or a null-typed column, an empty or all-null
+    shard, whose rows the stage records as errors), else what is wrong."""
+    if pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_null(type):
+        return None
+    return f"is {type}; needs a string"
 
 
 class _CallableModule(types.ModuleType):

@@ -12,6 +12,7 @@ place, on an object store one PUT (an object appears whole or not at all), so no
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 import tempfile
@@ -23,8 +24,10 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import xxhash
 
 SECRET_OPTIONS = {"access_key", "secret_key", "session_token"}
+SEAL = "seal"
 TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"   # local temporary names: `.<name>.<random>.tmp`, removed by the next run
 
 
@@ -231,6 +234,44 @@ def rmtree(path: AnyPath) -> None:
             path.fs.delete_dir(path.path)
         return
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --- content hashes: each file's record (size, xxh3), and sealed JSON ----------------------------
+def content_hash(data: bytes | memoryview | pa.Buffer) -> str:
+    return xxhash.xxh3_64_hexdigest(memoryview(data))
+
+
+def _body_hash(meta: dict) -> str:
+    body = {k: v for k, v in meta.items() if k != SEAL}
+    return content_hash(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def seal(meta: dict) -> dict:
+    """`meta` with a hash of its own content: any later edit of the file is detected (`sealed`)."""
+    body = json.loads(json.dumps({k: v for k, v in meta.items() if k != SEAL}, default=str))
+    return {**body, SEAL: _body_hash(body)}
+
+
+def sealed(meta: dict) -> bool:
+    return isinstance(meta, dict) and meta.get(SEAL) == _body_hash(meta)
+
+
+def read_buffer(path: AnyPath) -> pa.Buffer:
+    """A whole file in one read (the bytes that are hashed, then decoded: nothing is read twice)."""
+    if isinstance(path, ObjectPath):
+        return pa.py_buffer(path.read_bytes())
+    with open(path, "rb") as f:
+        return pa.py_buffer(f.read())
+
+
+def read_range(path: AnyPath, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a file (fewer when the file is shorter)."""
+    if isinstance(path, ObjectPath):
+        with path.fs.open_input_file(path.path) as f:
+            return f.read_at(end - start, start)
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(end - start)
 
 
 # --- Parquet on either ----------------------------------------------------------------------------

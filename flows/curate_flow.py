@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from curate import api
 from curate.errors import CurateError
+from curate.layout import load_summary
 from curate.progress import Progress
 
 ALLOWED_CONFIGS = "CURATE_ALLOWED_CONFIGS"  # set by `make ui`: the folders a served deployment may run configs from
@@ -63,13 +64,14 @@ def curate_flow(config: str = "configs/demo.yaml", data: str | None = None, out:
     summary = api.run(config, data, out, executor=executor, ray_address=ray_address, report=True, phase=_as_task,
                       progress=Progress(enabled=False, listener=_report_phase))
     page = Path(summary["report"])
-    create_markdown_artifact(_markdown(summary) + f"\n\n[HTML report]({page.resolve().as_uri()})", key="curate-summary",
-                             description=str(page.parent / "summary.json"))
-    create_link_artifact(page.resolve().as_uri(), link_text=f"{summary['pipeline']} report", key="curate-report",
+    published = load_summary(page.parent)  # what readers see: summary.json, its seal checked
+    create_markdown_artifact(_markdown(published) + f"\n\n[HTML report]({page.resolve().as_uri()})",
+                             key="curate-summary", description=str(page.parent / "summary.json"))
+    create_link_artifact(page.resolve().as_uri(), link_text=f"{published['pipeline']} report", key="curate-report",
                          description=str(page))
     create_table_artifact([{"stage": k, "scored": v["scored"], "errored": v["errored"], "rows_per_s": v["rows_per_s"]}
-                           for k, v in summary["stages"].items()], key="curate-stages")
-    return summary["result"]
+                           for k, v in published["stages"].items()], key="curate-stages")
+    return published["result"]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Word n-gram shingles straight from Arrow's UTF-8 buffers, compiled (numba): split on ASCII white space,
 hash each word (FNV-1a, then the splitmix64 finaliser), hash each run of n consecutive words.
 
-On rows marked `fold` the kernel also lower-cases ASCII letters and, with `punct`, splits on ASCII
-punctuation and symbols: on pure-ASCII text that is exactly what the regex normalisations do (NFKC is the
-identity there), at a tenth of their cost.
+On rows marked `fold` the kernel also lower-cases ASCII letters, splits on ASCII control characters
+(a backspace or escape is a separator, not part of a word) and, with `punct`, on ASCII punctuation and
+symbols: on pure-ASCII text that is exactly what the regex normalisations do (NFKC is the identity there),
+at a tenth of their cost.
 
 The numpy form (split with Arrow, hash the words 8 bytes at a time, n masked passes for the n-grams) took
 about 7x longer per shard, most of it in the split and the word hashes.
@@ -50,6 +51,8 @@ def _word_ngrams(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, n: in
                 if folding:
                     if c >= 65 and c <= 90:
                         c += 32
+                    elif c < 32 or c == 127:  # control characters (Unicode Cc) separate words
+                        c = 32
                     elif punct and punct_table[c]:
                         c = 32
                 if c == 32 or (c >= 9 and c <= 13):
@@ -79,8 +82,8 @@ def _word_ngrams(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, n: in
 def word_ngrams(texts: pa.Array, n: int, fold: np.ndarray | None = None,
                 punct: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, offsets): each text's word n-gram hashes in order (a text of fewer than n words: one hash
-    of all its words; a null or blank text: none). On `fold` rows, ASCII letters are lower-cased and, with
-    `punct`, ASCII punctuation and symbols separate words."""
+    of all its words; a null or blank text: none). On `fold` rows, ASCII letters are lower-cased, control
+    characters separate words and, with `punct`, so do ASCII punctuation and symbols."""
     arr = texts.cast(pa.large_string())
     if len(arr) == 0:
         return np.zeros(0, np.uint64), np.zeros(1, np.int64)

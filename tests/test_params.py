@@ -88,6 +88,9 @@ STAGE_CASES = [
     ("fineweb", {"short_line_length": 20}),
     ("pii", {}),
     ("pii", {"text": "body", "kinds": ["secret", "email"], "name": "p"}),
+    ("image_info", {}),
+    ("image_info", {"image_column": "path", "image_root": "/", "verify": True, "max_pixels": 1000, "workers": 2,
+                    "cpus": 2.0, "name": "ii"}),
 ]
 
 POLICY_CASES = [
@@ -120,6 +123,8 @@ POLICY_CASES = [
     ("fineweb", {"column": "fw.lines", "line_punct_thr": 0.2, "line_punct_exclude_zero": True}),
     ("pii", {}),
     ("pii", {"column": "p.finds", "max_counts": {"email": 3, "card": 0}, "max_total": 10, "name": "personal"}),
+    ("image_size", {}),
+    ("image_size", {"min_side": 64, "max_aspect_ratio": None, "formats": ["jpg", "PNG"], "column": "ii.width"}),
 ]
 
 
@@ -213,6 +218,7 @@ def test_every_type_is_covered_here_and_every_parameter_is_documented(kind):
      {"image_column": "img"}),
     ("icc", {}, {"batch_size": 4, "device": "cpu", "cpus": 2.0, "gpus": 0.0}, {"text_column": "text"}),
     ("el2n", {}, {}, {"hidden": [16]}),
+    ("image_info", {}, {"image_root": "/tmp", "workers": 3, "cpus": 2.0}, {"verify": True}),
 ])
 def test_unkeyed_parameters_leave_the_key_and_keyed_ones_change_it(type_name, args, unkeyed, keyed):
     base = _build("stage", type_name, args)
@@ -264,6 +270,8 @@ NUMBER_CASES = [
     ("stage", "langid", {"max_chars": 0}, "max_chars"),
     ("stage", "langid", {"backend": "cld4"}, "backend"),
     ("stage", "tokens", {"add_special_tokens": 1}, "add_special_tokens"),
+    ("stage", "image_info", {"max_pixels": 0}, "max_pixels"),
+    ("stage", "image_info", {"verify": "yes"}, "verify"),
     ("policy", "threshold", {"column": "s.score", "min": math.nan}, "min"),
     ("policy", "threshold", {"column": "s.score", "max": "3"}, "max"),
     ("policy", "threshold", {"column": "s.score", "min": False}, "min"),
@@ -280,6 +288,9 @@ NUMBER_CASES = [
     ("policy", "el2n_keep", {"offset": -0.1, "direction": "offset"}, "offset"),
     ("policy", "languages", {"languages": ["en"], "min_confidence": 1.5}, "min_confidence"),
     ("policy", "languages", {"languages": "en"}, "languages"),
+    ("policy", "image_size", {"min_side": 0}, "min_side"),
+    ("policy", "image_size", {"max_aspect_ratio": 0.5}, "max_aspect_ratio"),
+    ("policy", "image_size", {"formats": []}, "formats"),
 ]
 
 
@@ -305,6 +316,8 @@ def test_bad_values_are_refused_naming_the_parameter(kind, type_name, args, para
     ("policy", "sample", {}, "'m'"),
     ("policy", "sample", {"m": 3, "alpha": 0.5, "lambda_": 1.0}, "alpha or lambda_"),
     ("policy", "el2n_keep", {"fraction": 0.9, "direction": "offset", "offset": 0.2}, "<= 1"),
+    ("policy", "image_size", {"formats": ["PNG", "HEIC2"]}, "not formats Pillow reads"),
+    ("policy", "image_size", {"column": "image_info.height"}, "width column"),
 ])
 def test_checks_across_parameters_stay_config_errors(kind, type_name, args, match):
     with pytest.raises(ConfigError, match=match):

@@ -24,14 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.dataset import Shard
-from curate.engine.files import seal, write_json, write_parquet
+from curate.engine.files import write_json, write_parquet
 from curate.engine.state import RunState
-from curate.engine.store import Store
+from curate.engine.store import Store, read_unit
 from curate.errors import CurateError, InternalError
-from curate.layout import read_json
+from curate.layout import Part, read_json
 from curate.policy import Policy, Rows, scatter
 from curate.presentation import class_path
-from curate.storage import AnyPath, create_new, read_table, rmtree
+from curate.storage import AnyPath, create_new, rmtree, seal, sealed
 from kernels.hashing import mix64
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,8 @@ class _Scan:
 
     def _read_one(self, shard: Shard) -> Rows:
         stage = self.run.pipeline.stage(self.policy.stage)
-        t = read_table(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
-        h = read_table(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
+        t = read_unit(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
+        h = read_unit(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
         return _rows(self.policy, t, h, self.run.fps[shard.key])
 
     def rows(self) -> Iterator[Rows]:
@@ -129,6 +129,9 @@ def write_manifest(run: RunState) -> dict[str, Any]:
         policy.fit(_Scan(run, policy))
     acc = {p.name: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for p in pipeline.policies}
     total = {"in": 0, "kept": 0, "dropped": 0, "errored": 0}
+    if summed := [s.column(c) for s in pipeline.stages for c in s.totals]:
+        for a in (*acc.values(), total):
+            a["totals"] = {c: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for c in summed}
     stage_acc = {s.name: {"rows_in": 0, "errored": 0, "errors": {}, "seconds": 0.0, "worker": {}}
                  for s in pipeline.stages}
     samples: dict[str, list[np.ndarray]] = {}
@@ -172,6 +175,11 @@ def _write_parts(run: RunState, gen: int, acc: dict, total: dict, stage_acc: dic
             table, counts = _decide_shard(run, shard, prep, acc)
             for k, v in counts.items():
                 total[k] += v
+            if "totals" in total:
+                kept = table.column("keep").to_numpy(zero_copy_only=False)
+                errored = pc.is_valid(table.column("error")).to_numpy(zero_copy_only=False)
+                _add_totals(total, table, {"in": np.ones(len(kept), bool), "kept": kept,
+                                           "dropped": ~kept & ~errored, "errored": errored})
             if writing is not None:
                 parts.update(writing.result())
             writing = pool.submit(_write_part, run, shard, gen, table)
@@ -190,7 +198,7 @@ def _claim_generation(run: RunState) -> int:
     store the create is a check, then a PUT: the read-back settles all but a race within one round trip.)
     """
     store = run.store
-    published = int((read_json(store.summary) or {}).get("manifest", {}).get("generation", 0))
+    published = int(_published(store).get("manifest", {}).get("generation", 0))
     gen = 1 + max([published] + [int(p.name[1:]) for p in store.manifest.glob("g[0-9]*") if p.name[1:].isdigit()])
     while True:
         claim = store.generation(gen) / GENERATION_CLAIM
@@ -228,7 +236,7 @@ class _Prepared:
 
 def _prepare(run: RunState, shard: Shard, sample_below: np.uint64) -> _Prepared:
     """A shard's ids and score files, checked against their sidecars and joined into manifest columns."""
-    ids = read_table(run.ids[shard.key])
+    ids = read_unit(run.ids[shard.key])
     n = ids.num_rows
     id_hash = ids.column("id_hash").to_numpy()
     cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": _repeat(shard.rel, n)}
@@ -238,7 +246,7 @@ def _prepare(run: RunState, shard: Shard, sample_below: np.uint64) -> _Prepared:
     samples: dict[str, np.ndarray] = {}
     for stage in run.pipeline.stages:
         path = run.score_path(stage, shard)
-        meta, t = read_json(run.store.sidecar(path)) or {}, read_table(path)
+        meta, t = read_json(run.store.sidecar(path)) or {}, read_unit(path)
         _cross_check(path, meta, t, stage.column("error"))
         facts[stage.name] = {"rows_in": n, "errored": meta.get("errored", 0), "seconds": meta.get("seconds", 0.0),
                              "errors": meta.get("errors", {}),
@@ -320,6 +328,9 @@ def _decide_shard(run: RunState, shard: Shard, prep: _Prepared, acc: dict) -> tu
         a["kept"] += int(pk.sum())
         a["dropped"] += int((~pk).sum()) + int(held.sum())
         a["errored"] += int((~valid & ~held).sum())
+        if "totals" in a:
+            _add_totals(a, cols, {"in": np.ones(n, bool), "kept": full_keep,
+                                  "dropped": (valid & ~full_keep) | held, "errored": ~valid & ~held})
         newly = keep & (valid | held) & ~full_keep
         reason = pc.if_else(pa.array(newly), full_reason, reason)
         keep &= ~((valid | held) & ~full_keep)
@@ -331,6 +342,15 @@ def _decide_shard(run: RunState, shard: Shard, prep: _Prepared, acc: dict) -> tu
     counts = {"in": n, "kept": int(keep.sum()), "errored": int(errored.sum()),
               "dropped": int((~keep & ~errored).sum())}
     return pa.table(cols), counts
+
+
+def _add_totals(a: dict, cols: Any, masks: dict[str, np.ndarray]) -> None:
+    """Adds each summed column's total over the rows of each mask (in, kept, dropped, errored) to a["totals"];
+    a null (a row its stage could not score) counts 0."""
+    for column, sums in a["totals"].items():
+        values = np.asarray(pc.fill_null(cols[column], 0))
+        for k, mask in masks.items():
+            sums[k] += values[mask].sum().item()
 
 
 def _repeat(text: str, n: int) -> pa.Array:
@@ -349,6 +369,22 @@ def _cross_check(path: AnyPath, meta: dict[str, Any], table: pa.Table, error_col
         raise CurateError(f"{path}: its sidecar says {meta.get('rows')} rows and {meta.get('errored')} errored, the "
                           f"file holds {table.num_rows} and {errored}; run `curate verify` on the run directory, then "
                           f"re-run to recompute it")
+
+
+def _published(store: Store) -> dict[str, Any]:
+    """The summary.json this run replaces; what of it (and of its manifest parts) was damaged is named in a
+    warning, since readers refused it: this run publishes anew."""
+    previous = read_json(store.summary)
+    if previous is None or not sealed(previous):
+        if store.summary.exists():
+            log.warning("re-publishing %s: it was %s after it was published", store.summary,
+                        "unreadable" if previous is None else "modified")
+        return {}
+    for record in previous.get("manifest", {}).get("parts", {}).values():
+        damage = Part(store.root / record["file"], record, str(store.root)).damage()
+        if damage:
+            log.warning("re-publishing the manifest part %s", damage)
+    return previous
 
 
 def _collect_garbage(store: Store, gen: int) -> None:
@@ -401,6 +437,7 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
             "artifact": {"key": key, **stage.describe(artifact)} if key else None,
             "quantiles": quantiles,
             **({"replaces": stage.replaces} if stage.replaces else {}),
+            **({"not_scores": sorted(stage.column(c) for c in stage.not_scores)} if stage.not_scores else {}),
         }
     config = pipeline.config or {}
     empty = [s.rel for s in run.dataset.shards if run.rows.get(s.key) == 0]

@@ -9,10 +9,10 @@ import pyarrow as pa
 
 from curate.dataset import Dataset
 from curate.engine.files import write_bytes, write_parquet, writing_text
-from curate.errors import CurateError
+from curate.errors import CurateError, DamagedFileError
 from curate.formats import encode, strip_suffix
-from curate.layout import RunLayout, load_summary, manifest_parts
-from curate.storage import location, read_table
+from curate.layout import RunLayout, load_summary, manifest_parts, read_unit, repair_hint
+from curate.storage import location
 
 
 def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None,
@@ -27,7 +27,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
     with ExitStack() as stack:
         handles = {k: stack.enter_context(writing_text(location(v))) for k, v in files.items()}
         for part in parts:
-            m = read_table(part, columns=["id", "keep"])
+            m = part.read(["id", "keep"])
             keep = m.column("keep").to_numpy(zero_copy_only=False)
             for k, fh in handles.items():
                 sel = keep if k == "kept" else ~keep
@@ -46,7 +46,7 @@ def export(run_dir: str | os.PathLike, kept_ids: str | os.PathLike | None = None
                 raise CurateError(f"shard {rel} of the run is no longer in {summary['data']}") from None
             if dataset.fingerprint(shard) != summary["inputs"]["fingerprints"][rel]["fingerprint"]:
                 raise CurateError(f"shard {shard.rel} changed since the run (fingerprint differs); re-run first")
-            keep = read_table(part, columns=["keep"]).column(0)
+            keep = part.read(["keep"]).column(0)
             kept = _replaced(run_dir, summary, shard.key, dataset.open(shard).read().filter(keep), keep)
             if shard.format == "parquet" or as_parquet:
                 rel = shard.rel if shard.format == "parquet" else f"{strip_suffix(shard.rel, shard.format)}.parquet"
@@ -64,7 +64,11 @@ def _replaced(run_dir: str | os.PathLike, summary: dict[str, Any], shard_key: st
     """The kept rows with each column a stage replaces (`Stage.replaces`, in summary.json) taken from its scores."""
     for stage, facts in summary["stages"].items():
         for output, column in (facts.get("replaces") or {}).items():
-            scores = read_table(RunLayout(run_dir).scores(stage, shard_key), columns=[f"{stage}.{output}"])
+            path = RunLayout(run_dir).scores(stage, shard_key)
+            try:
+                scores = read_unit(path, columns=[f"{stage}.{output}"])
+            except DamagedFileError as e:
+                raise CurateError(f"{e}; {repair_hint(run_dir)}") from None
             i = kept.schema.get_field_index(column)
             kept = kept.set_column(i, kept.schema.field(i), scores.column(0).filter(keep).cast(kept.schema.field(i).type))
     return kept

@@ -1,8 +1,8 @@
 """Writing the run directory's files: whole, once, with their size and content hash.
 
-A file is built in memory, hashed (xxh3-64), then written whole (curate/storage.py: a temporary name
-renamed into place locally, one PUT on an object store), so no reader ever sees half a file under its
-final name. The returned record (`size`, `xxh3`) goes into the unit's sealed sidecar, which is
+A file is built in memory, hashed (xxh3-64: readers check the same hash, curate/layout.py), then written
+whole (curate/storage.py: a temporary name renamed into place locally, one PUT on an object store), so no
+reader ever sees half a file under its final name. The returned record (`size`, `xxh3`) goes into the unit's sealed sidecar, which is
 the commit: engine/store.py. A failed write (a full disk) raises StorageError saying what, where and how
 many bytes were needed; nothing half-written is left under a final name.
 """
@@ -18,31 +18,14 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 
 from curate.errors import StorageError
-from curate.storage import AnyPath, local_scratch, upload, write_whole
-
-SEAL = "seal"
-
-
-def content_hash(data: bytes | memoryview | pa.Buffer) -> str:
-    return xxhash.xxh3_64_hexdigest(memoryview(data))
+from curate.storage import AnyPath, content_hash, local_scratch, upload, write_whole
 
 
 def file_record(data: bytes | memoryview | pa.Buffer) -> dict[str, Any]:
     return {"size": len(memoryview(data)), "xxh3": content_hash(data)}
 
-
-def seal(meta: dict[str, Any]) -> dict[str, Any]:
-    """`meta` with a hash of its own content: any later edit of the file is detected (`sealed`)."""
-    body = json.loads(json.dumps({k: v for k, v in meta.items() if k != SEAL}, default=str))
-    return {**body, SEAL: content_hash(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())}
-
-
-def sealed(meta: dict[str, Any]) -> bool:
-    body = {k: v for k, v in meta.items() if k != SEAL}
-    return meta.get(SEAL) == content_hash(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
 
 GROUP_INDEX_KEY = b"curate.groups"
 
@@ -93,13 +76,30 @@ def parquet_bytes(table: pa.Table, group_by: str | None = None) -> pa.Buffer:
     if group_by:
         write_grouped(sink, table, group_by)
     else:
-        pq.write_table(table, sink, compression=codecs(table.schema), use_dictionary=dictionary_columns(table.schema))
+        pq.write_table(table, sink, compression=codecs(table.schema), use_dictionary=dictionary_columns(table.schema),
+                       write_page_checksum=True)
     return sink.getvalue()
 
 
 def write_parquet(path: AnyPath, table: pa.Table, group_by: str | None = None) -> dict[str, Any]:
-    """Write `table` whole as Parquet; returns the file's size and hash."""
-    return write_bytes(path, parquet_bytes(table, group_by))
+    """Write `table` whole as Parquet; returns the file's size and hash (and, grouped, each group's: `groups`)."""
+    data = parquet_bytes(table, group_by)
+    record = write_bytes(path, data)
+    return {**record, **group_records(data)} if group_by else record
+
+
+def group_records(data: pa.Buffer) -> dict[str, Any]:
+    """The byte range and hash of each row group of a Parquet file, and of its footer (what follows the last
+    group), so that a reader of one group checks only what it reads (engine/shuffle.py)."""
+    meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+    groups, end = [], 0  # (the first group's range holds the leading magic bytes: every byte is in one range)
+    for i in range(meta.num_row_groups):
+        chunks = [meta.row_group(i).column(c) for c in range(meta.num_columns)]
+        start = end
+        end = max([min(c.data_page_offset, c.dictionary_page_offset or c.data_page_offset) + c.total_compressed_size
+                   for c in chunks], default=start)
+        groups.append([start, end, content_hash(memoryview(data)[start:end])])
+    return {"groups": groups, "footer": [end, content_hash(memoryview(data)[end:])]}
 
 
 def write_grouped(path: Any, table: pa.Table, by: str) -> None:
@@ -110,7 +110,8 @@ def write_grouped(path: Any, table: pa.Table, by: str) -> None:
     ends = np.r_[starts[1:], len(values)]
     index = {str(values[s]): i for i, s in enumerate(starts)}
     schema = table.schema.with_metadata({**(table.schema.metadata or {}), GROUP_INDEX_KEY: json.dumps(index).encode()})
-    with pq.ParquetWriter(path, schema, compression=codecs(schema), use_dictionary=dictionary_columns(schema)) as writer:
+    with pq.ParquetWriter(path, schema, compression=codecs(schema), use_dictionary=dictionary_columns(schema),
+                          write_page_checksum=True) as writer:
         for s, e in zip(starts, ends):
             writer.write_table(table.slice(s, e - s).replace_schema_metadata(schema.metadata), row_group_size=e - s)
         if not len(starts):

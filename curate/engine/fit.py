@@ -11,10 +11,11 @@ from curate.engine.executor import Failure
 from curate.engine.files import digest
 from curate.engine.plan import Planner
 from curate.engine.scheduler import Scheduler
+from curate.engine.shuffle import grouped_schema
+from curate.engine.store import read_unit
 from curate.engine.units import FitMapTask, ReduceTask, Unit
 from curate.errors import RunFailed
 from curate.stage import FitContext, Shuffled, Stage
-from curate.storage import read_schema, read_table
 
 
 class EngineFitContext(FitContext):
@@ -54,7 +55,7 @@ class EngineFitContext(FitContext):
 
     def map(self, fn: Callable[[pa.Table], pa.Table], columns: list[str]) -> Iterator[pa.Table]:
         for u in self._map_units("fitmap", fn, columns):
-            yield read_table(u.path)
+            yield read_unit(u.path)
 
     def shuffle(self, fn: Callable[[pa.Table], pa.Table], columns: list[str], partitions: int,
                 reduce: Callable[[pa.Table], pa.Table], name: str = "shuffle",
@@ -74,5 +75,5 @@ class EngineFitContext(FitContext):
         outputs = [str(u.path.relative_to(store.root)) for u in units]
         self.reduced += outputs
         return Shuffled(outputs=outputs,
-                        metadata=[dict(read_schema(u.path).metadata or {}) for u in units],
+                        metadata=[dict(grouped_schema(u.path).metadata or {}) for u in units],
                         keys=[u.key for u in units])

@@ -15,10 +15,11 @@ from curate.dataset import Shard
 from curate.engine.executor import Failure
 from curate.engine.files import digest
 from curate.engine.state import RunState
+from curate.engine.store import read_unit
 from curate.engine.units import IDS, Unit, has_repeats
 from curate.errors import DataError
 from curate.stage import ENGINE_COLUMNS, Stage
-from curate.storage import AnyPath, read_table
+from curate.storage import AnyPath
 
 ID_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 
@@ -168,7 +169,7 @@ class Planner:
     def _cross_shard_duplicates(self) -> list[str]:
         """Ids repeated across shards (hashes first, then the ids themselves to rule out collisions)."""
         shards, ids = self.state.dataset.shards, self.state.ids
-        hashes = [read_table(ids[s.key], columns=["id_hash"]).column(0).to_numpy() for s in shards]
+        hashes = [read_unit(ids[s.key], columns=["id_hash"]).column(0).to_numpy() for s in shards]
         if sum(len(h) for h in hashes) < 2:
             return []
         allh = np.concatenate(hashes)
@@ -182,7 +183,7 @@ class Planner:
         problems = []
         for i in np.flatnonzero(sh[1:] == sh[:-1])[:10]:
             (sa, ra), (sb, rb) = [(owner[j], j - first_row[owner[j]]) for j in (order[i], order[i + 1])]
-            ida, idb = (read_table(ids[shards[s].key], columns=["id"]).column(0)[int(r)].as_py()
+            ida, idb = (read_unit(ids[shards[s].key], columns=["id"]).column(0)[int(r)].as_py()
                         for s, r in ((sa, ra), (sb, rb)))
             if ida == idb:
                 problems.append(f"id {ida!r} appears in shard {shards[sa].rel} (row {ra}) and shard "

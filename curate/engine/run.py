@@ -20,22 +20,24 @@ from curate.engine import leftovers
 from curate.engine.decide import write_manifest
 from curate.engine.executor import Executor, Failure
 from curate.engine.fit import EngineFitContext
+from curate.engine.heal import heals
 from curate.engine.lease import DEFAULT_TTL, Lease
 from curate.engine.plan import Planner
 from curate.engine.scheduler import IdsCheck, Scheduler
 from curate.engine.state import RunState
-from curate.engine.store import Store
+from curate.engine.store import UNIT_FOLDERS, Store, read_unit
 from curate.engine.units import IDS, IdsTask, ScoreTask
-from curate.errors import RunFailed
+from curate.errors import CurateError, DamagedFileError, RunFailed
 from curate.layout import read_json
 from curate.pipeline import Pipeline
 from curate.progress import Progress
 from curate.stage import Stage
-from curate.storage import TMP_PREFIX, TMP_SUFFIX, is_local, read_table
+from curate.storage import TMP_PREFIX, TMP_SUFFIX, is_local
 
 log = logging.getLogger(__name__)
 
 KEEP_READS_BYTES = 256 << 20  # in-process: input columns kept in memory between a stage's fit map and scores
+MAX_REPAIRS = 2               # times one file is recomputed after being read back damaged (engine/heal.py)
 
 
 class Run:
@@ -62,6 +64,8 @@ class Run:
         self.scheduler = Scheduler(self.state, executor, progress or Progress(), retries, self.ids)
         self._leased = self._started = self._planned = False
         self._scored: set[str] = set()
+        self._repairs: dict[str, int] = {}  # damaged file -> times recomputed (`repair`)
+        self._recheck_ids = False           # an ids unit was damaged: planned again by the next phase
 
     # --- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Run:
@@ -108,6 +112,7 @@ class Run:
         return tuple(sorted(n for n in names if n.startswith(("curate.", "kernels"))))
 
     # --- plan -----------------------------------------------------------------------------------
+    @heals
     def plan(self) -> None:
         """Validate every shard against every stage before any compute, then read and check row ids.
 
@@ -115,16 +120,23 @@ class Run:
         is scored and no manifest is written before they pass, and a failed check stops the fit at its next
         unit with the same error."""
         if self._planned:
+            if self._recheck_ids:
+                self._recheck_ids = False
+                self._check_ids()
             return
         self._take_lease()
         self.planner.check_shards()
         self._planned = True
+        self._check_ids()
+
+    def _check_ids(self) -> None:
         units = self.planner.ids_units()
         task = IdsTask(self.state.dataset, self.state.store, self.state.pipeline.id_column)
         self.ids.start(lambda: self.planner.check_ids(units, self.scheduler.execute("ids", task, units)),
                        beside=self.executor.in_process)
 
     # --- fit --------------------------------------------------------------------------------------
+    @heals
     def fit(self, stage: Stage | str) -> pa.Table | None:
         """The stage's artifact: loaded if stored under its key, else fitted (map units checkpointed)."""
         stage = self._stage(stage)
@@ -144,7 +156,7 @@ class Run:
         t0 = time.perf_counter()
         reused = meta is not None
         if reused:
-            artifact = read_table(path) if meta["files"] else None
+            artifact = read_unit(path) if meta["files"] else None
         else:
             ctx = EngineFitContext(stage, self.planner, self.scheduler, self.require_scores)
             artifact = stage.fit(ctx)
@@ -159,6 +171,7 @@ class Run:
         return artifact
 
     # --- score ------------------------------------------------------------------------------------
+    @heals
     def score(self, stage: Stage | str) -> None:
         """Score every shard not yet scored under the current key; failed shards are recorded.
 
@@ -193,6 +206,30 @@ class Run:
             if name != IDS:
                 self.score(name)
 
+    def repair(self, damaged: DamagedFileError) -> None:
+        """Forget a damaged unit, and what was built from it, so that the phase run again recomputes it
+        (engine/heal.py); raises when the same file keeps coming back damaged."""
+        path, store = damaged.path, self.state.store
+        n = self._repairs[str(path)] = self._repairs.get(str(path), 0) + 1
+        try:
+            folder = path.relative_to(store.root).parts[0]
+        except ValueError:
+            folder = None
+        if folder not in UNIT_FOLDERS:
+            raise CurateError(f"{damaged}; re-run to recompute it") from None
+        if n > MAX_REPAIRS:
+            raise CurateError(f"{damaged}, again after recomputing it {MAX_REPAIRS} times: the storage of "
+                              f"{store.root} does not keep what is written to it; check the disk") from None
+        log.warning("recomputing %s: %s", path, damaged.problem)
+        for artifact in store.forget_damaged(path):
+            log.warning("refitting %s: it was built from %s", artifact, path)
+        self.state.artifacts.clear()  # (reloaded, checked, or refitted by `fit`)
+        self.state.artifact_hashes.clear()
+        self._scored.clear()          # (`score` reuses what is done and recomputes what was forgotten)
+        if folder == "ids":  # every phase plans first: the next one checks the ids again
+            self.ids.discard()
+            self._recheck_ids = True
+
     def _reclaimed(self, stage: Stage) -> bool:
         """Whether shuffle outputs the stage's scoring reads are gone (`curate gc`), so a re-score must refit."""
         store = self.state.store
@@ -204,6 +241,7 @@ class Run:
         return self.state.pipeline.stage(stage) if isinstance(stage, str) else stage
 
     # --- decide -------------------------------------------------------------------------------------
+    @heals
     def decide(self) -> dict[str, Any]:
         """Policies, manifest parts and summary.json; raises RunFailed (after writing) if shards failed."""
         self.plan()

@@ -2,7 +2,9 @@
 
 A unit is done iff its sidecar holds its key (engine/store.py); done units are reused, the others go to
 the executor. A failed unit is retried `retries` times; a fatal failure (the run directory cannot be
-written) stops the run at once. Units that read the row ids wait for the ids check (`IdsCheck`).
+written) stops the run at once. Units that read the row ids wait for the ids check (`IdsCheck`). A unit
+that read a damaged file of the run directory is not retried: the phase raises the DamagedFileError once
+the others are done, and the run recomputes that file's unit (engine/heal.py) before running it again.
 """
 from __future__ import annotations
 
@@ -48,6 +50,13 @@ class IdsCheck:
         if self._job is not None and self._job.done():
             self.wait()
 
+    def discard(self) -> None:
+        """Wait for a check still running and forget it, error and all (the ids are checked again: `Run.repair`)."""
+        if self._job is not None:
+            self._job.exception()
+            self._job = None
+        self.close()
+
     def close(self) -> None:
         """Let the thread finish (a run stopped early still waits for it before the lease goes)."""
         if self._thread is not None:
@@ -82,6 +91,9 @@ class Scheduler:
                 todo = self._attempt(phase, task, todo, attempt, results, bar)
                 if not todo:
                     break
+            damaged = next((r.damaged for r in results.values() if isinstance(r, Failure) and r.damaged), None)
+            if damaged is not None:
+                raise damaged  # (engine/heal.py: the phase repairs it and runs again, reusing every finished unit)
             stats = bar.close()
         stats.update(computed=len(units) - stats["reused"] - stats["failed"])
         state.phases[phase] = stats
@@ -91,6 +103,9 @@ class Scheduler:
         """One pass over `todo`; returns the units to try again."""
         again = []
         for unit, result in self.executor.map(task, todo):
+            if isinstance(result, Failure) and result.damaged is not None:  # a file it read was damaged: not
+                results[unit.shard.key] = result                            # retried before that is recomputed
+                continue
             if isinstance(result, Failure) and result.fatal:
                 raise CurateError(f"{phase}: {result.message}")
             if isinstance(result, Failure) and attempt < self.retries:

@@ -3,6 +3,10 @@
 A shuffle map writes each shard's rows grouped by `part`; a reduce reads its part's row group from
 every map output, and writes its results grouped by source `shard`, so that scoring a shard reads one
 row group per reduce output and nothing else (files are written by engine/files.py).
+
+Each read checks what it reads against the unit's sidecar, which records the hash of every row group
+and of the footer (`group_records`): the footer and the one group are read, checked, and decoded from
+the checked bytes (a file's other groups are not read, so they are not checked here; `curate verify` is).
 """
 from __future__ import annotations
 
@@ -11,9 +15,50 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate.engine.files import GROUP_INDEX_KEY
-from curate.storage import AnyPath, location, parquet_file
+from curate.errors import DamagedFileError
+from curate.layout import unit_record, verified_bytes
+from curate.storage import AnyPath, content_hash, location, read_range
+
+
+class _GroupedFile:
+    """A grouped Parquet file of the run directory, its footer read and checked; `read(value)` reads and
+    checks one group. The file is laid out in a zero-filled buffer of its size (pages of it that are never
+    written are never allocated), so that Parquet reads the checked bytes at their offsets."""
+
+    def __init__(self, path: AnyPath):
+        self.path, record = path, unit_record(path)
+        self.groups = record.get("groups")
+        if self.groups is None:  # (a sidecar written before groups were recorded: the whole file, checked)
+            self.file = pq.ParquetFile(pa.BufferReader(verified_bytes(path, record)))
+        else:
+            self.buffer = np.zeros(record["size"], np.uint8)
+            self._fill(record["footer"][0], record["size"], record["footer"][1], "footer")
+            self.file = pq.ParquetFile(pa.BufferReader(pa.py_buffer(self.buffer)))
+        self.schema = self.file.schema_arrow
+        self.index = json.loads((self.schema.metadata or {}).get(GROUP_INDEX_KEY, b"{}"))
+
+    def _fill(self, start: int, end: int, xxh3: str, what: str) -> None:
+        data = read_range(self.path, start, end)
+        if len(data) != end - start or content_hash(data) != xxh3:
+            raise DamagedFileError(self.path, f"its content changed after it was written ({what}: hash mismatch)")
+        self.buffer[start:end] = np.frombuffer(data, np.uint8)
+
+    def read(self, value: object, columns: list[str] | None = None) -> pa.Table | None:
+        group = self.index.get(str(value))
+        if group is None:
+            return None
+        if self.groups is not None:
+            start, end, xxh3 = self.groups[group]
+            self._fill(start, end, xxh3, f"row group {group}")
+        return self.file.read_row_group(group, columns=columns)
+
+
+def grouped_schema(path: AnyPath) -> pa.Schema:
+    """A grouped file's schema (and metadata), from its checked footer."""
+    return _GroupedFile(path).schema
 
 
 def read_group(paths: Iterable[AnyPath], value: object, columns: list[str] | None = None,
@@ -23,11 +68,11 @@ def read_group(paths: Iterable[AnyPath], value: object, columns: list[str] | Non
     columns (missing ones as nulls), empty when no file holds the group."""
     parts, schemas = [], []
     for path in paths:
-        pf = parquet_file(path)
-        schemas.append(pf.schema_arrow.remove_metadata())
-        index = json.loads((pf.schema_arrow.metadata or {}).get(GROUP_INDEX_KEY, b"{}"))
-        if str(value) in index:
-            parts.append(pf.read_row_group(index[str(value)], columns=columns).replace_schema_metadata(None))
+        grouped = _GroupedFile(path)
+        schemas.append(grouped.schema.remove_metadata())
+        rows = grouped.read(value, columns)
+        if rows is not None:
+            parts.append(rows.replace_schema_metadata(None))
     if unify:
         parts.append(pa.unify_schemas(schemas, promote_options="permissive").empty_table())
         return pa.concat_tables(parts, promote_options="permissive")

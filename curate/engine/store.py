@@ -6,8 +6,11 @@ The sidecar is the commit record, a single small write, so the protocol needs no
 from the storage (an object store PUTs each object once).
 
 A unit is done iff its sidecar is sealed, holds the expected key, and every file it lists exists with
-the recorded size. A reuse checks sizes (cheap); `curate verify` (engine/verify.py, also run by `curate
-run --verify`) re-hashes the files. A unit that fails a check is recomputed, with a warning naming the file.
+the recorded size. A reuse checks sizes (cheap); every read of a unit's file checks its hash
+(`read_unit`, curate/layout.py: read once, hashed, decoded from the same bytes; a grouped file's groups
+and footer are checked one by one, engine/shuffle.py), raising DamagedFileError, on which the engine
+forgets the unit (`forget_damaged`), recomputes it and retries what read it. `curate verify`
+(engine/verify.py, also run by `curate run --verify`) re-hashes every file, read or not.
 """
 from __future__ import annotations
 
@@ -21,12 +24,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from curate.engine.files import content_hash, seal, sealed, write_json, write_parquet
-from curate.layout import RunLayout, read_json
-from curate.storage import AnyPath
+from curate.engine.files import write_json, write_parquet
+from curate.layout import RunLayout, read_json, read_unit
+from curate.storage import AnyPath, content_hash, seal, sealed
+
+__all__ = ["FIT_FOLDERS", "UNIT_FOLDERS", "Store", "read_unit", "writing_behind"]
 
 log = logging.getLogger(__name__)
 
+UNIT_FOLDERS = ("ids", "fitmap", "shuffle", "reduce", "artifacts", "scores")
+FIT_FOLDERS = ("fitmap", "shuffle", "reduce")  # a fit's intermediates: its artifact was built from them
 _behind = threading.local()  # .writer: where `Store.finish` sends its writes, inside `writing_behind`
 
 
@@ -95,3 +102,16 @@ class Store(RunLayout):
     def forget(self, path: AnyPath) -> None:
         """Mark a unit not done (its outputs are rewritten by the next run)."""
         self.sidecar(path).unlink(missing_ok=True)
+
+    def forget_damaged(self, path: AnyPath) -> list[AnyPath]:
+        """Forget a damaged unit, and for a fit's intermediate (fit map, shuffle, reduce) its stage's artifacts,
+        which were built from it; returns the artifacts forgotten."""
+        self.forget(path)
+        rel = path.relative_to(self.root)
+        if rel.parts[0] not in FIT_FOLDERS:
+            return []
+        stage = rel.parts[1].split(".", 1)[0]  # `fitmap/<stage>/...`, `shuffle/<stage>.<name>/...`
+        artifacts = sorted((self.root / "artifacts" / stage).rglob("artifact.json"))
+        for sidecar in artifacts:
+            sidecar.unlink(missing_ok=True)
+        return [a.with_suffix(".parquet") for a in artifacts]

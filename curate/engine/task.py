@@ -6,22 +6,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from curate.errors import DamagedFileError
 from curate.stage import Resources
 
 
 @dataclass
 class Failure:
     """A unit that raised: the message for users and the traceback for `-v`. `fatal` failures (the run
-    directory cannot be written) stop the run at once instead of being retried."""
+    directory cannot be written) stop the run at once instead of being retried; `damaged`: the unit read a
+    damaged file of the run directory, which the engine recomputes before it retries the unit."""
 
     message: str
     traceback: str = ""
     fatal: bool = False
+    damaged: DamagedFileError | None = None
 
     @classmethod
     def of(cls, e: BaseException, tb: str, prefix: str = "") -> Failure:
         fatal = bool(getattr(e, "fatal", False))
-        return cls(prefix + (str(e) if fatal else repr(e)), tb, fatal)
+        damaged = e if isinstance(e, DamagedFileError) else None
+        return cls(prefix + (str(e) if fatal else repr(e)), tb, fatal, damaged)
 
 
 @dataclass

@@ -17,9 +17,9 @@ import pyarrow.compute as pc
 
 from curate.dataset import Dataset, Shard
 from curate.engine.shuffle import read_group, read_shuffled
-from curate.engine.store import Store
+from curate.engine.store import Store, read_unit
 from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, Resources, ShardInfo, Stage
-from curate.storage import AnyPath, read_table
+from curate.storage import AnyPath
 from kernels.hashing import hash_strings
 
 IDS = "_ids"  # the upstream name under which engine columns (row ids) are read from the ids unit
@@ -157,11 +157,11 @@ def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream
             problems.append((mask, errors))
     for stage_name, cols in upstream_columns.items():
         if stage_name == IDS:
-            ids = read_table(unit.upstream[IDS]).rename_columns([ROW_ID, ROW_HASH])
+            ids = read_unit(unit.upstream[IDS]).rename_columns([ROW_ID, ROW_HASH])
             index = pa.array(np.arange(ids.num_rows), pa.int64())  # a row's position in its shard
             up = ids.append_column(ROW_INDEX, index).select(cols)
         else:
-            up = read_table(unit.upstream[stage_name], columns=cols)
+            up = read_unit(unit.upstream[stage_name], columns=cols)
         if table is None:
             table = up
         else:

@@ -9,22 +9,13 @@ The published manifest generation is checked too; the next run's decide rewrites
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from curate.engine.files import content_hash, sealed
 from curate.engine.lease import Lease
-from curate.engine.store import Store
+from curate.engine.store import UNIT_FOLDERS, Store
 from curate.errors import CurateError
-from curate.layout import read_json
-
-UNIT_FOLDERS = ("ids", "fitmap", "shuffle", "reduce", "artifacts", "scores")
-FIT_FOLDERS = ("fitmap", "shuffle", "reduce")
-
-
-def _stage_of(rel: Path) -> str:
-    """The stage a fit unit belongs to: `fitmap/<stage>/...`, `shuffle/<stage>.<name>/...`."""
-    return rel.parts[1].split(".", 1)[0]
+from curate.layout import Part, read_json
+from curate.storage import sealed
 
 
 def verify(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -35,7 +26,6 @@ def verify(run_dir: str | os.PathLike) -> dict[str, Any]:
     bad: list[dict[str, str]] = []
     checked = 0
     with Lease(store.root):
-        refit: set[str] = set()
         for folder in UNIT_FOLDERS:
             for sidecar in sorted((store.root / folder).rglob("*.json")):
                 path, rel = sidecar.with_suffix(".parquet"), sidecar.relative_to(store.root)
@@ -44,13 +34,8 @@ def verify(run_dir: str | os.PathLike) -> dict[str, Any]:
                 checked += 1
                 if problem:
                     bad.append({"unit": str(rel), "problem": problem})
-                    store.forget(path)
-                    if folder in FIT_FOLDERS:
-                        refit.add(_stage_of(rel))
-        for stage in sorted(refit):
-            for sidecar in (store.root / "artifacts" / stage).rglob("artifact.json"):
-                bad.append({"unit": str(sidecar.relative_to(store.root)), "problem": "built from a damaged unit"})
-                sidecar.unlink()
+                    bad += [{"unit": str(store.sidecar(a).relative_to(store.root)), "problem": "built from a damaged unit"}
+                            for a in store.forget_damaged(path)]
         bad += _check_manifest(store)
     return {"run_dir": str(store.root), "units_checked": checked, "bad": bad}
 
@@ -58,11 +43,10 @@ def verify(run_dir: str | os.PathLike) -> dict[str, Any]:
 def _check_manifest(store: Store) -> list[dict[str, str]]:
     summary = read_json(store.summary)
     if summary is None:
-        return []
+        return [{"unit": "summary.json", "problem": "unreadable"}] if store.summary.exists() else []
     problems = [] if sealed(summary) else [{"unit": "summary.json", "problem": "modified after it was published"}]
-    for rel, part in summary.get("manifest", {}).get("parts", {}).items():
-        path = store.root / part["file"]
-        if not path.exists() or path.stat().st_size != part["size"] or content_hash(path.read_bytes()) != part["xxh3"]:
-            problems.append({"unit": part["file"], "problem": f"the manifest part of {rel} is missing or damaged "
-                                                             f"(the next run rewrites it)"})
+    for rel, record in summary.get("manifest", {}).get("parts", {}).items():
+        if Part(store.root / record["file"], record, str(store.root)).damage():
+            problems.append({"unit": record["file"],
+                             "problem": f"the manifest part of {rel} is missing or damaged (the next run rewrites it)"})
     return problems

@@ -26,7 +26,8 @@ class ParquetReader:
     @classmethod
     def open(cls, fs: pafs.FileSystem, path: str, rel: str, stamp: tuple = ()) -> ParquetReader:
         try:
-            return cls(pq.ParquetFile(fs.open_input_file(path)), rel)
+            # (pages written with a checksum, as curate's exports are, are checked against it; others cost nothing)
+            return cls(pq.ParquetFile(fs.open_input_file(path), page_checksum_verification=True), rel)
         except (OSError, pa.ArrowException) as e:
             raise DataError([f"shard {rel}: not a readable Parquet file ({e}); replace or remove it"]) from e
 

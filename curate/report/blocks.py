@@ -4,13 +4,14 @@ method: a section is whatever its presenter returns.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
 import markupsafe
 import polars as pl
 
-from curate.presentation import Block, Gallery, Histogram, Presenter, Table, num
+from curate.presentation import Block, Card, Gallery, Histogram, LineChart, Presenter, Table, num
 from curate.report import gallery, plots
 from curate.report.view import RunDirectory, presenters
 
@@ -55,6 +56,9 @@ def _prepare(b: Block, view: RunDirectory) -> dict[str, Any]:
     if isinstance(b, Histogram):
         return {"kind": b.kind, "caption": b.caption, "alt": b.alt or f"histogram of {b.column}",
                 "figure": plots.split_histogram(b.column, dict(b.groups), b.edges, list(b.cuts))}
+    if isinstance(b, LineChart):
+        return {"kind": b.kind, "caption": b.caption, "alt": b.alt or b.title,
+                "figure": plots.line_chart(b.title, b.x_label, b.y_label, dict(b.series), list(b.cuts))}
     if isinstance(b, Gallery):
         return {"kind": b.kind, "groups": _gallery(b, view)}
     if isinstance(b, Table):
@@ -75,8 +79,44 @@ def _gallery(b: Gallery, view: RunDirectory) -> list[dict[str, Any]]:
         return []
     wanted = pl.DataFrame({"shard": [c.shard for c in cards], "row": [int(c.row) for c in cards]}).unique()
     content = {(r["shard"], r["row"]): r for r in gallery.fetch(wanted, view.summary, view.root, prefer=b.prefer)}
-    return [{"caption": g.caption, "attrs": dict(g.attrs),
-             "cards": [{"id": c.id, "shard": c.shard, "lines": list(c.lines), "highlight": c.highlight,
-                        "attrs": dict(c.attrs), **{k: content[(c.shard, int(c.row))][k] for k in ("thumb", "text", "note")}}
-                       for c in g.cards]}
-            for g in b.groups]
+    out = []
+    for g in b.groups:
+        shown = [{"id": c.id, "shard": c.shard, "lines": list(c.lines), "highlight": c.highlight, "attrs": dict(c.attrs),
+                  "segments": None,
+                  **{k: content[(c.shard, int(c.row))][k] for k in ("thumb", "text", "note")}} for c in g.cards]
+        _mark_differences(g.cards, shown)
+        out.append({"caption": g.caption, "attrs": dict(g.attrs), "cards": shown})
+    return out
+
+
+def _mark_differences(cards: list[Card], shown: list[dict[str, Any]]) -> None:
+    """For each card that names another to compare with: its text as segments (text, marked), the words the
+    other text lacks (a word-level diff) marked."""
+    text_of = {c.id: s["text"] for c, s in zip(cards, shown)}
+    for c, s in zip(cards, shown):
+        other = text_of.get(c.compare_with) if c.compare_with else None
+        if s["text"] is not None and other is not None:
+            s["segments"] = word_diff(s["text"], other)
+
+
+def word_diff(text: str, other: str) -> list[tuple[str, bool]]:
+    """`text` as (piece, marked) segments: marked where its words are not matched in `other` (white space
+    kept as it is, runs of marked or unmarked words merged)."""
+    pieces = re.findall(r"\S+|\s+", text)
+    words = [i for i, p in enumerate(pieces) if not p.isspace()]
+    theirs = other.split()
+    matcher = difflib.SequenceMatcher(None, [pieces[i] for i in words], theirs, autojunk=False)
+    marked = [True] * len(pieces)
+    for a, _, size in matcher.get_matching_blocks():
+        for k in range(a, a + size):
+            marked[words[k]] = False
+    for i, p in enumerate(pieces):  # white space takes the mark of the words on both sides
+        if p.isspace():
+            marked[i] = 0 < i < len(pieces) - 1 and marked[i - 1] and marked[i + 1]
+    out: list[tuple[str, bool]] = []
+    for p, m in zip(pieces, marked):
+        if out and out[-1][1] == m:
+            out[-1] = (out[-1][0] + p, m)
+        else:
+            out.append((p, m))
+    return out

@@ -21,7 +21,7 @@ from curate.report.stats import (
     scan_manifest,
 )
 from curate.report.view import RunDirectory
-from curate.storage import AnyPath, read_schema
+from curate.storage import AnyPath
 
 _TEMPLATE = Path(__file__).with_name("page.html.j2")
 _ATTR = re.compile(r"[a-z][a-z0-9_-]*")
@@ -35,7 +35,7 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
     summary = load_summary(run_dir)
     parts = manifest_parts(run_dir)
     if parts:  # summary.json sorts its keys; show stages and policies in pipeline order
-        order_p, order_s = pipeline_order(read_schema(parts[0]))
+        order_p, order_s = pipeline_order(parts[0].schema())
         for key, order in (("policies", order_p), ("stages", order_s)):
             entries = summary.get(key, {})
             summary[key] = {k: entries[k] for k in sorted(entries, key=lambda k: (k not in order, order.index(k)
@@ -52,7 +52,7 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
     page = env.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(
         s=summary, nav=[*SECTIONS[:3], *[sec["id"] for sec in own], *SECTIONS[3:]],
         title=f"curate report: {summary.get('pipeline', run_dir.name)}",
-        accounting=_accounting(summary, stats), scores=_scores(stats, policies),
+        accounting=_accounting(summary, stats), scores=_scores(stats, policies, _not_scores(summary)),
         galleries=_galleries(stats, summary, run_dir, score_cols), timing=_timing(summary),
         method_sections=own, not_shown=not_shown,
         config_yaml=yaml.safe_dump(summary.get("config", {}), sort_keys=False, allow_unicode=True),
@@ -110,7 +110,12 @@ def _accounting(summary: dict[str, Any], stats) -> dict[str, Any]:
     return {"figure": fig, "policies": policies, "stages": stages, "outcomes": stats.outcomes, "rows": stats.rows}
 
 
-def _scores(stats, policies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _not_scores(summary: dict[str, Any]) -> set[str]:
+    """The float columns the stages declare are not scores (summary.json `not_scores`): no sweep for them."""
+    return {c for st in summary.get("stages", {}).values() for c in st.get("not_scores", ())}
+
+
+def _scores(stats, policies: dict[str, dict[str, Any]], not_scores: set[str] = frozenset()) -> list[dict[str, Any]]:
     out = []
     for col, s in stats.scores.items():
         on_col = [(name, p) for name, p in policies.items() if p.get("column") == col]
@@ -121,6 +126,7 @@ def _scores(stats, policies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if s.valid:
             counts, edges = s.plot_hist()
             item["hist"] = plots.histogram(col, counts, edges, cuts)
+        if s.valid and (col not in not_scores or on_col):  # a policy cutting it makes it a score after all
             t, kept = s.sweep(above)
             item["sweep"] = plots.sweep(col, t, kept, above, s.valid, cuts)
         out.append(item)

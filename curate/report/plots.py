@@ -118,3 +118,21 @@ def split_histogram(column: str, groups: dict[str, np.ndarray], edges: np.ndarra
         ax.set_xlabel(column)
         ax.set_ylabel("rows")
         return _uri(fig)
+
+
+def line_chart(title: str, x_label: str, y_label: str, series: dict[str, tuple[Any, Any]],
+               cuts: list[tuple[str, str, float]]) -> str:
+    """Curves y(x), one per series, with the cuts as dashed lines."""
+    plt = _pyplot()
+    colors = [CUT_COLOR, KEPT_COLOR, DROP_COLOR, ERR_COLOR]
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(4.6, 2.6))
+        for (label, (xs, ys)), color in zip(series.items(), colors):
+            ax.plot(np.asarray(xs, float), np.asarray(ys, float), color=color, linewidth=1.5, label=label)
+        _cuts(ax, cuts)
+        if len(series) > 1:
+            ax.legend(frameon=False, fontsize=8, loc="lower right")
+        ax.set_title(title)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        return _uri(fig)

@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.storage import AnyPath, read_schema, read_table
+from curate.layout import Part
 from kernels.hashing import hash_strings, mix64
 
 FINE_BINS = 1200      # sweep resolution; the plotted histogram merges them
@@ -92,25 +92,25 @@ def pipeline_order(schema: pa.Schema) -> tuple[list[str], list[str]]:
     return policies, stages
 
 
-def scan_manifest(parts: list[AnyPath], seed: int = 0, per_gallery: int = PER_GALLERY,
+def scan_manifest(parts: list[Part], seed: int = 0, per_gallery: int = PER_GALLERY,
                   extra_columns: list[str] = ()) -> ManifestStats:
     """Histograms, outcome counts, reason patterns and a per-outcome sample of rows (with `extra_columns`,
     e.g. the policies' score columns), from the manifest parts."""
     stats = ManifestStats()
     if not parts:
         return stats
-    policies, stages = pipeline_order(read_schema(parts[0]))
-    floats = float_columns(read_schema(parts[0]))  # every part has the same columns
+    schema = parts[0].schema()
+    policies, stages = pipeline_order(schema)
+    floats = float_columns(schema)  # every part has the same columns
     stats.scores = _score_ranges(parts, floats)
     keep_cols = [f"keep.{p}" for p in policies]
-    schema = read_schema(parts[0])
     extra = [c for c in dict.fromkeys(extra_columns) if c in schema.names and c not in keep_cols]
     candidates: list[pl.DataFrame] = []
     pattern_counts: list[pl.DataFrame] = []
     outcome_counts: list[pl.DataFrame] = []
     seed_mix = mix64(np.uint64(seed))
     for part in parts:  # pass 2: bins, outcomes, samples
-        t = read_table(part)
+        t = part.read()
         stats.rows += t.num_rows
         _add_to_bins(stats.scores, t)
         df = _with_outcomes(t, policies, [*keep_cols, *extra], seed_mix)
@@ -125,11 +125,11 @@ def scan_manifest(parts: list[AnyPath], seed: int = 0, per_gallery: int = PER_GA
     return stats
 
 
-def _score_ranges(parts: list[AnyPath], floats: list[str]) -> dict[str, ScoreStats]:
+def _score_ranges(parts: list[Part], floats: list[str]) -> dict[str, ScoreStats]:
     """Pass 1: each float column's finite range and null count, with empty fine bins over that range."""
     scores = {c: ScoreStats(c) for c in floats}
     for part in parts:
-        t = read_table(part, columns=floats)
+        t = part.read(floats)
         for c in floats:
             v = _finite(t.column(c))
             s = scores[c]

@@ -16,7 +16,7 @@ from curate.errors import CurateError
 from curate.layout import load_summary, manifest_parts
 from curate.presentation import OUTCOME, ROW, Presenter
 from curate.report.stats import outcome_expr, pipeline_order
-from curate.storage import AnyPath, location, read_schema, read_table
+from curate.storage import AnyPath, location
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,14 @@ class RunDirectory:
         self.seed = seed
         self._outcomes = outcomes
         self.parts = manifest_parts(self.root)
-        self.schema = read_schema(self.parts[0]) if self.parts else None
+        self.schema = self.parts[0].schema() if self.parts else None
         self.policies, self.stages = pipeline_order(self.schema) if self.schema else ([], [])
 
     def manifest(self, columns: Sequence[str]) -> Iterator[pa.Table]:
         own = [c for c in columns if c not in (ROW, OUTCOME)]
         extra = ["error", "keep", *[f"keep.{p}" for p in self.policies]] if OUTCOME in columns else []
         for part in self.parts:
-            t = read_table(part, columns=list(dict.fromkeys([*own, *extra])))
+            t = part.read(list(dict.fromkeys([*own, *extra])))
             if ROW in columns:
                 t = t.append_column(ROW, pa.array(np.arange(t.num_rows), pa.int64()))
             if OUTCOME in columns:

@@ -234,3 +234,38 @@ def test_keep_rule_picks_the_best_score_in_a_component(corpus, tmp_path):
     data = write_shards(tmp_path / "data", table(corpus, score=pa.array(score)), 3)
     _, rows = run(minhash(verify=True, keep_by="score"), data, tmp_path / "run")
     assert rows["r0002"]["keep"] and all(rows[f"r{i:04d}"]["minhash_dedup.dup_of"] == "r0002" for i in (0, 1, 7))
+
+
+# --- control characters ----------------------------------------------------------------------------------
+def _with_controls(text: str, every: int = 7) -> str:
+    """Every `every`-th word with a control character stuck to it (a backspace, a bell, an escape, DEL), as
+    terminal-formatted text (fortunes, man pages) carries them."""
+    controls = ["\b", "\a", "\x1b", "\x7f"]
+    words = text.split(" ")
+    return " ".join(w + controls[i % 4] if i % every == 0 else w for i, w in enumerate(words))
+
+
+@pytest.mark.parametrize("how", ["whitespace_case", "nfkc_punct"])
+@pytest.mark.parametrize("tail", ["", " café"])  # pure ASCII (the compiled kernel) and not (the regexes)
+def test_control_characters_separate_words_like_white_space(how, tail):
+    from curate.methods.dedup.text import text_shingles
+
+    rng = random.Random(3)
+    plain = " ".join(words(rng, 40)) + tail
+    texts = pa.array([plain, _with_controls(plain), "w1\bw2 w3"])
+    h, off = text_shingles(texts, how, "word", 5)
+    assert set(h[off[0]:off[1]]) == set(h[off[1]:off[2]])
+    h2, off2 = text_shingles(pa.array(["w1 w2 w3"]), how, "word", 5)
+    assert list(h[off[2]:off[3]]) == list(h2)  # inside a word, a control character splits it
+
+
+def test_a_pair_with_a_backspace_is_still_a_near_duplicate(tmp_path):
+    rng = random.Random(5)
+    a, b = pair_at(rng, 95)  # word Jaccard 95 / 105 = 0.905
+    texts = [a, _with_controls(b, every=5)] + [" ".join(words(rng, 100)) for _ in range(20)]
+    _, rows = run(minhash(verify=True), write_shards(tmp_path / "data", table(texts), 2), tmp_path / "run")
+    assert comp(rows, 0) == comp(rows, 1) and rows["r0000"]["keep"] != rows["r0001"]["keep"]
+    assert rows["r0001"]["minhash_dedup.jaccard"] == pytest.approx(95 / 105, abs=1e-6)
+    _, rows = run(ExactDedup(normalize="whitespace_case"), write_shards(tmp_path / "d2", table([a, _with_controls(a)]), 1),
+                  tmp_path / "exact")
+    assert rows["r0000"]["exact_dedup.component"] == rows["r0001"]["exact_dedup.component"]

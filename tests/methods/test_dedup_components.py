@@ -199,3 +199,23 @@ def test_ascii_rows_normalised_in_the_kernel_give_the_regex_words(how):
     want = shingles(normalize(texts, how), "word", 2)
     got = text_shingles(texts, how, "word", 2)
     assert [a.tolist() for a in got] == [a.tolist() for a in want]
+
+
+def test_the_refused_pairs_recorded_are_the_most_similar_whatever_the_partitions():
+    import json
+
+    from curate.methods.dedup.pairs import NEAR_MISSES, near_misses, top_near_misses
+
+    rng = np.random.default_rng(4)
+    n = 500
+    a, b = rng.integers(1, 2**63, n, dtype=np.uint64), rng.integers(1, 2**63, n, dtype=np.uint64)
+    sim = rng.choice([0.5, 0.7, 0.75, 0.79, 0.85], n)  # ties, and accepted pairs above 0.8
+    ok = sim >= 0.8
+    whole = near_misses(a, b, sim, ok)
+    assert len(whole) == NEAR_MISSES and all(not s >= 0.8 for _, _, s in whole)
+    assert [s for _, _, s in whole] == sorted((s for s in sim[~ok]), reverse=True)[:NEAR_MISSES]
+    for parts in (2, 7):
+        cut = np.array_split(np.arange(n), parts)
+        meta = [{b"dedup.near_misses": json.dumps(near_misses(a[i], b[i], sim[i], ok[i])).encode()} for i in cut]
+        assert top_near_misses(meta) == sorted(whole, key=lambda m: (-m[2], int(m[0]), int(m[1])))
+    assert top_near_misses([{b"dedup.counts": b"{}"}]) is None  # a step reused from before they were recorded

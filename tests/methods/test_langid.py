@@ -206,3 +206,33 @@ def test_a_local_run_records_languages_drops_and_errors(tmp_path):
     assert (counts["in"], counts["kept"], counts["dropped"], counts["errored"]) == (8, 3, 4, 1)
     again = curate.run(pipeline, data, tmp_path / "run", executor="local")  # resumed: nothing recomputed
     assert again["result"] == summary["result"]
+
+
+def test_the_report_counts_drops_per_language_and_shows_rows_nearest_the_confidence(tmp_path):
+    from collections import Counter
+
+    from curate.methods.langid.presentation import LOW, LanguagesPresenter
+    from curate.presentation import Details, Table
+    from curate.report.view import RunDirectory, presenters
+
+    texts = [KNOWN["en"], KNOWN["de"], KNOWN["ru"], KNOWN["fr"], KNOWN["de"] + " ", "the", "Hello there.", "ok",
+             "Please read the manual before you install the new version.", KNOWN["ja"]]
+    table = pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": pa.array(texts, pa.string())})
+    data = write_shards(tmp_path / "data", table, 2)
+    pipeline, _ = pipeline_from_dict({"name": "lid", "id_column": "id", "stages": [{"type": "langid"}],
+                                      "policies": [{"type": "languages", "languages": ["en"], "min_confidence": 0.9}]})
+    summary = curate.run(pipeline, data, tmp_path / "run", executor="local")
+    rows = curate.load_manifest(tmp_path / "run").to_pylist()
+    view = RunDirectory(tmp_path / "run", summary)
+    [(presenter, members)] = [(p, m) for p, m in presenters(view)[0] if isinstance(p, LanguagesPresenter)]
+    blocks = presenter.section(view, members)
+    counts = {r[0]: int(r[1].replace(",", "")) for r in next(b for b in blocks if isinstance(b, Table)).rows}
+    want = Counter(r["langid.language"] if r["langid.language"] != "en" else LOW for r in rows if not r["keep"])
+    assert counts == dict(want) and counts["de"] == 2 and sum(counts.values()) == summary["policies"]["langid"]["dropped"]
+    groups = next(b for b in blocks if isinstance(b, Details)).blocks[0].groups
+    by_id = {r["id"]: r for r in rows}
+    for group in groups:  # listed-language rows only, on their side of 0.9, nearest first
+        dropped = group.caption.endswith("just dropped")
+        assert all(by_id[c.id]["langid.language"] == "en" and (by_id[c.id]["langid.confidence"] < 0.9) == dropped
+                   for c in group.cards)
+    assert presenter.lines(view, members)[0].startswith("  policy langid drops most: ")

@@ -111,3 +111,45 @@ def test_a_local_run_counts_tokens_and_reruns_when_the_tokenizer_changes(tmp_pat
     assert [rows[f"r{i}"]["tokens.count"] for i in range(5)] == [2, 3, None, 0, 3]
     default = Tokens()
     assert default.depends_on()["tokenizer_sha256"] != Tokens(tokenizer=str(tmp_path)).depends_on()["tokenizer_sha256"]
+
+
+def test_the_summary_sums_token_counts_over_rows_in_kept_dropped_and_errored(tmp_path):
+    # Stage.totals: each policy's and the run's token sums beside its row counts; the null count of the row
+    # that errored counts 0, so in = kept + dropped + errored holds for tokens too.
+    texts = ["hello, world!", "hello hello hello", None, "", "world of words"]   # 4, 3, null, 0, 3 tokens
+    table = pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": pa.array(texts, pa.string())})
+    data = write_shards(tmp_path / "data", table, 2)
+    _word_level_tokenizer(tmp_path / "tokenizer.json", ["hello", "world"])
+    config = {"name": "tok", "id_column": "id", "stages": [{"type": "tokens", "tokenizer": str(tmp_path / "tokenizer.json")}],
+              "policies": [{"type": "threshold", "column": "tokens.count", "min": 1, "name": "some"},
+                           {"type": "threshold", "column": "tokens.count", "max": 3, "name": "few"}]}
+    summary = curate.run(pipeline_from_dict(config)[0], data, tmp_path / "run", executor="local")
+    assert summary["policies"]["some"]["totals"] == {"tokens.count": {"in": 10, "kept": 10, "dropped": 0, "errored": 0}}
+    assert summary["policies"]["few"]["totals"] == {"tokens.count": {"in": 10, "kept": 6, "dropped": 4, "errored": 0}}
+    assert summary["result"]["totals"] == {"tokens.count": {"in": 10, "kept": 6, "dropped": 4, "errored": 0}}
+    assert (summary["policies"]["few"]["kept"], summary["result"]["kept"], summary["result"]["errored"]) == (3, 2, 1)
+
+
+def test_a_stage_whose_totals_name_no_numeric_output_is_refused():
+    class Wrong(Tokens):
+        totals = ("error",)
+
+    with pytest.raises(ConfigError, match="sums 'error' \\(totals\\), which is not one of its numeric outputs"):
+        curate.Pipeline([Wrong()], [], id_column="id")
+
+
+def test_the_tokens_of_a_row_another_stage_could_not_score_count_as_errored(tmp_path):
+    pytest.importorskip("numba")
+    texts = ["hello, world!", "?!?", None, "hello hello hello"]   # 4, 1, null, 3 tokens; "?!?" has no MinHash word
+    table = pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": pa.array(texts, pa.string())})
+    data = write_shards(tmp_path / "data", table, 2)
+    _word_level_tokenizer(tmp_path / "tokenizer.json", ["hello", "world"])
+    config = {"name": "tok", "id_column": "id",
+              "stages": [{"type": "tokens", "tokenizer": str(tmp_path / "tokenizer.json")},
+                         {"type": "minhash_dedup", "text_column": "text", "normalize": "nfkc_punct"}],
+              "policies": [{"type": "dedup", "column": "minhash_dedup.component"}]}
+    summary = curate.run(pipeline_from_dict(config)[0], data, tmp_path / "run", executor="local")
+    rows = {r["id"]: r for r in curate.load_manifest(tmp_path / "run").to_pylist()}
+    assert rows["r1"]["tokens.count"] == 1 and rows["r1"]["error"].startswith("minhash_dedup: ")
+    want = {"tokens.count": {"in": 8, "kept": 7, "dropped": 0, "errored": 1}}
+    assert summary["policies"]["minhash_dedup"]["totals"] == want == summary["result"]["totals"]

@@ -32,6 +32,7 @@ from curate.presentation import (
     Gallery,
     Heading,
     Histogram,
+    LineChart,
     Part,
     Presenter,
     Table,
@@ -110,13 +111,18 @@ class Loudness(Presenter):
         longest = int(np.argmax(lengths))
         card = Card(n.column(SHARD)[longest].as_py(), n.column(ROW)[longest].as_py(), n.column(ID)[longest].as_py(),
                     [f"n {lengths[longest]}"], highlight=True, attrs={"role": "longest"})
+        shortest = int(np.argmin(lengths))  # its words missing from the longest caption marked
+        other = Card(n.column(SHARD)[shortest].as_py(), n.column(ROW)[shortest].as_py(), n.column(ID)[shortest].as_py(),
+                     attrs={"role": "shortest"}, compare_with=card.id)
         counts, edges = np.histogram(lengths, 10)
         return [Heading(f"stage {stage.name}"), Text("the **longest** caption <b>wins</b>"),
                 Facts([("rows", len(lengths), "rows"), ("outcomes", ", ".join(sorted(run.outcomes())), "outcomes")]),
                 Details("all lengths", [Table(["id", "n"], [[i, int(v)] for i, v in
                                                               zip(n.column(ID).to_pylist(), lengths)])]),
                 Histogram(stage.column("n"), {"all": counts}, edges, caption="lengths"),
-                Part([Gallery([CardGroup("the longest", [card], {"group": "longest"})])], {"loud": stage.name})]
+                LineChart("rows up to n", "n", "rows", {"rows": (np.sort(lengths).tolist(), list(range(len(lengths))))},
+                          [("loud", "cut", 20.0)], alt="rows up to each length"),
+                Part([Gallery([CardGroup("the longest", [card, other], {"group": "longest"})])], {"loud": stage.name})]
 
     def lines(self, run, members):
         return [f"  loudest of {m.name}: {max(pc.max(t.column(m.column('n'))).as_py() for t in run.manifest([m.column('n')]))}"
@@ -173,8 +179,8 @@ class _Marks(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.sections, self.nav, self.text, self.attrs, self.imgs, self.bold = [], [], "", [], 0, []
-        self.inside = self.in_nav = self.in_b = False
+        self.sections, self.nav, self.text, self.attrs, self.imgs, self.bold, self.marked = [], [], "", [], [], [], []
+        self.inside = self.in_nav = self.in_b = self.in_mark = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -187,19 +193,23 @@ class _Marks(HTMLParser):
         if self.inside:
             self.text += " "  # elements apart, as a reader sees them
             self.attrs += [(k, v) for k, v in attrs if k.startswith("data-")]
-            self.imgs += tag == "img"
+            self.imgs += [a.get("alt")] if tag == "img" else []
             self.in_b = tag == "b"
+            self.in_mark = tag == "mark"
 
     def handle_endtag(self, tag):
         self.inside = self.inside and tag != "section"
         self.in_nav = self.in_nav and tag != "nav"
         self.in_b = self.in_b and tag != "b"
+        self.in_mark = self.in_mark and tag != "mark"
 
     def handle_data(self, data):
         if self.inside:
             self.text += data
             if self.in_b:
                 self.bold.append(data)
+            if self.in_mark:
+                self.marked += data.split()
 
 
 def test_a_section_the_report_knows_nothing_about_is_rendered_from_its_blocks(loud_run):
@@ -212,11 +222,15 @@ def test_a_section_the_report_knows_nothing_about_is_rendered_from_its_blocks(lo
     m = curate.load_manifest(run).to_pylist()
     lengths = {r["id"]: r["shout.n"] for r in m}
     longest = max(lengths, key=lambda i: (lengths[i], -list(lengths).index(i)))
-    caption = dict(zip(table.column("id").to_pylist(), table.column("caption").to_pylist()))[longest]
-    assert f"{caption} n {lengths[longest]} {longest} · " in text  # the card shows the row's own caption, from its shard
+    caption = dict(zip(table.column("id").to_pylist(), table.column("caption").to_pylist()))
+    assert f"{caption[longest]} n {lengths[longest]} {longest} · " in text  # the card shows the row's own caption, from its shard
     assert ("data-k", "rows") in page.attrs and f"rows {len(m)} outcomes dropped: long, kept" in text
     assert ("data-loud", "shout") in page.attrs and ("data-role", "longest") in page.attrs
-    assert page.imgs == 1  # the histogram (text rows: no thumbnail)
+    assert page.imgs == ["histogram of shout.n", "rows up to each length"]  # text rows: no thumbnail
+    shortest = min(lengths, key=lambda i: (lengths[i], list(lengths).index(i)))
+    short_words, long_words = caption[shortest].split(), caption[longest].split()
+    assert {w for w in short_words if w not in long_words} <= set(page.marked) <= set(short_words)
+    assert page.marked  # (the generated captions differ)
     assert "<p>policy long keeps shout.n &gt;= 20.0</p>" in write_report(run).read_text()  # escaped
 
 

@@ -114,7 +114,7 @@ def test_demo_report_loads_in_headless_chromium_with_every_section_and_no_consol
     assert v.console == [], v.console
     assert v.sections == list(SECTIONS)
     assert v.broken_images == 0
-    floats = [f.name for f in pq.read_schema(manifest_parts(demo_run)[0])
+    floats = [f.name for f in manifest_parts(demo_run)[0].schema()
               if pa.types.is_floating(f.type)]
     assert v.counts["img.hist"] == v.counts["img.sweep"] == len(floats) >= 3
     summary = curate.load_summary(demo_run)
@@ -265,12 +265,14 @@ def test_changed_or_missing_input_shards_are_named_not_shown(demo_run, demo_subs
     pq.write_table(t.slice(1).append_column("x", pa.array([1] * (t.num_rows - 1))), first)  # rows shifted
     import json
 
-    summary["data"] = str(moved)
-    (copy / "summary.json").write_text(json.dumps(summary))
+    from curate.storage import seal
+
+    summary["data"] = str(moved)  # (re-sealed: an edit alone is refused as damage)
+    (copy / "summary.json").write_text(json.dumps(seal(summary)))
     page = write_report(copy).read_text()
     assert f"shard {first.name} changed since the run" in page
     summary["data"] = str(tmp_path / "gone")
-    (copy / "summary.json").write_text(json.dumps(summary))
+    (copy / "summary.json").write_text(json.dumps(seal(summary)))
     page = write_report(copy).read_text()
     assert "input data not readable here" in page and 'data-section="galleries"' in page
 

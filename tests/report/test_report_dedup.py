@@ -78,7 +78,7 @@ class _Section(HTMLParser):
         super().__init__()
         self.stages: dict[str, dict] = {}
         self.stage = self.group = self.card = self.key = None
-        self.text_div = False
+        self.text_div = self.in_mark = False
         self.headline = ""
         self.in_section = False
 
@@ -89,13 +89,21 @@ class _Section(HTMLParser):
         if not self.in_section:
             return
         if "data-dedup" in a:
-            self.stage = self.stages.setdefault(a["data-dedup"], {"counts": {}, "groups": []})
+            self.stage = self.stages.setdefault(a["data-dedup"], {"counts": {}, "groups": [], "refused": [],
+                                                                   "figures": []})
+            self.card = None
         elif "data-component" in a:
             self.group = {"component": int(a["data-component"]), "why": a["data-why"], "cards": []}
             self.stage["groups"].append(self.group)
+        elif a.get("class") == "cardgroup":  # a pair the threshold refused (no component)
+            self.group = {"why": a.get("data-why"), "sim": a.get("data-sim"), "cards": []}
+            self.stage["refused"].append(self.group)
+            self.card = None
+        elif tag == "img" and self.card is None and self.stage is not None:
+            self.stage["figures"].append(a.get("alt"))
         elif "data-role" in a:
             self.card = {"id": a["data-id"], "role": a["data-role"], "sim": a.get("data-sim"), "thumb": None,
-                         "text": ""}
+                         "text": "", "marked": "", "to_kept": a.get("data-to_kept")}
             self.group["cards"].append(self.card)
         elif tag == "img" and self.card is not None:
             self.card["thumb"] = a["src"]
@@ -104,6 +112,8 @@ class _Section(HTMLParser):
             self.stage["counts"][self.key] = ""
         elif tag == "div" and self.card is not None and not a.get("class"):
             self.text_div = True
+        elif tag == "mark" and self.card is not None:
+            self.in_mark = True
 
     def handle_endtag(self, tag):
         if tag == "section":
@@ -112,6 +122,8 @@ class _Section(HTMLParser):
             self.key = None
         if tag == "div":
             self.text_div = False
+        if tag == "mark":
+            self.in_mark = False
 
     def handle_data(self, data):
         if not self.in_section:
@@ -120,6 +132,8 @@ class _Section(HTMLParser):
             self.stage["counts"][self.key] += data
         elif self.text_div:
             self.card["text"] += data
+            if self.in_mark:
+                self.card["marked"] += data
         elif self.stage is None:
             self.headline += data
 

@@ -26,7 +26,7 @@ from curate.methods.autofj.minhash import LSHParams
 from curate.methods.autofj.presentation import JoinPresenter
 from curate.methods.autofj.tables import read_table
 from curate.methods.hints import StageName
-from curate.stage import ROW_HASH, FitContext, Stage
+from curate.stage import ROW_HASH, FitContext, Stage, needs_string
 from curate.storage import AnyPath, write_whole
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,7 @@ class AutoFJ(Stage):
         return h.hexdigest()[:16]
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
-        if pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_null(type):
-            return None
-        return f"is {type}; needs a string"
+        return needs_string(type)
 
     # --- fit ------------------------------------------------------------------------------------
     def _sample_fn(self, table: pa.Table) -> pa.Table:

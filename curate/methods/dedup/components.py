@@ -25,7 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from curate.methods.dedup.pairs import CandidatePairs, edge_table, present, u64, u64_of, unique_pairs, values_of
+from curate.methods.dedup.pairs import (
+    CandidatePairs,
+    edge_table,
+    present,
+    top_near_misses,
+    u64,
+    u64_of,
+    unique_pairs,
+    values_of,
+)
 from curate.methods.dedup.presentation import DedupPresenter
 from curate.policy import order_keys, tie_keys
 from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ScoresFromShuffle, Shuffled, Stage
@@ -108,6 +117,21 @@ class GraphStage(ScoresFromShuffle, CandidatePairs, Stage):
         return sim
 
     @property
+    def similarity_cut(self) -> float | None:
+        """The similarity (or distance) a pair needs to be merged, as the similarity column holds it."""
+        return None
+
+    @property
+    def similarity_estimated(self) -> bool:
+        """Whether the similarity column holds an estimate (MinHash without verify), not the true value."""
+        return False
+
+    def pair_similarity(self, a: pa.Array, b: pa.Array) -> np.ndarray | None:
+        """The true similarity of paired rows from their `data_inputs[0]` values (the report checks what a
+        chain of links merged); None where the stage cannot tell from the values alone."""
+        return None
+
+    @property
     def data_inputs(self) -> tuple[str, ...]:
         raise NotImplementedError
 
@@ -128,6 +152,11 @@ class GraphStage(ScoresFromShuffle, CandidatePairs, Stage):
         raise NotImplementedError
 
     # --- declarations -----------------------------------------------------------------------------
+    @property
+    def not_scores(self) -> frozenset[str]:
+        """The similarity to a linked row is no score to keep rows by (the report draws no sweep for it)."""
+        return frozenset({self.similarity_name} if self.similarity_name else ())
+
     @property
     def inputs(self) -> tuple[str, ...]:
         extra = (self.keep_by,) if self.keep_by not in (None, "length") else ()
@@ -177,6 +206,10 @@ class GraphStage(ScoresFromShuffle, CandidatePairs, Stage):
                             source=[nodes, join_a])
         self._info.update(self._sum_meta(pairs, ("candidate_pairs", "accepted_pairs")))
         self._info.update(self._sum_meta(buckets, ("wide_buckets",)))
+        misses = top_near_misses(pairs.metadata) if self.verifies else None  # unverified: none refused
+        if misses is not None:
+            shown = self.similarity_column  # as the stage's column holds it (a distance for image_hash)
+            self._info["near_misses"] = [[a, b, float(shown(np.array([s]))[0])] for a, b, s in misses]
         stars = self.components(ctx, pairs)
         labels = ctx.shuffle(self._label_map, [], self._parts, self._label_reduce, name="labels",
                              source=[nodes, pairs, stars])

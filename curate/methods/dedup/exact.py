@@ -32,9 +32,15 @@ def content_hashes(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ExactDedup(GraphStage):
-    """Exact duplicates of a text column (after `normalize`) or a binary column (image bytes)."""
+    """Exact duplicates of a text column (after `normalize`) or a binary column (image bytes).
+
+    Outputs: `component` (the group: set on every row that was scored, a row with no duplicate alone in its
+    own; `size` > 1 marks a group of duplicates), `size` (rows in the group), `dup_of` (the id of the row
+    kept in the group, on the others), `match` (`exact`).
+    """
 
     type = "exact_dedup"
+    version = "2"  # 2: control characters separate words (normalize, the shingle kernel)
     match = "exact"
 
     def __init__(self, hash_column: Annotated[str, Field(description="the text or binary column hashed")] = "text",

@@ -45,7 +45,12 @@ def blocks(radius: int) -> list[tuple[int, int]]:
 
 
 class ImageHash(GraphStage):
-    """Near-duplicate images: perceptual hashes within a Hamming radius, components, keep rule."""
+    """Near-duplicate images: perceptual hashes within a Hamming radius, components, keep rule.
+
+    Outputs: `component` (the group: set on every row that was scored, a row with no duplicate alone in its
+    own; `size` > 1 marks a group of duplicates), `size`, `dup_of` (the id of the row kept in the group, on
+    the others), `match` (`near`), `hamming` (the row's smallest distance to a row linked to it).
+    """
 
     type = "image_hash"
     similarity_name = "hamming"
@@ -106,3 +111,7 @@ class ImageHash(GraphStage):
 
     def similarity_column(self, sim: np.ndarray) -> np.ndarray:
         return -sim
+
+    @property
+    def similarity_cut(self) -> float:
+        return float(self.radius)

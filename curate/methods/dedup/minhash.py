@@ -43,15 +43,27 @@ def jaccard_of_lists(a: pa.Array, b: pa.Array) -> np.ndarray:
 
 
 class MinHashDedup(GraphStage):
-    """Near-duplicate texts: MinHash LSH, optional verification, connected components, keep rule."""
+    """Near-duplicate texts: MinHash LSH, optional verification, connected components, keep rule.
+
+    Shingles are word (or character) n-grams of the normalised text; a text shorter than `n` words is one
+    shingle of all its words, so two short texts match only when they are equal after normalisation.
+    Outputs: `component` (the group: set on every row that was scored, a row with no duplicate alone in its
+    own; `size` > 1 marks a group of duplicates), `size` (rows in the group), `dup_of` (the id of the row
+    kept in the group, on the others), `match` (`near`), `jaccard` (the row's highest similarity to a row linked to it: a MinHash
+    estimate unless `verify`; the group is a chain of links, so not necessarily its similarity to the kept row).
+    """
 
     type = "minhash_dedup"
+    version = "2"  # 2: control characters separate words (normalize, the shingle kernel)
     similarity_name = "jaccard"
 
     def __init__(self, text_column: Annotated[str, Field(description="the text column")] = "text",
                  normalize: Annotated[Normalize, Field(description=f"before shingling: {NORMALIZE_HELP}")] = "nfkc_punct",
-                 shingle: Annotated[Literal["word", "char"], Field(description="n-grams of words (split on ASCII white "
-                                                                               "space) or of characters")] = "word",
+                 shingle: Annotated[Literal["word", "char"], Field(description="n-grams of words (split on white "
+                                                                               "space, and control characters unless "
+                                                                               "normalize is none; a text "
+                                                                               "of fewer than n words is one n-gram) "
+                                                                               "or of characters")] = "word",
                  n: Annotated[int, Field(ge=1, le=64, description="n-gram size")] = 5,
                  num_perm: Annotated[int, Field(ge=1, le=1024, description="min-hashes per signature")] = 112,
                  threshold: Annotated[float, Field(gt=0, le=1, description="Jaccard similarity of a duplicate "
@@ -136,6 +148,21 @@ class MinHashDedup(GraphStage):
             return estimate, np.ones(len(estimate), bool)
         exact = jaccard_of_lists(a.column("tok"), b.column("tok"))
         return exact, exact >= self.threshold
+
+    @property
+    def similarity_cut(self) -> float:
+        return self.threshold
+
+    @property
+    def similarity_estimated(self) -> bool:
+        return not self.verify
+
+    def pair_similarity(self, a: pa.Array, b: pa.Array) -> np.ndarray:
+        """The true Jaccard of paired texts' shingle sets (normalised and shingled as the stage does)."""
+        ha, oa = text_shingles(a, self.normalize, self.shingle, self.n)
+        hb, ob = text_shingles(b, self.normalize, self.shingle, self.n)
+        return jaccard_of_lists(pa.ListArray.from_arrays(pa.array(oa.astype(np.int32)), pa.array(ha, pa.uint64())),
+                                pa.ListArray.from_arrays(pa.array(ob.astype(np.int32)), pa.array(hb, pa.uint64())))
 
     def fit(self, ctx):
         log.info("stage %s: %d bands x %d rows; P(candidate | J) = %s", self.name, self._bands, self._rows,

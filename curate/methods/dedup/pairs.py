@@ -4,7 +4,8 @@
              them; between distinct payloads a star from the bucket's first node when every candidate is
              a duplicate, else every pair (up to WINDOW others per member)
   join_a     pairs meet their `a` node's payload   (pair -> part(a), node record -> part(node))
-  join_b     ... and their `b` node's: the stage's similarity, accepted or not   (pair -> part(b))
+  join_b     ... and their `b` node's: the stage's similarity, accepted or not   (pair -> part(b)); the
+             NEAR_MISSES most similar refused pairs go to the step's metadata (`near_misses`)
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 from kernels.hashing import mix64, partition_of
 
 WINDOW = 1000  # checked pairs: each member of a bucket with at most this many others (all pairs below it)
+NEAR_MISSES = 20  # refused candidate pairs recorded, the most similar first (the report shows them)
 
 
 def u64(a: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -158,8 +160,26 @@ class CandidatePairs:
         payload_a = pa.table({c: edges.column(f"a_{c}") for c in self.payload})
         sim, ok = self.similarity(payload_a, payload_b) if edges.num_rows else (np.zeros(0), np.zeros(0, bool))
         meta = {b"dedup.counts": json.dumps({"candidate_pairs": int(edges.num_rows),
-                                             "accepted_pairs": int(ok.sum())}).encode()}
+                                             "accepted_pairs": int(ok.sum())}).encode(),
+                b"dedup.near_misses": json.dumps(near_misses(u64(edges.column("a")), b[found], sim, ok)).encode()}
         keep = pa.array(ok)
         out = edge_table(u64(edges.column("a"))[ok], b[found][ok], edges.column("shard").filter(keep).combine_chunks(),
                      sa="x", sb="y", sim=pa.array(sim[ok], pa.float64()))
         return out.replace_schema_metadata(meta)
+
+
+def near_misses(a: np.ndarray, b: np.ndarray, sim: np.ndarray, ok: np.ndarray) -> list[list[Any]]:
+    """The NEAR_MISSES most similar refused pairs as [a, b, similarity] (node ids as text: JSON has no
+    uint64), most similar first, ties by node ids: the top of all partitions' lists is the top overall."""
+    refused = np.flatnonzero(~ok)
+    order = refused[np.lexsort((b[refused], a[refused], -sim[refused]))][:NEAR_MISSES]
+    return [[str(a[i]), str(b[i]), round(float(sim[i]), 6)] for i in order]
+
+
+def top_near_misses(metadata: list[dict[bytes, bytes]]) -> list[list[Any]] | None:
+    """The NEAR_MISSES most similar refused pairs over all partitions of `join_b` (None: steps reused from a
+    version that did not record them)."""
+    if metadata and not any(b"dedup.near_misses" in meta for meta in metadata):
+        return None
+    found = [m for meta in metadata for m in json.loads(meta.get(b"dedup.near_misses", b"[]"))]
+    return sorted(found, key=lambda m: (-m[2], int(m[0]), int(m[1])))[:NEAR_MISSES]

@@ -18,7 +18,9 @@ class Dedup(Policy):
     type = "dedup"
 
     def __init__(self, column: Annotated[str, Field(description="the dedup stage's `component` column, like "
-                                                                "'minhash_dedup.component'")] = "minhash_dedup.component",
+                                                                "'minhash_dedup.component' (set on every scored "
+                                                                "row, a row without duplicates in a group of its "
+                                                                "own: `size` > 1 marks a group)")] = "minhash_dedup.component",
                  name: PolicyName = None):
         super().__init__(column, name)
 

@@ -1,7 +1,9 @@
 """What the report and the CLI show of the dedup stages (one presenter for the three): per stage, the
 duplicate groups it found, the rows its policy dropped (exact vs near), the largest groups, and groups side
 by side: a seeded sample, and the groups whose weakest merged row is least similar (where a user checks the
-radius or threshold).
+radius or threshold); and what helps choose the threshold (thresholds.py): the S-curve, merges far below the
+threshold through chains of links, refused pairs just below it. In a group, the words of a dropped text
+that its kept text lacks are marked.
 
 Two streaming passes over the manifest, reading only the stage's columns: the first aggregates the groups
 with more than one row (memory grows with the duplicate groups, not the rows), the second picks the rows of
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate.methods.dedup import thresholds
 from curate.presentation import (
     ID,
     OUTCOME,
@@ -40,6 +43,7 @@ SAMPLED = 8            # seeded sample of groups shown per stage
 NEAR_THRESHOLD = 6     # groups shown for their least similar merged row
 PER_GROUP = 5          # dropped rows shown beside the kept row of a group
 LARGEST = 5
+CHAINS_SHOWN = 3       # groups shown for a dropped row far below the threshold from its kept row
 GROUP_COLUMNS = ("component", "size", "dup_of", "match")  # outputs every dedup stage writes
 
 
@@ -61,6 +65,13 @@ class _Shown:
     @property
     def larger_is_closer(self) -> bool:
         return not self.stage.similarity_is_distance
+
+    @property
+    def label(self) -> str | None:
+        """The similarity column as the section names it (an estimate says so)."""
+        if not self.similarity:
+            return None
+        return f"{self.similarity} (MinHash estimate)" if self.stage.similarity_estimated else self.similarity
 
     @property
     def identical(self) -> float:
@@ -90,8 +101,17 @@ class DedupPresenter(Presenter):
         # its largest distance or smallest similarity
         weakest = "sim_min" if st.larger_is_closer else "sim_max"
         d = _counts(st, groups, run.outcomes(), weakest)
-        d["shown"] = _choose(groups, st, weakest, run.seed)
-        d["groups"] = _groups_shown(st, d["shown"], run)
+        shown = _choose(groups, st, weakest, run.seed)
+        largest = groups.sort(["size", "component"], descending=[True, False])["component"].head(
+            thresholds.CHAIN_GROUPS).to_list() if not groups.is_empty() else []
+        rows = _rows_of(st, run, list(dict.fromkeys([*largest, *(c for c, _ in shown)])))
+        checked = thresholds.to_kept(run, stage, rows)  # each dropped row's true similarity to its kept row
+        chains = thresholds.chain_components(stage, rows, checked)[:CHAINS_SHOWN]
+        d["shown"] = [(c, "chain: merged far below the threshold") for c in chains] + \
+            [(c, why) for c, why in shown if c not in chains]
+        d["groups"] = _groups_shown(st, d["shown"], rows, checked)
+        d["chain_facts"] = thresholds.chain_facts(stage, checked, st.similarity)
+        d["near_misses"] = thresholds.near_misses(run, stage, st.similarity) if st.similarity else []
         return d
 
     def lines(self, run: RunView, members: Sequence[Any]) -> list[str]:
@@ -152,7 +172,7 @@ def _counts(st: _Shown, groups: pl.DataFrame, outcomes: Any, weakest: str) -> di
 
 
 def _part(st: _Shown, d: dict[str, Any]) -> Part:
-    name, sim = st.stage.name, st.similarity
+    name, sim = st.stage.name, st.label
     facts = [("groups with more than one row", d["components"], "components"),
              ("rows in them", d["in_components"], "in_components"),
              ("rows marked duplicate of the row kept in their group", d["marked"], "marked"),
@@ -160,15 +180,20 @@ def _part(st: _Shown, d: dict[str, Any]) -> Part:
              ("largest groups (rows)", ", ".join(map(str, d["largest"])), "largest"),
              *([(f"least similar merged row ({sim})", d["weakest"], "weakest")] if sim else []),
              ("groups of which the run kept no row (another policy dropped the one kept here, e.g. a near-duplicate "
-              "stage that kept a copy from outside the group)", d["none_kept"], "none_kept")]
+              "stage that kept a copy from outside the group)", d["none_kept"], "none_kept"), *d["chain_facts"]]
     how = (f"; {sim} is each row's {'highest similarity' if st.larger_is_closer else 'smallest distance'} to any row "
            "linked to it in the group (a group is a chain of links, so not necessarily to the kept row)") if sim else ""
-    note = Text(f"Each group: the kept row (green) and up to a few of its dropped duplicates, least similar first{how}. "
-                "Shown: the groups with the least similar merged row (where the threshold bites), then a seeded sample "
-                "of the groups in which this stage's policy dropped rows that no earlier policy dropped.", "muted")
+    note = Text(f"Each group: the kept row (green) and up to a few of its dropped duplicates, least similar first{how}; "
+                "the words of a dropped text that the kept text lacks are marked. Shown: groups where a dropped row is "
+                "far below the threshold from its kept row (a chain), the groups with the least similar merged row "
+                "(where the threshold bites), then a seeded sample of the groups in which this stage's policy dropped "
+                "rows that no earlier policy dropped.", "muted")
     title = f"stage {name} ({st.stage.type}, {d['kind']} duplicates{f', policy {st.policy}' if st.policy else ''})"
-    return Part([Heading(title), Facts(facts), note, Gallery(d["groups"], prefer=st.stage.data_inputs[0])],
-                {"dedup": name})
+    prefer = st.stage.data_inputs[0]
+    misses = [b for b in d["near_misses"] if isinstance(b, CardGroup)]
+    after = [b for b in d["near_misses"] if not isinstance(b, CardGroup)] + ([Gallery(misses, prefer=prefer)] if misses else [])
+    return Part([Heading(title), Facts(facts), *thresholds.s_curve(st.stage), note, Gallery(d["groups"], prefer=prefer),
+                 *after], {"dedup": name})
 
 
 def _choose(groups: pl.DataFrame, st: _Shown, weakest: str, seed: int) -> list[tuple[int, str]]:
@@ -190,33 +215,46 @@ def _choose(groups: pl.DataFrame, st: _Shown, weakest: str, seed: int) -> list[t
     return [(c, "near the threshold") for c in near] + [(c, "sampled") for c in sampled]
 
 
-def _groups_shown(st: _Shown, shown: list[tuple[int, str]], run: RunView) -> list[CardGroup]:
-    if not shown:
-        return []
-    wanted = [c for c, _ in shown]
-    rows = pl.concat([df.filter(pl.col("component").is_in(wanted)) for df in _frames(run, st)])
+def _rows_of(st: _Shown, run: RunView, components: list[int]) -> pl.DataFrame:
+    """Pass 2: the rows of these groups."""
+    if not components:
+        return pl.DataFrame(schema={"id": pl.String, "component": pl.Int64, "dup_of": pl.String})
+    return pl.concat([df.filter(pl.col("component").is_in(components)) for df in _frames(run, st)])
+
+
+def _groups_shown(st: _Shown, shown: list[tuple[int, str]], rows: pl.DataFrame,
+                  checked: dict[str, float]) -> list[CardGroup]:
     out = []
     for c, why in shown:  # the kept row, then the least similar dropped rows
         g = rows.filter(pl.col("component") == c)
         kept = g.filter(pl.col("dup_of").is_null()).head(1)
-        dups = g.filter(pl.col("dup_of").is_not_null()).sort(["sim", "id"], descending=[not st.larger_is_closer, False],
-                                                             nulls_last=True)
+        far = not st.larger_is_closer  # least similar first: by the true similarity to the kept row where known
+        to_kept = pl.col("id").replace_strict(checked, default=None, return_dtype=pl.Float64).alias("to_kept")
+        dups = g.filter(pl.col("dup_of").is_not_null()).with_columns(to_kept).sort(
+            ["to_kept", "sim", "id"], descending=[far, far, False], nulls_last=True)
         size = int(g["size"][0])
         more = size - 1 - min(dups.height, PER_GROUP)
-        cards = [_card(r, st, True) for r in kept.to_dicts()] + [_card(r, st, False)
-                                                                  for r in dups.head(PER_GROUP).to_dicts()]
+        cards = [_card(r, st, True, checked) for r in kept.to_dicts()] + [_card(r, st, False, checked)
+                                                                           for r in dups.head(PER_GROUP).to_dicts()]
         caption = f"group {c}: {num(size)} rows, {why}" + (f"; {num(more)} more not shown" if more > 0 else "")
         out.append(CardGroup(caption, cards, {"component": c, "why": why}))
     return out
 
 
-def _card(r: dict[str, Any], st: _Shown, kept: bool) -> Card:
+def _card(r: dict[str, Any], st: _Shown, kept: bool, checked: dict[str, float]) -> Card:
     sim = r["sim"]
     sim = None if sim is None or np.isnan(sim) else sim
     line = "kept" if kept else f"dup of {r['dup_of']}"
     if sim is not None:
-        line += f" · {st.similarity} {num(sim)}"
+        line += f" · {st.similarity} {'≈ ' if st.stage.similarity_estimated else ''}{num(sim)}"
     if kept and r["outcome"] != "kept":
         line += f" · run: {r['outcome']}"
-    attrs = {"id": r["id"], "role": "kept" if kept else "dup", **({"sim": sim} if sim is not None else {})}
-    return Card(r["shard"], r["row"], r["id"], [line], highlight=kept, attrs=attrs)
+    lines = [line]
+    to_kept = checked.get(r["id"]) if not kept else None
+    if to_kept is not None:
+        far = " · far below the threshold" if thresholds.far_below(st.stage, to_kept) else ""
+        lines.append(f"to the kept row: {st.similarity} {num(to_kept)}{far}")
+    attrs = {"id": r["id"], "role": "kept" if kept else "dup", **({"sim": sim} if sim is not None else {}),
+             **({"to_kept": to_kept} if to_kept is not None else {})}
+    return Card(r["shard"], r["row"], r["id"], lines, highlight=kept, attrs=attrs,
+                compare_with=None if kept else r["dup_of"])

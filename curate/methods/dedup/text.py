@@ -12,20 +12,22 @@ from kernels.hashing import mix64
 from kernels.shingles import word_ngrams
 
 Normalize = Literal["none", "whitespace_case", "nfkc_punct"]
-NORMALIZE_HELP = ("`none`, `whitespace_case` (lower case, runs of white space as one), `nfkc_punct` (NFKC, "
-                  "punctuation and symbols as spaces, then whitespace_case)")
+NORMALIZE_HELP = ("`none`, `whitespace_case` (lower case, runs of white space and control characters as one "
+                  "space), `nfkc_punct` (NFKC, punctuation and symbols as spaces, then whitespace_case)")
 
 
 def normalize(texts: pa.Array, how: Normalize) -> pa.Array:
-    """`none` as is; `whitespace_case`: lower case, runs of white space as one space, trimmed;
-    `nfkc_punct`: NFKC first, then runs of punctuation, symbols and white space as one space, as above.
-    (One regex pass each: the white space and punctuation passes apart cost three times as much.)"""
+    """`none` as is; `whitespace_case`: lower case, runs of white space and control characters (Unicode Cc:
+    a backspace or escape inside a word must not make it another word) as one space, trimmed;
+    `nfkc_punct`: NFKC first, then runs of punctuation, symbols, white space and control characters as one
+    space, as above. (One regex pass each: the white space and punctuation passes apart cost three times as
+    much.)"""
     if how == "none":
         return texts
     if how == "nfkc_punct":
-        texts = pc.replace_substring_regex(pc.utf8_normalize(texts, form="NFKC"), r"[\p{P}\p{S}\p{Z}\s]+", " ")
+        texts = pc.replace_substring_regex(pc.utf8_normalize(texts, form="NFKC"), r"[\p{P}\p{S}\p{Z}\p{Cc}\s]+", " ")
     else:
-        texts = pc.replace_substring_regex(texts, r"[\p{Z}\s]+", " ")
+        texts = pc.replace_substring_regex(texts, r"[\p{Z}\p{Cc}\s]+", " ")
     return pc.utf8_trim_whitespace(pc.utf8_lower(texts))
 
 
@@ -48,7 +50,8 @@ def _grams(units: np.ndarray, counts: np.ndarray, n: int) -> tuple[np.ndarray, n
 def shingles(texts: pa.Array, unit: Literal["word", "char"], n: int,
              distinct: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, offsets): the n-gram hashes of each text (word n-grams split on ASCII white space:
-    kernels/shingles.py; or n-grams of code points), each once when `distinct` (min-hashes do not need it); a null or empty text has none."""
+    kernels/shingles.py; or n-grams of code points), each once when `distinct` (min-hashes do not need it);
+    a text of fewer than n units is one shingle of them all; a null or empty text has none."""
     texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     if unit == "word":
         h, offsets = word_ngrams(texts, n)

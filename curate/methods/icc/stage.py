@@ -38,7 +38,7 @@ from curate.methods.hints import BatchSize, Cpus, Device, Gpus, StageName
 from curate.methods.icc import norms as norms_mod
 from curate.methods.icc.probe import DEFAULT_HEAD, ProbeHead, encode, fit_ridge, minilm
 from curate.methods.models import sha256_of
-from curate.stage import FitContext, Resources, Stage
+from curate.stage import FitContext, Resources, Stage, needs_string
 from kernels.hashing import hash_strings
 
 log = logging.getLogger(__name__)
@@ -185,9 +185,7 @@ class ICC(Stage):
         return d
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
-        if column == self.text_column and not (_is_string(type) or pa.types.is_null(type)):
-            return f"is {type}; needs a string"
-        return None
+        return needs_string(type) if column == self.text_column else None
 
     def file_metadata(self) -> dict[str, str]:
         return {"backend": self.backend, "is_proxy": str(self.is_proxy).lower(),

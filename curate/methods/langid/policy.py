@@ -10,6 +10,7 @@ from pydantic import Field
 from curate.errors import ConfigError
 from curate.methods.hints import PolicyName
 from curate.methods.langid.codes import normalise
+from curate.methods.langid.presentation import LanguagesPresenter
 from curate.policy import Policy, Rows, scatter
 
 
@@ -17,6 +18,7 @@ class Languages(Policy):
     """Keep rows identified as a listed language with at least `min_confidence`; reasons name both."""
 
     type = "languages"
+    presenter = LanguagesPresenter()
 
     def __init__(self,
                  languages: Annotated[list[str], Field(min_length=1, description="languages kept (ISO 639-1 codes "
@@ -37,6 +39,10 @@ class Languages(Policy):
     @property
     def columns(self) -> list[str]:
         return [self.column, f"{self.stage}.language"]
+
+    def wanted(self) -> list[str]:
+        """The listed languages in the stage's code convention."""
+        return list(self._wanted)
 
     def decide_rows(self, rows: Rows) -> tuple[np.ndarray, pa.Array, dict[str, np.ndarray]]:
         confidence = np.asarray(rows.values, dtype=np.float64)

