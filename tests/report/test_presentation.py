@@ -47,8 +47,9 @@ from testkit.helpers import caption_table, write_shards
 ROOT = Path(__file__).resolve().parents[2]
 # Output names that are also the engine's or the front door's own words: `error` (every stage's error column,
 # added by the engine), `config` (summary.json's pipeline config, `curate run CONFIG`), `bytes` (`curate gc`),
-# `text` (a gallery card's text), `lines` (the CLI's and the page's printed lines), `count` (a tally).
-GENERIC = {"error", "config", "bytes", "text", "lines", "count"}
+# `text` (a gallery card's text), `lines` (the CLI's and the page's printed lines), `count` (a tally), `format`
+# (the dataset's shard format, summary.json's `format`).
+GENERIC = {"error", "config", "bytes", "text", "lines", "count", "format"}
 # Arguments a stage needs to be built beyond placeholders for its required ones (one build per variant).
 BUILDS = {"embed": [{"model": "ViT-B-32", "random_init": True, "modality": m} for m in ("text", "image")]}
 
