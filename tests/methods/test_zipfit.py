@@ -190,10 +190,11 @@ def test_level_0_is_refused_when_the_config_is_read():
 
 
 def test_a_binary_text_column_is_refused_at_plan_time(tmp_path):
-    pq.write_table(pa.table({"id": ["a"], "text": pa.array([b"bytes"], pa.binary())}), tmp_path / "part-0.parquet")
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"id": ["a"], "text": pa.array([b"bytes"], pa.binary())}), tmp_path / "data" / "part-0.parquet")
     p = curate.Pipeline([ZipFit(target=["some target"])], [], id_column="id")
     with pytest.raises(DataError, match="needs a string"):
-        curate.run(p, tmp_path, tmp_path / "run", executor="local")
+        curate.run(p, tmp_path / "data", tmp_path / "run", executor="local")
 
 
 def test_long_texts_are_cut_at_max_bytes_and_flagged(corpus):

@@ -7,39 +7,21 @@ CMYK and animated images are valid: converted to RGB (first frame of an animatio
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image, ImageFile
 
+from curate.methods.image_files import ImageError, read_path
+
 # Pillow's own default: about 89.5 M pixels (a 0.25 GB RGBA bitmap).
 DEFAULT_MAX_PIXELS = 89_478_485
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
 
 
-class ImageError(Exception):
-    """A per-row problem: `str(e)` is `<kind>: <detail>`."""
 
 
-def read_path(path: str, root: Path | None) -> bytes:
-    """The bytes of `path`, relative to `root`; refuses paths that leave the root."""
-    if root is None:
-        raise ImageError("path_outside_root: image paths need an image_root")
-    if "\x00" in path:
-        raise ImageError(f"bad_path: {path!r} contains a NUL byte")
-    if os.path.isabs(path):
-        raise ImageError(f"path_outside_root: {path!r} is absolute")
-    full = (root / path).resolve()
-    if not full.is_relative_to(root.resolve()):
-        raise ImageError(f"path_outside_root: {path!r} resolves outside {root}")
-    try:
-        return full.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"missing_file: {path}") from None
-    except OSError as e:
-        raise ImageError(f"missing_file: {path} ({e.strerror})") from None
 
 
 def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background: str | None = None) -> Image.Image:

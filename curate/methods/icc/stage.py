@@ -4,12 +4,12 @@ Yanuka et al., "ICC: Quantifying Image Caption Concreteness for Multimodal Datas
 of ACL 2024). Higher = more concrete; a policy keeps the high scores. Backends:
 
 - `lexicon` (default, proxy): mean Brysbaert rating of the caption's content words, rescaled to [0, 1];
-  `coverage` = rated / content words (icc_norms.py).
-- `probe` (proxy): a ridge head on MiniLM embeddings (icc_probe.py); `target: words` averages the
+  `coverage` = rated / content words (norms.py).
+- `probe` (proxy): a ridge head on MiniLM embeddings (probe.py); `target: words` averages the
   head's rating of each content word (shipped head), `target: student` distils `icc-student` scores of a
   sample of the user's captions onto whole-caption vectors from an `embed` stage (fitted here).
 - `icc-student` (faithful): the authors' distilled RoBERTa regressor from a local folder
-  (icc_student.py); the score is its raw output.
+  (student.py); the score is its raw output.
 
 Every row carries `backend`, `is_proxy` and `weights_sha256` (the norms CSV, the probe head or the
 student's files), so scores of different backends are never mistaken for one another.
@@ -47,7 +47,7 @@ Backend = Literal["lexicon", "probe", "icc-student"]
 Target = Literal["words", "student"]
 BACKENDS, TARGETS = typing.get_args(Backend), typing.get_args(Target)
 _OOV_CACHE_MAX = 1_000_000
-OOV_BATCH = 32  # unknown words per MiniLM batch: every batch is full (icc_probe.encode), so keep it small
+OOV_BATCH = 32  # unknown words per MiniLM batch: every batch is full (probe.encode), so keep it small
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -14,12 +14,12 @@ bad, so the manifest tells them apart:
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from curate.methods.image_files import ImageError
 
 # Pillow's own default: about 89.5 M pixels (a 0.25 GB RGBA bitmap); its error threshold is twice this.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -31,8 +31,6 @@ _END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
 
 
-class ImageError(Exception):
-    """A per-row problem: `str(e)` is `<kind>: <detail>`."""
 
 
 @dataclass(frozen=True)
@@ -53,21 +51,6 @@ class Info:
         return max(self.width, self.height) / min(self.width, self.height)
 
 
-def read_path(path: str, root: Path) -> bytes:
-    """The bytes of `path`, relative to `root`; refuses paths that leave the root."""
-    if "\x00" in path:
-        raise ImageError(f"bad_path: {path!r} contains a NUL byte")
-    if os.path.isabs(path):
-        raise ImageError(f"path_outside_root: {path!r} is absolute")
-    full = (root / path).resolve()
-    if not full.is_relative_to(root.resolve()):
-        raise ImageError(f"path_outside_root: {path!r} resolves outside {root}")
-    try:
-        return full.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"missing_file: {path}") from None
-    except OSError as e:
-        raise ImageError(f"missing_file: {path} ({e.strerror})") from None
 
 
 def probe(data: bytes | None, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Info:

@@ -16,7 +16,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from curate.methods.hints import Cpus, StageName
-from curate.methods.images.probe import DEFAULT_MAX_PIXELS, ImageError, Info, probe, read_path
+from curate.methods.image_files import ImageError, read_path
+from curate.methods.images.probe import DEFAULT_MAX_PIXELS, Info, probe
 from curate.stage import Resources, Stage
 
 _FIELDS: dict[str, pa.DataType] = {

@@ -1,6 +1,6 @@
 """SemDeDup: semantic deduplication inside k-means clusters (stage and policy `semdedup`, docs/methods/semdedup.md).
 
-Fit: spherical k-means on a sample (stages/clusters.py); a shuffle assigns every row to its nearest
+Fit: spherical k-means on a sample (methods/clustering.py); a shuffle assigns every row to its nearest
 centroid and groups the rows by cluster partition; each partition orders every cluster (farthest from
 the centroid first for `hard`) and computes, for each row, the largest cosine to any earlier row in the
 cluster and which row that was (kernels/maxsim.py, tiled). Scoring a shard reads its rows back.

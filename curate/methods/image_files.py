@@ -1,0 +1,31 @@
+"""What the image methods share (embed, image_info): a row's image problem, and reading an image by path.
+
+A method package never imports another, so this lives beside them, like clustering.py and models.py.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ImageError(Exception):
+    """A per-row problem: `str(e)` is `<kind>: <detail>`."""
+
+
+def read_path(path: str, root: Path | None) -> bytes:
+    """The bytes of `path`, relative to `root`; refuses paths that leave the root."""
+    if root is None:
+        raise ImageError("path_outside_root: image paths need an image_root")
+    if "\x00" in path:
+        raise ImageError(f"bad_path: {path!r} contains a NUL byte")
+    if os.path.isabs(path):
+        raise ImageError(f"path_outside_root: {path!r} is absolute")
+    full = (root / path).resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise ImageError(f"path_outside_root: {path!r} resolves outside {root}")
+    try:
+        return full.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"missing_file: {path}") from None
+    except OSError as e:
+        raise ImageError(f"missing_file: {path} ({e.strerror})") from None
