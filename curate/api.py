@@ -116,14 +116,13 @@ def _executor(executor: str | Executor, ray_address: str | None, workers: int | 
     if not isinstance(executor, str) and (ray_address or workers):
         raise ConfigError("ray_address and workers configure a named executor; an Executor object takes its "
                           "options in its own constructor")
-    # (a config's unit_timeout is for ray; the local executor runs units in this process and abandons none)
-    timeout = {"unit_timeout": unit_timeout} if executor == "ray" else {}
-    return as_executor(executor, ray_address=ray_address, workers=workers, **timeout)
+    # (the pipeline's unit_timeout goes to the executors that abandon units: ray; local runs them in this process)
+    return as_executor(executor, settings={"unit_timeout": unit_timeout}, ray_address=ray_address, workers=workers)
 
 
 def join(reference: str | os.PathLike | None = None, right: str | os.PathLike | None = None,
-         on: list[str] | None = None, out: str | os.PathLike | None = None, right_id: str = "id", executor: str | Executor = DEFAULT_EXECUTOR, ray_address: str | None = None,
-         workers: int | None = None, shards: int = 4, report: bool = False, left: str | os.PathLike | None = None,
+         on: list[str] | None = None, out: str | os.PathLike | None = None, right_id: str = "id",
+         executor: str | Executor = DEFAULT_EXECUTOR, ray_address: str | None = None, workers: int | None = None, shards: int = 4, report: bool = False, left: str | os.PathLike | None = None,
          **stage_params: Any) -> dict[str, Any]:
     """Auto-FuzzyJoin R against the reference table L (`reference`): fit and apply; the manifest goes to `out`.
 

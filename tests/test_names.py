@@ -108,3 +108,22 @@ def test_materialize_is_a_place_everywhere_true_meaning_the_run_directorys_curat
         p = curate.Pipeline([caption_length], id_column="id", materialize=where)
         s = curate.run(p, data, out, executor="local")
         assert s["exports"]["materialized_to"] == str(expect) and s["exports"]["materialized_rows"] == 12
+
+
+def test_a_pipeline_setting_goes_to_the_executors_that_take_it_and_an_option_is_refused_elsewhere():
+    from curate.engine import executor as ex
+
+    got = {}
+    table = {"slow": lambda unit_timeout=None: got.update(unit_timeout=unit_timeout) or ex.build_executor("local"),
+             "plain": lambda: ex.build_executor("local")}
+    for name, factory in table.items():
+        ex.EXECUTORS[name] = factory
+    try:
+        ex.build_executor("slow", settings={"unit_timeout": 45})
+        assert got == {"unit_timeout": 45}
+        assert ex.build_executor("plain", settings={"unit_timeout": 45}).name == "local"  # no use for it: left out
+        with pytest.raises(curate.ConfigError, match="executor 'plain' takes no unit_timeout"):
+            ex.build_executor("plain", unit_timeout=45)  # asked for by name: refused
+    finally:
+        for name in table:
+            del ex.EXECUTORS[name]

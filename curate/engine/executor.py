@@ -87,24 +87,27 @@ def _ray(ray_address: str | None = None, workers: int | None = None, unit_timeou
 EXECUTORS: dict[str, Callable[..., Executor]] = {"local": _local, "ray": _ray}
 
 
-def build_executor(name: str, **options: Any) -> Executor:
-    """The executor called `name`, with the options it takes (options left None are not passed; an option
-    this executor has no use for, such as a Ray address for `local`, is refused by name)."""
+def build_executor(name: str, settings: dict[str, Any] | None = None, **options: Any) -> Executor:
+    """The executor called `name`, with the options it takes. Options left None are not passed; an option this
+    executor has no use for (a Ray address for `local`) is refused by name. `settings` are the pipeline's
+    (its `unit_timeout`): each goes to the executors that take it, and the others do without it."""
     if name not in EXECUTORS:
         raise ConfigError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)} or pass an Executor object")
     factory = EXECUTORS[name]
-    given = {k: v for k, v in options.items() if v is not None}
     accepted = factory.__code__.co_varnames[:factory.__code__.co_argcount]
+    given = {k: v for k, v in options.items() if v is not None}
     unused = sorted(set(given) - set(accepted))
     if unused:
         raise ConfigError(f"executor {name!r} takes no {', '.join(unused)} (it takes: {', '.join(accepted) or 'no options'})")
+    given.update({k: v for k, v in (settings or {}).items() if v is not None and k in accepted and k not in given})
     return factory(**given)
 
 
-def as_executor(executor: str | Any, **options: Any) -> Executor:
-    """An executor from a name (built here, with `options`) or a caller's object (borrowed: never closed)."""
+def as_executor(executor: str | Any, settings: dict[str, Any] | None = None, **options: Any) -> Executor:
+    """An executor from a name (built here, with `settings` and `options`: see `build_executor`) or a caller's
+    object (borrowed: never closed)."""
     if isinstance(executor, str):
-        return build_executor(executor, **options)
+        return build_executor(executor, settings, **options)
     if not (hasattr(executor, "map") and hasattr(executor, "name")):
         raise TypeError(f"executor must be a name ({', '.join(EXECUTORS)}) or an Executor, got {executor!r}")
     return _Borrowed(executor)

@@ -4,8 +4,12 @@ A method package never imports another, so this lives beside them, like clusteri
 """
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from pathlib import Path
+
+from PIL import Image
 
 
 class ImageError(Exception):
@@ -29,3 +33,11 @@ def read_path(path: str, root: Path | None) -> bytes:
         raise ImageError(f"missing_file: {path}") from None
     except OSError as e:
         raise ImageError(f"missing_file: {path} ({e.strerror})") from None
+
+
+def open_lazily(data: bytes) -> Image.Image:
+    """Pillow's lazy open (header only), without its DecompressionBombWarning: the caller checks the pixel
+    limit and makes it the row's error, not a warning on stderr. Pillow's own errors pass through."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))

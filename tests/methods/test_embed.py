@@ -236,15 +236,14 @@ def test_a_random_init_model_says_so_in_the_rows_not_on_stderr(tmp_path, capfd):
     assert "initialized randomly" not in capfd.readouterr().err
 
 
-def test_device_cuda_is_checked_on_the_worker_not_where_the_config_is_built(tmp_path, tiny_image):
+def test_device_cuda_is_checked_on_the_worker_not_where_the_config_is_built(tmp_path, tiny_image, monkeypatch):
     """A CPU-only Ray head must accept a config meant for its GPU workers; the worker that has no GPU, or lacks
     the weights file, refuses in `setup` naming its host."""
     import socket
 
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: the refusal cannot be shown here")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a worker with no GPU, on any machine
     stage = Embed(modality="image", model=TINY, random_init=True, device="cuda")  # built on a CPU-only driver
     with pytest.raises(curate.ConfigError, match=f"no GPU is visible on worker host {socket.gethostname()!r}"):
         stage.setup(None)

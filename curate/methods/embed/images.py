@@ -6,22 +6,16 @@ CMYK and animated images are valid: converted to RGB (first frame of an animatio
 """
 from __future__ import annotations
 
-import io
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image, ImageFile
 
-from curate.methods.image_files import ImageError, read_path
+from curate.methods.image_files import ImageError, open_lazily, read_path
 
 # Pillow's own default: about 89.5 M pixels (a 0.25 GB RGBA bitmap).
 DEFAULT_MAX_PIXELS = 89_478_485
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
-
-
-
-
 
 
 def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background: str | None = None) -> Image.Image:
@@ -29,9 +23,7 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background:
     if not data:
         raise ImageError("empty_bytes: no image data")
     try:
-        with warnings.catch_warnings():  # the pixel limit below is this row's error, not a warning on stderr
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+        img = open_lazily(data)
         w, h = img.size
         if w * h > max_pixels:
             raise ImageError(f"image_too_large: {w}x{h} is over the {max_pixels:,}-pixel limit")

@@ -13,13 +13,11 @@ bad, so the manifest tells them apart:
 """
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from curate.methods.image_files import ImageError
+from curate.methods.image_files import ImageError, open_lazily
 
 # Pillow's own default: about 89.5 M pixels (a 0.25 GB RGBA bitmap); its error threshold is twice this.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -29,8 +27,6 @@ _TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that turn the image a quar
 # The marker each format ends with (PNG's IEND chunk, JPEG's EOI), searched for after the pixel data starts.
 _END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
-
-
 
 
 @dataclass(frozen=True)
@@ -51,8 +47,6 @@ class Info:
         return max(self.width, self.height) / min(self.width, self.height)
 
 
-
-
 def probe(data: bytes | None, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Info:
     """The image's `Info` from its header (and, with `verify`, a full decode of every frame)."""
     if data is None:
@@ -60,9 +54,7 @@ def probe(data: bytes | None, verify: bool = False, max_pixels: int = DEFAULT_MA
     if not data:
         raise ImageError("empty_bytes: no image data")
     try:
-        with warnings.catch_warnings():  # the pixel limit below is this row's error, not a warning on stderr
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+        img = open_lazily(data)
     except UnidentifiedImageError:
         known = next((fmt for magic, fmt in _SIGNATURES if data.startswith(magic)), None)
         if known:  # Pillow tried the format's reader and it failed: a damaged image, not a stranger
