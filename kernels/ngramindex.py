@@ -12,12 +12,10 @@ n-gram with its item number, a quarter of a Python set's).
 """
 from __future__ import annotations
 
-import sys
-import unicodedata
-
 import numba
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -25,23 +23,28 @@ TABLE_SIZE = 0x30000  # planes 0-2: every letter with a case, and the punctuatio
 
 
 def _tables() -> tuple[np.ndarray, np.ndarray]:
-    """(separator per code point, lower case per code point): P*, S*, Z*, Cc and white space separate words;
-    a code point whose lower case is one code point maps to it (Arrow's utf8_lower does the same)."""
+    """(separator per code point, lower case per code point), asked of the same engines as dedup's normalisation:
+    RE2's `[\\p{P}\\p{S}\\p{Z}\\p{Cc}\\s]` separates words; Arrow's utf8_lower gives the lower case (kept only
+    where it is one code point: it is, for every letter of these planes)."""
+    cps = np.arange(TABLE_SIZE)
+    cps = cps[(cps < 0xD800) | (cps > 0xDFFF)]  # surrogates are not characters
+    size = 1 + (cps >= 0x80) + (cps >= 0x800) + (cps >= 0x10000)  # UTF-8 bytes of each
+    data = "".join(map(chr, cps)).encode()
+    chars = pa.StringArray.from_buffers(len(cps), pa.py_buffer(np.concatenate([[0], np.cumsum(size)]).astype(np.int32)),
+                                        pa.py_buffer(data))
     sep = np.zeros(TABLE_SIZE, np.bool_)
+    sep[cps] = pc.match_substring_regex(chars, r"^[\p{P}\p{S}\p{Z}\p{Cc}\s]$").to_numpy(zero_copy_only=False)
+    lowered = pc.utf8_lower(chars)
+    single = (pc.utf8_length(lowered).to_numpy(zero_copy_only=False) == 1)
     lower = np.arange(TABLE_SIZE, dtype=np.int32)
-    for cp in range(TABLE_SIZE):
-        ch = chr(cp)
-        cat = unicodedata.category(ch)
-        if cat[0] in "PSZ" or cat == "Cc" or ch.isspace():
-            sep[cp] = True
-        low = ch.lower()
-        if len(low) == 1:
-            lower[cp] = ord(low)
+    one = pc.filter(lowered, pa.array(single))
+    text = "".join(one.to_pylist())
+    lower[cps[single]] = np.frombuffer(text.encode("utf-32-le"), np.uint32)
     return sep, lower
 
 
 SEP, LOWER = _tables()
-UNICODE_VERSION = f"{unicodedata.unidata_version}/py{sys.version_info[0]}.{sys.version_info[1]}"
+UNICODE_VERSION = f"arrow {pa.__version__}"  # RE2 and utf8proc come with Arrow: their tables shape the words
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -135,7 +135,7 @@ def build(benchmarks: list[Benchmark], n: int, min_words: int, max_mb: float) ->
     g, owner = np.concatenate(grams), np.concatenate(owners)
     mb = len(g) * BYTES_PER_NGRAM / 2**20
     if mb > max_mb:
-        raise ConfigError(f"decontaminate: the benchmarks hold {len(g):,} n-grams, {mb:,.0f} MB in memory on every "
+        raise ConfigError(f"decontaminate: the benchmarks hold {len(g):,} n-grams, {mb:,.3g} MB in memory on every "
                           f"worker, over max_ngram_mb={max_mb:g}; raise it or give fewer benchmark items")
     order = np.lexsort((owner, g))  # by hash, then the lowest item number first
     g, owner = g[order], owner[order]
