@@ -55,51 +55,50 @@ def _mix(x):
 
 
 @numba.njit(cache=True, nogil=True)
-def _grow(a, cap):
-    b = np.empty((cap,) + a.shape[1:], a.dtype)
-    b[:len(a)] = a
-    return b
-
-
-@numba.njit(cache=True, nogil=True)
-def _words(data, offsets, valid, sep, lower):
-    """Every word of every row: its hash and [first byte, end byte); each row's offsets into them. (Malformed
-    UTF-8 cannot occur: Arrow validated the strings.)"""
+def _words(data, offsets, valid, sep, lower, cap):
+    """Every word of every row: its hash and [first byte, end byte); each row's offsets into them; and whether
+    `cap` words were enough (else the caller asks again with more). Malformed UTF-8 cannot occur: Arrow
+    validated the strings. (Arrays rebound inside the loop, to grow them, made it seven times slower.)"""
     rows = len(offsets) - 1
-    cap = max(16, len(data) // 5)  # grown below when a text has shorter words
     hashes = np.empty(cap, np.uint64)
     pos = np.empty((cap, 2), np.int64)
     row_words = np.zeros(rows + 1, np.int64)
     w = 0
+    top = len(sep)
     for r in range(rows):
         if valid[r]:
-            i, end = offsets[r], offsets[r + 1]
-            h, inword = _FNV_OFFSET, False
+            i = offsets[r]
+            end = offsets[r + 1]
+            h = _FNV_OFFSET
+            inword = False
             while i < end:
                 c = np.int64(data[i])
                 size = 1
-                if c >= 0xF0:
-                    c, size = ((c & 7) << 18) | ((np.int64(data[i + 1]) & 63) << 12) | \
-                        ((np.int64(data[i + 2]) & 63) << 6) | (np.int64(data[i + 3]) & 63), 4
-                elif c >= 0xE0:
-                    c, size = ((c & 15) << 12) | ((np.int64(data[i + 1]) & 63) << 6) | (np.int64(data[i + 2]) & 63), 3
-                elif c >= 0xC0:
-                    c, size = ((c & 31) << 6) | (np.int64(data[i + 1]) & 63), 2
-                is_sep = sep[c] if c < len(sep) else False
-                if is_sep:
+                if c >= 0x80:  # decode the code point: lower case and separators are per code point
+                    if c >= 0xF0:
+                        c = ((c & 7) << 18) | ((np.int64(data[i + 1]) & 63) << 12) | \
+                            ((np.int64(data[i + 2]) & 63) << 6) | (np.int64(data[i + 3]) & 63)
+                        size = 4
+                    elif c >= 0xE0:
+                        c = ((c & 15) << 12) | ((np.int64(data[i + 1]) & 63) << 6) | (np.int64(data[i + 2]) & 63)
+                        size = 3
+                    else:
+                        c = ((c & 31) << 6) | (np.int64(data[i + 1]) & 63)
+                        size = 2
+                if c < top and sep[c]:
                     if inword:
                         hashes[w] = _mix(h)
                         pos[w, 1] = i
                         w += 1
-                        h, inword = _FNV_OFFSET, False
+                        h = _FNV_OFFSET
+                        inword = False
                 else:
                     if not inword:
                         if w == cap:
-                            cap *= 2
-                            hashes, pos = _grow(hashes, cap), _grow(pos, cap)
+                            return hashes, pos, row_words, False
                         pos[w, 0] = i
                         inword = True
-                    low = lower[c] if c < len(lower) else c
+                    low = np.int64(lower[c]) if c < top else c
                     h = (h ^ np.uint64(low)) * _FNV_PRIME
                 i += size
             if inword:
@@ -107,7 +106,7 @@ def _words(data, offsets, valid, sep, lower):
                 pos[w, 1] = end
                 w += 1
         row_words[r + 1] = w
-    return hashes[:w].copy(), pos[:w].copy(), row_words
+    return hashes[:w].copy(), pos[:w].copy(), row_words, True
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -142,13 +141,16 @@ def _item_grams(words, row_words, n, min_words):
 
 
 @numba.njit(cache=True, nogil=True)
-def _lookup(table, g):
+def _lookup(table, bits, shift, g):
+    b = g >> shift  # a bitmap of the set's top hash bits answers most misses without the binary search
+    if not (bits[b >> np.uint64(3)] >> (b & np.uint64(7))) & 1:
+        return -1
     i = np.searchsorted(table, g)
     return i if i < len(table) and table[i] == g else -1
 
 
 @numba.njit(cache=True, nogil=True)
-def _match(words, row_words, n, sizes, table, items, n_items):
+def _match(words, row_words, n, sizes, table, bits, shift, items, n_items):
     """Per row: n-grams found (a short item's whole-item match counts one), longest run of covered words, the
     item with most finds (lowest number on a tie; -1: none); and the covered word runs as (first, last + 1)."""
     rows = len(row_words) - 1
@@ -167,7 +169,7 @@ def _match(words, row_words, n, sizes, table, items, n_items):
         m = 0
         for size in sizes:
             for s in range(w - size + 1):
-                j = _lookup(table, _gram(words, a + s, size))
+                j = _lookup(table, bits, shift, _gram(words, a + s, size))
                 if j >= 0:
                     it = items[j]
                     if hits[it] == 0:
@@ -241,7 +243,10 @@ def arrow_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def words(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(word hashes, word positions [first byte, end byte), each row's word offsets)."""
     data, offsets, valid = arrow_buffers(texts)
-    return _words(data, offsets, valid, SEP, LOWER)
+    h, pos, row_words, complete = _words(data, offsets, valid, SEP, LOWER, max(16, len(data) // 5))
+    if not complete:  # a word takes a byte and its separator another: at most half the bytes, plus one a row
+        h, pos, row_words, complete = _words(data, offsets, valid, SEP, LOWER, len(data) // 2 + len(offsets))
+    return h, pos, row_words
 
 
 def item_grams(texts: pa.Array, n: int, min_words: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,13 +256,27 @@ def item_grams(texts: pa.Array, n: int, min_words: int) -> tuple[np.ndarray, np.
     return grams, item, np.diff(row_words)
 
 
+def prefilter(table: np.ndarray) -> tuple[np.ndarray, np.uint64]:
+    """A bitmap over the top bits of the sorted hashes (about 16 bits an n-gram: most misses find a 0) and the
+    shift that takes a hash to its bit."""
+    log2 = int(min(33, max(16, np.ceil(np.log2(max(1, len(table)) * 16)))))
+    shift = np.uint64(64 - log2)
+    bits = np.zeros(1 << (log2 - 3), np.uint8)
+    top = table >> shift
+    np.bitwise_or.at(bits, (top >> np.uint64(3)).astype(np.int64), (np.uint8(1) << (top & np.uint64(7)).astype(np.uint8)))
+    return bits, shift
+
+
 def match(texts: pa.Array, n: int, short_sizes: np.ndarray, table: np.ndarray, items: np.ndarray,
-          n_items: int) -> dict[str, np.ndarray]:
+          n_items: int, bits: tuple[np.ndarray, np.uint64] | None = None) -> dict[str, np.ndarray]:
     """Per row of `texts`: `found`, `longest`, `top`, `top_hits`; the covered word runs as `runs` (word index
-    within the row) and `row_runs`; `pos` and `row_words` (word positions) for spans and cuts."""
+    within the row) and `row_runs`; `pos` and `row_words` (word positions) for spans and cuts. `bits`: the
+    table's `prefilter`, made once (else here)."""
     h, pos, row_words = words(texts)
     sizes = np.concatenate([[n], np.asarray(short_sizes, np.int64)]).astype(np.int64)
-    found, longest, top, top_hits, runs, row_runs = _match(h, row_words, n, sizes, table, items, n_items)
+    bitmap, shift = bits if bits is not None else prefilter(table)
+    found, longest, top, top_hits, runs, row_runs = _match(h, row_words, n, sizes, table, bitmap, shift, items,
+                                                           n_items)
     return {"found": found, "longest": longest, "top": top, "top_hits": top_hits, "runs": runs,
             "row_runs": row_runs, "pos": pos, "row_words": row_words}
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -135,7 +136,8 @@ def build(benchmarks: list[Benchmark], n: int, min_words: int, max_mb: float) ->
     g, owner = np.concatenate(grams), np.concatenate(owners)
     mb = len(g) * BYTES_PER_NGRAM / 2**20
     if mb > max_mb:
-        raise ConfigError(f"decontaminate: the benchmarks hold {len(g):,} n-grams, {mb:,.3g} MB in memory on every "
+        size = f"{mb:,.0f}" if mb >= 1 else f"{mb:.3g}"
+        raise ConfigError(f"decontaminate: the benchmarks hold {len(g):,} n-grams, {size} MB in memory on every "
                           f"worker, over max_ngram_mb={max_mb:g}; raise it or give fewer benchmark items")
     order = np.lexsort((owner, g))  # by hash, then the lowest item number first
     g, owner = g[order], owner[order]

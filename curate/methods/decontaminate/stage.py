@@ -23,8 +23,9 @@ BenchmarkEntry = str | dict[str, str]
 
 
 class Decontaminate(Stage):
-    """Word n-gram overlap with benchmark files: `ngrams` found, `longest` overlap in words, the `benchmark` and
-    `item` it overlaps most (and `item_ngrams` from it), the character offsets of the longest overlap (`start`,
+    """Word n-gram overlap of each row with benchmark files (n-grams found, longest overlap, item overlapped most).
+
+    Outputs: `ngrams` found, `longest` overlap in words, the `benchmark` and `item` it overlaps most (and `item_ngrams` from it), the character offsets of the longest overlap (`start`,
     `end`) and, with `remove: span`, the cleaned `text`. A null text, or one without words, is a per-row error."""
 
     type = "decontaminate"
@@ -39,8 +40,8 @@ class Decontaminate(Stage):
                  text: Annotated[str, Field(min_length=1, description="the text column")] = "text",
                  benchmark_column: Annotated[str, Field(min_length=1, description="the benchmarks' text column, "
                                                                                   "where an entry names none")] = "text",
-                 n: Annotated[int, Field(ge=1, le=64, description="words per n-gram (13: GPT-3, datatrove's "
-                                                                  "13-gram runs)")] = 13,
+                 n: Annotated[int, Field(ge=1, le=64, description="words per n-gram (13: GPT-3; datatrove's "
+                                                                  "default is 12)")] = 13,
                  min_words: Annotated[int, Field(ge=1, description=(
                      "a benchmark item of min_words to n - 1 words is found whole; a shorter one is not looked "
                      "for (GPT-3's floor on n is 8)"))] = 8,
@@ -106,8 +107,11 @@ class Decontaminate(Stage):
         meta = json.loads(artifact.schema.metadata[b"decontaminate"])
         self.table_ = artifact.column("hash").to_numpy()
         self.owner_ = artifact.column("item").to_numpy()
-        self.items_ = meta["items"]
-        self.labels_ = [b["name"] for b in meta["benchmarks"]]
+        self.bits_ = ngramindex.prefilter(self.table_)
+        self.n_items_ = len(meta["items"])
+        self.item_ids_ = pa.array([i for _, i in meta["items"]], pa.string())
+        labels = pa.array([b["name"] for b in meta["benchmarks"]], pa.string())
+        self.item_benchmarks_ = labels.take(pa.array([k for k, _ in meta["items"]], pa.int64()))
         self.short_sizes_ = np.asarray(meta["short_sizes"], np.int64)
 
     # --- score --------------------------------------------------------------------------------
@@ -117,19 +121,18 @@ class Decontaminate(Stage):
         if pa.types.is_null(column.type):
             column = pa.nulls(len(column), pa.large_string())
         texts = bench.nfkc(column)
-        m = ngramindex.match(texts, self.n, self.short_sizes_, self.table_, self.owner_, len(self.items_))
+        m = ngramindex.match(texts, self.n, self.short_sizes_, self.table_, self.owner_, self.n_items_,
+                             self.bits_)
         words = np.diff(m["row_words"])
         bad = words == 0
         error = np.where(column.is_null().to_numpy(zero_copy_only=False), f"null_text: column {self.text!r} is null",
                          np.where(bad, "empty_text: no words", None))
         hit = m["top"] >= 0
-        top = np.where(hit, m["top"], 0)
-        labels = [self.labels_[self.items_[t][0]] if h else None for t, h in zip(top, hit)]
-        ids = [self.items_[t][1] if h else None for t, h in zip(top, hit)]
+        top = pa.array(m["top"], pa.int64(), mask=~hit)  # a null index takes a null
         start, end = self._longest_span(texts, m)
         out = {"ngrams": pa.array(m["found"], pa.int64(), mask=bad),
                "longest": pa.array(m["longest"], pa.int32(), mask=bad),
-               "benchmark": pa.array(labels, pa.string()), "item": pa.array(ids, pa.string()),
+               "benchmark": self.item_benchmarks_.take(top), "item": self.item_ids_.take(top),
                "item_ngrams": pa.array(m["top_hits"], pa.int64(), mask=~hit),
                "start": pa.array(start, pa.int64(), mask=~hit), "end": pa.array(end, pa.int64(), mask=~hit)}
         if self.remove == "span":
