@@ -193,6 +193,9 @@ def compare(flags: dict[str, dict[str, str]], planted: dict[str, dict], table: p
         out["unplanted"][method] = {"flagged": len(extra), "true_overlap": true, "false_positive": len(extra) - true,
                                     "rows": len(texts) - len(planted)}
     a, b = flags["curate"], flags["datatrove"]
+    out["unplanted_rows"] = [{"id": rid, "curate_item": a.get(rid), "datatrove_ngram": b.get(rid),
+                              "reference_shares_ngram": shares(texts[rid], grams, n)}
+                             for rid in sorted((set(a) | set(b)) - set(planted))]
     for rid in sorted(set(a) ^ set(b)):
         p = planted.get(rid)
         out["disagree"].append({"id": rid, "flagged_by": "curate" if rid in a else "datatrove",

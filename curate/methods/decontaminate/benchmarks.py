@@ -17,7 +17,7 @@ from kernels import ngramindex
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv",
            ".txt": "text"}
 KEYS = {"path", "column", "id_column", "name"}
-BYTES_PER_NGRAM = 12  # a uint64 hash and an int32 item number
+BYTES_PER_NGRAM = 16  # a uint64 hash, an int32 item number, and up to 32 bits of the workers' prefilter bitmap
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,15 @@ def nfkc(texts: pa.Array) -> pa.Array:
     return pc.replace_with_mask(texts, other, pc.utf8_normalize(pc.filter(texts, other), "NFKC"))
 
 
+def _check_size(ngrams: int, max_mb: float) -> None:
+    """Refuse a set over the budget (counted before duplicates are merged: a bound from above)."""
+    mb = ngrams * BYTES_PER_NGRAM / 2**20
+    if mb > max_mb:
+        size = f"{mb:,.0f}" if mb >= 1 else f"{mb:.3g}"
+        raise ConfigError(f"decontaminate: the benchmarks hold {ngrams:,} n-grams, {size} MB in memory on every "
+                          f"worker, over max_ngram_mb={max_mb:g}; raise it or give fewer benchmark items")
+
+
 def build(benchmarks: list[Benchmark], n: int, min_words: int, max_mb: float) -> pa.Table:
     """The artifact: every distinct n-gram hash of the benchmarks, sorted, with the number of the first item that
     holds it; items, benchmark names and counts in the schema metadata. Refused past `max_mb`."""
@@ -133,12 +142,8 @@ def build(benchmarks: list[Benchmark], n: int, min_words: int, max_mb: float) ->
         sizes |= set(words[short].tolist())  # each size of short item is one more pass at scoring
         counts.append({"name": b.label, "path": b.path, "items": len(ids), "ngrams": len(g),
                        "short_items": int(short.sum()), "too_short": int((words < min_words).sum())})
+        _check_size(sum(len(x) for x in grams), max_mb)  # before reading the next file
     g, owner = np.concatenate(grams), np.concatenate(owners)
-    mb = len(g) * BYTES_PER_NGRAM / 2**20
-    if mb > max_mb:
-        size = f"{mb:,.0f}" if mb >= 1 else f"{mb:.3g}"
-        raise ConfigError(f"decontaminate: the benchmarks hold {len(g):,} n-grams, {size} MB in memory on every "
-                          f"worker, over max_ngram_mb={max_mb:g}; raise it or give fewer benchmark items")
     order = np.lexsort((owner, g))  # by hash, then the lowest item number first
     g, owner = g[order], owner[order]
     first = np.ones(len(g), bool)
