@@ -216,7 +216,11 @@ def main() -> None:
     ap.add_argument("--plant", type=int, default=400)
     ap.add_argument("--n", type=int, default=13)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the saved .json")
     args = ap.parse_args()
+    if args.markdown_only:
+        (RESULTS / "decontaminate.md").write_text(markdown(json.loads((RESULTS / "decontaminate.json").read_text())))
+        return
     items = faq_items()
     table, planted = plant(corpus(args.docs, args.seed), items, args.plant, args.n, args.seed)
     work = Path(tempfile.mkdtemp(prefix="curate-bench-decont-"))
@@ -266,10 +270,27 @@ def markdown(r: dict) -> str:
                      f"({un['true_overlap']} / {un['false_positive']}) | {s['min']} / {s['median']} / {s['max']} |")
     lines += ["", f"Speed-up (median datatrove / median curate): **{r['speedup_median']}x** over {r['runs']} "
               "alternating runs, index build included.", "", "## Disagreements", ""]
-    classes = Counter((d["flagged_by"], d["kind"], d["reference_shares_ngram"]) for d in r["disagree"])
-    lines += ["| flagged only by | kind | shares an n-gram of the stage's words | rows |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {v} |" for (a, b, c), v in sorted(classes.items())]
+    classes = Counter((d["flagged_by"], d["kind"], d["reference_shares_ngram"], explain(d)) for d in r["disagree"])
+    lines += ["| flagged only by | kind | shares an n-gram of the stage's words | why | rows |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {w} | {v} |" for (a, b, c, w), v in sorted(classes.items())]
+    lines += ["", "## Unplanted rows flagged", "", "| row | curate: item | datatrove: n-gram | shares an n-gram of the "
+              "stage's words | why |", "|---|---|---|---|---|"]
+    lines += [f"| {u['id']} | {u['curate_item']} | {u['datatrove_ngram']} | {u['reference_shares_ngram']} | "
+              f"{explain(u)} |" for u in r["unplanted_rows"]]
     return "\n".join(lines) + "\n"
+
+
+def explain(d: dict) -> str:
+    """The class of a disagreement or an unplanted flag, from what the bench recorded of it."""
+    if d.get("reference_shares_ngram"):
+        return "a real overlap: the row repeats FAQ text" if d.get("kind", "unplanted") == "unplanted" else \
+            "planted passage"
+    if d.get("datatrove_ngram") and "0" in d["datatrove_ngram"].split():
+        return ("datatrove writes every number as 0: its n-gram matches FAQ text only with the numbers erased "
+                "(a neighbouring number can also lengthen an excerpt of n - 1 words)")
+    if d.get("flagged_by") == "curate" and d.get("kind") == "n_words":
+        return "datatrove's tokenizer makes fewer than n tokens of these n words"
+    return "not explained"
 
 
 if __name__ == "__main__":
