@@ -39,6 +39,7 @@ STAGES = {
     "c4": "curate.methods.webtext:C4",
     "fineweb": "curate.methods.webtext:FineWeb",
     "pii": "curate.methods.pii:PII",
+    "decontaminate": "curate.methods.decontaminate:Decontaminate",
     "image_info": "curate.methods.images:ImageInfo",
 }
 
@@ -57,6 +58,7 @@ POLICIES = {
     "c4": "curate.methods.webtext:C4Policy",
     "fineweb": "curate.methods.webtext:FineWebPolicy",
     "pii": "curate.methods.pii:PIIPolicy",
+    "decontaminate": "curate.methods.decontaminate:DecontaminatePolicy",
     "image_size": "curate.methods.images:ImageSize",
 }
 
@@ -72,6 +74,7 @@ NEEDS = {
     "curate.methods.langid": "text",
     "curate.methods.tokens": "text",
     "curate.methods.webtext": "text",
+    "curate.methods.decontaminate": "text",  # numba (kernels/ngramindex.py)
 }
 
 # Parameter values that need an extra their stage's package does not: (stage type, parameter) -> value -> extra.

@@ -11,6 +11,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,6 +89,9 @@ STAGE_CASES = [
     ("fineweb", {"short_line_length": 20}),
     ("pii", {}),
     ("pii", {"text": "body", "kinds": ["secret", "email"], "name": "p"}),
+    ("decontaminate", {"benchmarks": ["{targets}"], "benchmark_column": "body"}),
+    ("decontaminate", {"benchmarks": [{"path": "{targets}", "column": "body", "name": "t"}], "text": "body", "n": 8,
+                       "min_words": 3, "remove": "span", "max_ngram_mb": 10.0, "name": "d"}),
     ("image_info", {}),
     ("image_info", {"image_column": "path", "image_root": "/", "verify": True, "max_pixels": 1000, "workers": 2,
                     "cpus": 2.0, "name": "ii"}),
@@ -123,13 +127,23 @@ POLICY_CASES = [
     ("fineweb", {"column": "fw.lines", "line_punct_thr": 0.2, "line_punct_exclude_zero": True}),
     ("pii", {}),
     ("pii", {"column": "p.finds", "max_counts": {"email": 3, "card": 0}, "max_total": 10, "name": "personal"}),
+    ("decontaminate", {}),
+    ("decontaminate", {"column": "d.ngrams", "min_ngrams": 5, "name": "bench"}),
     ("image_size", {}),
     ("image_size", {"min_side": 64, "max_aspect_ratio": None, "formats": ["jpg", "PNG"], "column": "ii.width"}),
 ]
 
 
+def _fill(value: Any, targets: str) -> Any:
+    if isinstance(value, list):
+        return [_fill(v, targets) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, targets) for k, v in value.items()}
+    return targets if value == "{targets}" else value
+
+
 def _args(args: dict, targets: str) -> dict:
-    return {k: targets if v == "{targets}" else v for k, v in args.items()}
+    return {k: _fill(v, targets) for k, v in args.items()}
 
 
 def _build(kind: str, type_name: str, args: dict):
