@@ -142,6 +142,20 @@ def _fmt(values: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(np.round(values, 6)), pa.string())
 
 
+class RankPresenter(Presenter):
+    """How the report words the ranking policies' drop reasons (top_k, keep_fraction); no section of its own."""
+
+    def reason(self, member: Any, pattern: str) -> str:
+        if ": nothing kept at" in pattern:
+            return f"{member.column}: the policy keeps no row"
+        best = "highest" if member.largest else "lowest"
+        share = (f"the {member.fraction:.0%} of all rows ranked with the {best} {member.column}"
+                 if isinstance(member, KeepFraction) else f"the {member.k:,} rows with the {best} {member.column}")
+        if " tied at cut " in pattern:
+            return f"tied with the last row kept on {member.column}, and lost the tie-break (a hash of the id)"
+        return f"not among {share}"
+
+
 class Policy(Params):
     """Base class. `fit` sees the whole (valid) score column through a scan; `decide` one shard."""
 
@@ -230,6 +244,7 @@ class TopK(Policy):
     """Keep exactly the k best rows by score (ties broken by tie_key), over the whole dataset."""
 
     type = "top_k"
+    presenter = RankPresenter()
 
     def __init__(self, column: Annotated[str, Field(description="the score column, like 'wfpp.score'")],
                  k: Annotated[int, Field(ge=0, description="rows kept")],

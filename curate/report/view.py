@@ -61,6 +61,14 @@ class RunDirectory:
         entries = self.summary.get("policies", {})
         return [p for p in _ordered(entries, self.policies) if entries[p].get("column") == column]
 
+    def input_schema(self) -> pa.Schema:
+        from curate.dataset import Dataset
+
+        dataset = Dataset(self.summary["data"], format=self.summary.get("format"))
+        if not dataset.shards:
+            raise CurateError(f"{self.summary['data']} holds no shards any more")
+        return dataset.open(dataset.shards[0]).schema
+
     def input_rows(self, shard: str, rows: Sequence[int], columns: Sequence[str]) -> pa.Table:
         from curate.dataset import Dataset
 
