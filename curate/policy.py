@@ -8,6 +8,7 @@ row count and the kept count is exactly the requested one.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, NamedTuple
 
@@ -143,17 +144,24 @@ def _fmt(values: np.ndarray) -> pa.Array:
 
 
 class RankPresenter(Presenter):
-    """How the report words the ranking policies' drop reasons (top_k, keep_fraction); no section of its own."""
+    """How the report words the ranking policies' drop reasons (top_k, keep_fraction); no section of its own.
+    Works on a row's reason and on its pattern (numbers as #) alike."""
+
+    _CUT = re.compile(r"^(?P<col>\S+) (?P<v>\S+) (?P<side>below|above) cut (?P<cut>\S+) at ")
+    _TIE = re.compile(r"^(?P<col>\S+) (?P<v>\S+) tied at cut ")
 
     def reason(self, member: Any, pattern: str) -> str:
-        if ": nothing kept at" in pattern:
-            return f"{member.column}: the policy keeps no row"
         best = "highest" if member.largest else "lowest"
         share = (f"the {member.fraction:.0%} of all rows ranked with the {best} {member.column}"
                  if isinstance(member, KeepFraction) else f"the {member.k:,} rows with the {best} {member.column}")
-        if " tied at cut " in pattern:
-            return f"tied with the last row kept on {member.column}, and lost the tie-break (a hash of the id)"
-        return f"not among {share}"
+        if m := self._CUT.match(pattern):
+            return f"{m['col']} {m['v']} is {m['side']} {m['cut']}, the cut that keeps {share}"
+        if m := self._TIE.match(pattern):
+            return (f"{m['col']} {m['v']} ties with the last row kept; the tie-break (a hash of the id) left it out of "
+                    f"{share}")
+        if ": nothing kept at" in pattern:
+            return f"{member.column}: the policy keeps no row"
+        return pattern
 
 
 class Policy(Params):

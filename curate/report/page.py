@@ -16,6 +16,7 @@ from curate.report.details import as_blocks
 from curate.report.narrative import counting_note, pct, where_rows_went
 from curate.report.sections import SECTIONS
 from curate.report.stats import (
+    MAX_PATTERNS,
     PER_GALLERY,
     keeps_above,
     pipeline_order,
@@ -59,7 +60,7 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
         story=[blocks.inline(t) for t in where_rows_went(summary, stats.outcomes)],
         counting=blocks.inline(counting_note()),
         accounting=_accounting(summary, stats, words), scores=_scores(stats, policies, _not_scores(summary)),
-        galleries=_galleries(stats, summary, run_dir, score_cols), timing=_timing(summary),
+        galleries=_galleries(stats, summary, run_dir, score_cols, words), timing=_timing(summary),
         method_sections=own, not_shown=not_shown,
         config_yaml=yaml.safe_dump(summary.get("config", {}), sort_keys=False, allow_unicode=True),
         run_dir=str(run_dir))
@@ -84,14 +85,21 @@ def _details(entry: dict[str, Any], shown: set[str], title: str = "") -> list[di
 
 def _reasons(name: str, patterns: dict[str, int], words: dict[str, tuple[Any, Any]]) -> dict[str, int]:
     """A policy's drop reasons (numbers as #) in its presenter's plain words, those that read the same summed."""
-    if name not in words:
-        return patterns
-    presenter, member = words[name]
     out: dict[str, int] = {}
     for pattern, n in patterns.items():
-        plain = presenter.reason(member, pattern)
+        plain = _plain(words, name, pattern)
         out[plain] = out.get(plain, 0) + n
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    ranked = sorted(out.items(), key=lambda kv: -kv[1])
+    rest = sum(n for _, n in ranked[MAX_PATTERNS:])
+    return dict(ranked[:MAX_PATTERNS]) | ({f"{len(ranked) - MAX_PATTERNS} other reasons": rest} if rest else {})
+
+
+def _plain(words: dict[str, tuple[Any, Any]], policy: str, reason: str) -> str:
+    """A drop reason (or its pattern) in the words of its policy's presenter, if it has one."""
+    if policy not in words or not reason:
+        return reason
+    presenter, member = words[policy]
+    return presenter.reason(member, reason)
 
 
 def _accounting(summary: dict[str, Any], stats, words: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
@@ -141,7 +149,8 @@ def _scores(stats, policies: dict[str, dict[str, Any]], not_scores: set[str] = f
     return out
 
 
-def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: list[str]) -> list[dict[str, Any]]:
+def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: list[str],
+               words: dict[str, tuple[Any, Any]]) -> list[dict[str, Any]]:
     if stats.samples is None or stats.samples.height == 0:
         return []
     rows = gallery.fetch(stats.samples, summary, run_dir)
@@ -150,7 +159,7 @@ def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: lis
         out[outcome] = {"outcome": outcome, "rows": [], "total": stats.outcomes[outcome],
                         "kind": outcome.split(":", 1)[0]}
     for r in rows:
-        why = r.get("error") or r.get("drop_reason") or ""
+        why = r.get("error") or _plain(words, r["outcome"].removeprefix("dropped: "), r.get("drop_reason") or "")
         scores = " · ".join(f"{c}={num(r[c])}" for c in score_cols if r.get(c) is not None)
         out[r["outcome"]]["rows"].append({"id": str(r["id"]), "shard": r["shard"], "why": why, "scores": scores,
                                           "thumb": r["thumb"], "text": r["text"], "note": r["note"]})

@@ -12,6 +12,7 @@ images are compared by a difference hash and a group whose images are far apart 
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ from curate.presentation import (
 )
 from kernels.hashing import hash_strings, mix64
 
+_REASON = re.compile(r"^near-duplicate of .* \(cosine (?P<v>\S+) > (?:1|#) - epsilon = (?P<t>\S+)\)$")
 LARGEST = 4          # the largest groups shown
 SAMPLED = 8          # then a seeded sample of the others
 PER_GROUP = 5        # dropped rows shown beside the kept one
@@ -70,10 +72,11 @@ class NearDuplicatesPresenter(Presenter):
         return out
 
     def reason(self, member: Any, pattern: str) -> str:
-        if pattern.startswith("near-duplicate of"):
-            return ("a near-duplicate of an earlier row of its cluster (cosine of their embeddings above "
-                    f"1 - epsilon = {1 - member.epsilon:.6g})")
-        return pattern
+        m = _REASON.match(pattern)
+        if m is None:
+            return pattern
+        return (f"a near-duplicate of an earlier row of its cluster: the cosine of their embeddings, {m['v']}, is "
+                f"above 1 - epsilon = {m['t']}")
 
 
 def dropped_rows(run: RunView, stage: Any, policy: str) -> pl.DataFrame:
