@@ -48,6 +48,11 @@ class RunView(Protocol):
         """The input shards' columns (raises CurateError or OSError when the input cannot be read here)."""
         ...
 
+    def stage_inputs(self, name: str) -> tuple[str, ...]:
+        """The columns a stage of the run read (summary.json's `inputs`; empty for an older run whose stage cannot
+        be rebuilt here)."""
+        ...
+
     def input_rows(self, shard: str, rows: Sequence[int], columns: Sequence[str]) -> pa.Table:
         """Rows of an input shard by their index in it, only `columns` (raises CurateError or OSError when the
         input cannot be read here)."""

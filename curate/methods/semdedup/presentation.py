@@ -138,9 +138,7 @@ def _image_column(run: RunView, stage: Any) -> str | None:
         schema = run.input_schema()
     except (CurateError, OSError):
         return None
-    source = stage.embedding.split(".", 1)[0]
-    seen = {v for k, v in run.summary.get("stages", {}).get(source, {}).get("params", {}).items()
-            if k.endswith("column") and isinstance(v, str)}
+    seen = set(run.stage_inputs(stage.embedding.split(".", 1)[0])) | {stage.embedding}
     return next((f.name for f in schema if f.name not in seen
                  and (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type))), None)
 
@@ -228,9 +226,7 @@ def _part(run: RunView, stage: Any, policy: str | None) -> Part:
 
 def _text_column(run: RunView, stage: Any) -> str | None:
     """The input column the embedding was made from, shown on the cards."""
-    source = stage.embedding.split(".", 1)[0]
-    params = run.summary.get("stages", {}).get(source, {}).get("params", {})
-    return next((v for k, v in params.items() if k.endswith("column") and isinstance(v, str)), None)
+    return next(iter(run.stage_inputs(stage.embedding.split(".", 1)[0])), None)
 
 
 PRESENTER = NearDuplicatesPresenter()  # one object for the stage and the policy: one section, called with both
