@@ -45,17 +45,18 @@ def _policy_sentence(name: str, p: Mapping[str, Any], first: int, reached: int) 
     kind = f"{p.get('type') or 'policy'}" + (f" on {p['column']}" if p.get("column") else "")
     text = (f"**{name}** ({kind}) removed **{num(first)}** of the {num(reached)} rows that reached it "
             f"(**{pct(first, reached)}**)")
-    decided = int(p.get("kept", 0)) + int(p.get("dropped", 0))
-    if int(p.get("dropped", 0)) == first:
+    kept, dropped = int(p.get("kept", 0)), int(p.get("dropped", 0))
+    if dropped == first:
         return text + "."
-    share = f"{pct(int(p['kept']), decided)} of all {num(decided)} rows it decided on"
-    if isinstance(p.get("fraction"), (int, float)):
-        own = (f"its fraction {p['fraction']:g} is of all the rows it ranks, not of the survivors: it kept {share}, "
-               f"which removed {pct(first, reached)} of what was left")
-    else:
-        own = (f"it decides on every row, not only on the survivors: it kept {share}; "
-               f"{num(int(p['dropped']) - first)} of the rows it drops had already gone")
-    return f"{text}; {own}."
+    ranked = p.get("valid_rows")
+    if isinstance(p.get("fraction"), (int, float)) and isinstance(ranked, int):  # a cut over every row it ranks
+        return (f"{text}; its fraction {p['fraction']:g} is of all the rows it ranks, not of the survivors: it kept "
+                f"{pct(kept, ranked)} of all {num(ranked)} rows ranked, which removed {pct(first, reached)} of what "
+                "was left.")
+    other = dropped - first
+    rows = f"{num(other)} rows it drops are" if other != 1 else "row it drops is"
+    return (f"{text}. On its own it keeps {num(kept)} of the {num(kept + dropped)} rows it decides on; the other "
+            f"{rows} counted under an earlier policy or as errored.")
 
 
 def counting_note() -> str:

@@ -89,7 +89,8 @@ def test_the_story_gives_each_policy_its_cut_of_what_reached_it_and_says_fractio
     share = f"{100 * first['far'] / reached:.0f}%"
     assert f"far (keep_fraction on semdedup.dist) removed {first['far']:,} of the {reached:,} rows that reached it " \
            f"({share})" in story
-    assert "is of all the rows it ranks, not of the survivors: it kept 90% of all" in story
+    assert f"is of all the rows it ranks, not of the survivors: it kept 90% of all {total:,} rows ranked, which " \
+           f"removed {share} of what was left" in story
     assert f"{int((m['keep'] == True).sum()):,} rows kept" in story  # noqa: E712
     assert "counted once, under the first policy" in story  # "dropped first here" vs "dropped" explained
 

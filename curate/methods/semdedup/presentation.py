@@ -178,7 +178,7 @@ def _group(root: str, why: str, rows: pl.DataFrame, at: dict[str, Any], column: 
         d = _distance(hashes.get(root), hashes.get(r["id"]))
         image = f" · image {d} of 64 bits from the kept one" if d is not None else ""
         cards.append(Card(r["shard"], r["row"], r["id"],
-                          [f"dropped: cosine {num(r['sim'])} to {r['parent']}" + image + _size(hashes.get(r["id"]))],
+                          [f"dropped: cosine {r['sim']:.5f} to {r['parent']}" + image + _size(hashes.get(r["id"]))],
                           attrs={"id": r["id"], "role": "dup", "far": int(d is not None and d >= DIFFERENT)},
                           compare_with=root))
     more = members.height - len(shown)
@@ -213,7 +213,8 @@ def _part(run: RunView, stage: Any, policy: str | None) -> Part:
              ("rows dropped for their likeness to a row that was itself dropped (a chain)",
               int(rows["parent"].is_in(rows["id"].implode()).sum()) if rows.height else 0, "chained")]
     if column:
-        facts.append((f"groups shown whose {column} differ although the embeddings matched", len(flagged), "flagged"))
+        facts.append((f"groups shown whose pictures ({column}) differ although the embeddings matched", len(flagged),
+                      "flagged"))
     how = ("Each group: the row the policy kept (green) and the rows it dropped as its near-duplicates, least similar "
            "first; the words of a dropped text that the kept text lacks are marked. SemDeDup compares only "
            f"{stage.embedding}" + (f"; the {column} column is compared here by a difference hash, and a group whose "
