@@ -19,6 +19,8 @@ def pct(a: int | float, b: int | float) -> str:
     if not b:
         return "–"
     p = 100.0 * a / b
+    if 0 < p < 0.1:
+        return "<0.1%"
     return f"{p:.1f}%" if (0 < p < 1 or 99 < p < 100) else f"{p:.0f}%"
 
 
