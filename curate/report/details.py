@@ -42,16 +42,17 @@ def _cut(rows: list[list[Any]], what: str) -> tuple[list[list[Any]], list[Block]
 def _records(name: str, header0: str, keys: list[Any], records: list[Mapping[str, Any]]) -> list[Block]:
     """One table: a row per record, a column per key found in any record."""
     cols = list(dict.fromkeys(k for r in records for k in r))
-    cols.sort(key=lambda c: not _index(records, c))  # a column counting up (an index) first
+    if not header0:
+        cols.sort(key=lambda c: not _index(records, c))  # a list's column counting 0, 1, 2, ... (an index) first
     rows = [[*([str(k)] if header0 else []), *[_value(r.get(c)) for c in cols]] for k, r in zip(keys, records)]
     rows, more = _cut(rows, "rows")
     return [Heading(name), Table([*([header0] if header0 else []), *map(str, cols)], rows), *more]
 
 
 def _index(records: list[Mapping[str, Any]], col: Any) -> bool:
-    """Whether `col` numbers the records: integers in increasing order in every record."""
+    """Whether `col` numbers the records: consecutive integers."""
     v = [r.get(col) for r in records]
-    return all(isinstance(x, int) and not isinstance(x, bool) for x in v) and all(a < b for a, b in zip(v, v[1:]))
+    return all(isinstance(x, int) and not isinstance(x, bool) for x in v) and all(b == a + 1 for a, b in zip(v, v[1:]))
 
 
 def _is_records(v: Any) -> bool:
