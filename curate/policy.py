@@ -8,6 +8,7 @@ row count and the kept count is exactly the requested one.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, NamedTuple
 
@@ -142,6 +143,27 @@ def _fmt(values: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(np.round(values, 6)), pa.string())
 
 
+class RankPresenter(Presenter):
+    """How the report words the ranking policies' drop reasons (top_k, keep_fraction); no section of its own.
+    Works on a row's reason and on its pattern (numbers as #) alike."""
+
+    _CUT = re.compile(r"^(?P<col>\S+) (?P<v>\S+) (?P<side>below|above) cut (?P<cut>\S+) at ")
+    _TIE = re.compile(r"^(?P<col>\S+) (?P<v>\S+) tied at cut ")
+
+    def reason(self, member: Any, pattern: str) -> str:
+        best = "highest" if member.largest else "lowest"
+        share = (f"the {member.fraction:.0%} of all rows ranked with the {best} {member.column}"
+                 if isinstance(member, KeepFraction) else f"the {member.k:,} rows with the {best} {member.column}")
+        if m := self._CUT.match(pattern):
+            return f"{m['col']} {m['v']} is {m['side']} {m['cut']}, the cut that keeps {share}"
+        if m := self._TIE.match(pattern):
+            return (f"{m['col']} {m['v']} ties with the last row kept; the tie-break (a hash of the id) left it out of "
+                    f"{share}")
+        if ": nothing kept at" in pattern:
+            return f"{member.column}: the policy keeps no row"
+        return pattern
+
+
 class Policy(Params):
     """Base class. `fit` sees the whole (valid) score column through a scan; `decide` one shard."""
 
@@ -230,6 +252,7 @@ class TopK(Policy):
     """Keep exactly the k best rows by score (ties broken by tie_key), over the whole dataset."""
 
     type = "top_k"
+    presenter = RankPresenter()
 
     def __init__(self, column: Annotated[str, Field(description="the score column, like 'wfpp.score'")],
                  k: Annotated[int, Field(ge=0, description="rows kept")],

@@ -44,6 +44,15 @@ class RunView(Protocol):
         """The run's policies that decide on `column`, in pipeline order."""
         ...
 
+    def input_schema(self) -> pa.Schema:
+        """The input shards' columns (raises CurateError or OSError when the input cannot be read here)."""
+        ...
+
+    def stage_inputs(self, name: str) -> tuple[str, ...]:
+        """The columns a stage of the run read (summary.json's `inputs`; empty for an older run whose stage cannot
+        be rebuilt here)."""
+        ...
+
     def input_rows(self, shard: str, rows: Sequence[int], columns: Sequence[str]) -> pa.Table:
         """Rows of an input shard by their index in it, only `columns` (raises CurateError or OSError when the
         input cannot be read here)."""
@@ -182,6 +191,11 @@ class Presenter:
         """Lines printed after a run (`curate run`, `curate join`, `curate summary`)."""
         return []
 
+    def reason(self, member: Any, pattern: str) -> str:
+        """One of its policies' drop reasons in plain words: `pattern` is the manifest's `drop_reason` with its
+        numbers replaced by `#` (default: shown as it is). Reasons that read the same are counted together."""
+        return pattern
+
 
 def class_path(obj: Any) -> str:
     """`module:QualifiedName` of an object's class, as summary.json records it for the report to find."""
@@ -190,7 +204,8 @@ def class_path(obj: Any) -> str:
 
 
 def num(v: Any) -> str:
-    """A number as the report shows it: thousands separated, 4 significant digits, `–` for none or NaN."""
+    """A number as the report shows it: whole numbers and values from 1,000 up thousands separated with no
+    exponent (`80,010`), smaller ones to 4 significant digits (`12.35`), `–` for none or NaN."""
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -198,5 +213,9 @@ def num(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return "–" if math.isnan(v) else f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+        if not math.isfinite(v):
+            return "–" if math.isnan(v) else ("∞" if v > 0 else "-∞")
+        if abs(float(f"{v:.4g}")) >= 1000:  # a rate or a count: whole units, thousands separated (never 8.001e+04)
+            return f"{v:,.0f}"
+        return f"{v:.4g}" if v == 0 or abs(v) >= 1e-4 else f"{v:.2e}"  # 4 significant digits
     return str(v)

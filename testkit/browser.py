@@ -30,7 +30,7 @@ class PageView:
     counts: dict[str, int] = field(default_factory=dict)  # elements per CSS selector asked for
     broken_images: int = 0               # <img> elements that did not decode
     title: str = ""
-    text: str = ""                       # the page's visible text (view_url)
+    text: str = ""                       # the page's visible text (every <details> opened, for view)
 
 
 def find_browser() -> tuple[str, str] | None:
@@ -99,8 +99,9 @@ def view(page: str | Path, screenshot: str | Path | None = None, selectors: tupl
                   for sel in selectors}
         if screenshot:
             _full_page_png(driver, Path(screenshot))
+        text = driver.execute_script("return document.body ? document.body.innerText : '';") or ""
         console = driver.get_log("browser")
-        return PageView(float(load_ms), console, list(sections), counts, int(broken), driver.title)
+        return PageView(float(load_ms), console, list(sections), counts, int(broken), driver.title, text)
 
 
 def _full_page_png(driver, path: Path) -> None:

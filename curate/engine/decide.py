@@ -428,7 +428,8 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
                                               [round(float(q), 8) for q in qs]))
         phase = run.phases.get(f"score:{stage.name}", {})
         stages[stage.name] = {
-            **stage.identity(), "class": class_path(stage), "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
+            **stage.identity(), "class": class_path(stage), "inputs": list(stage.inputs),  # the report shows them
+            "rows_in": sa["rows_in"], "scored": sa["rows_in"] - sa["errored"],
             "errored": sa["errored"], "errors": sa["errors"],
             "seconds": round(sa["seconds"], 3),
             "rows_per_s": round(sa["rows_in"] / sa["seconds"], 1) if sa["seconds"] else None,

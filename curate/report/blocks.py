@@ -18,9 +18,11 @@ from curate.report.view import RunDirectory, presenters
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
-def sections(view: RunDirectory, taken: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
-    """([{id, title, blocks}] in pipeline order, problems); ids that clash with `taken` get a suffix."""
-    found, problems = presenters(view)
+def sections(view: RunDirectory, taken: set[str], found: tuple[list[tuple[Presenter, list[Any]]], list[str]] | None = None
+             ) -> tuple[list[dict[str, Any]], list[str]]:
+    """([{id, title, blocks}] in pipeline order, problems); ids that clash with `taken` get a suffix. `found`: the
+    run's presenters, if already looked up (`view.presenters`)."""
+    found, problems = found if found is not None else presenters(view)
     out = []
     for presenter, members in found:
         blocks = presenter.section(view, members)
@@ -51,7 +53,14 @@ def _cell(v: Any) -> dict[str, Any]:
     return {"text": num(v), "left": False}
 
 
-def _prepare(b: Block, view: RunDirectory) -> dict[str, Any]:
+def prepare(b: Block) -> dict[str, Any]:
+    """A block that shows no rows of the run (no gallery) as the template's `block` macro reads it."""
+    if isinstance(b, Gallery):
+        raise TypeError("a gallery needs the run: use sections()")
+    return _prepare(b, None)
+
+
+def _prepare(b: Block, view: RunDirectory | None) -> dict[str, Any]:
     """A block as the template's `block` macro reads it."""
     if isinstance(b, Histogram):
         return {"kind": b.kind, "caption": b.caption, "alt": b.alt or f"histogram of {b.column}",

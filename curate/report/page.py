@@ -1,7 +1,6 @@
 """The report page: summary.json and the manifest statistics rendered through the Jinja template."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,22 +9,25 @@ import markupsafe
 import yaml
 
 from curate.layout import load_summary, manifest_parts
+from curate.policy import Policy
 from curate.presentation import num
 from curate.report import blocks, gallery, plots
+from curate.report.details import as_blocks
+from curate.report.narrative import counting_note, pct, where_rows_went
 from curate.report.sections import SECTIONS
 from curate.report.stats import (
+    MAX_PATTERNS,
     PER_GALLERY,
     keeps_above,
     pipeline_order,
     policy_cuts,
     scan_manifest,
 )
-from curate.report.view import RunDirectory
+from curate.report.view import RunDirectory, presenters
 from curate.storage import AnyPath
 
 _TEMPLATE = Path(__file__).with_name("page.html.j2")
 _ATTR = re.compile(r"[a-z][a-z0-9_-]*")
-_LIST_ITEMS = 40     # longer lists in summary details (e.g. per-cluster tables) are cut in the page
 
 
 def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> str:
@@ -43,17 +45,22 @@ def render(run_dir: AnyPath, seed: int = 0, per_gallery: int | None = None) -> s
     policies: dict[str, dict[str, Any]] = summary.get("policies", {})
     score_cols = list(dict.fromkeys(p["column"] for p in policies.values() if "column" in p))
     stats = scan_manifest(parts, seed=seed, per_gallery=per_gallery or PER_GALLERY, extra_columns=score_cols)
-    own, not_shown = blocks.sections(RunDirectory(run_dir, summary, seed, stats.outcomes), set(SECTIONS))
+    view = RunDirectory(run_dir, summary, seed, stats.outcomes)
+    found, problems = presenters(view)
+    own, not_shown = blocks.sections(view, set(SECTIONS), (found, problems))
+    words = {m.name: (presenter, m) for presenter, members in found for m in members if isinstance(m, Policy)}
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = num
-    env.filters["pct"] = lambda a, b: f"{100.0 * a / b:.1f}%" if b else "–"
+    env.filters["pct"] = pct
     env.filters["inline"] = blocks.inline
     env.filters["data_attrs"] = _data_attrs
     page = env.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(
         s=summary, nav=[*SECTIONS[:3], *[sec["id"] for sec in own], *SECTIONS[3:]],
         title=f"curate report: {summary.get('pipeline', run_dir.name)}",
-        accounting=_accounting(summary, stats), scores=_scores(stats, policies, _not_scores(summary)),
-        galleries=_galleries(stats, summary, run_dir, score_cols), timing=_timing(summary),
+        story=[blocks.inline(t) for t in where_rows_went(summary, stats.outcomes)],
+        counting=blocks.inline(counting_note()),
+        accounting=_accounting(summary, stats, words), scores=_scores(stats, policies, _not_scores(summary)),
+        galleries=_galleries(stats, summary, run_dir, score_cols, words), timing=_timing(summary),
         method_sections=own, not_shown=not_shown,
         config_yaml=yaml.safe_dump(summary.get("config", {}), sort_keys=False, allow_unicode=True),
         run_dir=str(run_dir))
@@ -70,29 +77,39 @@ def _data_attrs(attrs: dict[str, Any]) -> markupsafe.Markup:
     return markupsafe.Markup("").join(out)
 
 
-def _trim(value: Any) -> Any:
-    """Summary details for display: long lists cut to their first items with a count of the rest."""
-    if isinstance(value, dict):
-        return {k: _trim(v) for k, v in value.items()}
-    if isinstance(value, list):
-        items = [_trim(v) for v in value[:_LIST_ITEMS]]
-        return items + [f"... {len(value) - _LIST_ITEMS} more"] if len(value) > _LIST_ITEMS else items
-    return value
-
-
-def _details(entry: dict[str, Any], shown: set[str]) -> str:
+def _details(entry: dict[str, Any], shown: set[str], title: str = "") -> list[dict[str, Any]]:
+    """A summary entry's other keys as tables, ready for the template's `block` macro."""
     rest = {k: v for k, v in entry.items() if k not in shown}
-    return json.dumps(_trim(rest), indent=1, default=str) if rest else ""
+    return [blocks.prepare(b) for b in as_blocks(rest, title)] if rest else []
 
 
-def _accounting(summary: dict[str, Any], stats) -> dict[str, Any]:
+def _reasons(name: str, patterns: dict[str, int], words: dict[str, tuple[Any, Any]]) -> dict[str, int]:
+    """A policy's drop reasons (numbers as #) in its presenter's plain words, those that read the same summed."""
+    out: dict[str, int] = {}
+    for pattern, n in patterns.items():
+        plain = _plain(words, name, pattern)
+        out[plain] = out.get(plain, 0) + n
+    ranked = sorted(out.items(), key=lambda kv: -kv[1])
+    rest = sum(n for _, n in ranked[MAX_PATTERNS:])
+    return dict(ranked[:MAX_PATTERNS]) | ({f"{len(ranked) - MAX_PATTERNS} other reasons": rest} if rest else {})
+
+
+def _plain(words: dict[str, tuple[Any, Any]], policy: str, reason: str) -> str:
+    """A drop reason (or its pattern) in the words of its policy's presenter, if it has one."""
+    if policy not in words or not reason:
+        return reason
+    presenter, member = words[policy]
+    return presenter.reason(member, reason)
+
+
+def _accounting(summary: dict[str, Any], stats, words: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     r = summary["result"]
     policies = []
     for name, p in summary.get("policies", {}).items():
         policies.append({"name": name, "type": p.get("type"), "column": p.get("column"),
                          "in": p["in"], "kept": p["kept"], "dropped": p["dropped"], "errored": p["errored"],
                          "first_dropped": stats.outcomes.get(f"dropped: {name}", 0),
-                         "cuts": policy_cuts(p), "patterns": stats.patterns.get(name, {}),
+                         "cuts": policy_cuts(p), "patterns": _reasons(name, stats.patterns.get(name, {}), words),
                          "details": _details(p, {"type", "class", "column", "in", "kept", "dropped", "errored"})})
     stages = []
     for name, st in summary.get("stages", {}).items():
@@ -100,9 +117,8 @@ def _accounting(summary: dict[str, Any], stats) -> dict[str, Any]:
                        "rows_in": st.get("rows_in", 0), "scored": st.get("scored", 0), "errored": st.get("errored", 0),
                        "errors": st.get("errors", {}),
                        "first_errored": stats.outcomes.get(f"errored: {name}", 0),
-                       "params": json.dumps(st.get("params", {}), indent=1, default=str),
-                       "artifact": json.dumps(_trim(st.get("artifact")), indent=1, default=str)
-                       if st.get("artifact") else ""})
+                       "params": [blocks.prepare(b) for b in as_blocks(st.get("params", {}))],
+                       "artifact": _details({"artifact": st["artifact"]}, set()) if st.get("artifact") else []})
     names = ["run", *[p["name"] for p in policies]]
     fig = plots.accounting(names, [r["kept"], *[p["kept"] for p in policies]],
                            [r["dropped"], *[p["dropped"] for p in policies]],
@@ -133,7 +149,8 @@ def _scores(stats, policies: dict[str, dict[str, Any]], not_scores: set[str] = f
     return out
 
 
-def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: list[str]) -> list[dict[str, Any]]:
+def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: list[str],
+               words: dict[str, tuple[Any, Any]]) -> list[dict[str, Any]]:
     if stats.samples is None or stats.samples.height == 0:
         return []
     rows = gallery.fetch(stats.samples, summary, run_dir)
@@ -142,7 +159,7 @@ def _galleries(stats, summary: dict[str, Any], run_dir: AnyPath, score_cols: lis
         out[outcome] = {"outcome": outcome, "rows": [], "total": stats.outcomes[outcome],
                         "kind": outcome.split(":", 1)[0]}
     for r in rows:
-        why = r.get("error") or r.get("drop_reason") or ""
+        why = r.get("error") or _plain(words, r["outcome"].removeprefix("dropped: "), r.get("drop_reason") or "")
         scores = " · ".join(f"{c}={num(r[c])}" for c in score_cols if r.get(c) is not None)
         out[r["outcome"]]["rows"].append({"id": str(r["id"]), "shard": r["shard"], "why": why, "scores": scores,
                                           "thumb": r["thumb"], "text": r["text"], "note": r["note"]})

@@ -22,7 +22,8 @@ from kernels.hashing import hash_strings, mix64
 FINE_BINS = 1200      # sweep resolution; the plotted histogram merges them
 PLOT_BINS = 60
 PER_GALLERY = 12
-MAX_PATTERNS = 8      # reason patterns listed per policy; more distinct ones are not a useful breakdown
+MAX_PATTERNS = 8      # reasons listed per policy (after its presenter words them; the rest summed as one line)
+HELD_PATTERNS = 1000  # patterns kept per policy for that wording (ids in a reason make many patterns of one rule)
 KEPT = "kept"
 _NUMBER = re.compile(r"(?i)-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")  # (?i) inline: polars gets the pattern text
 _ENGINE = {"id", "shard", "keep", "drop_reason", "error"}
@@ -170,13 +171,12 @@ def _outcome_totals(outcome_counts: list[pl.DataFrame], policies: list[str], sta
 
 
 def _pattern_totals(pattern_counts: list[pl.DataFrame]) -> dict[str, dict[str, int]]:
-    """Rows per reason pattern of each dropping policy, most first; policies with more than MAX_PATTERNS left out."""
+    """Rows per reason pattern of each dropping policy, most first (the HELD_PATTERNS most frequent)."""
     out = {}
     pc_all = pl.concat(pattern_counts).group_by("outcome", "pattern").agg(pl.col("len").sum())
     for (outcome,), g in pc_all.group_by("outcome"):
-        g = g.sort("len", descending=True)
-        if g.height <= MAX_PATTERNS:
-            out[outcome.removeprefix("dropped: ")] = dict(zip(g["pattern"], g["len"]))
+        g = g.sort("len", "pattern", descending=[True, False]).head(HELD_PATTERNS)
+        out[outcome.removeprefix("dropped: ")] = dict(zip(g["pattern"], g["len"]))
     return out
 
 

@@ -61,6 +61,26 @@ class RunDirectory:
         entries = self.summary.get("policies", {})
         return [p for p in _ordered(entries, self.policies) if entries[p].get("column") == column]
 
+    def input_schema(self) -> pa.Schema:
+        from curate.dataset import Dataset
+
+        dataset = Dataset(self.summary["data"], format=self.summary.get("format"))
+        if not dataset.shards:
+            raise CurateError(f"{self.summary['data']} holds no shards any more")
+        return dataset.open(dataset.shards[0]).schema
+
+    def stage_inputs(self, name: str) -> tuple[str, ...]:
+        entry = self.summary.get("stages", {}).get(name)
+        if entry and "inputs" in entry:
+            return tuple(entry["inputs"])
+        if not entry or not entry.get("class"):  # a run written before summary.json named the inputs
+            return ()
+        try:
+            return tuple(_instance(entry["class"], entry.get("params", {}), name).inputs)
+        except (ImportError, AttributeError, CurateError, TypeError, ValueError) as e:
+            log.warning("stage %s cannot be rebuilt here (%s: %s)", name, type(e).__name__, e)
+            return ()
+
     def input_rows(self, shard: str, rows: Sequence[int], columns: Sequence[str]) -> pa.Table:
         from curate.dataset import Dataset
 
@@ -108,14 +128,24 @@ def _rebuild(kind: str, name: str, entry: Mapping[str, Any]) -> Any:
     path = entry.get("class")
     if not path:
         return None  # a run written before presenters: the generic tables only
+    if getattr(_class(path), "presenter", None) is None:
+        return None
+    return _instance(path, entry.get("params", {}) if kind == "stage" else entry, name)  # a policy's entry
+    #                                                                                     holds its parameters
+
+
+def _class(path: str) -> Any:
     module, _, qualname = path.partition(":")
     cls: Any = importlib.import_module(module)
     for attr in qualname.split("."):
         cls = getattr(cls, attr)
-    if getattr(cls, "presenter", None) is None:
-        return None
+    return cls
+
+
+def _instance(path: str, given: Mapping[str, Any], name: str) -> Any:
+    """The stage or policy of class `path` (`module:Name`) rebuilt from its recorded parameters."""
+    cls = _class(path)
     names = cls.param_names()
-    given = entry.get("params", {}) if kind == "stage" else entry  # a policy's entry holds its parameters
     params = {k: v for k, v in given.items() if k in names and k != "name"}
     return cls(**params, name=name) if "name" in names else cls(**params)
 

@@ -39,15 +39,14 @@ def demo_subset(tmp_path_factory) -> Path:
 
 
 PIPELINE_POLICIES = ("wfpp", "caption_length", "icc")
+DEMO_POLICIES = (curate.KeepFraction("wfpp.score", 0.8), curate.Threshold("caption_length.len", min=8),
+                 curate.KeepFraction("icc.score", 0.9))
 
 
 @pytest.fixture(scope="module")
 def demo_run(demo_subset, tmp_path_factory) -> Path:
     """WFPP, ICC (lexicon) and caption length over the subset: three policies, drops and errors."""
-    pipeline = curate.Pipeline(
-        [WFPP(t=1e-4, min_count=2), ICC(), caption_length],
-        [curate.KeepFraction("wfpp.score", 0.8), curate.Threshold("caption_length.len", min=8),
-         curate.KeepFraction("icc.score", 0.9)], id_column="id")
+    pipeline = curate.Pipeline([WFPP(t=1e-4, min_count=2), ICC(), caption_length], list(DEMO_POLICIES), id_column="id")
     out = tmp_path_factory.mktemp("demo-run")
     curate.run(pipeline, demo_subset, out, executor="local")
     write_report(out)
@@ -212,8 +211,13 @@ def test_galleries_show_real_thumbnails_and_each_rows_own_reason(demo_run):
             if outcome == "kept":
                 assert row["keep"] and not card["why"]
             elif outcome.startswith("dropped: "):
-                assert not row["keep"] and card["why"] == row["drop_reason"]
                 policy = outcome.removeprefix("dropped: ")
+                decider = next(p for p in DEMO_POLICIES if p.name == policy)
+                # the row's own reason, in its policy's plain words where it has a presenter (numbers kept)
+                words = decider.presenter.reason(decider, row["drop_reason"]) if decider.presenter else row["drop_reason"]
+                assert not row["keep"] and card["why"] == words
+                cut = re.search(r" cut (\S+?),? ", row["drop_reason"])
+                assert cut is None or cut.group(1) in words  # the wording keeps the row's numbers
                 earlier = PIPELINE_POLICIES[:PIPELINE_POLICIES.index(policy)]
                 assert row[f"keep.{policy}"] is False and all(row[f"keep.{q}"] for q in earlier)
             else:

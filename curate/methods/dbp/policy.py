@@ -11,6 +11,7 @@ from pydantic import Field
 
 from curate.errors import ConfigError
 from curate.methods.clustering import Order
+from curate.methods.dbp.presentation import QuotaPresenter
 from curate.methods.dbp.stage import PRESETS, Preset
 from curate.methods.hints import PolicyName
 from curate.policy import Policy, Rows, order_keys, scatter, tie_keys
@@ -60,6 +61,7 @@ class ClusterQuota(Policy):
     """Spend a row budget over concept clusters by complexity, keeping the least prototypical rows."""
 
     type = "cluster_quota"
+    presenter = QuotaPresenter()
 
     def __init__(self, column: Annotated[str, Field(description="the stage's dist column")] = "dbp.dist",
                  fraction: Annotated[float | None, Field(ge=0, le=1, description="the budget as a share of the "

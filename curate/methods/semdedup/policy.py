@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.methods.hints import PolicyName
+from curate.methods.semdedup.presentation import PRESENTER
 from curate.policy import Policy, Rows, scatter
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ class SemDeDupPolicy(Policy):
     """Remove a row whose cosine to an earlier row of its cluster exceeds 1 - epsilon (SemDeDup's rule)."""
 
     type = "semdedup"
+    presenter = PRESENTER
 
     def __init__(self,
                  column: Annotated[str, Field(description="the stage's max_sim_prev column")] = "semdedup.max_sim_prev",

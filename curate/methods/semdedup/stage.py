@@ -33,6 +33,7 @@ from curate.methods.clustering import (
     cluster_order,
 )
 from curate.methods.hints import Device, StageName
+from curate.methods.semdedup.presentation import PRESENTER
 from curate.policy import tie_keys
 from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ScoresFromShuffle
 from kernels.hashing import partition_of
@@ -52,6 +53,7 @@ class SemDeDup(ScoresFromShuffle, ClusterStage):
 
     type = "semdedup"
     version = "1"
+    presenter = PRESENTER
     outputs_key = META_PATHS  # the artifact metadata naming the reduce outputs (ScoresFromShuffle)
 
     unkeyed = frozenset({"tile", "partitions", "device"})  # how the work is cut, never the result
