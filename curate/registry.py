@@ -39,6 +39,7 @@ STAGES = {
     "c4": "curate.methods.webtext:C4",
     "fineweb": "curate.methods.webtext:FineWeb",
     "pii": "curate.methods.pii:PII",
+    "quality_classifier": "curate.methods.quality_classifier:QualityClassifier",
     "image_info": "curate.methods.images:ImageInfo",
 }
 
@@ -72,6 +73,7 @@ NEEDS = {
     "curate.methods.langid": "text",
     "curate.methods.tokens": "text",
     "curate.methods.webtext": "text",
+    "curate.methods.quality_classifier": "text",
 }
 
 # Parameter values that need an extra their stage's package does not: (stage type, parameter) -> value -> extra.
