@@ -11,9 +11,8 @@ import pytest
 import curate
 from curate.config import pipeline_from_dict
 from curate.errors import ConfigError
-from curate.methods.langid import LangID, Languages
+from curate.methods.langid import LangID, Languages, detectors
 from curate.methods.langid.codes import normalise
-from curate.methods.langid import detectors
 from curate.methods.langid.detectors import PACKAGES
 from curate.policy import Rows
 from testkit.helpers import write_shards
