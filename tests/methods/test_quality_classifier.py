@@ -16,7 +16,7 @@ from curate.errors import ConfigError, DataError
 from curate.methods.models import sha256_of
 from curate.methods.quality_classifier import QualityClassifier
 from curate.methods.quality_classifier import model as ft
-from curate.methods.quality_classifier.train import TrainParams, auroc, sidecar_path, train
+from curate.methods.quality_classifier.train import TrainParams, auroc, read_texts, sidecar_path, train
 from curate.policy import KeepFraction, Threshold
 from curate.report import write_report
 from curate.report.view import lines
@@ -222,3 +222,14 @@ def test_cli_trains_from_jsonl_csv_and_text_files_and_a_run_uses_the_model(tmp_p
     data = write_shards(tmp_path / "data", corpus(), 2)
     assert main(["run", str(config), "--data", str(data), "--out", str(tmp_path / "run"), "--executor", "local"]) == 0
     assert "quality_classifier: P(hq)" in capsys.readouterr().out
+
+
+def test_a_folder_is_read_as_a_dataset_unless_it_holds_only_text_files(tmp_path):
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "part-0.jsonl").write_text('{"text": "one"}\n{"text": null}\n{"text": "two"}\n')
+    (tmp_path / "shards" / "README.txt").write_text("not a document")
+    assert read_texts(tmp_path / "shards", "text") == (["one", "two"], 1)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "a.txt").write_text("first\ndocument")
+    (tmp_path / "plain" / "b.txt").write_text("  ")
+    assert read_texts(tmp_path / "plain", "text") == (["first\ndocument"], 1)

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from curate.dataset import Dataset
 from curate.errors import ConfigError, DataError
+from curate.formats import format_of
 from curate.methods.models import sha256_of
 from curate.methods.quality_classifier import model as ft
 
@@ -75,10 +76,15 @@ def sidecar_path(model: str | os.PathLike) -> Path:
 
 
 def _plain_files(path: Path) -> list[Path]:
+    """The .txt files to read as one document each: `path` itself, or those in a folder that holds no shard of
+    a dataset format (a folder of JSONL shards with a README.txt is a dataset)."""
     if path.is_file():
         return [path] if path.name.lower().endswith(PLAIN_SUFFIXES) else []
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(PLAIN_SUFFIXES)
-                  and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+    files = [p for p in sorted(path.rglob("*")) if p.is_file()
+             and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)]
+    if any(format_of(p.name) for p in files):
+        return []
+    return [p for p in files if p.name.lower().endswith(PLAIN_SUFFIXES)]
 
 
 def read_texts(path: str | os.PathLike, column: str) -> tuple[list[str], int]:
@@ -94,11 +100,11 @@ def read_texts(path: str | os.PathLike, column: str) -> tuple[list[str], int]:
         data = Dataset(where)
         texts = []
         for shard in data.shards:
-            table = data.read(shard, keep=False)
-            if column not in table.column_names:
+            reader = data.open(shard)
+            if column not in reader.schema.names:
                 raise DataError([f"train-classifier: {shard.rel} in {where} has no column {column!r} (columns: "
-                                 f"{', '.join(table.column_names)}); give --text-column"])
-            col = table.column(column)
+                                 f"{', '.join(reader.schema.names)}); give --text-column"])
+            col = reader.read([column]).column(column)
             if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)):
                 raise DataError([f"train-classifier: column {column!r} of {shard.rel} in {where} is {col.type}; "
                                  "needs text"])
