@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate.errors import ConfigError
 
@@ -74,12 +72,13 @@ def model_labels(path: Path) -> list[str]:
     return labels
 
 
-def prepare(column: pa.Array) -> pa.Array:
+def prepare(texts: list[str]) -> list[str]:
     """Texts as fastText reads them: one line each, so a newline becomes a space, exactly as DCLM
     (`text.replace("\\n", " ")`) and datatrove do before `predict` (fastText's Python API refuses a text with a
     newline, and a newline in training data ends the example). Nothing else changes: fastText splits words on
-    whitespace itself (`\\r`, tabs included), and case and punctuation are the model's business."""
-    return pc.replace_substring(column, "\n", " ")
+    whitespace itself (`\\r`, tabs included), and case and punctuation are the model's business. (Python's
+    `str.replace` here: about ten times faster than Arrow's `replace_substring` on documents.)"""
+    return [t.replace("\n", " ") for t in texts]
 
 
 def probabilities(model: Any, texts: list[str], label: str) -> np.ndarray:

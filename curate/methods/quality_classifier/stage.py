@@ -106,7 +106,7 @@ class QualityClassifier(Stage):
         null = column.is_null().to_numpy(zero_copy_only=False)
         blank = ~null & pc.fill_null(pc.match_substring_regex(column, r"^\s*$"), False).to_numpy(zero_copy_only=False)
         good = np.flatnonzero(~(null | blank))
-        texts = ft.prepare(column.take(pa.array(good, pa.int64()))).to_pylist()
+        texts = ft.prepare(column.take(pa.array(good, pa.int64())).to_pylist())
         score = np.zeros(batch.num_rows)
         score[good] = ft.probabilities(self._model, texts, self._label)
         error = np.where(null, ERR_NULL, np.where(blank, ERR_EMPTY, None))

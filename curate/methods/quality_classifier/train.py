@@ -187,10 +187,6 @@ def _fit(lines: list[str], params: TrainParams, out: Path) -> None:
         raise DataError([f"train-classifier: fastText failed ({said}); a lower --lr may help (was {params.lr})"])
 
 
-def _one_line(texts: list[str]) -> list[str]:
-    return ft.prepare(pa.array(texts, pa.large_string())).to_pylist()
-
-
 def train(positive: list[str], negative: list[str], out: str | os.PathLike, text_column: str = "text",
           label: str = "hq", negative_label: str = "lq", holdout: float = 0.1, balance: bool = True,
           max_negatives: int | None = None, params: TrainParams | None = None) -> dict[str, Any]:
@@ -210,7 +206,7 @@ def train(positive: list[str], negative: list[str], out: str | os.PathLike, text
     if not len(pos_train) or not len(neg_train):
         raise DataError([f"train-classifier: too few texts to train on both classes ({len(pos)} positive, {len(neg)} "
                          f"negative after sampling, holdout {holdout:g})"])
-    pos, neg = _one_line(pos), _one_line(neg)
+    pos, neg = ft.prepare(pos), ft.prepare(neg)
     lines = [f"{pos_label} {pos[i]}" for i in pos_train] + [f"{neg_label} {neg[i]}" for i in neg_train]
     lines = [lines[i] for i in rng.permutation(len(lines))]  # SGD sees the classes mixed
     out = Path(out).expanduser()
