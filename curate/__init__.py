@@ -6,6 +6,7 @@ Public API (everything else may change):
     TablesFitContext                    fit a stage on in-memory tables (tests, scripts)
     Threshold, KeepFraction, TopK       policies
     run, join, load_config              run a pipeline (or a config) over a dataset; Auto-FuzzyJoin two tables
+    train_classifier                    train a fastText quality classifier (`quality_classifier` stage's model)
     Executor                            the protocol `run(executor=...)` accepts beside "local" and "ray"
     load_manifest, load_summary, load_vectors, export   read and export results
     write_report                        the run's HTML report (report.html)
@@ -16,7 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from curate.api import DEFAULT_EXECUTOR, join, run
+    from curate.api import DEFAULT_EXECUTOR, join, run, train_classifier
     from curate.config import load_config
     from curate.engine.executor import Executor
     from curate.engine.export import export
@@ -46,7 +47,7 @@ __version__ = "0.1.0"
 # Imported on first use (PEP 562): a worker process that unpickles a task imports `curate.engine.units` and what
 # its stage needs, not the API, the config reader, Polars and the report (half a second per worker otherwise).
 _PUBLIC = {
-    "curate.api": ["DEFAULT_EXECUTOR", "join", "run"],
+    "curate.api": ["DEFAULT_EXECUTOR", "join", "run", "train_classifier"],
     "curate.config": ["load_config"],
     "curate.engine.executor": ["Executor"],
     "curate.engine.export": ["export"],
@@ -59,7 +60,7 @@ _PUBLIC = {
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 
 __all__ = ["Pipeline", "Stage", "stage", "Resources", "TablesFitContext", "Policy", "Threshold", "KeepFraction", "TopK",
-           "run", "join", "DEFAULT_EXECUTOR", "Executor", "load_config", "load_manifest", "load_summary", "load_vectors",
+           "run", "join", "train_classifier", "DEFAULT_EXECUTOR", "Executor", "load_config", "load_manifest", "load_summary", "load_vectors",
            "export", "write_report", "CurateError", "ConfigError", "DataError", "RunFailed", "StorageError", "RunLocked",
            "LeaseLost", "InternalError", "Progress"]
 

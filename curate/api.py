@@ -25,7 +25,7 @@ from curate.progress import Progress
 from curate.report import write_report
 from curate.storage import AnyPath, location
 
-__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "verify"]
+__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "train_classifier", "verify"]
 verify_run = verify  # (`run` has a parameter of that name)
 
 log = logging.getLogger(__name__)
@@ -146,3 +146,24 @@ def join(reference: str | os.PathLike | None = None, right: str | os.PathLike | 
     matched = Threshold(column=stage.column("matched"), min=1, name="matched")
     pipeline = Pipeline([stage], [matched], id_column=right_id, name="autofj-join")
     return run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers, report=report)
+
+
+def train_classifier(positive: list[str | os.PathLike], negative: list[str | os.PathLike], out: str | os.PathLike,
+                     text_column: str = "text", label: str = "hq", negative_label: str = "lq", holdout: float = 0.1,
+                     balance: bool = True, max_negatives: int | None = None, **params: Any) -> dict[str, Any]:
+    """Train a fastText quality classifier (the DCLM recipe): `positive` files hold the target corpus, `negative`
+    files the pool, sampled down to as many texts as the positives (`balance`) and at most `max_negatives`.
+    Files are JSONL, Parquet or CSV (column `text_column`) or plain .txt (one document each). Writes the model
+    at `out` and `<out>.json` (training files' sha256, counts, parameters, held-out metrics), which it returns;
+    `params` are fastText's (`epoch`, `ngrams`, `dim`, `lr`, `bucket`, `min_count`, `threads`, `seed`).
+    The model is what the `quality_classifier` stage's `model` names."""
+    registry.check_installed("stage", "quality_classifier")  # the text extra, else its install line
+    from curate.methods.quality_classifier.train import TrainParams, train
+
+    unknown = sorted(set(params) - set(TrainParams.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"train_classifier: unknown parameter(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(TrainParams.__dataclass_fields__)}")
+    return train([os.fspath(p) for p in positive], [os.fspath(p) for p in negative], out, text_column=text_column,
+                 label=label, negative_label=negative_label, holdout=holdout, balance=balance,
+                 max_negatives=max_negatives, params=TrainParams(**params))

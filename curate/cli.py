@@ -161,6 +161,27 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_classifier(args: argparse.Namespace) -> int:
+    from curate.api import train_classifier
+
+    params = {k: getattr(args, k) for k in ("epoch", "ngrams", "dim", "lr", "bucket", "min_count", "threads", "seed")}
+    record = train_classifier(args.positive, args.negative, args.out, text_column=args.text_column, label=args.label,
+                              negative_label=args.negative_label, holdout=args.holdout, balance=not args.no_balance,
+                              max_negatives=args.max_negatives, **params)
+    c, m = record["counts"], record["holdout_metrics"]
+    print(f"trained on {c['train_positive']:,} positive and {c['train_negative']:,} negative texts "
+          f"({c['negative']:,} of {c['negative_read']:,} negatives sampled; {c['blank_left_out']:,} blank left out)")
+    if m["rows"]:
+        shown = {k: "n/a" if m[k] is None else f"{m[k]:.4f}" for k in ("precision", "recall", "f1", "auroc")}
+        print(f"held out {c['holdout_positive']:,} positive, {c['holdout_negative']:,} negative: precision "
+              f"{shown['precision']}, recall {shown['recall']}, F1 {shown['f1']} at P >= {m['cut']:g}; "
+              f"AUROC {shown['auroc']}")
+    else:
+        print("nothing held out (--holdout 0): no metrics")
+    print(f"model: {args.out} (sha256 {record['model_sha256'][:16]}...); record: {args.out}.json")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from curate.api import verify
 
@@ -251,6 +272,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     _data_parser(sub)
     _join_parser(sub, command)
     _deploy_parser(sub)
+    _train_parser(sub)
     _reader_parsers(sub)
     return p
 
@@ -311,6 +333,33 @@ def _deploy_parser(sub: Any) -> None:
     dp.add_argument("--name", help="deployment name (default: the config's file name without .yaml)")
     _executor_options(dp, cluster=False)
     dp.set_defaults(func=_deploy)
+
+
+def _train_parser(sub: Any) -> None:
+    t = sub.add_parser("train-classifier", help="train a fastText quality classifier (DCLM recipe): positives from a "
+                                                "target corpus, negatives sampled from the pool")
+    t.add_argument("--positive", nargs="+", required=True, metavar="FILE",
+                   help="target-corpus files or folders: JSONL, Parquet, CSV (--text-column) or .txt (one document each)")
+    t.add_argument("--negative", nargs="+", required=True, metavar="FILE", help="pool files or folders, as --positive")
+    t.add_argument("--out", required=True, help="the model file to write (and OUT.json beside it)")
+    t.add_argument("--text-column", default="text", help="the text column of JSONL, Parquet and CSV files (default text)")
+    t.add_argument("--label", default="hq", help="the positives' label, the stage's `label` (default hq)")
+    t.add_argument("--negative-label", default="lq", help="the negatives' label (default lq)")
+    t.add_argument("--holdout", type=float, default=0.1, help="share of each class held out for the metrics (default 0.1)")
+    t.add_argument("--max-negatives", type=int, help="sample at most this many negatives")
+    t.add_argument("--no-balance", action="store_true",
+                   help="use every negative (default: sample as many negatives as there are positives)")
+    t.add_argument("--seed", type=int, default=0, help="sampling, split and fastText seed (default 0)")
+    t.add_argument("--epoch", type=int, default=5, help="fastText epochs (default 5)")
+    t.add_argument("--ngrams", type=int, default=2, help="fastText word n-grams (default 2, as DCLM)")
+    t.add_argument("--dim", type=int, default=100, help="fastText vector size (default 100)")
+    t.add_argument("--lr", type=float, default=0.1, help="fastText learning rate (default 0.1)")
+    t.add_argument("--bucket", type=int, default=2_000_000,
+                   help="fastText n-gram hash buckets (default 2,000,000: a model of bucket x dim x 4 bytes)")
+    t.add_argument("--min-count", type=int, default=1, help="fastText minimal word count (default 1)")
+    t.add_argument("--threads", type=int, default=1,
+                   help="fastText threads (default 1: reproducible; more are faster, not reproducible)")
+    t.set_defaults(func=_train_classifier)
 
 
 def _reader_parsers(sub: Any) -> None:

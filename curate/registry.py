@@ -40,6 +40,7 @@ STAGES = {
     "fineweb": "curate.methods.webtext:FineWeb",
     "pii": "curate.methods.pii:PII",
     "decontaminate": "curate.methods.decontaminate:Decontaminate",
+    "quality_classifier": "curate.methods.quality_classifier:QualityClassifier",
     "image_info": "curate.methods.images:ImageInfo",
 }
 
@@ -75,6 +76,7 @@ NEEDS = {
     "curate.methods.tokens": "text",
     "curate.methods.webtext": "text",
     "curate.methods.decontaminate": "text",  # numba (kernels/ngramindex.py)
+    "curate.methods.quality_classifier": "text",
 }
 
 # Parameter values that need an extra their stage's package does not: (stage type, parameter) -> value -> extra.

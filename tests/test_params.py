@@ -6,6 +6,7 @@ parameters that leave the key alone, and bad values are refused with a ConfigErr
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -32,7 +33,7 @@ def targets(tmp_path_factory) -> str:
 
 
 # (type, arguments): the minimal valid ones first, then some that leave the defaults. `{targets}` is the
-# path of a small target file the fixture writes.
+# path of a small target file the fixture writes, `{model}` a tiny fastText classifier trained beside it.
 STAGE_CASES = [
     ("wfpp", {}),
     ("wfpp", {"text_column": "text", "t": 1e-5, "min_count": 2, "max_tokens": 12, "partitions": 3, "name": "w"}),
@@ -87,6 +88,8 @@ STAGE_CASES = [
     ("c4", {"remove_citations": False, "min_words_per_line": -1, "max_word_length": 50, "filter_policy": False}),
     ("fineweb", {}),
     ("fineweb", {"short_line_length": 20}),
+    ("quality_classifier", {"model": "{model}"}),
+    ("quality_classifier", {"model": "{model}", "label": "__label__lq", "text_column": "body", "name": "qc"}),
     ("pii", {}),
     ("pii", {"text": "body", "kinds": ["secret", "email"], "name": "p"}),
     ("decontaminate", {"benchmarks": ["{targets}"], "benchmark_column": "body"}),
@@ -134,12 +137,26 @@ POLICY_CASES = [
 ]
 
 
+@functools.cache
+def _model(targets: str) -> str:
+    """A tiny fastText quality classifier beside the targets file (for `{model}`)."""
+    from curate.methods.quality_classifier.train import TrainParams, train
+
+    folder = Path(targets).parent
+    for name, texts in (("pos", ["def f returns x", "import the module"]), ("neg", ["buy cheap now", "click here"])):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    train([str(folder / "pos.jsonl")], [str(folder / "neg.jsonl")], folder / "model.bin", holdout=0,
+          params=TrainParams(dim=16, bucket=1024, epoch=1))
+    return str(folder / "model.bin")
+
+
 def _fill(value: Any, targets: str) -> Any:
     if isinstance(value, list):
         return [_fill(v, targets) for v in value]
     if isinstance(value, dict):
         return {k: _fill(v, targets) for k, v in value.items()}
-    return targets if value == "{targets}" else value
+    swap = {"{targets}": lambda: targets, "{model}": lambda: _model(targets)}
+    return swap[value]() if isinstance(value, str) and value in swap else value
 
 
 def _args(args: dict, targets: str) -> dict:

@@ -1,6 +1,8 @@
 """Install the project (with extras) into the Makefile's virtualenv: uv where it can be had, pip otherwise.
 
-    python tools/install.py VENV SPEC          e.g. tools/install.py .venv '.[embed,ray]'
+    python tools/install.py VENV SPEC [--no-deps]     e.g. tools/install.py .venv '.[embed,ray]'
+
+A SPEC starting with `.` is the project, installed editable; anything else is a requirement.
 
 uv resolves the same pins as pip about 6x faster (bench/results/install.md), but it does not read pip's
 configuration. Where this machine's pip is set up with local mirrors (find-links, extra indexes, constraints:
@@ -41,19 +43,20 @@ def uv_arguments(settings: dict[str, list[str]]) -> list[str]:
     return args
 
 
-def main(venv: str, spec: str) -> int:
+def main(venv: str, spec: str, *flags: str) -> int:
     python = Path(venv) / "bin" / "python"
     uv = Path(venv) / "bin" / "uv"
     pip = [str(python), "-m", "pip", "install", "-q"]
+    target = ["-e", spec] if spec.startswith(".") else [spec]
     if not uv.exists() and subprocess.run([*pip, UV]).returncode != 0:
         print("tools/install.py: uv could not be installed; installing with pip (slower)", file=sys.stderr)
     if uv.exists():
         env = {**os.environ, "VIRTUAL_ENV": str(Path(venv).resolve())}
-        cmd = [str(uv), "pip", "install", "-q", *uv_arguments(pip_settings(python)), "-e", spec]
+        cmd = [str(uv), "pip", "install", "-q", *uv_arguments(pip_settings(python)), *flags, *target]
         if subprocess.run(cmd, env=env).returncode == 0:
             return 0
         print("tools/install.py: uv failed (above); installing with pip", file=sys.stderr)
-    return subprocess.run([*pip, "-e", spec]).returncode
+    return subprocess.run([*pip, *flags, *target]).returncode
 
 
 if __name__ == "__main__":
