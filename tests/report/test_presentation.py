@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # added by the engine), `config` (summary.json's pipeline config, `curate run CONFIG`), `bytes` (`curate gc`),
 # `text` (a gallery card's text), `lines` (the CLI's and the page's printed lines), `count` (a tally), `format`
 # (the dataset's shard format, summary.json's `format`).
-GENERIC = {"error", "config", "bytes", "text", "lines", "count", "format", "item"}
+GENERIC = {"error", "config", "bytes", "text", "lines", "count", "format", "item", "ngrams"}
 # Arguments a stage needs to be built beyond placeholders for its required ones (one build per variant).
 BUILDS = {"embed": [{"model": "ViT-B-32", "random_init": True, "modality": m} for m in ("text", "image")],
           "decontaminate": [{"benchmarks": ["bench.jsonl"], "remove": m} for m in ("row", "span")]}
