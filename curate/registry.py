@@ -40,6 +40,8 @@ STAGES = {
     "fineweb": "curate.methods.webtext:FineWeb",
     "pii": "curate.methods.pii:PII",
     "image_info": "curate.methods.images:ImageInfo",
+    "clip_score": "curate.methods.clip_score:ClipScore",
+    "head": "curate.methods.clip_score:Head",
 }
 
 POLICIES = {
@@ -58,6 +60,7 @@ POLICIES = {
     "fineweb": "curate.methods.webtext:FineWebPolicy",
     "pii": "curate.methods.pii:PIIPolicy",
     "image_size": "curate.methods.images:ImageSize",
+    "clip_score": "curate.methods.clip_score:ClipScorePolicy",
 }
 
 # The extra each method package needs beyond the core (its stages and policies alike); others need the core only.
@@ -67,6 +70,7 @@ NEEDS = {
     "curate.methods.dbp": "embed",
     "curate.methods.sens": "embed",
     "curate.methods.el2n": "embed",
+    "curate.methods.clip_score": "embed",
     "curate.methods.autofj": "join",
     "curate.methods.dedup": "dedup",
     "curate.methods.langid": "text",
