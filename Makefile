@@ -50,7 +50,7 @@ data/fashion-mnist/.complete: | install debs
 	$(BIN)/curate data fashion-mnist --out data/fashion-mnist
 
 curate: install
-	@case "$(DATASET)" in demo|demo-sens) $(MAKE) --no-print-directory data/demo/.complete;; \
+	@case "$(DATASET)" in demo|demo-sens|datacomp-basic) $(MAKE) --no-print-directory data/demo/.complete;; \
 	  stdlib-code|fashion-mnist|web-text) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; \
 	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT)

@@ -76,6 +76,7 @@ def _scan(run: RunView, stage: Any, nearest: int = NEAREST) -> dict[str, Any]:
     column = stage.column("score")
     cuts = _cuts(run, column)
     cut = cuts[0][2] if cuts else None
+    decided = {"kept", f"dropped: {cuts[0][0]}"} if cuts else set()  # rows whose fate the cut decides
     scores, outcomes, near = [], [], {"above": [], "below": []}
     errored = 0
     for part in run.manifest([column, OUTCOME, ID, SHARD, ROW]):
@@ -85,7 +86,8 @@ def _scan(run: RunView, stage: Any, nearest: int = NEAREST) -> dict[str, Any]:
         scores.append(v)
         outcomes.append(np.asarray(part.column(OUTCOME).to_numpy(zero_copy_only=False), object))
         if nearest and cut is not None:
-            for side, mask in (("above", v >= cut), ("below", v < cut)):
+            mine = np.isin(outcomes[-1], list(decided))
+            for side, mask in (("above", mine & (v >= cut)), ("below", mine & (v < cut))):
                 idx = np.flatnonzero(mask)
                 pick = idx[np.argsort(np.abs(v[idx] - cut), kind="stable")[:nearest]]
                 near[side] += [(abs(v[j] - cut), part.column(SHARD)[j].as_py(), int(part.column(ROW)[j].as_py()),
@@ -101,10 +103,12 @@ def _histogram(column: str, d: dict[str, Any]) -> Histogram:
     lo, hi = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)
     lo, hi = min([lo, *(v for *_, v in d["cuts"])]), max([hi, *(v for *_, v in d["cuts"])])
     edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, BINS + 1)
-    kinds = ["kept", *sorted({o for o in outcomes.tolist() if o != "kept"})]
-    groups = {k: np.histogram(scores[outcomes == k], edges)[0] for k in kinds if (outcomes == k).any()}
+    mine = {f"dropped: {name}" for name, *_ in d["cuts"]}
+    masks = {"kept": outcomes == "kept", "dropped by the cut": np.isin(outcomes, list(mine)),
+             "dropped first by another policy": (outcomes != "kept") & ~np.isin(outcomes, list(mine))}
+    groups = {k: np.histogram(scores[m], edges)[0] for k, m in masks.items() if m.any()}
     return Histogram(column, groups, edges, list(d["cuts"]),
-                     caption="Rows by outcome: a row dropped by another policy first counts under that policy.")
+                     caption="Rows by outcome; a row dropped by several policies counts under the first.")
 
 
 def _part(run: RunView, stage: Any) -> Part:
@@ -123,7 +127,8 @@ def _part(run: RunView, stage: Any) -> Part:
     blocks += [Facts(facts), _histogram(stage.column("score"), d)]
     if d["cuts"]:
         name, label, cut = d["cuts"][0]
-        groups = [CardGroup(f"just {side} the cut ({name} {label} {cut:.4g})",
+        groups = [CardGroup(f"just {side} the cut ({name} {label} {cut:.4g}), among the rows every other policy "
+                            f"kept",
                             [Card(shard, row, id_, lines=[f"score {value:.4f}", outcome],
                                   highlight=side == "below") for _, shard, row, id_, value, outcome in d["near"][side]])
                   for side in ("above", "below") if d["near"][side]]

@@ -70,9 +70,12 @@ def _scan(run: RunView, stage: Any) -> dict[str, Any]:
 def _part(run: RunView, stage: Any) -> Part:
     d = _scan(run, stage)
     sides, ratios = _bounds(run, stage)
-    kinds = ["kept", *sorted({o for o in d["outcome"].tolist() if o != "kept"})]
-    groups = {k: (d["side"][d["outcome"] == k].tolist(), d["ratio"][d["outcome"] == k].tolist())
-              for k in kinds if (d["outcome"] == k).any()}
+    out = d["outcome"].astype(str)
+    mine = [f"dropped: {name}" for name in run.policies_reading(stage.column("width"))]
+    masks = {"kept": out == "kept", "dropped by image size": np.isin(out, mine),
+             "dropped first by another policy": np.char.startswith(out, "dropped: ") & ~np.isin(out, mine),
+             "errored in another stage": np.char.startswith(out, "errored: ")}
+    groups = {k: (d["side"][m].tolist(), d["ratio"][m].tolist()) for k, m in masks.items() if m.any()}
     blocks: list[Block] = [
         Text(f"Stage **{stage.name}**: {num(d['read'])} images read from their headers"
              + (f"; {num(sum(d['errors'].values()))} could not be read." if d["errors"] else ".")),
