@@ -185,3 +185,31 @@ def test_local_and_ray_give_the_same_manifest(tmp_path):
     run(tmp_path, config(), "local")
     run(tmp_path, config(), "ray", executor="ray")
     assert curate.load_manifest(tmp_path / "local").equals(curate.load_manifest(tmp_path / "ray"))
+
+
+def test_the_report_shows_the_size_scatter_the_score_histogram_and_pairs_around_the_cut(tmp_path):
+    import re
+
+    from curate.report import write_report
+
+    table = pairs()
+    texts = table.column("caption").to_pylist()
+    texts = [t if t is None else f"<b>{t}</b> & <script>x</script>" for t in texts]  # shown escaped
+    table = table.set_column(2, "caption", pa.array(texts, pa.string()))
+    write_shards(tmp_path / "data", table, 2)
+    cfg = config(policies=[{"type": "image_size", "min_side": 30, "max_aspect_ratio": 3},
+                           {"type": "keep_fraction", "column": "clip_score.score", "fraction": 0.5}])
+    cfg["stages"].insert(0, {"type": "image_info"})
+    run(tmp_path, cfg)
+    html = write_report(tmp_path / "run").read_text()
+    images = html[html.index('id="images"'):html.index('id="clip-score"')]
+    clip = html[html.index('id="clip-score"'):]
+    clip = clip[:clip.index("</section>")]
+    assert 'alt="image_info: shorter side vs aspect ratio"' in images and "not_an_image" in images
+    assert "random weights" in clip and 'alt="histogram of clip_score.score"' in clip
+    cards = re.findall(r'<div class="card( highlight)?"', clip)
+    rows = scores(tmp_path / "run")
+    decided = [k for k, r in rows.items() if r["keep"] or (r["drop_reason"] or "").startswith("clip_score.score")]
+    assert len(cards) == min(len(decided), 12) and len(cards) > 0
+    assert "<script>x" not in html and clip.count("&amp; &lt;script&gt;x&lt;/script&gt;") == len(cards)
+    assert clip.count('<img src="data:image/webp') == len(cards)  # each pair with its thumbnail
