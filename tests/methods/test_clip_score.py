@@ -184,7 +184,10 @@ def test_local_and_ray_give_the_same_manifest(tmp_path):
     pytest.importorskip("ray")
     run(tmp_path, config(), "local")
     run(tmp_path, config(), "ray", executor="ray")
-    assert curate.load_manifest(tmp_path / "local").equals(curate.load_manifest(tmp_path / "ray"))
+    a, b = curate.load_manifest(tmp_path / "local"), curate.load_manifest(tmp_path / "ray")
+    differ = {c: (a.column(c).to_pylist()[:3], b.column(c).to_pylist()[:3]) for c in a.column_names
+              if not a.column(c).equals(b.column(c))}
+    assert not differ
 
 
 def test_the_report_shows_the_size_scatter_the_score_histogram_and_pairs_around_the_cut(tmp_path):
