@@ -51,7 +51,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # (the dataset's shard format, summary.json's `format`).
 GENERIC = {"error", "config", "bytes", "text", "lines", "count", "format"}
 # Arguments a stage needs to be built beyond placeholders for its required ones (one build per variant).
-BUILDS = {"embed": [{"model": "ViT-B-32", "random_init": True, "modality": m} for m in ("text", "image")]}
+BUILDS = {"embed": [{"model": "ViT-B-32", "random_init": True, "modality": m} for m in ("text", "image")],
+          # a head's outputs are its `names`; the weights file must exist but is not read for them
+          "head": [{"names": ["aesthetic", "nsfw"], "weights": __file__}]}
 
 
 # --- report/ and cli.py hold no method's column names ---------------------------------------------------
@@ -62,7 +64,7 @@ def _outputs() -> dict[str, set[str]]:
         required = {k: "x" for k, s in cls.param_specs().items() if s.default is inspect.Parameter.empty}
         for extra in BUILDS.get(type_name, [{}]):
             try:
-                outputs = cls(**required, **extra).outputs
+                outputs = cls(**{**required, **extra}).outputs
             except curate.CurateError as e:
                 pytest.fail(f"stage {type_name} cannot be built to list its outputs (add it to BUILDS): {e}")
             for name in outputs:
