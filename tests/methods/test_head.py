@@ -144,3 +144,55 @@ def test_new_weights_re_score_and_the_path_alone_does_not(tmp_path, x):
     c = save(tmp_path / "c.safetensors", {"w.weight": np.full((1, 8), 2.0)})
     ident = [Head("e.vector", p, ["s"]).identity() for p in (a, str(b), c)]
     assert ident[0] == ident[1] and ident[0] != ident[2]
+
+
+def head_pipeline(tmp_path) -> tuple[dict, Path, np.ndarray]:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    images = []
+    for i in range(10):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (20 + i, 30, 3), np.uint8)).save(buf, "PNG")
+        images.append(buf.getvalue())
+    images[4] = b""
+    data = write_shards(tmp_path / "data", pa.table({"id": [f"r{i}" for i in range(10)],
+                                                    "image": pa.array(images, pa.binary())}), 2)
+    w = rng.normal(size=(2, 64))
+    weights = save(tmp_path / "head.safetensors", {"l.weight": w, "l.bias": np.array([0.5, -0.5])})
+    cfg = {"name": "h", "id_column": "id", "stages": [
+        {"type": "embed", "name": "embed_image", "modality": "image", "model": TINY, "random_init": True},
+        {"type": "head", "name": "aesthetic", "embedding": "embed_image.vector", "weights": weights,
+         "names": ["score", "other"], "activation": "sigmoid"}]}
+    return cfg, data, w
+
+
+def test_a_head_in_a_run_scores_the_stored_vectors_and_resumes(tmp_path):
+    cfg, data, w = head_pipeline(tmp_path)
+    pipeline, _ = pipeline_from_dict(cfg)
+    first = curate.run(pipeline, data, tmp_path / "run", executor="local")
+    rows = curate.load_manifest(tmp_path / "run").to_pylist()
+    x = curate.load_vectors(tmp_path / "run", "embed_image")
+    stored = {i: np.asarray(v, np.float32) for i, v in zip(x.column("id").to_pylist(), x.column("vector").to_pylist())
+              if v is not None}
+    for r in rows:
+        if r["id"] == "r4":
+            assert r["aesthetic.score"] is None and r["error"].startswith("embed_image: empty_bytes")
+            continue
+        v = stored[r["id"]] / np.linalg.norm(stored[r["id"]])
+        assert abs(r["aesthetic.score"] - 1 / (1 + np.exp(-(v @ w[0] + 0.5)))) < 1e-5
+    again = curate.run(pipeline, data, tmp_path / "run", executor="local")
+    assert first["stages"]["aesthetic"]["units_computed"] == 2
+    assert all(s["units_computed"] == 0 for s in again["stages"].values())
+
+
+@pytest.mark.slow
+def test_a_head_gives_the_same_manifest_local_and_on_ray(tmp_path):
+    pytest.importorskip("ray")
+    cfg, data, _ = head_pipeline(tmp_path)
+    pipeline, _ = pipeline_from_dict(cfg)
+    curate.run(pipeline, data, tmp_path / "local", executor="local")
+    curate.run(pipeline, data, tmp_path / "ray", executor="ray")
+    assert curate.load_manifest(tmp_path / "local").equals(curate.load_manifest(tmp_path / "ray"))
