@@ -109,8 +109,7 @@ class Head(Stage):
             self.layers  # noqa: B018 (read now: a bad file is refused when the config is built)
             return None  # a dataset column: checked against the shards at plan time (check_input)
         t = stage.outputs.get(self.embedding.split(".", 1)[1])
-        problem = None if t is None else self._width_problem(t, f"column {self.embedding!r} (stage {stage.name!r})")
-        return f"head {self.name!r}: {problem}" if problem else None
+        return None if t is None else self._width_problem(t, f"column {self.embedding!r} (stage {stage.name!r})")
 
     # --- work ---------------------------------------------------------------------------------
     def score(self, batch: pa.Table) -> pa.Table:
@@ -191,6 +190,6 @@ def _read(path: Path, name: str) -> dict[str, np.ndarray]:
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ValueError(f"holds a {type(state).__name__}, not a mapping of names to tensors")
         return {str(k): v.detach().float().numpy() for k, v in state.items()}
-    except Exception as e:  # noqa: BLE001 (a file we cannot read in any way is a config error, named)
+    except Exception as e:  # a file we cannot read in any way is a config error, named with the reason
         raise ConfigError(f"head {name!r}: cannot read weights {path}: not a safetensors file or a torch state "
                           f"dict of tensors ({type(e).__name__}: {str(e)[:200]})") from e

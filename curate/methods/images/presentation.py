@@ -62,9 +62,12 @@ def _scan(run: RunView, stage: Any) -> dict[str, Any]:
         side.append(np.minimum(w, h))
         ratio.append(np.asarray(part.column(cols[2]).to_numpy(zero_copy_only=False), np.float64)[pick])
         outcome.append(np.asarray(part.column(OUTCOME).to_numpy(zero_copy_only=False), object)[pick])
-    cat = (lambda xs, t: np.concatenate(xs) if xs else np.zeros(0, t))
-    return {"side": cat(side, np.float64), "ratio": cat(ratio, np.float64), "outcome": cat(outcome, object),
+    return {"side": _cat(side, np.float64), "ratio": _cat(ratio, np.float64), "outcome": _cat(outcome, object),
             "errors": errors, "read": read, "sampled": keep_p < 1}
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def _part(run: RunView, stage: Any) -> Part:
