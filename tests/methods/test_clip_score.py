@@ -216,3 +216,35 @@ def test_the_report_shows_the_size_scatter_the_score_histogram_and_pairs_around_
     assert len(cards) == min(len(decided), 12) and len(cards) > 0
     assert "<script>x" not in html and clip.count("&amp; &lt;script&gt;x&lt;/script&gt;") == len(cards)
     assert clip.count('<img src="data:image/webp') == len(cards)  # each pair with its thumbnail
+
+
+def test_the_datacomp_basic_config_applies_each_basic_rule_then_the_clip_top_fraction(tmp_path, monkeypatch):
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # the config names its model config relative to the repository
+    cfg = yaml.safe_load((root / "configs" / "datacomp-basic.yaml").read_text())
+    english = ["a red house with a green door", "a small dog running on the beach", "two birds sitting on a tree",
+               "the old car parked near the river", "a bowl of fresh fruit on the table",
+               "a woman reading a book in the park", "children playing football in the street",
+               "a cat sleeping on a warm blanket", "the city skyline at night with lights",
+               "a boat sailing across the calm lake"]
+    rows = {f"ok{i}": (noise_png(220 + i, 240, seed=i), text) for i, text in enumerate(english)}
+    rows.update({"german": (noise_png(230, 230, 20), "ein kleiner hund läuft über die straße und bellt laut"),
+                 "short": (noise_png(230, 230, 21), "a sunset"), "small": (noise_png(120, 300, 22), english[0]),
+                 "wide": (noise_png(700, 210, 23), english[1]), "broken": (b"\x89PNG\r\n\x1a\n", english[2])})
+    table = pa.table({"id": list(rows), "image": pa.array([v[0] for v in rows.values()], pa.binary()),
+                      "caption": [v[1] for v in rows.values()]})
+    data = write_shards(tmp_path / "data", table, 2)
+    pipeline, _ = pipeline_from_dict({**cfg, "data": str(data)})
+    summary = curate.run(pipeline, data, tmp_path / "run", executor="local")
+    out = {r["id"]: r for r in curate.load_manifest(tmp_path / "run").to_pylist()}
+    assert out["german"]["drop_reason"].startswith("language de")
+    assert out["short"]["keep.caption_words"] is False  # two words (langid may name the row first)
+    assert out["small"]["drop_reason"] == "image_size: min side 120 < 200"
+    assert out["wide"]["drop_reason"] == "image_size: aspect ratio 3.333 > 3"
+    assert out["broken"]["error"].startswith("image_info: ")
+    assert summary["policies"]["clip_score"]["kept"] == round(0.3 * 14)  # DataComp's top 30% of the valid scores
+    kept = {k for k, r in out.items() if r["keep"]}
+    assert kept <= {f"ok{i}" for i in range(10)} and summary["result"]["kept"] == len(kept) > 0
+    assert summary["stages"]["embed_image"]["params"]["random_init"] is True  # said plainly in the config
