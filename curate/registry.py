@@ -42,6 +42,8 @@ STAGES = {
     "decontaminate": "curate.methods.decontaminate:Decontaminate",
     "quality_classifier": "curate.methods.quality_classifier:QualityClassifier",
     "image_info": "curate.methods.images:ImageInfo",
+    "clip_score": "curate.methods.clip_score:ClipScore",
+    "head": "curate.methods.clip_score:Head",
 }
 
 POLICIES = {
@@ -61,6 +63,7 @@ POLICIES = {
     "pii": "curate.methods.pii:PIIPolicy",
     "decontaminate": "curate.methods.decontaminate:DecontaminatePolicy",
     "image_size": "curate.methods.images:ImageSize",
+    "clip_score": "curate.methods.clip_score:ClipScorePolicy",
 }
 
 # The extra each method package needs beyond the core (its stages and policies alike); others need the core only.
@@ -70,6 +73,7 @@ NEEDS = {
     "curate.methods.dbp": "embed",
     "curate.methods.sens": "embed",
     "curate.methods.el2n": "embed",
+    "curate.methods.clip_score": "embed",
     "curate.methods.autofj": "join",
     "curate.methods.dedup": "dedup",
     "curate.methods.langid": "text",

@@ -157,6 +157,11 @@ class Stage(Params):
         """Checked at plan time for each dataset column read: a problem ('is int64; needs a string') or None."""
         return None
 
+    def check_upstream(self, producers: Mapping[str, Stage]) -> str | None:
+        """Checked when the pipeline is built: `producers` maps each input column that an earlier stage writes to
+        that stage (read its parameters or `file_metadata`). A problem, saying how to fix it, or None."""
+        return None
+
     # --- the three calls ----------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> pa.Table | None:
         """Optional global pass; returns a small table (the artifact) or None."""

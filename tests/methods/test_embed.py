@@ -253,3 +253,12 @@ def test_device_cuda_is_checked_on_the_worker_not_where_the_config_is_built(tmp_
     path.unlink()  # the driver had them; this worker does not
     with pytest.raises(curate.ConfigError, match="not found on worker host"):
         moved.setup(None)
+
+
+def test_an_undecodable_images_error_names_no_memory_address():
+    from curate.methods.embed.images import decode
+    from curate.methods.image_files import ImageError
+
+    with pytest.raises(ImageError) as e:
+        decode(b"not an image")
+    assert str(e.value) == "undecodable_image: UnidentifiedImageError: cannot identify image file the image"

@@ -52,7 +52,9 @@ ROOT = Path(__file__).resolve().parents[2]
 GENERIC = {"error", "config", "bytes", "text", "lines", "count", "format", "item", "ngrams"}
 # Arguments a stage needs to be built beyond placeholders for its required ones (one build per variant).
 BUILDS = {"embed": [{"model": "ViT-B-32", "random_init": True, "modality": m} for m in ("text", "image")],
-          "decontaminate": [{"benchmarks": ["bench.jsonl"], "remove": m} for m in ("row", "span")]}
+          "decontaminate": [{"benchmarks": ["bench.jsonl"], "remove": m} for m in ("row", "span")],
+          # a head's outputs are its `names`; the weights file must exist but is not read for them
+          "head": [{"names": ["aesthetic", "nsfw"], "weights": __file__}]}
 
 
 # --- report/ and cli.py hold no method's column names ---------------------------------------------------

@@ -6,6 +6,7 @@ CMYK and animated images are valid: converted to RGB (first frame of an animatio
 """
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from curate.methods.image_files import ImageError, open_lazily, read_path
 # Pillow's own default: about 89.5 M pixels (a 0.25 GB RGBA bitmap).
 DEFAULT_MAX_PIXELS = 89_478_485
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+# Pillow's messages may name the stream object with its memory address (`<_io.BytesIO object at 0x7f...>`):
+# a row's error must not change from one run or worker to the next.
+_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background: str | None = None) -> Image.Image:
@@ -34,7 +38,7 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, background:
     except Image.DecompressionBombError as e:  # over twice Pillow's own limit: refused before decoding
         raise ImageError(f"image_too_large: {e}") from None
     except Exception as e:  # Pillow raises many types for bad data; each becomes this row's error
-        raise ImageError(f"undecodable_image: {type(e).__name__}: {e}") from None
+        raise ImageError(f"undecodable_image: {type(e).__name__}: {_ADDRESS.sub('the image', str(e))}") from None
     if background is not None and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, background)

@@ -1,10 +1,10 @@
 """Embedding workers (stage `embed`, docs/methods/embed.md): open_clip image/text towers and
 sentence-transformers text encoders, loaded from local files only, on GPU when the worker sees one.
 
-Vectors are data, not scores: `<name>.vector` (fixed_size_list<float16>[d], L2-normalised in float32
-before the cast) is stored with the stage's per-shard outputs for later stages to read and is left
-out of the manifest. The manifest gets `<name>.error`, `<name>.random_init` and, for images,
-`width`/`height`, for texts `n_tokens` (before truncation) and `truncated`.
+Vectors are data, not scores: `<name>.vector` (fixed_size_list<float16>[d], or float32 with
+`vector_dtype: float32`, L2-normalised in float32 before the cast) is stored with the stage's per-shard
+outputs for later stages to read and is left out of the manifest. The manifest gets `<name>.error`,
+`<name>.random_init` and, for images, `width`/`height`, for texts `n_tokens` (before truncation) and `truncated`.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from curate.methods.models import (
 )
 from curate.stage import Resources, Stage
 
+_ARROW = {"float16": pa.float16(), "float32": pa.float32()}
 HUB_HINT = ("weights must be a local checkpoint path; nothing is fetched from a hub "
             "(use random_init: true for plumbing tests)")
 
@@ -68,6 +69,9 @@ class Embed(Stage):
                                                                            "flattened onto")] = None,
                  max_pixels: Annotated[int, Field(ge=1, description="larger images are errors "
                                                                     "(image_too_large)")] = images.DEFAULT_MAX_PIXELS,
+                 vector_dtype: Annotated[Literal["float16", "float32"],
+                                         Field(description="how vectors are stored: float16 (half the disk; "
+                                                           "cosines within ~1e-3) or float32 (exact)")] = "float16",
                  cpus: Cpus = 1.0, gpus: Gpus = None):
         super().__init__(name or f"embed_{modality}")
         if backend == "sentence_transformers" and modality != "text":
@@ -78,7 +82,7 @@ class Embed(Stage):
         self.image_root = image_root
         self.batch_size, self.decode_workers = batch_size, decode_workers
         self.alpha_background, self.max_pixels = alpha_background, max_pixels
-        self.cpus, self.gpus = cpus, gpus
+        self.cpus, self.gpus, self.vector_dtype = cpus, gpus, vector_dtype
         # One GPU per worker unless told otherwise (0.25-0.5 suits ViT-B/32); the Ray executor runs
         # the workers on CPU when the cluster has no GPU.
         self.resources = Resources(cpus=cpus, gpus=(0.0 if device == "cpu" else 1.0) if gpus is None else gpus)
@@ -118,7 +122,13 @@ class Embed(Stage):
     def outputs(self) -> dict[str, pa.DataType]:
         shape = ({"width": pa.int32(), "height": pa.int32()} if self.modality == "image"
                  else {"n_tokens": pa.int32(), "truncated": pa.bool_()})
-        return {**shape, "random_init": pa.bool_(), "vector": pa.list_(pa.float16(), self.dim)}
+        return {**shape, "random_init": pa.bool_(), "vector": pa.list_(_ARROW[self.vector_dtype], self.dim)}
+
+    def keyed_params(self) -> dict[str, Any]:
+        keyed = super().keyed_params()
+        if keyed.get("vector_dtype") == "float16":  # the default keeps the keys runs had before the parameter
+            del keyed["vector_dtype"]
+        return keyed
 
     def depends_on(self) -> dict[str, Any]:
         return {"weights_sha256": self.weights_hash}
@@ -133,7 +143,9 @@ class Embed(Stage):
         return None
 
     def file_metadata(self) -> dict[str, str]:
-        return {"model": str(self.model or self.weights_path), "dim": str(self.dim),
+        # clip_score reads these from its upstream stages (check_upstream) to refuse vectors of two models.
+        return {"backend": self.backend, "modality": self.modality,
+                "model": str(self.model or self.weights_path), "dim": str(self.dim),
                 "weights_sha256": str(self.weights_hash), "random_init": str(self.random_init).lower()}
 
     # --- work ---------------------------------------------------------------------------------
@@ -177,8 +189,8 @@ class Embed(Stage):
             if not np.isfinite(norms[i]) or norms[i] == 0:
                 errors[i] = "nonfinite_embedding: the model returned a non-finite or zero vector"
         ok = np.array([e is None for e in errors])
-        unit = (vectors / np.where(ok, norms, 1.0)[:, None]).astype(np.float16)
-        flat = pa.array(unit.reshape(-1), pa.float16())
+        unit = (vectors / np.where(ok, norms, 1.0)[:, None]).astype(self.vector_dtype)
+        flat = pa.array(unit.reshape(-1), _ARROW[self.vector_dtype])
         vector = pa.FixedSizeListArray.from_arrays(flat, self.dim, mask=pa.array(~ok))
         out = {k: pa.array([v if ok[i] else None for i, v in enumerate(col)], self.outputs[k])
                for k, col in extra.items()}

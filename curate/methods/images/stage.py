@@ -17,6 +17,7 @@ from pydantic import Field
 
 from curate.methods.hints import Cpus, StageName
 from curate.methods.image_files import ImageError, read_path
+from curate.methods.images.presentation import ImageInfoPresenter
 from curate.methods.images.probe import DEFAULT_MAX_PIXELS, Info, probe
 from curate.stage import Resources, Stage
 
@@ -32,6 +33,7 @@ class ImageInfo(Stage):
 
     type = "image_info"
     version = "1"
+    presenter = ImageInfoPresenter()
     unkeyed = frozenset({"image_root", "workers", "cpus"})
 
     def __init__(self,
