@@ -33,6 +33,10 @@ HUB_HINT = ("weights must be a local checkpoint path; nothing is fetched from a 
 
 
 class Embed(Stage):
+    """Embeddings of a text or image column from a local open_clip or sentence-transformers model (GPU when
+    the worker has one): `<name>.vector` for later stages (semdedup, dbp, sens), L2-normalised, kept out of
+    the manifest. docs/methods/embed.md has the details."""
+
     type = "embed"
     version = "1"
     data_outputs = frozenset({"vector"})

@@ -71,7 +71,9 @@ def caption_errors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list
 
 
 class ICC(Stage):
-    """Image caption concreteness (docs/methods/icc.md); see the module docstring."""
+    """Image caption concreteness (Yanuka et al. 2024) from the caption alone, higher = more concrete:
+    a word-norm lexicon or MiniLM probe (proxies, marked `is_proxy`) or the authors' distilled student
+    from a local folder. docs/methods/icc.md has the details."""
 
     type = "icc"
     version = "1"
