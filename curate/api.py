@@ -61,9 +61,9 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
 
 def _check_path(key: str, value: str | os.PathLike, where: str) -> None:
     """Refuse a path the OS cannot take (a NUL byte) by its key, before anything opens it."""
-    if "\x00" in os.fspath(value):
-        raise ConfigError(f"`{key}` ({where}) is not a usable path: it contains a NUL byte (\\x00): "
-                          f"{os.fspath(value)!r}")
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else str(value)  # (an ObjectPath: its URI)
+    if "\x00" in text:
+        raise ConfigError(f"`{key}` ({where}) is not a usable path: it contains a NUL byte (\\x00): {text!r}")
 
 
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,

@@ -45,6 +45,11 @@ def _print_result(summary: dict, out: AnyPath) -> None:
     r = summary["result"]
     print(f"{summary['pipeline']}: {r['in']} rows -> kept {r['kept']}, dropped {r['dropped']}, "
           f"errored {r['errored']}" + (f", {r['failed_shard_rows']} in failed shards" if r["failed_shard_rows"] else ""))
+    not_read = summary.get("inputs", {}).get("not_read") or []
+    if not_read:
+        shown = ", ".join(not_read[:10]) + (f" and {len(not_read) - 10} more" if len(not_read) > 10 else "")
+        print(f"  note: {len(not_read)} file(s) in {summary['data']} are not {summary['format']} (`format:`) and were "
+              f"not read: {shown}")
     for name, s in summary["stages"].items():
         errs = ", ".join(f"{k} {v}" for k, v in s["errors"].items())
         print(f"  stage {name}: {s['scored']} scored, {s['errored']} errored{' (' + errs + ')' if errs else ''}, "
@@ -379,10 +384,35 @@ def main(argv: list[str] | None = None) -> int:
     except CurateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `curate summary --json | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 141
     except OSError as e:  # storage the engine did not write through its own checks (reading, listing)
-        print(f"error: {e.filename or ''}: {e.strerror or e}; nothing half-written is trusted: fix the cause and "
-              f"re-run", file=sys.stderr)
+        print(f"error: {_os_error(e, args)}", file=sys.stderr)
         return 1
+
+
+WRITERS = ("run", "join", "export", "report", "gc", "data", "deploy")  # commands that write into a run or dataset
+
+
+def _os_error(e: OSError, args: argparse.Namespace) -> str:
+    """The place (the file, else the URI or folder the command was given) and the reason; only commands that
+    write say what becomes of a half-written file."""
+    place = e.filename or next((str(v) for k in ("run_dir", "data", "out", "config")
+                                if (v := getattr(args, k, None))), "")
+    reason = e.strerror or (e.args[0] if e.args else type(e).__name__)
+    after = ("; nothing half-written is trusted: fix the cause and re-run" if args.command in WRITERS
+             else "; nothing was changed: fix the cause and try again")
+    return f"{place}: {reason}{after}" if place else f"{reason}{after}"
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit finds no broken pipe to report."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
