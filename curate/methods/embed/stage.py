@@ -85,7 +85,8 @@ class Embed(Stage):
         self.cpus, self.gpus = cpus, gpus
         # One GPU per worker unless told otherwise (0.25-0.5 suits ViT-B/32); the Ray executor runs
         # the workers on CPU when the cluster has no GPU.
-        self.resources = Resources(cpus=cpus, gpus=(0.0 if device == "cpu" else 1.0) if gpus is None else gpus)
+        self.resources = Resources(cpus=cpus, gpus=(0.0 if device == "cpu" else 1.0) if gpus is None else gpus,
+                                   gpus_optional=device == "auto" and gpus is None)
         self.weights, self.package = weights, package
         self._weights_path = _local_weights(self.name, weights, package, random_init)
         if backend == "open_clip":

@@ -132,7 +132,8 @@ class ICC(Stage):
             self._weights = str(weights)
         if backend == "icc-student":
             gpu_default = 0.0 if device == "cpu" else 1.0
-        self.resources = Resources(cpus=cpus, gpus=gpu_default if gpus is None else gpus)
+        self.resources = Resources(cpus=cpus, gpus=gpu_default if gpus is None else gpus,
+                                   gpus_optional=device == "auto" and gpus is None)
         self._scorer: Any = None
         self._encoder: Any = None
         self._oov: dict[str, float] = {}
