@@ -50,17 +50,34 @@ def _print_result(summary: dict, out: AnyPath) -> None:
         shown = ", ".join(not_read[:10]) + (f" and {len(not_read) - 10} more" if len(not_read) > 10 else "")
         print(f"  note: {len(not_read)} file(s) in {summary['data']} are not {summary['format']} (`format:`) and were "
               f"not read: {shown}")
-    for name, s in summary["stages"].items():
+    stages, policies = _pipeline_order(summary, out)
+    for name in stages:
+        s = summary["stages"][name]
         errs = ", ".join(f"{k} {v}" for k, v in s["errors"].items())
         print(f"  stage {name}: {s['scored']} scored, {s['errored']} errored{' (' + errs + ')' if errs else ''}, "
               f"{s['units_computed']} shard(s) computed, {s['units_reused']} reused")
-    for name, p in summary["policies"].items():
+    for name in policies:
+        p = summary["policies"][name]
         print(f"  policy {name} ({p['type']}): kept {p['kept']}, dropped {p['dropped']}, errored {p['errored']}")
     from curate.report.view import lines
 
     for line in lines(out, summary):  # what stages and policies with a presenter add (curate/presentation.py)
         print(line)
     _print_files(summary, out)
+
+
+def _pipeline_order(summary: dict, out: AnyPath) -> tuple[list[str], list[str]]:
+    """(stages, policies) in pipeline order: summary.json sorts its keys, the manifest's columns keep the order."""
+    from curate.layout import manifest_parts
+    from curate.report.stats import pipeline_order
+
+    parts = manifest_parts(out)
+    policies, stages = pipeline_order(parts[0].schema()) if parts else ([], [])
+
+    def ordered(names: list[str], table: dict) -> list[str]:
+        return [n for n in names if n in table] + [n for n in table if n not in names]
+
+    return ordered(stages, summary["stages"]), ordered(policies, summary["policies"])
 
 
 def _print_files(summary: dict, out: AnyPath) -> None:
