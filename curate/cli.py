@@ -1,5 +1,9 @@
-"""curate: score and prune large training sets. `curate run CONFIG` scores a dataset and writes a manifest of
-every row's scores and keep decision; the other commands join tables, export and inspect runs."""
+"""curate: score and prune large training sets. `curate run CONFIG` scores every row of a dataset and writes a
+manifest of its scores and keep decision (and the curated rows, and an HTML report); re-run it with other policy
+settings and it decides again in seconds. `curate join` links a table to a reference table. A finished run is
+read with `summary`, `report` and `export`, checked with `verify` and trimmed with `gc`; `stages` lists what a
+config may use; `data` builds a bundled dataset; `deploy` schedules a config in the Prefect UI.
+`curate COMMAND --help` says more."""
 from __future__ import annotations
 
 import argparse
@@ -37,7 +41,11 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from curate.report import write_report
 
-    print(f"report:   {write_report(args.run_dir, args.out, seed=args.seed)}")
+    if args.old_out is not None:
+        log.warning("curate report: --out is renamed --output (it is a file, where --out is a run directory for "
+                    "run, join and deploy); the old name still works in this release and will be removed in the "
+                    "next (see CHANGELOG.md)")
+    print(f"report:   {write_report(args.run_dir, args.output or args.old_out, seed=args.seed)}")
     return 0
 
 
@@ -144,10 +152,26 @@ def _join(args: argparse.Namespace) -> int:
         log.warning("curate join: --id is renamed --right-id; the old name still works in this release and will be "
                     "removed in the next (see CHANGELOG.md)")
     right_id = args.right_id or args.old_id or "id"
+    params.update(_join_settings(args.set))
     summary = api.join(args.reference, args.right, args.on, args.out, right_id=right_id, executor=args.executor,
-                       ray_address=args.ray_address, workers=args.workers, shards=args.shards, report=True, **params)
+                       ray_address=args.ray_address, workers=args.workers, shards=args.shards, report=True,
+                       verify=args.verify, **params)
     _print_join(summary, location(args.out))
     return 0
+
+
+def _join_settings(items: list[str]) -> dict[str, Any]:
+    """`--set PARAM=VALUE` (or `stages.autofj.PARAM=VALUE`, as in `curate run`) for the join's autofj stage."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        name = key.removeprefix("stages.autofj.")
+        if not sep or not name or "." in name:
+            raise CurateError(f"--set {item!r}: expected PARAM=VALUE (an autofj parameter, see `curate stages`)")
+        out[name] = yaml.safe_load(text)
+    return out
 
 
 def _print_join(summary: dict, out: AnyPath) -> None:
@@ -217,7 +241,15 @@ def _export(args: argparse.Namespace) -> int:
 
     if not (args.kept_ids or args.removed_ids or args.materialize):
         raise CurateError("nothing to export: give --kept-ids, --removed-ids and/or --materialize")
-    print(json.dumps(export(args.run_dir, args.kept_ids, args.removed_ids, args.materialize, args.parquet), indent=1))
+    result = export(args.run_dir, args.kept_ids, args.removed_ids, args.materialize, args.parquet)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    for kind, path in (("kept", args.kept_ids), ("removed", args.removed_ids)):
+        if path:
+            print(f"{kind} ids:  {result.get(f'{kind}_ids', 0):,} -> {path}")
+    if args.materialize:
+        print(f"curated:  {result.get('materialized_rows', 0):,} rows -> {result.get('materialized_to', args.materialize)}")
     return 0
 
 
@@ -280,8 +312,10 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
 def _run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="run a pipeline config over a dataset")
     r.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
-    r.add_argument("--data", help="dataset folder or URI of Parquet shards (default: the config's `data`)")
-    r.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
+    r.add_argument("--data", metavar="PATH|URI",
+                   help="the dataset: a folder, file or URI (s3://, gs://) of Parquet, JSONL, CSV or WebDataset "
+                        "shards, by file suffix or the config's `format:` (default: the config's `data`)")
+    r.add_argument("--out", metavar="DIR", help="run directory, a folder or URI (default: runs/<pipeline name>)")
     _executor_options(r)
     r.add_argument("--unit-timeout", type=float, metavar="SECONDS",
                    help="ray: a unit with no result after this long is presumed lost (a lost node, a stuck worker) "
@@ -303,8 +337,8 @@ def _data_parser(sub: Any) -> None:
                                 "(the web-text pipeline); "
                                 "fashion-mnist: 60k+10k labelled images (Debian dataset-fashion-mnist; EL2N); "
                                 "autofj-synth: 100k names and 100k corrupted rows (Auto-FuzzyJoin)")
-    d.add_argument("--out")
-    d.add_argument("--shards", type=int, default=16)
+    d.add_argument("--out", metavar="DIR", help="where to build it (default: data/<name>)")
+    d.add_argument("--shards", type=int, default=16, help="how many shards to write (default 16)")
     d.set_defaults(func=_data)
 
 
@@ -313,10 +347,15 @@ def _join_parser(sub: Any, command: str | None) -> None:
     j.add_argument("reference", help="reference table L: CSV file, Parquet file or folder")
     j.add_argument("right", help="table R: CSV file, Parquet file or folder of shards")
     j.add_argument("--on", action="append", required=True, help="join column (repeat for several)")
-    j.add_argument("--out", required=True, help="run directory")
+    j.add_argument("--out", metavar="DIR", required=True, help="run directory, a folder or URI")
     j.add_argument("--right-id", default=None, help="id column of R (default id)")
     j.add_argument("--id", dest="old_id", default=None, help=argparse.SUPPRESS)  # the old name of --right-id
     j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
+    j.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                   help="set an autofj parameter as `curate run --set` does (`precision_target=0.8`, or "
+                        "`stages.autofj.precision_target=0.8`); values are YAML (repeat for several)")
+    j.add_argument("--verify", action="store_true",
+                   help="re-hash every stored output and input shard first; damaged units are recomputed")
     _executor_options(j)
     if command in (None, "join"):
         _stage_options(j, "autofj", skip={"reference", "on", "name"})
@@ -325,41 +364,46 @@ def _join_parser(sub: Any, command: str | None) -> None:
 
 def _deploy_parser(sub: Any) -> None:
     dp = sub.add_parser("deploy", help="serve a scheduled Prefect deployment of a config (needs a Prefect server: "
-                                       "make ui); runs show in the Prefect UI with the summary and report link")
+                                       "make ui); runs show in the Prefect UI with the run's summary")
     dp.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
     dp.add_argument("--data", help="dataset folder or URI (default: the config's `data`)")
-    dp.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
+    dp.add_argument("--out", metavar="DIR", help="run directory, a folder or URI (default: runs/<pipeline name>)")
     dp.add_argument("--cron", required=True, help="when to run, a cron schedule: '0 3 * * *' is 03:00 daily")
     dp.add_argument("--name", help="deployment name (default: the config's file name without .yaml)")
     _executor_options(dp, cluster=False)
     dp.set_defaults(func=_deploy)
 
 
+RUN_DIR_HELP = "a finished run's directory (its --out) or URI, e.g. runs/demo"
+
+
 def _reader_parsers(sub: Any) -> None:
     """The commands that read a finished run (RUN_DIR), and `stages`."""
     v = sub.add_parser("verify", help="re-hash a run's outputs; damaged units are marked for the next run")
-    v.add_argument("run_dir")
+    v.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     v.set_defaults(func=_verify)
     g = sub.add_parser("gc", help="reclaim a finished run's fit intermediates (fit maps, shuffles); policies "
                                   "still re-run in seconds")
-    g.add_argument("run_dir")
+    g.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     g.set_defaults(func=_gc)
     t = sub.add_parser("stages", help="list every stage and policy with its parameters (docs/reference.md)")
     t.set_defaults(func=_stages)
     e = sub.add_parser("export", help="id lists or the curated dataset from a run")
-    e.add_argument("run_dir")
-    e.add_argument("--kept-ids")
-    e.add_argument("--removed-ids")
-    e.add_argument("--materialize", help="folder for the kept rows, same schema and format as the input")
+    e.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    e.add_argument("--kept-ids", metavar="FILE", help="write the kept rows' ids here, one per line")
+    e.add_argument("--removed-ids", metavar="FILE", help="write the dropped and errored rows' ids here, one per line")
+    e.add_argument("--materialize", metavar="DIR", help="folder for the kept rows, same schema and format as the input")
     e.add_argument("--parquet", action="store_true", help="materialize as Parquet whatever the input's format")
+    e.add_argument("--json", action="store_true", help="print what was written as JSON instead of text")
     e.set_defaults(func=_export)
     s = sub.add_parser("summary", help="print a run's summary")
-    s.add_argument("run_dir")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    s.add_argument("--json", action="store_true", help="print summary.json whole (every count, timing and setting)")
     s.set_defaults(func=_summary)
     h = sub.add_parser("report", help="write a run's HTML report (curate run writes it too)")
-    h.add_argument("run_dir")
-    h.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
+    h.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    h.add_argument("--output", "-o", metavar="FILE", help="the HTML file to write (default: RUN_DIR/report.html)")
+    h.add_argument("--out", dest="old_out", default=None, help=argparse.SUPPRESS)  # the old name of --output
     h.add_argument("--seed", type=int, default=0, help="which rows the galleries and dedup groups sample (default 0)")
     h.set_defaults(func=_report)
 
