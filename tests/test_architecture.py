@@ -9,7 +9,6 @@ from pathlib import Path
 import grimp
 
 import curate
-
 from curate import registry
 from curate.reference import reference, reference_file
 
