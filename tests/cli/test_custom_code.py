@@ -59,3 +59,19 @@ def test_a_custom_filter_imports_from_the_current_or_the_config_folder(tmp_path,
         sys.modules.pop(f"{package}.filters", None)
         sys.modules.pop(package, None)
     assert "mine: 40 rows" in capsys.readouterr().out
+
+
+def test_curate_deploy_loads_a_custom_filter_from_the_current_folder(tmp_path, monkeypatch, bare_sys_path):
+    """`curate deploy` loads the config when it builds the deployment (flows/deploy.py): the same imports."""
+    pytest.importorskip("prefect")
+    from flows.deploy import deployment
+
+    _package(tmp_path, "mypackage_deploy")
+    config = _config(tmp_path / "configs" / "my.yaml", "mypackage_deploy", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    try:
+        d = deployment(config, cron="0 3 * * *")
+    finally:
+        sys.modules.pop("mypackage_deploy.filters", None)
+        sys.modules.pop("mypackage_deploy", None)
+    assert d.name == "my" and d.parameters["config"] == str(config)
