@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
-from curate.storage import AnyPath, location
+from curate.storage import AnyPath, location, place_of
 
 log = logging.getLogger("curate")
 THIRD_PARTY_LOGGERS = ("py.warnings", "open_clip", "root.open_clip", "transformers", "sentence_transformers", "PIL",
@@ -326,11 +326,11 @@ WRITERS = ("run", "join", "export", "report", "gc", "data", "deploy")  # command
 def _os_error(e: OSError, args: argparse.Namespace) -> str:
     """The place (the file, else the URI or folder the command was given) and the reason; only commands that
     write say what becomes of a half-written file."""
-    place = e.filename or next((str(v) for k in ("run_dir", "data", "out", "config")
+    place = place_of(e) or next((str(v) for k in ("run_dir", "data", "out", "config")
                                 if (v := getattr(args, k, None))), "")
     reason = e.strerror or (e.args[0] if e.args else type(e).__name__)
     after = ("; nothing half-written is trusted: fix the cause and re-run" if args.command in WRITERS
-             else "; nothing was changed: fix the cause and try again")
+             else "; fix the cause and try again")
     return f"{place}: {reason}{after}" if place else f"{reason}{after}"
 
 

@@ -61,7 +61,7 @@ class ObjectPath:
                               f"`?region=...&endpoint_override=host:port&scheme=http` and credentials from "
                               f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or `?access_key=...&secret_key=...`)") from None
         except OSError as e:  # (resolving a bucket's region asks the network)
-            e.filename = e.filename or safe
+            named(e, safe)
             raise
         return cls(fs, path, parts.scheme, shown)
 
@@ -122,8 +122,7 @@ class ObjectPath:
         try:
             yield
         except OSError as e:
-            if e.filename is None:
-                e.filename = str(self)
+            named(e, str(self))
             raise
 
     def _info(self) -> pafs.FileInfo:
@@ -193,6 +192,18 @@ class ObjectPath:
 
 
 AnyPath = Path | ObjectPath
+
+
+def named(e: OSError, place: str) -> None:
+    """Record where an OSError happened (`e.place`), for the message the front door prints; its own text is kept
+    (setting `filename` would turn pyarrow's reason into "[Errno None] None")."""
+    if not getattr(e, "place", None) and e.filename is None:
+        e.place = place
+
+
+def place_of(e: OSError) -> str | None:
+    """Where an OSError happened: its file, else the URI `named` recorded."""
+    return e.filename or getattr(e, "place", None)
 
 
 def _with_secrets(parts: urllib.parse.SplitResult, secrets: dict[str, str], shown: str, safe: str) -> str:
