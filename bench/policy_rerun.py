@@ -64,7 +64,7 @@ def main() -> int:
     out = {"base": args.base, "repeats": args.repeats, "runs": results,
            "wall_s": {k: {"min": w[0], "median": statistics.median(w), "max": w[-1]} for k, w in walls.items()},
            "ratio_median": round(statistics.median(walls["base"]) / statistics.median(walls["current"]), 2),
-           "note": "a shared 2-core machine (other sessions' load); wall times include imports, export and report"}
+           "note": "A shared 2-core machine (other sessions' load); wall times include imports, export and report"}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "policy_rerun.json").write_text(json.dumps(out, indent=1) + "\n")
     md = ["# Policy-only re-run of the demo, default executor (ray)", "",
