@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("sentence_transformers")
 
-from curate.methods.embed import Embed  # noqa: E402
-from curate.methods.embed.stage import _declared_dim  # noqa: E402
-from curate.methods.models import load_sentence_transformer  # noqa: E402
+from curate.methods.embed import Embed
+from curate.methods.embed.stage import _declared_dim
+from curate.methods.models import load_sentence_transformer
 
 
 def test_the_declared_width_is_the_loaded_models_and_unusual_folders_fall_back(tmp_path):
