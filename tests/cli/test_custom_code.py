@@ -2,7 +2,6 @@
 from the config's folder, with no PYTHONPATH: the `curate` script's sys.path holds neither."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -35,8 +34,9 @@ def _config(path: Path, package: str, data: Path) -> Path:
 
 @pytest.fixture
 def bare_sys_path(monkeypatch):
-    """sys.path as the installed `curate` script has it: no current directory."""
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd(), ".")])
+    """sys.path as the installed `curate` script has it: no entry that means the current directory (`python -m
+    pytest` puts '' first, which would find the test's project after its chdir)."""
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
 
 
 @pytest.mark.parametrize("where", ["cwd", "config_folder"])
