@@ -22,7 +22,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install debs debs-demo curate test lint reference bench ui clean
+.PHONY: install debs debs-demo curate test lint reference readme-check bench ui clean
 
 # One stamp per set of extras; tools/install.py uses uv (same pins as pip, ~6x faster), pip where uv fails.
 $(BIN)/.installed-%: pyproject.toml tools/install.py
@@ -84,6 +84,10 @@ test: install $(BIN)/.installed-lid176 debs
 lint: install
 	$(BIN)/ruff check curate flows kernels tests bench testkit
 	$(BIN)/lint-imports
+
+# The README's command list run top to bottom on a small dataset (CPU, no network, ~40 s; also in `make test`).
+readme-check: install
+	$(BIN)/python -m pytest -q tests/test_readme.py
 
 # docs/reference.md from the registry (a test checks it is fresh).
 reference: install

@@ -61,9 +61,9 @@ def resolve(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | No
 
 def _check_path(key: str, value: str | os.PathLike, where: str) -> None:
     """Refuse a path the OS cannot take (a NUL byte) by its key, before anything opens it."""
-    if "\x00" in os.fspath(value):
-        raise ConfigError(f"`{key}` ({where}) is not a usable path: it contains a NUL byte (\\x00): "
-                          f"{os.fspath(value)!r}")
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else str(value)  # (an ObjectPath: its URI)
+    if "\x00" in text:
+        raise ConfigError(f"`{key}` ({where}) is not a usable path: it contains a NUL byte (\\x00): {text!r}")
 
 
 def run(pipeline: Pipeline | str | os.PathLike, data: str | os.PathLike | None = None,
@@ -122,12 +122,14 @@ def _executor(executor: str | Executor, ray_address: str | None, workers: int | 
 
 def join(reference: str | os.PathLike | None = None, right: str | os.PathLike | None = None,
          on: list[str] | None = None, out: str | os.PathLike | None = None, right_id: str = "id",
-         executor: str | Executor = DEFAULT_EXECUTOR, ray_address: str | None = None, workers: int | None = None, shards: int = 4, report: bool = False, left: str | os.PathLike | None = None,
+         executor: str | Executor = DEFAULT_EXECUTOR, ray_address: str | None = None, workers: int | None = None,
+         shards: int = 4, report: bool = False, left: str | os.PathLike | None = None, verify: bool = False,
          **stage_params: Any) -> dict[str, Any]:
     """Auto-FuzzyJoin R against the reference table L (`reference`): fit and apply; the manifest goes to `out`.
 
     `stage_params` are the `autofj` stage's parameters (`precision_target`, `reference_id`, ...). A CSV R is
     split into `shards` Parquet files under `<out>/input` first. A `matched` policy keeps the matched rows.
+    `verify` re-hashes the stored outputs first, as `run(verify=True)`.
     """
     if left is not None:
         renamed("left", "reference", "curate.join")
@@ -141,11 +143,16 @@ def join(reference: str | os.PathLike | None = None, right: str | os.PathLike | 
 
     out = location(out)
     data = csv_as_shards(right, out / "input", shards)
+    unknown = sorted(set(stage_params) - set(AutoFJ.param_names()))
+    if unknown:
+        raise ConfigError(f"autofj has no parameter {', '.join(map(repr, unknown))}; its parameters: "
+                          f"{', '.join(AutoFJ.param_names())} (`curate stages`)")
     stage = AutoFJ(reference=str(reference), on=list(on), **stage_params)
     # kept = matched, so the summary's kept/dropped/errored are the join's matched/unmatched/errored rows
     matched = Threshold(column=stage.column("matched"), min=1, name="matched")
     pipeline = Pipeline([stage], [matched], id_column=right_id, name="autofj-join")
-    return run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers, report=report)
+    return run(pipeline, data, out, executor=executor, ray_address=ray_address, workers=workers, report=report,
+               verify=verify)
 
 
 def train_classifier(positive: list[str | os.PathLike], negative: list[str | os.PathLike], out: str | os.PathLike,

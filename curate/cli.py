@@ -1,9 +1,13 @@
-"""curate: score and prune large training sets. `curate run CONFIG` scores a dataset and writes a manifest of
-every row's scores and keep decision; the other commands join tables, export and inspect runs."""
+"""curate: score and prune large training sets. `curate run CONFIG` scores every row of a dataset and writes a
+manifest of its scores and keep decision (and the curated rows, and an HTML report); re-run it with other policy
+settings and it decides again in seconds. `curate join` links a table to a reference table. A finished run is
+read with `summary`, `report` and `export`, checked with `verify` and trimmed with `gc`; `stages` lists what a
+config may use; `data` builds a bundled dataset; `deploy` schedules a config in the Prefect UI;
+`train-classifier` trains a fastText quality classifier for the `quality_classifier` stage.
+`curate COMMAND --help` says more."""
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
-from curate.storage import AnyPath, location
+from curate.storage import AnyPath, location, place_of
 
 log = logging.getLogger("curate")
 THIRD_PARTY_LOGGERS = ("py.warnings", "open_clip", "root.open_clip", "transformers", "sentence_transformers", "PIL",
@@ -37,7 +41,11 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from curate.report import write_report
 
-    print(f"report:   {write_report(args.run_dir, args.out, seed=args.seed)}")
+    if args.old_out is not None:
+        log.warning("curate report: --out is renamed --output (it is a file, where --out is a run directory for "
+                    "run, join and deploy); the old name still works in this release and will be removed in the "
+                    "next (see CHANGELOG.md)")
+    print(f"report:   {write_report(args.run_dir, args.output or args.old_out, seed=args.seed)}")
     return 0
 
 
@@ -45,17 +53,39 @@ def _print_result(summary: dict, out: AnyPath) -> None:
     r = summary["result"]
     print(f"{summary['pipeline']}: {r['in']} rows -> kept {r['kept']}, dropped {r['dropped']}, "
           f"errored {r['errored']}" + (f", {r['failed_shard_rows']} in failed shards" if r["failed_shard_rows"] else ""))
-    for name, s in summary["stages"].items():
+    not_read = summary.get("inputs", {}).get("not_read") or []
+    if not_read:
+        shown = ", ".join(not_read[:10]) + (f" and {len(not_read) - 10} more" if len(not_read) > 10 else "")
+        print(f"  note: {len(not_read)} file(s) in {summary['data']} are not {summary['format']} (`format:`) and were "
+              f"not read: {shown}")
+    stages, policies = _pipeline_order(summary, out)
+    for name in stages:
+        s = summary["stages"][name]
         errs = ", ".join(f"{k} {v}" for k, v in s["errors"].items())
         print(f"  stage {name}: {s['scored']} scored, {s['errored']} errored{' (' + errs + ')' if errs else ''}, "
               f"{s['units_computed']} shard(s) computed, {s['units_reused']} reused")
-    for name, p in summary["policies"].items():
+    for name in policies:
+        p = summary["policies"][name]
         print(f"  policy {name} ({p['type']}): kept {p['kept']}, dropped {p['dropped']}, errored {p['errored']}")
     from curate.report.view import lines
 
     for line in lines(out, summary):  # what stages and policies with a presenter add (curate/presentation.py)
         print(line)
     _print_files(summary, out)
+
+
+def _pipeline_order(summary: dict, out: AnyPath) -> tuple[list[str], list[str]]:
+    """(stages, policies) in pipeline order: summary.json sorts its keys, the manifest's columns keep the order."""
+    from curate.layout import manifest_parts
+    from curate.report.stats import pipeline_order
+
+    parts = manifest_parts(out)
+    policies, stages = pipeline_order(parts[0].schema()) if parts else ([], [])
+
+    def ordered(names: list[str], table: dict) -> list[str]:
+        return [n for n in names if n in table] + [n for n in table if n not in names]
+
+    return ordered(stages, summary["stages"]), ordered(policies, summary["policies"])
 
 
 def _print_files(summary: dict, out: AnyPath) -> None:
@@ -122,10 +152,26 @@ def _join(args: argparse.Namespace) -> int:
         log.warning("curate join: --id is renamed --right-id; the old name still works in this release and will be "
                     "removed in the next (see CHANGELOG.md)")
     right_id = args.right_id or args.old_id or "id"
+    params.update(_join_settings(args.set))
     summary = api.join(args.reference, args.right, args.on, args.out, right_id=right_id, executor=args.executor,
-                       ray_address=args.ray_address, workers=args.workers, shards=args.shards, report=True, **params)
+                       ray_address=args.ray_address, workers=args.workers, shards=args.shards, report=True,
+                       verify=args.verify, **params)
     _print_join(summary, location(args.out))
     return 0
+
+
+def _join_settings(items: list[str]) -> dict[str, Any]:
+    """`--set PARAM=VALUE` (or `stages.autofj.PARAM=VALUE`, as in `curate run`) for the join's autofj stage."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        name = key.removeprefix("stages.autofj.")
+        if not sep or not name or "." in name:
+            raise CurateError(f"--set {item!r}: expected PARAM=VALUE (an autofj parameter, see `curate stages`)")
+        out[name] = yaml.safe_load(text)
+    return out
 
 
 def _print_join(summary: dict, out: AnyPath) -> None:
@@ -216,7 +262,15 @@ def _export(args: argparse.Namespace) -> int:
 
     if not (args.kept_ids or args.removed_ids or args.materialize):
         raise CurateError("nothing to export: give --kept-ids, --removed-ids and/or --materialize")
-    print(json.dumps(export(args.run_dir, args.kept_ids, args.removed_ids, args.materialize, args.parquet), indent=1))
+    result = export(args.run_dir, args.kept_ids, args.removed_ids, args.materialize, args.parquet)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    for kind, path in (("kept", args.kept_ids), ("removed", args.removed_ids)):
+        if path:
+            print(f"{kind} ids:  {result.get(f'{kind}_ids', 0):,} -> {path}")
+    if args.materialize:
+        print(f"curated:  {result.get('materialized_rows', 0):,} rows -> {result.get('materialized_to', args.materialize)}")
     return 0
 
 
@@ -231,164 +285,16 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _executor_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
-    from curate.api import DEFAULT_EXECUTOR
-    from curate.engine.executor import EXECUTORS
-
-    p.add_argument("--executor", choices=list(EXECUTORS), default=DEFAULT_EXECUTOR,
-                   help=f"where units run (default {DEFAULT_EXECUTOR}; local when Ray is not installed)")
-    if not cluster:
-        return
-    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--workers", type=int, help="at most this many workers per stage")
-
-
-def _stage_options(p: argparse.ArgumentParser, type_name: str, skip: set[str]) -> None:
-    """One `--<param>` option per parameter of a registered stage, spelled as in YAML (`_` -> `-`)."""
-    import yaml
-
-    from curate import registry
-    from curate.params import type_text
-
-    cls = registry.lookup("stage", type_name)
-    for name, spec in cls.param_specs().items():
-        if name in skip:
-            continue
-        flag = "--" + name.replace("_", "-")
-        default = "" if spec.default is inspect.Parameter.empty else f" (default {spec.default!r})"
-        help_ = f"{spec.doc or name} [{type_text(spec.hint)}]{default}; YAML `{name}`"
-        takes_flag = "bool" in type_text(spec.hint)  # `--minhash-lsh` alone means true
-        p.add_argument(flag, dest=f"p_{name}", metavar=name.upper(), type=yaml.safe_load, nargs="?" if takes_flag else None,
-                       const=True if takes_flag else None, default=None, help=help_)
+HANDLERS = {"run": _run, "data": _data, "join": _join, "deploy": _deploy, "verify": _verify, "gc": _gc,
+            "stages": _stages, "export": _export, "summary": _summary, "report": _report,
+            "train-classifier": _train_classifier}
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; given the `command` about to run, `join`'s options (read from the autofj stage,
-    which needs the join extra) are added only when that command is `join`, so other commands never import it."""
-    p = argparse.ArgumentParser(prog="curate", description=__doc__)
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    sub = p.add_subparsers(dest="command", required=True)
-    _run_parser(sub)
-    _data_parser(sub)
-    _join_parser(sub, command)
-    _deploy_parser(sub)
-    _train_parser(sub)
-    _reader_parsers(sub)
-    return p
+    """The whole command line (curate/cli_parser.py); `join`'s stage options only when `command` is `join`."""
+    from curate.cli_parser import build
 
-
-def _run_parser(sub: Any) -> None:
-    r = sub.add_parser("run", help="run a pipeline config over a dataset")
-    r.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
-    r.add_argument("--data", help="dataset folder or URI of Parquet shards (default: the config's `data`)")
-    r.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
-    _executor_options(r)
-    r.add_argument("--unit-timeout", type=float, metavar="SECONDS",
-                   help="ray: a unit with no result after this long is presumed lost (a lost node, a stuck worker) "
-                        "and retried elsewhere (default: 10x the slowest finished unit of its phase, at least 2 "
-                        "minutes); YAML `unit_timeout`")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value: `stages.<name>.<param>=v`, `policies.<name>.<param>=v` or a "
-                        "top-level key (`batch_size=1000`); values are YAML (repeat for several)")
-    r.add_argument("--verify", action="store_true",
-                   help="re-hash every stored output and input shard first; damaged units are recomputed")
-    r.set_defaults(func=_run)
-
-
-def _data_parser(sub: Any) -> None:
-    d = sub.add_parser("data", help="build a bundled real dataset")
-    d.add_argument("name", help="demo: openclipart image-caption pairs (Debian openclipart-svg/-png); "
-                                "stdlib-code: stdlib .py + Python docs + fortunes chunks (ZIP-FIT); "
-                                "web-text: licences, man pages, Python docs, code, fortunes, translations "
-                                "(the web-text pipeline); "
-                                "fashion-mnist: 60k+10k labelled images (Debian dataset-fashion-mnist; EL2N); "
-                                "autofj-synth: 100k names and 100k corrupted rows (Auto-FuzzyJoin)")
-    d.add_argument("--out")
-    d.add_argument("--shards", type=int, default=16)
-    d.set_defaults(func=_data)
-
-
-def _join_parser(sub: Any, command: str | None) -> None:
-    j = sub.add_parser("join", help="Auto-FuzzyJoin: link each row of R to at most one row of L (CSV or Parquet)")
-    j.add_argument("reference", help="reference table L: CSV file, Parquet file or folder")
-    j.add_argument("right", help="table R: CSV file, Parquet file or folder of shards")
-    j.add_argument("--on", action="append", required=True, help="join column (repeat for several)")
-    j.add_argument("--out", required=True, help="run directory")
-    j.add_argument("--right-id", default=None, help="id column of R (default id)")
-    j.add_argument("--id", dest="old_id", default=None, help=argparse.SUPPRESS)  # the old name of --right-id
-    j.add_argument("--shards", type=int, default=4, help="shards to split a CSV R into")
-    _executor_options(j)
-    if command in (None, "join"):
-        _stage_options(j, "autofj", skip={"reference", "on", "name"})
-    j.set_defaults(func=_join)
-
-
-def _deploy_parser(sub: Any) -> None:
-    dp = sub.add_parser("deploy", help="serve a scheduled Prefect deployment of a config (needs a Prefect server: "
-                                       "make ui); runs show in the Prefect UI with the summary and report link")
-    dp.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
-    dp.add_argument("--data", help="dataset folder or URI (default: the config's `data`)")
-    dp.add_argument("--out", help="run directory (default: runs/<pipeline name>)")
-    dp.add_argument("--cron", required=True, help="when to run, a cron schedule: '0 3 * * *' is 03:00 daily")
-    dp.add_argument("--name", help="deployment name (default: the config's file name without .yaml)")
-    _executor_options(dp, cluster=False)
-    dp.set_defaults(func=_deploy)
-
-
-def _train_parser(sub: Any) -> None:
-    t = sub.add_parser("train-classifier", help="train a fastText quality classifier (DCLM recipe): positives from a "
-                                                "target corpus, negatives sampled from the pool")
-    t.add_argument("--positive", nargs="+", required=True, metavar="FILE",
-                   help="target-corpus files or folders: JSONL, Parquet, CSV (--text-column) or .txt (one document each)")
-    t.add_argument("--negative", nargs="+", required=True, metavar="FILE", help="pool files or folders, as --positive")
-    t.add_argument("--out", required=True, help="the model file to write (and OUT.json beside it)")
-    t.add_argument("--text-column", default="text", help="the text column of JSONL, Parquet and CSV files (default text)")
-    t.add_argument("--label", default="hq", help="the positives' label, the stage's `label` (default hq)")
-    t.add_argument("--negative-label", default="lq", help="the negatives' label (default lq)")
-    t.add_argument("--holdout", type=float, default=0.1, help="share of each class held out for the metrics (default 0.1)")
-    t.add_argument("--max-negatives", type=int, help="sample at most this many negatives")
-    t.add_argument("--no-balance", action="store_true",
-                   help="use every negative (default: sample as many negatives as there are positives)")
-    t.add_argument("--seed", type=int, default=0, help="sampling, split and fastText seed (default 0)")
-    t.add_argument("--epoch", type=int, default=5, help="fastText epochs (default 5)")
-    t.add_argument("--ngrams", type=int, default=2, help="fastText word n-grams (default 2, as DCLM)")
-    t.add_argument("--dim", type=int, default=100, help="fastText vector size (default 100)")
-    t.add_argument("--lr", type=float, default=0.1, help="fastText learning rate (default 0.1)")
-    t.add_argument("--bucket", type=int, default=2_000_000,
-                   help="fastText n-gram hash buckets (default 2,000,000: a model of bucket x dim x 4 bytes)")
-    t.add_argument("--min-count", type=int, default=1, help="fastText minimal word count (default 1)")
-    t.add_argument("--threads", type=int, default=1,
-                   help="fastText threads (default 1: reproducible; more are faster, not reproducible)")
-    t.set_defaults(func=_train_classifier)
-
-
-def _reader_parsers(sub: Any) -> None:
-    """The commands that read a finished run (RUN_DIR), and `stages`."""
-    v = sub.add_parser("verify", help="re-hash a run's outputs; damaged units are marked for the next run")
-    v.add_argument("run_dir")
-    v.set_defaults(func=_verify)
-    g = sub.add_parser("gc", help="reclaim a finished run's fit intermediates (fit maps, shuffles); policies "
-                                  "still re-run in seconds")
-    g.add_argument("run_dir")
-    g.set_defaults(func=_gc)
-    t = sub.add_parser("stages", help="list every stage and policy with its parameters (docs/reference.md)")
-    t.set_defaults(func=_stages)
-    e = sub.add_parser("export", help="id lists or the curated dataset from a run")
-    e.add_argument("run_dir")
-    e.add_argument("--kept-ids")
-    e.add_argument("--removed-ids")
-    e.add_argument("--materialize", help="folder for the kept rows, same schema and format as the input")
-    e.add_argument("--parquet", action="store_true", help="materialize as Parquet whatever the input's format")
-    e.set_defaults(func=_export)
-    s = sub.add_parser("summary", help="print a run's summary")
-    s.add_argument("run_dir")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=_summary)
-    h = sub.add_parser("report", help="write a run's HTML report (curate run writes it too)")
-    h.add_argument("run_dir")
-    h.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
-    h.add_argument("--seed", type=int, default=0, help="which rows the galleries and dedup groups sample (default 0)")
-    h.set_defaults(func=_report)
+    return build(HANDLERS, __doc__, command)
 
 
 class Terminated(BaseException):
@@ -428,10 +334,35 @@ def main(argv: list[str] | None = None) -> int:
     except CurateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `curate summary --json | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 141
     except OSError as e:  # storage the engine did not write through its own checks (reading, listing)
-        print(f"error: {e.filename or ''}: {e.strerror or e}; nothing half-written is trusted: fix the cause and "
-              f"re-run", file=sys.stderr)
+        print(f"error: {_os_error(e, args)}", file=sys.stderr)
         return 1
+
+
+WRITERS = ("run", "join", "export", "report", "gc", "data", "deploy")  # commands that write into a run or dataset
+
+
+def _os_error(e: OSError, args: argparse.Namespace) -> str:
+    """The place (the file, else the URI or folder the command was given) and the reason; only commands that
+    write say what becomes of a half-written file."""
+    place = place_of(e) or next((str(v) for k in ("run_dir", "data", "out", "config")
+                                if (v := getattr(args, k, None))), "")
+    reason = e.strerror or (e.args[0] if e.args else type(e).__name__)
+    after = ("; nothing half-written is trusted: fix the cause and re-run" if args.command in WRITERS
+             else "; fix the cause and try again")
+    return f"{place}: {reason}{after}" if place else f"{reason}{after}"
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit finds no broken pipe to report."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,15 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     return pipeline, cfg.data
 
 
+def user_code_paths(config: Path) -> None:
+    """Let `module:attr` types import from the current directory and the config's folder: appended to
+    sys.path (after the installed packages, so a local folder never shadows one), once, for the whole process
+    (a custom module may import its siblings later, when it scores)."""
+    for folder in (Path.cwd(), config.resolve().parent):
+        if str(folder) not in sys.path and os.fspath(folder) not in sys.path:
+            sys.path.append(str(folder))
+
+
 def _entry_name(section: str, entry: dict[str, Any]) -> str:
     """A config entry's name as the pipeline will call it: `name`, else a stage's type or a policy's column stage."""
     if entry.get("name"):
@@ -155,8 +165,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> tuple[Pipeline, str | None]:
-    """Read a YAML config (with `--set` overrides); a relative `data` path is resolved against the current directory."""
+    """Read a YAML config (with `--set` overrides); a relative `data` path is resolved against the current directory.
+
+    A `type: module:function` is imported as `python -m` would from the current directory, then from the
+    config file's folder (`user_code_paths`), so a custom filter beside the config needs no PYTHONPATH."""
     path = Path(path)
+    user_code_paths(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as e:

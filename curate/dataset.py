@@ -133,6 +133,7 @@ class Dataset:
                 other.append(rel)
                 continue
             shards.append(Shard(fi.path, rel, fi.size, fi.mtime_ns or 0, fmt))
+        self.not_read = sorted(other)  # (summary.json's inputs.not_read: every run's result names them)
         if other and (self.uri, format) not in _warned:  # (once per process: the report lists the folder again)
             _warned.add((self.uri, format))
             shown = ", ".join(sorted(other)[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")

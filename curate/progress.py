@@ -27,8 +27,9 @@ class Progress:
 class Bar:
     def __init__(self, progress: Progress, phase: str, rows: int, shards: int):
         self.progress, self.phase, self.shards_total = progress, phase, shards
-        self.shards_done = self.reused = self.failed = self.rows = 0
+        self.shards_done = self.reused = self.failed = self.rows = self.rows_reused = 0
         self.t0 = time.perf_counter()
+        self._stats: dict[str, Any] | None = None  # once closed: `close` again returns these, tells no one again
         self._bar = tqdm(total=rows, desc=phase, unit="rows", unit_scale=True, dynamic_ncols=True,
                          disable=not progress.enabled, file=sys.stderr,
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} rows "
@@ -39,17 +40,24 @@ class Bar:
         self.reused += reused
         self.failed += failed
         self.rows += rows
+        self.rows_reused += rows if reused else 0
         self._bar.update(rows)
         self._bar.set_postfix_str(f"shards {self.shards_done}/{self.shards_total}"
                                   + (f", {self.reused} reused" if self.reused else "")
                                   + (f", {self.failed} FAILED" if self.failed else ""), refresh=False)
 
     def close(self) -> dict[str, Any]:
+        """The phase's numbers, told to the listener once (a second close, e.g. the `with` after an explicit
+        close, returns the same numbers). The rate counts the rows computed here: reused shards took no time."""
+        if self._stats is not None:
+            return self._stats
         self._bar.close()
         seconds = time.perf_counter() - self.t0
-        stats = {"phase": self.phase, "rows": self.rows, "shards": self.shards_done, "reused": self.reused,
-                 "failed": self.failed, "seconds": round(seconds, 3),
-                 "rows_per_s": round(self.rows / seconds, 1) if seconds > 0 else None}
+        computed = self.rows - self.rows_reused
+        self._stats = stats = {
+            "phase": self.phase, "rows": self.rows, "shards": self.shards_done, "reused": self.reused,
+            "failed": self.failed, "seconds": round(seconds, 3),
+            "rows_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None}
         if self.progress.listener:
             self.progress.listener(stats)
         return stats

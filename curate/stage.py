@@ -58,6 +58,9 @@ class Resources:
 
     cpus: float = 1.0
     gpus: float = 0.0
+    # True: the GPUs are wanted where there are some (`device: auto`), and a machine without one is no
+    # surprise to warn about; False (an explicit `gpus:` or `device: cuda`): the executor warns on CPU.
+    gpus_optional: bool = False
 
 
 class FitContext:

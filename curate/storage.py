@@ -19,12 +19,15 @@ import tempfile
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import xxhash
+
+from curate.errors import ConfigError
 
 SECRET_OPTIONS = {"access_key", "secret_key", "session_token"}
 SEAL = "seal"
@@ -45,11 +48,22 @@ class ObjectPath:
 
     @classmethod
     def from_uri(cls, uri: str) -> ObjectPath:
-        fs, path = pafs.FileSystem.from_uri(uri)
-        query = urllib.parse.urlsplit(uri).query
+        parts = urllib.parse.urlsplit(uri)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         # the URI's options (endpoint_override, scheme, region, ...) stay in its text, its secrets do not
-        shown = [(k, v) for k, v in urllib.parse.parse_qsl(query) if k not in SECRET_OPTIONS]
-        return cls(fs, path, uri.split("://", 1)[0], urllib.parse.urlencode(shown))
+        secrets = {k: v for k, v in query if k in SECRET_OPTIONS}
+        shown = urllib.parse.urlencode([(k, v) for k, v in query if k not in SECRET_OPTIONS])
+        safe = urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, shown, ""))
+        try:
+            fs, path = pafs.FileSystem.from_uri(_with_secrets(parts, secrets, shown, safe) if secrets else uri)
+        except (pa.ArrowInvalid, ValueError) as e:  # (never the URI's text in the message: it may hold a secret)
+            raise ConfigError(f"{safe}: not a usable storage URI ({_redacted(str(e), secrets)}); S3 takes "
+                              f"`?region=...&endpoint_override=host:port&scheme=http` and credentials from "
+                              f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or `?access_key=...&secret_key=...`)") from None
+        except OSError as e:  # (resolving a bucket's region asks the network)
+            named(e, safe)
+            raise
+        return cls(fs, path, parts.scheme, shown)
 
     def _at(self, path: str) -> ObjectPath:
         return ObjectPath(self.fs, path, self.scheme, self.query)
@@ -101,8 +115,19 @@ class ObjectPath:
         return self.path < other.path
 
     # --- the object -------------------------------------------------------------------------------
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        """An OSError from the store (unreachable endpoint, no credentials, no region) names this URI: pyarrow's
+        says only what failed, and the front door prints the place beside the reason."""
+        try:
+            yield
+        except OSError as e:
+            named(e, str(self))
+            raise
+
     def _info(self) -> pafs.FileInfo:
-        return self.fs.get_file_info(self.path)
+        with self._named():
+            return self.fs.get_file_info(self.path)
 
     def exists(self) -> bool:
         return self._info().type != pafs.FileType.NotFound
@@ -121,7 +146,7 @@ class ObjectPath:
 
     def read_bytes(self) -> bytes:
         try:
-            with self.fs.open_input_stream(self.path) as f:
+            with self._named(), self.fs.open_input_stream(self.path) as f:
                 return f.read()
         except OSError as e:  # some stores say "not found" as a plain OSError: callers expect FileNotFoundError
             if not isinstance(e, FileNotFoundError) and not self.exists():
@@ -132,7 +157,7 @@ class ObjectPath:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes | memoryview | pa.Buffer) -> None:
-        with self.fs.open_output_stream(self.path) as f:
+        with self._named(), self.fs.open_output_stream(self.path) as f:
             f.write(data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
@@ -149,20 +174,53 @@ class ObjectPath:
         """Object stores have no folders to make: an object's key holds its whole path."""
 
     def iterdir(self) -> Iterator[ObjectPath]:
-        for info in self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)):
+        with self._named():
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        for info in infos:
             yield self._at(info.path)
 
     def glob(self, pattern: str) -> Iterator[ObjectPath]:
         return (p for p in self.iterdir() if fnmatch.fnmatchcase(p.name, pattern))
 
     def rglob(self, pattern: str) -> Iterator[ObjectPath]:
-        for info in self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True, allow_not_found=True)):
+        with self._named():
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True, allow_not_found=True))
+        for info in infos:
             p = self._at(info.path)
             if fnmatch.fnmatchcase(p.name, pattern):
                 yield p
 
 
 AnyPath = Path | ObjectPath
+
+
+def named(e: OSError, place: str) -> None:
+    """Record where an OSError happened (`e.place`), for the message the front door prints; its own text is kept
+    (setting `filename` would turn pyarrow's reason into "[Errno None] None")."""
+    if not getattr(e, "place", None) and e.filename is None:
+        e.place = place
+
+
+def place_of(e: OSError) -> str | None:
+    """Where an OSError happened: its file, else the URI `named` recorded."""
+    return e.filename or getattr(e, "place", None)
+
+
+def _with_secrets(parts: urllib.parse.SplitResult, secrets: dict[str, str], shown: str, safe: str) -> str:
+    """An S3 URI's `?access_key=...&secret_key=...` as the user part pyarrow reads them from (its URI parser
+    refuses them in the query): `s3://KEY:SECRET@bucket/path?...`."""
+    if parts.scheme != "s3" or set(secrets) != {"access_key", "secret_key"}:
+        raise ConfigError(f"{safe}: credentials in a URI's query are read for s3:// as access_key and secret_key "
+                          f"together (a session token: AWS_SESSION_TOKEN); got {', '.join(sorted(secrets))}")
+    user = ":".join(urllib.parse.quote(secrets[k], safe="") for k in ("access_key", "secret_key"))
+    return urllib.parse.urlunsplit((parts.scheme, f"{user}@{parts.netloc.rpartition('@')[2]}", parts.path, shown, ""))
+
+
+def _redacted(text: str, secrets: dict[str, str]) -> str:
+    for value in secrets.values():
+        if value:
+            text = text.replace(value, "***")
+    return text
 
 
 def location(where: str | os.PathLike | ObjectPath) -> AnyPath:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curate import api
@@ -41,18 +41,38 @@ def check_allowed(config: str) -> None:
 
 
 def _report_phase(stats: dict[str, Any]) -> None:
-    get_run_logger().info("%(phase)s: %(rows)s rows, %(shards)s shards (%(reused)s reused, %(failed)s failed) "
-                          "in %(seconds)ss, %(rows_per_s)s rows/s", stats)
+    get_run_logger().info(phase_line(stats))
 
 
-def _markdown(summary: dict[str, Any]) -> str:
+def phase_line(stats: dict[str, Any]) -> str:
+    """One log line per phase: its rate over the rows computed, or `reused` when nothing was."""
+    rate = f"{stats['rows_per_s']:,.0f} rows/s" if stats.get("rows_per_s") else "reused" if stats["reused"] else "-"
+    return (f"{stats['phase']}: {stats['rows']:,} rows, {stats['shards']} shards ({stats['reused']} reused, "
+            f"{stats['failed']} failed) in {stats['seconds']:.1f}s, {rate}")
+
+
+def report_markdown(summary: dict[str, Any], page: Path) -> str:
+    """The run as the Prefect UI shows it (a markdown artifact): the counts, where the rows went, each stage;
+    and where the HTML report lies. (A browser does not open a file:// link from an http page, so the
+    artifact holds the facts rather than linking to them.)"""
     r = summary["result"]
-    lines = [f"# {summary['pipeline']}: {r['kept']} of {r['in']} rows kept",
-             f"dropped {r['dropped']}, errored {r['errored']}, in failed shards {r['failed_shard_rows']}", "",
-             "| stage | scored | errored | shards computed | reused | rows/s |", "|---|---|---|---|---|---|"]
-    for name, s in summary["stages"].items():
-        lines.append(f"| {name} | {s['scored']} | {s['errored']} | {s['units_computed']} | {s['units_reused']} "
-                     f"| {s['rows_per_s']} |")
+    lines = [f"# {summary['pipeline']}: {r['kept']:,} of {r['in']:,} rows kept",
+             f"dropped {r['dropped']:,}, errored {r['errored']:,}, in failed shards {r['failed_shard_rows']:,}", "",
+             "## Where the rows went", "", "| policy | type | kept | dropped | errored |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {p['type']} | {p['kept']:,} | {p['dropped']:,} | {p['errored']:,} |"
+              for name, p in summary["policies"].items()]
+    lines += ["", "## Stages", "", "| stage | scored | errored | shards computed | reused | rows/s |",
+              "|---|---|---|---|---|---|"]
+    for name, st in summary["stages"].items():
+        rate = f"{st['rows_per_s']:,.0f}" if st["units_computed"] and st.get("rows_per_s") else "reused"
+        lines.append(f"| {name} | {st['scored']:,} | {st['errored']:,} | {st['units_computed']} | "
+                     f"{st['units_reused']} | {rate} |")
+    not_read = summary.get("inputs", {}).get("not_read") or []
+    if not_read:
+        lines += ["", f"Not read ({len(not_read)} file(s) of another format than `{summary['format']}`): "
+                      + ", ".join(f"`{f}`" for f in not_read[:10])]
+    lines += ["", f"The full HTML report (galleries, histograms, duplicates) is `{page}` on the machine that ran "
+                  f"the flow: open it there, or `curate report {page.parent} --output FILE` to write it elsewhere."]
     return "\n".join(lines)
 
 
@@ -65,12 +85,10 @@ def curate_flow(config: str = "configs/demo.yaml", data: str | None = None, out:
                       progress=Progress(enabled=False, listener=_report_phase))
     page = Path(summary["report"])
     published = load_summary(page.parent)  # what readers see: summary.json, its seal checked
-    create_markdown_artifact(_markdown(published) + f"\n\n[HTML report]({page.resolve().as_uri()})",
-                             key="curate-summary", description=str(page.parent / "summary.json"))
-    create_link_artifact(page.resolve().as_uri(), link_text=f"{published['pipeline']} report", key="curate-report",
-                         description=str(page))
-    create_table_artifact([{"stage": k, "scored": v["scored"], "errored": v["errored"], "rows_per_s": v["rows_per_s"]}
-                           for k, v in published["stages"].items()], key="curate-stages")
+    create_markdown_artifact(report_markdown(published, page), key="curate-summary",
+                             description=f"{published['pipeline']}: the run (report: {page})")
+    create_table_artifact([{"policy": k, "type": v["type"], "kept": v["kept"], "dropped": v["dropped"],
+                            "errored": v["errored"]} for k, v in published["policies"].items()], key="curate-policies")
     return published["result"]
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import grimp
 
+import curate
 from curate import registry
-from curate.reference import reference
+from curate.reference import reference, reference_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,8 @@ def test_docs_reference_is_what_curate_stages_prints(capsys):
     assert main(["stages"]) == 0
     printed = capsys.readouterr().out
     assert printed == reference()
-    assert (ROOT / "docs" / "reference.md").read_text() == printed, \
+    assert not printed.startswith(("Generated", "<!--")) and "do not edit" not in printed  # (a user reads it)
+    assert (ROOT / "docs" / "reference.md").read_text() == reference_file(), \
         "docs/reference.md is stale: run `python -m curate.reference`"
 
 
@@ -58,3 +60,21 @@ def test_no_function_in_curate_is_over_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 >= 60:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
     assert long == []
+
+
+def test_every_reference_entry_describes_its_own_type_in_full():
+    """`curate stages` shows each type's own description (not its base class's: embed, dbp and sens had
+    none of their own), whole (not cut at a line break mid-sentence: semdedup's), and sends the reader to
+    nothing a user lacks (the module docstring, specs/)."""
+    from curate.reference import description
+
+    text = reference()
+    bases = {description(b) for b in (curate.Stage, curate.Policy)} - {""}
+    for kind in ("stage", "policy"):
+        for name, cls in registry.types(kind).items():
+            d = description(cls)
+            assert d and d not in bases, f"{kind} {name} has no description of its own"
+            assert d.endswith((".", ")")), f"{kind} {name}: description cut short: {d!r}"
+            assert f"\n\n{d}\n" in text
+    for forbidden in ("module docstring", "specs/", "Base class", "Base of the stages"):
+        assert forbidden not in text, forbidden

@@ -453,6 +453,7 @@ def _summary(run: RunState, acc: dict, total: dict, stage_acc: dict, samples: di
         "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in VERSIONED}},
         "inputs": {"shards": len(run.dataset.shards), "rows": all_rows, "empty_shards": empty,
+                   "not_read": getattr(run.dataset, "not_read", []),  # files of another format than `format:`
                    "fingerprints": {s.rel: {"fingerprint": run.fps.get(s.key), "rows": run.rows.get(s.key)}
                                     for s in run.dataset.shards}},
         "stages": stages,

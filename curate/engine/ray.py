@@ -170,9 +170,11 @@ class RayExecutor:
         """(cpus, gpus) per worker; GPU requests become CPU workers on a cluster without GPUs."""
         gpus = task.resources.gpus
         if gpus and not self.ray.cluster_resources().get("GPU"):
-            if not self._warned_no_gpu:
-                log.warning("no GPU in the Ray cluster: GPU stages run their workers on CPU")
-                self._warned_no_gpu = True
+            if not self._warned_no_gpu:  # (a stage with `device: auto` asked for none: no warning)
+                optional = getattr(task.resources, "gpus_optional", False)
+                (log.info if optional else log.warning)("no GPU in the Ray cluster: GPU stages run their workers "
+                                                        "on CPU")
+                self._warned_no_gpu = not optional
             gpus = 0.0
         return task.resources.cpus, gpus
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -61,8 +62,10 @@ class Run:
         self.executor = executor
         self.planner = Planner(self.state)
         self.ids = IdsCheck()
-        self.scheduler = Scheduler(self.state, executor, progress or Progress(), retries, self.ids)
+        self.scheduler = Scheduler(self.state, executor, progress or Progress(), retries, self.ids,
+                                   start=self._start_executor)
         self._leased = self._started = self._planned = False
+        self._starting = threading.Lock()
         self._scored: set[str] = set()
         self._repairs: dict[str, int] = {}  # damaged file -> times recomputed (`repair`)
         self._recheck_ids = False           # an ids unit was damaged: planned again by the next phase
@@ -84,7 +87,7 @@ class Run:
                 self._leased = False
 
     def _take_lease(self) -> None:
-        """Become the run directory's one writer, clear what dead writers left half-written, start the executor."""
+        """Become the run directory's one writer and clear what dead writers left half-written."""
         state = self.state
         state.lease.acquire()
         self._leased = True
@@ -99,12 +102,20 @@ class Run:
             p.unlink(missing_ok=True)
         if left:
             log.info("removed %d temporary file(s) left by an interrupted run", len(left))
-        started = self.executor.start(self._modules())
-        self._started = True
-        if started.service_pids:
-            leftovers.record(state.store, started.service_pids)
-        if started.seconds:
-            state.phases["ray_startup"] = {"seconds": round(started.seconds, 3)}
+
+    def _start_executor(self) -> None:
+        """Start the executor when the first unit needs computing (the scheduler calls this): a run with every
+        unit done, such as a policy-only re-run, reads its scores and decides in this process without it."""
+        with self._starting:  # (in-process, the ids check runs its units on a second thread)
+            if self._started:
+                return
+            state = self.state
+            started = self.executor.start(self._modules())
+            self._started = True
+            if started.service_pids:
+                leftovers.record(state.store, started.service_pids)
+            if started.seconds:
+                state.phases["ray_startup"] = {"seconds": round(started.seconds, 3)}
 
     def _modules(self) -> tuple[str, ...]:
         """The modules of the pipeline's stages that ship with curate (user code travels by value)."""

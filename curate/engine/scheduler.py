@@ -67,8 +67,10 @@ class IdsCheck:
 class Scheduler:
     """Runs phases of units on one executor, for one run state."""
 
-    def __init__(self, state: RunState, executor: Executor, progress: Progress, retries: int, ids: IdsCheck):
+    def __init__(self, state: RunState, executor: Executor, progress: Progress, retries: int, ids: IdsCheck,
+                 start: Callable[[], None] = lambda: None):
         self.state, self.executor, self.progress, self.retries, self.ids = state, executor, progress, retries, ids
+        self.start = start  # starts the executor (once): called only when a phase has units to compute
 
     def execute(self, phase: str, task: Task, units: list[Unit]) -> dict[str, dict | Failure]:
         """Run the units not yet done (retrying failures), returning each shard's sidecar or Failure."""
@@ -87,10 +89,12 @@ class Scheduler:
             for u in units:
                 if u.shard.key in results:
                     bar.update(state.rows.get(u.shard.key, 0), reused=True)
+            if todo:
+                self.start()
             for attempt in range(self.retries + 1):
-                todo = self._attempt(phase, task, todo, attempt, results, bar)
-                if not todo:
+                if not todo:  # (an executor given no units must not start: Ray's `map` would)
                     break
+                todo = self._attempt(phase, task, todo, attempt, results, bar)
             damaged = next((r.damaged for r in results.values() if isinstance(r, Failure) and r.damaged), None)
             if damaged is not None:
                 raise damaged  # (engine/heal.py: the phase repairs it and runs again, reusing every finished unit)

@@ -97,21 +97,40 @@ class Store(RunLayout):
         files = {path.name: write_parquet(path, table, group_by)} if table is not None else {}
         meta = seal({**meta, "files": files, "write_s": round(time.perf_counter() - t0, 4)})
         write_json(self.sidecar(path), meta)
+        self.damage_mark(path).unlink(missing_ok=True)  # recomputed: `curate verify` no longer reports it
         return meta
 
     def forget(self, path: AnyPath) -> None:
         """Mark a unit not done (its outputs are rewritten by the next run)."""
         self.sidecar(path).unlink(missing_ok=True)
 
-    def forget_damaged(self, path: AnyPath) -> list[AnyPath]:
+    def forget_damaged(self, path: AnyPath, problem: str | None = None) -> list[AnyPath]:
         """Forget a damaged unit, and for a fit's intermediate (fit map, shuffle, reduce) its stage's artifacts,
-        which were built from it; returns the artifacts forgotten."""
-        self.forget(path)
+        which were built from it; returns the artifacts forgotten. With `problem` (`curate verify`), each
+        forgotten unit keeps a damage mark saying why, until the run that recomputes it (`finish`) removes it:
+        a second verify before that run still reports the damage."""
+        self._forget_marked(path, problem)
         rel = path.relative_to(self.root)
         if rel.parts[0] not in FIT_FOLDERS:
             return []
         stage = rel.parts[1].split(".", 1)[0]  # `fitmap/<stage>/...`, `shuffle/<stage>.<name>/...`
-        artifacts = sorted((self.root / "artifacts" / stage).rglob("artifact.json"))
-        for sidecar in artifacts:
-            sidecar.unlink(missing_ok=True)
-        return [a.with_suffix(".parquet") for a in artifacts]
+        artifacts = [a.with_suffix(".parquet") for a in sorted((self.root / "artifacts" / stage).rglob("artifact.json"))]
+        for artifact in artifacts:
+            self._forget_marked(artifact, problem and f"built from a damaged unit ({rel})")
+        return artifacts
+
+    def _forget_marked(self, path: AnyPath, problem: str | None) -> None:
+        if problem:
+            write_json(self.damage_mark(path), {"problem": problem})
+        self.forget(path)
+
+    @staticmethod
+    def damage_mark(path: AnyPath) -> AnyPath:
+        """Beside a unit that `curate verify` forgot: what was wrong with it (`<unit>.damaged`)."""
+        return path.with_suffix(".damaged")
+
+    def marked_damaged(self, folder: str) -> Iterator[tuple[AnyPath, str]]:
+        """(unit, problem) of every damage mark under `folder` (units forgotten by a verify, not yet recomputed)."""
+        for mark in sorted((self.root / folder).rglob("*.damaged")):
+            record = read_json(mark) or {}
+            yield mark.with_suffix(".parquet"), str(record.get("problem", "damaged"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 
 from curate.progress import Progress, steps
 
@@ -21,3 +22,22 @@ def test_a_bar_reports_its_phase_to_the_listener():
         bar.update(6)
         bar.update(4, reused=True)
     assert [(s["phase"], s["rows"], s["shards"], s["reused"]) for s in seen] == [("score", 10, 2, 1)]
+
+
+def test_a_phase_is_told_once_and_reused_shards_have_no_rate():
+    """The scheduler closes a bar inside its `with`: the listener (the Prefect flow's log) hears it once; a phase
+    of reused shards has no rows/s (not millions: nothing was computed), a mixed one counts computed rows only."""
+    seen = []
+    progress = Progress(enabled=False, listener=seen.append)
+    with progress.bar("score:a", rows=1_000_000, shards=2) as bar:
+        bar.update(500_000, reused=True)
+        bar.update(500_000, reused=True)
+        first = bar.close()
+    assert len(seen) == 1 and bar.close() == first
+    assert first["rows_per_s"] is None and first["reused"] == 2
+    with progress.bar("score:b", rows=20, shards=2) as bar:
+        bar.update(10, reused=True)
+        time.sleep(0.1)
+        bar.update(10)
+        mixed = bar.close()
+    assert len(seen) == 2 and 0 < mixed["rows_per_s"] <= 10 / 0.1  # (20 rows would be ~200/s)

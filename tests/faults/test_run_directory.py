@@ -175,9 +175,13 @@ def test_verify_finds_a_flipped_byte_a_swapped_file_and_a_truncated_file(tmp_pat
     flipped.write_bytes(bytes(raw))
     swapped.write_bytes(scores[1].read_bytes())
     truncated.write_bytes(truncated.read_bytes()[:100])
+    first = {b["unit"]: b["problem"] for b in curate.api.verify(out)["bad"]}
+    assert {"scores/wfpp/" + flipped.with_suffix(".json").name, "scores/wfpp/" + swapped.with_suffix(".json").name,
+            "ids/part-00005.json"} <= set(first)
+    second = {b["unit"]: b["problem"] for b in curate.api.verify(out)["bad"]}
+    assert set(second) == set(first), "a second verify before the repairing run still reports the damage"
+    assert all(second[u].startswith(first[u]) and "earlier verify" in second[u] for u in first)
     assert main(["verify", str(out)]) == 1
-    bad = {b["unit"] for b in curate.api.verify(out)["bad"]}
-    assert bad == set(), "a second verify finds nothing left to mark"
     summary = finish(data, out)
     assert summary["stages"]["wfpp"]["units_computed"] == 2  # the flipped and the swapped unit
     assert summary["phases"]["ids"]["computed"] == 1

@@ -121,7 +121,9 @@ def _take(values: pa.Array, idx: np.ndarray) -> pa.Array:
 
 
 class AutoFJ(Stage):
-    """Auto-FuzzyJoin against a reference table (docs/methods/autofj.md); see the module docstring."""
+    """Auto-FuzzyJoin (Li et al., SIGMOD 2021): links each row to at most one row of a reference table L, with a
+    join program searched on a sample to reach `precision_target`; unmatched rows are new entities or misses.
+    docs/methods/autofj.md has the details."""
 
     type = "autofj"
     version = "2"  # 2: new-entity estimate (mode default), blanks as unknown, `nearest` column

@@ -97,7 +97,9 @@ class _SampleRows:
 
 
 class EL2N(Stage):
-    """EL2N / GraNd data-pruning scores from R proxy runs (see the module docstring)."""
+    """EL2N and GraNd (Paul et al. 2021): how hard a labelled row is for small proxy models early in
+    training, averaged over R proxy runs (higher = harder); the `el2n_keep` policy keeps the hardest, the
+    easiest or an offset window. docs/methods/el2n.md has the details."""
 
     type = "el2n"
     version = "1"

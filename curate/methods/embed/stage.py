@@ -34,6 +34,10 @@ HUB_HINT = ("weights must be a local checkpoint path; nothing is fetched from a 
 
 
 class Embed(Stage):
+    """Embeddings of a text or image column from a local open_clip or sentence-transformers model (GPU when
+    the worker has one): `<name>.vector` for later stages (semdedup, dbp, sens), L2-normalised, kept out of
+    the manifest. docs/methods/embed.md has the details."""
+
     type = "embed"
     version = "1"
     data_outputs = frozenset({"vector"})
@@ -85,7 +89,8 @@ class Embed(Stage):
         self.cpus, self.gpus, self.vector_dtype = cpus, gpus, vector_dtype
         # One GPU per worker unless told otherwise (0.25-0.5 suits ViT-B/32); the Ray executor runs
         # the workers on CPU when the cluster has no GPU.
-        self.resources = Resources(cpus=cpus, gpus=(0.0 if device == "cpu" else 1.0) if gpus is None else gpus)
+        self.resources = Resources(cpus=cpus, gpus=(0.0 if device == "cpu" else 1.0) if gpus is None else gpus,
+                                   gpus_optional=device == "auto" and gpus is None)
         self.weights, self.package = weights, package
         self._weights_path = _local_weights(self.name, weights, package, random_init)
         if backend == "open_clip":
@@ -116,7 +121,9 @@ class Embed(Stage):
     def dim(self) -> int:
         if self.backend == "open_clip":
             return int(_open_clip_config(self.model)["embed_dim"])
-        return load_sentence_transformer(self.weights_path, "cpu").get_embedding_dimension()
+        # Read from the model folder when it says it plainly: loading the model (torch, transformers) only to
+        # learn the vector width cost a policy-only re-run most of its seconds, at config load.
+        return _declared_dim(self.weights_path) or load_sentence_transformer(self.weights_path, "cpu").get_embedding_dimension()
 
     @property
     def outputs(self) -> dict[str, pa.DataType]:
@@ -240,6 +247,29 @@ def _open_clip_config(model: str) -> dict:
     if cfg is None:
         raise ConfigError(f"embed: unknown open_clip model {model!r}; a built-in name or a local JSON config")
     return cfg
+
+
+PLAIN_MODULES = {"sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                 "sentence_transformers.models.Normalize"}
+
+
+def _declared_dim(folder: str | None) -> int | None:
+    """A sentence-transformers folder's vector width from its files: a transformer, one pooling mode and a
+    normalisation give the pooling's `word_embedding_dimension`. None when anything else could change it (a
+    Dense layer, several pooling modes concatenated): the caller then loads the model and asks it."""
+    import json
+
+    try:
+        modules = json.loads((Path(folder) / "modules.json").read_text())
+        if not {m["type"] for m in modules} <= PLAIN_MODULES:
+            return None
+        pooling = next(m for m in modules if m["type"].endswith(".Pooling"))
+        config = json.loads((Path(folder) / pooling["path"] / "config.json").read_text())
+    except (TypeError, OSError, ValueError, KeyError, StopIteration):
+        return None
+    modes = [k for k, v in config.items() if k.startswith("pooling_mode_") and v is True]
+    dim = config.get("word_embedding_dimension")
+    return int(dim) if len(modes) == 1 and isinstance(dim, int) else None
 
 
 class OpenClipEncoder:

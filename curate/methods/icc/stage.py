@@ -71,7 +71,9 @@ def caption_errors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list
 
 
 class ICC(Stage):
-    """Image caption concreteness (docs/methods/icc.md); see the module docstring."""
+    """Image caption concreteness (Yanuka et al. 2024) from the caption alone, higher = more concrete:
+    a word-norm lexicon or MiniLM probe (proxies, marked `is_proxy`) or the authors' distilled student
+    from a local folder. docs/methods/icc.md has the details."""
 
     type = "icc"
     version = "1"
@@ -130,7 +132,8 @@ class ICC(Stage):
             self._weights = str(weights)
         if backend == "icc-student":
             gpu_default = 0.0 if device == "cpu" else 1.0
-        self.resources = Resources(cpus=cpus, gpus=gpu_default if gpus is None else gpus)
+        self.resources = Resources(cpus=cpus, gpus=gpu_default if gpus is None else gpus,
+                                   gpus_optional=device == "auto" and gpus is None)
         self._scorer: Any = None
         self._encoder: Any = None
         self._oov: dict[str, float] = {}

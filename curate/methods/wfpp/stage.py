@@ -158,7 +158,9 @@ def _meta_int(table: pa.Table, key: bytes) -> int:
 
 
 class WFPP(Stage):
-    """Word-frequency-based pair pruning score (docs/methods/wfpp.md); see the module docstring."""
+    """Word-frequency-based pair pruning (WFPP): scores a caption by the word2vec subsampling probabilities of
+    its words, counted over the dataset; keeping the highest scores flattens the kept captions' word
+    distribution. docs/methods/wfpp.md has the details."""
 
     type = "wfpp"
     version = "1"
