@@ -1,7 +1,7 @@
 """`pip install curate` is the core: a fresh virtualenv with only it runs WFPP and ICC (lexicon), refuses an embed
 pipeline with the install line, and runs `curate join` once the join extra is added.
 
-Real installs (a minute or two, from pip's cache or the local package index): the project is copied out of
+Real installs (tools/install.py, as `make` runs it: uv, from the local package index or PyPI): the project is copied out of
 the tree (so the build leaves nothing behind in the checkout) and installed into a new virtualenv without
 the development environment's packages.
 """
@@ -37,6 +37,11 @@ def _run(cmd: list, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
     return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _install(venv: Path, spec: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """Install as `make` does: tools/install.py (uv with pip's own mirrors and pins; pip where uv fails)."""
+    return _run([sys.executable, ROOT / "tools" / "install.py", venv, spec], cwd)
+
+
 def _installed(venv: Path, cwd: Path) -> list[str]:
     code = f"import importlib.util as u; print(' '.join(m for m in {HEAVY!r} if u.find_spec(m)))"
     return _run([venv / "bin" / "python", "-c", code], cwd).stdout.split()
@@ -52,7 +57,7 @@ def test_a_core_install_runs_wfpp_and_icc_refuses_embed_and_runs_join_once_the_j
     base_python = getattr(sys, "_base_executable", sys.executable)
     made = _run([base_python, "-m", "venv", venv], tmp_path)
     assert made.returncode == 0, made.stderr
-    pip = _run([venv / "bin" / "pip", "install", "-q", src], tmp_path)
+    pip = _install(venv, src, tmp_path)
     assert pip.returncode == 0, pip.stderr[-3000:]
     assert _installed(venv, tmp_path) == []  # the core brings none of the extras' libraries
 
@@ -78,7 +83,7 @@ def test_a_core_install_runs_wfpp_and_icc_refuses_embed_and_runs_join_once_the_j
     refused = _run(join, tmp_path)
     assert refused.returncode == 1 and "pip install 'curate[join]'" in refused.stderr
 
-    pip = _run([venv / "bin" / "pip", "install", "-q", f"{src}[join]"], tmp_path)
+    pip = _install(venv, f"{src}[join]", tmp_path)
     assert pip.returncode == 0, pip.stderr[-3000:]
     assert set(_installed(venv, tmp_path)) == {"scipy", "pandas", "rapidfuzz", "sparse_dot_topn"}
     joined = _run(join, tmp_path)

@@ -26,6 +26,7 @@ SKIPPED = {  # command -> why it runs as `--help` here
     "join": "an Auto-FuzzyJoin fit loads its join extra (numba, ~15 s); tests/cli/test_commands.py runs it",
     "deploy": "it needs a Prefect server and serves until Ctrl-C; tests/flows/test_ui.py runs it",
     "data": "the bundled datasets are built from Debian packages (minutes); tests/data/ builds them",
+    "train-classifier": "it trains on files of two classes; tests/methods/test_quality_classifier.py runs it",
 }
 OPTIONS_NOT_RUN = {"--ray-address": "a Ray cluster", "--workers": "the ray executor (local takes no workers)"}
 CONFIG = """name: readme
