@@ -10,7 +10,8 @@ fastText's model file is found or named by the stage; the others load their ship
 What "confidence" is differs by backend (each is the identifier's own number, in [0, 1]):
 - fasttext: the softmax probability of the label (clipped to 1; fastText can return 1.00001).
 - lingua: Lingua's relative confidence (the values over its languages sum to 1).
-- py3langid: langid.py's naive Bayes posterior over its 97 languages (`norm_probs=True`).
+- py3langid: langid.py's naive Bayes posterior over its 97 languages (`norm_probs=True`), computed by our batched
+  kernel on py3langid's shipped model (naive_bayes.py), equal to py3langid's own.
 - cld3: CLD3's probability of the language; `second` is the second most frequent language in the text
   (CLD3's API gives no runner-up of one prediction), so it is null for text in one language.
 - cld2: the share of the text's bytes CLD2 assigns to the language (its `percent` / 100, `bestEffort`
@@ -42,6 +43,12 @@ _UNREADABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 class Detector(Protocol):
     def top2(self, text: str) -> Top2: ...
+
+
+def top2_many(detector: Detector, texts: list[str]) -> list[Top2]:
+    """`top2` of each text, in one call where the detector scores batches (`top2_many`)."""
+    many = getattr(detector, "top2_many", None)
+    return many(texts) if many else [detector.top2(t) for t in texts]
 
 
 def require(backend: str) -> None:
@@ -103,13 +110,18 @@ class Lingua:
 
 
 class LangidPy:
-    def __init__(self):
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    """py3langid's model and results, scored a batch at a time by our kernel (naive_bayes.py)."""
 
-        self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    def __init__(self):
+        from curate.methods.langid.naive_bayes import NaiveBayes
+
+        self._identifier = NaiveBayes()
 
     def top2(self, text: str) -> Top2:
-        return _result(self._identifier.rank(text)[:3])
+        return self.top2_many([text])[0]
+
+    def top2_many(self, texts: list[str]) -> list[Top2]:
+        return [_result(ranked) for ranked in self._identifier.ranked(texts)]
 
 
 class Cld3:

@@ -111,8 +111,9 @@ class LangID(Stage):
         confidence = np.zeros(n)
         second: list[str | None] = [None] * n
         second_conf: list[float | None] = [None] * n
-        for i in np.flatnonzero(has_letter):
-            language[i], confidence[i], second[i], second_conf[i] = self._detector.top2(texts[i])
+        rows = np.flatnonzero(has_letter)
+        for i, top in zip(rows, detectors.top2_many(self._detector, [texts[i] for i in rows])):
+            language[i], confidence[i], second[i], second_conf[i] = top
         return pa.table({
             "language": pa.array(language, pa.string()),
             "confidence": pa.array(confidence, pa.float64(), mask=null),
