@@ -61,7 +61,13 @@ def require(backend: str) -> None:
 
 def library_version(backend: str) -> str:
     """The installed version of the distribution that provides a backend's module (part of the stage key)."""
-    module = PACKAGES[backend][0]
+    module, pin = PACKAGES[backend]
+    try:  # the pinned distribution, asked by name: packages_distributions() reads every installed one (seconds)
+        dist = metadata.distribution(pin.split("==")[0])
+        if module in (dist.read_text("top_level.txt") or module).split():
+            return f"{dist.metadata['Name']} {dist.version}"
+    except metadata.PackageNotFoundError:
+        pass
     dists = metadata.packages_distributions().get(module, [])
     return ", ".join(f"{d} {metadata.version(d)}" for d in sorted(set(dists))) or "unknown"
 
