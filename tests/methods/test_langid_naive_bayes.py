@@ -114,3 +114,41 @@ def test_the_stage_reports_what_py3langid_reports(reference):
         else:
             assert (row["language"], row["confidence"], row["second"], row["second_confidence"]) == \
                 _result(reference.rank(text)[:3])
+
+
+def test_the_cached_copy_of_the_model_is_the_model(tmp_path, monkeypatch):
+    from curate.methods.langid import naive_bayes
+
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
+    naive_bayes.load.cache_clear()
+    path = naive_bayes.model_file()
+    first = naive_bayes.load(path)  # decompressed, and copied to the cache
+    folder = naive_bayes.cache_folder(path)
+    assert folder.is_relative_to(tmp_path) and (folder / "weights.npy").is_file()
+    naive_bayes.load.cache_clear()
+    second = naive_bayes.load(path)  # memory-mapped from the copy
+    assert isinstance(second.weights, np.memmap) and not isinstance(first.weights, np.memmap)
+    for name in naive_bayes.Model.ARRAYS:
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+    assert first.classes == second.classes
+    texts = varied_texts(40, seed=5)
+    assert NaiveBayes(path).ranked(texts) == [t for t in _with(first, texts)]
+    naive_bayes.load.cache_clear()
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    from curate.methods.langid import naive_bayes
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("CURATE_CACHE", str(blocked))
+    naive_bayes.load.cache_clear()
+    model = naive_bayes.load(naive_bayes.model_file())
+    assert not isinstance(model.weights, np.memmap) and len(model.classes) == len(model.priors)
+    naive_bayes.load.cache_clear()
+
+
+def _with(model, texts):
+    nb = NaiveBayes.__new__(NaiveBayes)
+    nb._model = model
+    return nb.ranked(texts)
