@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels.hashing import mix64
-from kernels import shingles as shingles_kernel
+from kernels.shingles import unique_per_row as _unique_per_row
 from kernels.shingles import word_ngrams
 
 Normalize = Literal["none", "whitespace_case", "nfkc_punct"]
@@ -81,4 +81,4 @@ def text_shingles(texts: pa.Array, how: Normalize, unit: Literal["word", "char"]
 
 def unique_per_row(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values sorted and deduplicated (rows given by offsets; kernels/shingles.py)."""
-    return shingles_kernel.unique_per_row(np.ascontiguousarray(values), np.asarray(offsets, np.int64))
+    return _unique_per_row(np.ascontiguousarray(values), np.asarray(offsets, np.int64))
