@@ -128,7 +128,7 @@ def test_the_cached_copy_of_the_model_is_the_model(tmp_path, monkeypatch):
     naive_bayes.load.cache_clear()
     second = naive_bayes.load(path)  # memory-mapped from the copy
     assert isinstance(second.weights, np.memmap) and not isinstance(first.weights, np.memmap)
-    for name in naive_bayes.Model.ARRAYS:
+    for name in ("weights", "priors", "nextmove", "rowbase", "out_feat"):
         assert np.array_equal(getattr(first, name), getattr(second, name)), name
     assert first.classes == second.classes
     texts = varied_texts(40, seed=5)

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import json
-import logging
 import lzma
-import os
-import shutil
-import tempfile
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -22,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from curate.errors import ConfigError
+from curate.methods import models
 from kernels import naive_bayes_lid
 
-log = logging.getLogger(__name__)
-
 MODEL = "data/model.npz.xz"  # inside the py3langid package (its MODEL_FILE)
-FORMAT = 1  # of the cached copy (Model.save)
+FORMAT = 2  # layout of the cached copy (one .npy per array)
+ARRAYS = ("weights", "priors", "nextmove", "rowbase", "out_feat", "classes")
 CHUNK = 1 << 22  # bytes of text per kernel call (its working lists take 8 bytes per byte)
 
 
@@ -43,70 +38,38 @@ def model_file() -> Path:
 
 class Model:
     """The arrays of a py3langid model file (npz inside LZMA: weights, priors, classes, automaton), in the form
-    the kernel reads, from an uncompressed copy in the cache folder when one is there (memory-mapped: no
-    decompression, and only the pages a run touches are read); `load` writes that copy."""
+    the kernel reads; `load` keeps an uncompressed copy in the cache folder, memory-mapped by later processes
+    (no decompression, and only the pages a run touches are read)."""
 
-    ARRAYS = ("weights", "priors", "nextmove", "rowbase", "out_feat")
-
-    def __init__(self, arrays: dict[str, np.ndarray], classes: list[str]):
+    def __init__(self, arrays: dict[str, np.ndarray]):
         self.weights, self.priors, self.nextmove = arrays["weights"], arrays["priors"], arrays["nextmove"]
-        self.rowbase, self.out_feat, self.classes = arrays["rowbase"], arrays["out_feat"], classes
+        self.rowbase, self.out_feat = arrays["rowbase"], arrays["out_feat"]
+        self.classes: list[str] = arrays["classes"].tolist()
         first: dict[str, int] = {}
         self.aliases = [(first[c], i) for i, c in enumerate(self.classes) if first.setdefault(c, i) != i]
         self.labels = np.array(sorted(first.values()))  # one column per label: its first
 
-    @classmethod
-    def read(cls, path: Path) -> Model:
-        with np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False) as z:
-            # float16 in the file; widened once here (exact), where the reference widens the gathered rows of
-            # every text: the float32 products and sums are the same
-            arrays = {"weights": z["ptc"].astype(np.float32), "priors": z["pc"], "nextmove": z["nextmove"],
-                      "rowbase": z["nextmove_row"].astype(np.int32) << 8,  # row of each state, pre-shifted
-                      "out_feat": z["out_feat"].astype(np.int32)}
-            return cls(arrays, z["classes"].tolist())
 
-    @classmethod
-    def cached(cls, folder: Path) -> Model | None:
-        try:
-            arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in cls.ARRAYS}
-            return cls(arrays, json.loads((folder / "classes.json").read_text()))
-        except (OSError, ValueError):
-            return None
-
-    def save(self, folder: Path) -> None:
-        """Write the arrays to `folder` (atomically: a finished folder is renamed into place)."""
-        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-        for k in self.ARRAYS:
-            np.save(tmp / f"{k}.npy", getattr(self, k))
-        (tmp / "classes.json").write_text(json.dumps(self.classes))
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
+def read(path: Path) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False) as z:
+        # float16 in the file; widened once here (exact), where the reference widens the gathered rows of
+        # every text: the float32 products and sums are the same
+        return {"weights": z["ptc"].astype(np.float32), "priors": z["pc"], "nextmove": z["nextmove"],
+                "rowbase": z["nextmove_row"].astype(np.int32) << 8,  # row of each state, pre-shifted
+                "out_feat": z["out_feat"].astype(np.int32), "classes": z["classes"]}
 
 
 def cache_folder(path: Path) -> Path:
-    """Where the uncompressed copy of a model file lives: $CURATE_CACHE (default ~/.cache/curate), named by
-    the file's size and modification time, so that an upgraded wheel gets a new copy."""
-    root = Path(os.environ.get("CURATE_CACHE") or Path.home() / ".cache" / "curate")
+    """Where the uncompressed copy of a model file lives, named by the file's size and modification time (an
+    upgraded wheel gets a new copy)."""
     st = path.stat()
-    return root / "langid" / f"py3langid-{FORMAT}-{st.st_size}-{st.st_mtime_ns}"
+    return models.cache_folder("langid", f"py3langid-{FORMAT}-{st.st_size}-{st.st_mtime_ns}")
 
 
 @lru_cache(maxsize=2)
 def load(path: Path) -> Model:
-    """One loaded model per process (every shard's `setup` shares it): the cache's copy when there is one,
-    else the file decompressed and copied there (a cache folder that cannot be written is skipped)."""
-    folder = cache_folder(path)
-    model = Model.cached(folder)
-    if model is None:
-        model = Model.read(path)
-        try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            model.save(folder)
-        except OSError as e:
-            log.info("langid: no cached copy of the model in %s (%s)", folder, e)
-    return model
+    """One loaded model per process (every shard's `setup` shares it)."""
+    return Model(models.cached_arrays(cache_folder(path), ARRAYS, lambda: read(path), mmap=True))
 
 
 def prepared(text: str) -> bytes:
