@@ -127,7 +127,7 @@ def test_the_cached_copy_of_the_model_is_the_model(tmp_path, monkeypatch):
     assert folder.is_relative_to(tmp_path) and (folder / "weights.npy").is_file()
     naive_bayes.load.cache_clear()
     second = naive_bayes.load(path)  # memory-mapped from the copy
-    assert isinstance(second.weights, np.memmap) and not isinstance(first.weights, np.memmap)
+    assert isinstance(second.weights.base, np.memmap) and not isinstance(first.weights.base, np.memmap)
     for name in ("weights", "priors", "nextmove", "rowbase", "out_feat"):
         assert np.array_equal(getattr(first, name), getattr(second, name)), name
     assert first.classes == second.classes
@@ -144,7 +144,7 @@ def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv("CURATE_CACHE", str(blocked))
     naive_bayes.load.cache_clear()
     model = naive_bayes.load(naive_bayes.model_file())
-    assert not isinstance(model.weights, np.memmap) and len(model.classes) == len(model.priors)
+    assert not isinstance(model.weights.base, np.memmap) and len(model.classes) == len(model.priors)
     naive_bayes.load.cache_clear()
 
 
