@@ -149,6 +149,20 @@ def markdown(r: dict) -> str:
                   f"{med['ours']:.1f} s and {med['ours_2n']:.1f} s (medians).", ""]
     lines += [
         f"Where our time goes (the fastest of our runs): {_where(fastest)}.", "",
+        "What bounds the ratio (cProfile of single runs on this sample; the machine's load scales every number): "
+        "language ID is still the largest stage, now in our compiled scorer (py3langid's results bit for bit: "
+        "bench/results/langid.md), bound by the automaton's random reads over its 39 MB transition table and the "
+        "per-text float32 sums that keep the results identical; the fixed costs of one process are the imports "
+        "(~1.5 s: pyarrow, numba, pydantic, polars, the stage modules), numba's first dispatch (~1-2 s: it loads "
+        "its registries, which import scipy.linalg for BLAS, then each cached kernel), pyarrow's import of pandas "
+        "on the first `pa.array` of a Python list (~0.3-1 s), the tokenizer's load, and the run's bookkeeping "
+        "(planning opens and checks every shard, scores and shuffles are written as Parquet, the decisions "
+        "and the manifest). The dedup fits are mostly their node maps (shingling, MinHash signatures, hashing "
+        "normalised text), not the shuffles' rounds (each under 0.1 s). Cut for this run: the per-byte Python "
+        "loop of language ID, the LZMA decompression of its model and the Unicode tables of the rules (both kept "
+        "in a cache folder), a scan of every installed distribution for the identifier's version (~1-2 s), "
+        "re-parsing JSONL shards once per stage (now up to 64 MB kept parsed), a lexsort per batch of MinHash "
+        "shingles, scipy's import, and C4's second pass over each kept line's tokens.", "",
         "Rows kept differ: the rule filters tokenise differently (spaCy against our tokenizer: bench/results/webtext.md "
         "lists the classes), datatrove's MinHash normalises and tokenises its own way, and it dedups only the "
         "documents that passed the filters, where ours dedups every row and keeps a row only if every policy keeps it.",
