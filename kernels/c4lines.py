@@ -4,7 +4,8 @@ removing it: a white-space word longer than `max_word_length` characters; after 
 (`[12]`, `[edit]`, `[citation needed]`), no terminal punctuation (. ? ! " ') or an ellipsis at the end; fewer
 than `min_words` white-space words; "javascript"; a policy phrase. "lorem ipsum" and "{" in a line that reached
 their test mark the document (the policy drops it). The kept lines, joined by newlines and stripped, are the
-cleaned text; their sentences (kernels/textwords.py) are counted.
+cleaned text; their sentences are counted in the same pass (kernels/textwords.py `sentences_in`: each kept line's
+characters are read once for its sentences, its tokens never listed).
 
 Case-insensitive tests compare `fold[code point]`, the ASCII letter a character lower-cases to (0 for any
 other): the same matches as `str.lower()` for ASCII phrases that do not end in "i" (U+0130 lower-cases to
@@ -16,7 +17,7 @@ import numba
 import numpy as np
 
 from kernels.textrules import stripped
-from kernels.textwords import DIGIT, LINEBREAK, SPACE, count_sentences, decode
+from kernels.textwords import DIGIT, LINEBREAK, SPACE, decode, sentences_in
 
 # stats columns
 LINES, KEPT, LONG_WORD, NO_PUNCT, FEW_WORDS, JAVASCRIPT, POLICY, SENTENCES, LOREM, CURLY = range(10)
@@ -117,7 +118,6 @@ def c4_lines(data, offsets, valid, flags, fold, pat_data, pat_off, edit, needed,
         s, e = offsets[r], offsets[r + 1]
         line = np.empty(e - s + 1, np.uint8)
         low = np.empty(e - s + 1, np.uint8)
-        toks = np.empty(2 * (e - s) + 2, np.int32)
         i = s
         while valid[r] and i < e:
             j = i
@@ -165,7 +165,7 @@ def c4_lines(data, offsets, valid, flags, fold, pat_data, pat_off, edit, needed,
             if hit:
                 st[r, POLICY] += 1
                 continue
-            st[r, SENTENCES] += count_sentences(line, 0, n, flags, toks)
+            st[r, SENTENCES] += sentences_in(line, 0, n, flags)
             if st[r, KEPT]:
                 out[k] = 10
                 k += 1

@@ -8,10 +8,13 @@ with probability equal to their Jaccard similarity J, so a pair shares the bucke
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:  # only the type: scipy's import costs a run that never builds a sparse matrix ~0.1-0.5 s
+    import scipy.sparse as sp
 
 
 def mix(x: np.ndarray) -> np.ndarray:

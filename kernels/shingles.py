@@ -93,3 +93,21 @@ def word_ngrams(texts: pa.Array, n: int, fold: np.ndarray | None = None,
     valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
     fold = np.zeros(len(arr), np.bool_) if fold is None else np.ascontiguousarray(fold, np.bool_)
     return _word_ngrams(data, np.ascontiguousarray(offsets), valid, n, fold, punct, _PUNCT)
+
+
+@numba.njit(cache=True, nogil=True)
+def unique_per_row(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's values (rows given by int64 offsets) sorted and deduplicated: (values, offsets). One sort
+    per row in place of one lexsort over every (row, value) pair of the batch."""
+    rows = len(offsets) - 1
+    out = np.empty(len(values), values.dtype)
+    out_off = np.zeros(rows + 1, np.int64)
+    k = 0
+    for r in range(rows):
+        seg = np.sort(values[offsets[r]:offsets[r + 1]])
+        for i in range(len(seg)):
+            if i == 0 or seg[i] != seg[i - 1]:
+                out[k] = seg[i]
+                k += 1
+        out_off[r + 1] = k
+    return out[:k].copy(), out_off

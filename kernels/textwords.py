@@ -123,6 +123,58 @@ def _all_flag(data, s, e, flags, bit):
     return True
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sentence_step(f, after_terminal, sentences):
+    """The sentence rule for one token whose characters' flags AND to `f`."""
+    if f & TERMINAL:
+        return True, sentences
+    if after_terminal and not f & PUNCT:
+        return False, sentences + 1
+    return after_terminal, sentences
+
+
+@numba.njit(cache=True, nogil=True)
+def sentences_in(data, s, e, flags):
+    """`count_sentences` of the bytes [s, e) in one pass over its characters, without listing the tokens.
+
+    Each character is decoded once, and the flags of a token's characters are ANDed as they are read: a
+    character before a chunk's first word character is a token of its own; the core (first to last word
+    character) is one token; the characters after the last word character are single tokens, decoded again
+    at the chunk's end (only they: the run since the last word character). A run of full stops is one token
+    in `tokenize_span` and several here, which the rule cannot tell apart (terminal after terminal)."""
+    sentences, after_terminal, tokens = 0, False, 0
+    i = s
+    while i < e:
+        cp, j = decode(data, i)
+        if flags[cp] & SPACE:
+            i = j
+            continue
+        core, core_and, pending_and, core_e = False, 0xFF, 0xFF, i
+        while i < e:
+            cp, j = decode(data, i)
+            f = flags[cp]
+            if f & SPACE:
+                break
+            if f & WORD:
+                core_and = (core_and & pending_and & f) if core else f
+                core, pending_and, core_e = True, 0xFF, j
+            elif core:
+                pending_and &= f
+            else:  # a token before the core
+                after_terminal, sentences = _sentence_step(f, after_terminal, sentences)
+                tokens += 1
+            i = j
+        if core:
+            after_terminal, sentences = _sentence_step(core_and, after_terminal, sentences)
+            tokens += 1
+            p = core_e
+            while p < i:
+                cp, p = decode(data, p)
+                after_terminal, sentences = _sentence_step(flags[cp], after_terminal, sentences)
+                tokens += 1
+    return sentences + (tokens > 0)
+
+
 @numba.njit(cache=True, nogil=True)
 def count_sentences(data, s, e, flags, scratch):
     """Sentences in the bytes [s, e) (see the module docstring); `scratch` holds at least 2 * (e - s) int32."""

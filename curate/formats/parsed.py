@@ -15,7 +15,10 @@ import pyarrow.fs as pafs
 from curate.errors import DataError
 from curate.formats.base import BATCH_ROWS, holds_any, tail
 
+# Parsed shards kept per process: at least the last CACHE_SHARDS, and more while they total CACHE_BYTES or less
+# (small shards are then parsed once per run, not once per stage; large ones cost two shards of memory).
 CACHE_SHARDS = 2
+CACHE_BYTES = 64 << 20
 _cache: OrderedDict[tuple, pa.Table] = OrderedDict()
 
 
@@ -48,7 +51,7 @@ class ParsedReader:
         except OSError as e:
             raise DataError([f"shard {rel}: cannot read ({e})"]) from e
         _cache[key] = cls.parse(data, rel)
-        while len(_cache) > CACHE_SHARDS:
+        while len(_cache) > CACHE_SHARDS and sum(t.nbytes for t in _cache.values()) > CACHE_BYTES:
             _cache.popitem(last=False)
         return cls(_cache[key], rel)
 

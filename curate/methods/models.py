@@ -1,13 +1,18 @@
-"""Local model files shared by the methods that load models (embed, icc): weights hashes, models shipped
-inside installed packages, and an offline sentence-transformers loader. Nothing here reaches a hub."""
+"""Local model files shared by the methods that load models (embed, icc, langid, webtext): weights hashes,
+models shipped inside installed packages, an offline sentence-transformers loader, and a cache folder for
+arrays derived from installed files. Nothing here reaches a hub."""
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from curate.errors import ConfigError
 
@@ -71,3 +76,32 @@ def library_logs_to_debug(package: str) -> Iterator[None]:
         yield
     finally:
         root.removeFilter(demote)
+
+
+def cache_folder(*parts: str) -> Path:
+    """A folder under the cache root for data derived from installed files: $CURATE_CACHE, default
+    ~/.cache/curate. Its contents can be deleted at any time (they are derived again)."""
+    return Path(os.environ.get("CURATE_CACHE") or Path.home() / ".cache" / "curate").joinpath(*parts)
+
+
+def cached_arrays(folder: Path, names: tuple[str, ...], build: Callable[[], dict[str, np.ndarray]],
+                  mmap: bool = False) -> dict[str, np.ndarray]:
+    """The arrays `names` saved in `folder` (memory-mapped read-only with `mmap`), or `build()`'s, saved there
+    for the next process (a finished folder is renamed into place; a cache that cannot be written is skipped)."""
+    try:
+        return {k: np.load(folder / f"{k}.npy", mmap_mode="r" if mmap else None) for k in names}
+    except (OSError, ValueError):
+        pass
+    arrays = build()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        for k, v in arrays.items():
+            np.save(tmp / f"{k}.npy", v)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        logging.getLogger("curate.models").info("no cached copy in %s (%s)", folder, e)
+    return arrays

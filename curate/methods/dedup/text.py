@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels.hashing import mix64
+from kernels.shingles import unique_per_row as _unique_per_row
 from kernels.shingles import word_ngrams
 
 Normalize = Literal["none", "whitespace_case", "nfkc_punct"]
@@ -79,11 +80,5 @@ def text_shingles(texts: pa.Array, how: Normalize, unit: Literal["word", "char"]
 
 
 def unique_per_row(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's values sorted and deduplicated (rows given by offsets)."""
-    row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    order = np.lexsort((values, row))
-    v, r = values[order], row[order]
-    first = np.ones(len(v), bool)
-    first[1:] = (v[1:] != v[:-1]) | (r[1:] != r[:-1])
-    counts = np.bincount(r[first], minlength=len(offsets) - 1)
-    return v[first], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    """Each row's values sorted and deduplicated (rows given by offsets; kernels/shingles.py)."""
+    return _unique_per_row(np.ascontiguousarray(values), np.asarray(offsets, np.int64))

@@ -10,7 +10,8 @@ fastText's model file is found or named by the stage; the others load their ship
 What "confidence" is differs by backend (each is the identifier's own number, in [0, 1]):
 - fasttext: the softmax probability of the label (clipped to 1; fastText can return 1.00001).
 - lingua: Lingua's relative confidence (the values over its languages sum to 1).
-- py3langid: langid.py's naive Bayes posterior over its 97 languages (`norm_probs=True`).
+- py3langid: langid.py's naive Bayes posterior over its 97 languages (`norm_probs=True`), computed by our batched
+  kernel on py3langid's shipped model (naive_bayes.py), equal to py3langid's own.
 - cld3: CLD3's probability of the language; `second` is the second most frequent language in the text
   (CLD3's API gives no runner-up of one prediction), so it is null for text in one language.
 - cld2: the share of the text's bytes CLD2 assigns to the language (its `percent` / 100, `bestEffort`
@@ -44,6 +45,12 @@ class Detector(Protocol):
     def top2(self, text: str) -> Top2: ...
 
 
+def top2_many(detector: Detector, texts: list[str]) -> list[Top2]:
+    """`top2` of each text, in one call where the detector scores batches (`top2_many`)."""
+    many = getattr(detector, "top2_many", None)
+    return many(texts) if many else [detector.top2(t) for t in texts]
+
+
 def require(backend: str) -> None:
     """Refuse a backend whose library is not installed, with the line that installs it."""
     module, pin = PACKAGES[backend]
@@ -54,7 +61,13 @@ def require(backend: str) -> None:
 
 def library_version(backend: str) -> str:
     """The installed version of the distribution that provides a backend's module (part of the stage key)."""
-    module = PACKAGES[backend][0]
+    module, pin = PACKAGES[backend]
+    try:  # the pinned distribution, asked by name: packages_distributions() reads every installed one (seconds)
+        dist = metadata.distribution(pin.split("==")[0])
+        if module in (dist.read_text("top_level.txt") or module).split():
+            return f"{dist.metadata['Name']} {dist.version}"
+    except metadata.PackageNotFoundError:
+        pass
     dists = metadata.packages_distributions().get(module, [])
     return ", ".join(f"{d} {metadata.version(d)}" for d in sorted(set(dists))) or "unknown"
 
@@ -103,13 +116,18 @@ class Lingua:
 
 
 class LangidPy:
-    def __init__(self):
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    """py3langid's model and results, scored a batch at a time by our kernel (naive_bayes.py)."""
 
-        self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    def __init__(self):
+        from curate.methods.langid.naive_bayes import NaiveBayes
+
+        self._identifier = NaiveBayes()
 
     def top2(self, text: str) -> Top2:
-        return _result(self._identifier.rank(text)[:3])
+        return self.top2_many([text])[0]
+
+    def top2_many(self, texts: list[str]) -> list[Top2]:
+        return [_result(ranked) for ranked in self._identifier.ranked(texts)]
 
 
 class Cld3:

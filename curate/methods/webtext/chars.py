@@ -9,10 +9,15 @@ and the mean word length) and the terminal punctuation (FineWeb's line-ending ch
 from __future__ import annotations
 
 import functools
+import hashlib
 import string
+import sys
 import unicodedata
+from pathlib import Path
 
 import numpy as np
+
+from curate.methods import models
 
 SPACE = 1        # str.isspace: what str.split() and str.strip() treat as white space
 ALPHA = 2        # str.isalpha: Gopher's "word with an alphabetic character"
@@ -67,7 +72,17 @@ def symbol_chars() -> set[str]:
 @functools.cache
 def tables() -> tuple[np.ndarray, np.ndarray]:
     """(flags uint8, fold uint8) for every code point: the class bits above, and the ASCII byte a code point
-    lower-cases to (`str.lower`), 0 when it lower-cases to anything else."""
+    lower-cases to (`str.lower`), 0 when it lower-cases to anything else. Built once and kept in the cache
+    folder (named by this module's source and Python's version, which fixes its Unicode tables)."""
+    key = hashlib.sha256(f"{TABLE_VERSION} {sys.version} ".encode() + Path(__file__).read_bytes()).hexdigest()[:16]
+    arrays = models.cached_arrays(models.cache_folder("webtext", f"chars-{key}"), ("flags", "fold"), _build)
+    flags, fold = arrays["flags"], arrays["fold"]
+    flags.setflags(write=False)
+    fold.setflags(write=False)
+    return flags, fold
+
+
+def _build() -> dict[str, np.ndarray]:
     flags = np.zeros(0x110000, np.uint8)
     fold = np.zeros(0x110000, np.uint8)
     for lo, hi in _ASSIGNED:
@@ -93,6 +108,4 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
         flags[ord(ch)] |= TERMINAL
     for ch in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029":
         flags[ord(ch)] |= LINEBREAK
-    flags.setflags(write=False)
-    fold.setflags(write=False)
-    return flags, fold
+    return {"flags": flags, "fold": fold}
