@@ -85,15 +85,24 @@ def main() -> None:
     ap.add_argument("--tasks", help="comma-separated tasks (default: all 50)")
     ap.add_argument("--rates", default="0,0.3,0.6")
     ap.add_argument("--render", action="store_true", help="rewrite the summary and Markdown from the JSON")
+    ap.add_argument("--part", help="write the rows to bench/results/autofj_interval.<part>.json only (run the rates "
+                                   "in parallel processes, then --merge them)")
+    ap.add_argument("--merge", help="comma-separated parts to merge into autofj_interval.json")
     args = ap.parse_args()
-    path = RESULTS / f"{STEM}.json"
-    if args.render:
+    path = RESULTS / (f"{STEM}.{args.part}.json" if args.part else f"{STEM}.json")
+    if args.merge:
+        parts = [json.loads((RESULTS / f"{STEM}.{p}.json").read_text()) for p in args.merge.split(",")]
+        out = {"command": "; ".join(p["command"] for p in parts) + f"; python -m bench.autofj_interval --merge "
+               f"{args.merge}", "precision_target": TARGET, "rows": [r for p in parts for r in p["rows"]],
+               "seconds": max(p.get("seconds", 0) for p in parts)}
+    elif args.render:
         out = json.loads(path.read_text())
     else:
         names = args.tasks.split(",") if args.tasks else tasks()
         rates = [float(x) for x in args.rates.split(",")]
         out = {"command": "python -m bench.autofj_interval" + (f" --tasks {args.tasks}" if args.tasks else "")
-               + (f" --rates {args.rates}" if args.rates != "0,0.3,0.6" else ""),
+               + (f" --rates {args.rates}" if args.rates != "0,0.3,0.6" else "")
+               + (f" --part {args.part}" if args.part else ""),
                "precision_target": TARGET, "rows": []}
         t0 = time.perf_counter()
         for rate in rates:
@@ -105,6 +114,9 @@ def main() -> None:
                           f"interval {r['interval']} {r['warnings']}", flush=True)
                 path.write_text(json.dumps(out, indent=1))
         out["seconds"] = time.perf_counter() - t0
+        if args.part:
+            path.write_text(json.dumps(out, indent=1))
+            return
     rates = sorted({r["rate"] for r in out["rows"]})
     out["summary"] = {str(rate): {on: summarise([r for r in out["rows"] if r["rate"] == rate and r["on"] == on])
                                   for on in ("point", "lower")} for rate in rates}
