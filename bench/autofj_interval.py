@@ -84,6 +84,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", help="comma-separated tasks (default: all 50)")
     ap.add_argument("--rates", default="0,0.3,0.6")
+    ap.add_argument("--modes", default="point,lower", help="precision_target_on values to run")
     ap.add_argument("--render", action="store_true", help="rewrite the summary and Markdown from the JSON")
     ap.add_argument("--part", help="write the rows to bench/results/autofj_interval.<part>.json only (run the rates "
                                    "in parallel processes, then --merge them)")
@@ -102,12 +103,13 @@ def main() -> None:
         rates = [float(x) for x in args.rates.split(",")]
         out = {"command": "python -m bench.autofj_interval" + (f" --tasks {args.tasks}" if args.tasks else "")
                + (f" --rates {args.rates}" if args.rates != "0,0.3,0.6" else "")
+               + (f" --modes {args.modes}" if args.modes != "point,lower" else "")
                + (f" --part {args.part}" if args.part else ""),
                "precision_target": TARGET, "rows": []}
         t0 = time.perf_counter()
         for rate in rates:
             for t in names:
-                for on in ("point", "lower"):
+                for on in args.modes.split(","):
                     r = run_one(t, rate, on)
                     out["rows"].append(r)
                     print(f"{t} {rate} {on}: P {r['precision']:.3f} R {r['recall']:.3f} P̂ {r['est_precision']} "
@@ -118,8 +120,9 @@ def main() -> None:
             path.write_text(json.dumps(out, indent=1))
             return
     rates = sorted({r["rate"] for r in out["rows"]})
-    out["summary"] = {str(rate): {on: summarise([r for r in out["rows"] if r["rate"] == rate and r["on"] == on])
-                                  for on in ("point", "lower")} for rate in rates}
+    out["summary"] = {str(rate): {on: summarise(rs) for on in ("point", "lower")
+                                  if (rs := [r for r in out["rows"] if r["rate"] == rate and r["on"] == on])}
+                      for rate in rates}
     path.write_text(json.dumps(out, indent=1))
     write_md(out, rates)
 
@@ -139,8 +142,7 @@ def write_md(out: dict, rates: list[float]) -> None:
              "P < τ: flagged | P < 0.85: flagged | P ≥ τ: flagged | mean P | mean R | mean P̂ |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rate in rates:
-        for on in ("point", "lower"):
-            s = out["summary"][str(rate)][on]
+        for on, s in out["summary"][str(rate)].items():
             h = s["coverage_halves"]
             lines.append(f"| {rate:g} | {on} | {s['joined']} | {_f(s['coverage'])} | {_f(h['even'])} / "
                          f"{_f(h['odd'])} | {s['misses_low']} / {s['misses_high']} | {_f(s['mean_width'])} | "

@@ -15,8 +15,8 @@ from tests.methods.test_autofj_new_entities import without_matches
 
 
 def test_an_estimate_counts_the_same_true_matches_over_rows_and_over_proposals():
-    e = estimate(0.9, rows=90, proposals=100, model_se=0.02)
-    assert e["precision"] == 0.9
+    e = estimate(0.9, rows=90, proposals=100, model_se=0.02, least=0.8)
+    assert e["precision"] == 0.9 and e["precision_least"] == 0.8
     assert e["precision_proposals"] == pytest.approx(0.81)  # 81 expected true matches over 100 proposed pairs
     assert e["se"] == pytest.approx(np.sqrt(0.9 * 0.1 / 90 + 0.02 ** 2))
     assert estimate(0.9, 90, 90, None)["se"] == pytest.approx(np.sqrt(0.9 * 0.1 / 90))
@@ -24,25 +24,31 @@ def test_an_estimate_counts_the_same_true_matches_over_rows_and_over_proposals()
 
 
 def test_the_interval_runs_from_the_most_pessimistic_model_to_the_most_optimistic():
-    ests = {"a": {"precision": 0.95, "precision_proposals": 0.90, "se": 0.01},
-            "b": {"precision": 0.80, "precision_proposals": 0.78, "se": 0.03}}
+    ests = {"a": {"precision": 0.95, "precision_proposals": 0.90, "precision_least": 0.85, "se": 0.01},
+            "b": {"precision": 0.80, "precision_proposals": 0.78, "precision_least": 0.79, "se": 0.03}}
     lo, hi = bounds(ests)
     assert lo == pytest.approx(0.78 - Z_ONE_SIDED * 0.03)  # b, counted over proposals, minus its own se
+    ests["a"]["precision_least"] = 0.70  # a's least convinced reading is now the lowest
+    assert bounds(ests)[0] == pytest.approx(0.70 - Z_ONE_SIDED * 0.01)
+    ests["a"]["precision_least"] = 0.85
     assert hi == pytest.approx(0.95 + Z_ONE_SIDED * 0.01)  # a, counted over delivered rows, plus its own se
     assert bounds(ests, z=1.0) == pytest.approx((0.75, 0.96))
     # within [0, 1]
-    assert bounds({"a": {"precision": 0.99, "precision_proposals": 0.05, "se": 0.1}}) == (0.0, 1.0)
+    assert bounds({"a": {"precision": 0.99, "precision_proposals": 0.05, "precision_least": 0.5, "se": 0.1}}
+                  ) == (0.0, 1.0)
 
 
-def test_joined_precision_is_the_mean_of_each_rows_best_estimate():
+def test_joined_precision_is_the_mean_of_each_rows_best_estimate_or_of_its_least_convinced_function():
     # two configurations (functions f, g), three joined rows; config 0 proposes rows 0-1, config 1 rows 1-2
     base = np.array([[1 / 2, 1.0, 0.0], [0.0, 1 / 3, 1.0]])
     edges = np.array([0.1, 0.2, 0.3])
     f = NewEntityModel(edges, np.array([0.0, 0.5, 1.0]), 0.4, 100)
-    g = NewEntityModel(edges, np.array([0.0, 0.0, 0.0]), 0.4, 100)
-    joined = Joined(base, [0, 1], {"f": np.array([0.05, 0.15, 0.25]), "g": np.array([0.05, 0.05, 0.25])})
-    # keep: f 1, 0.5, 0 at the rows' f distances; g 1 everywhere
-    assert joined.precision({"f": f, "g": g}) == pytest.approx((0.5 + max(0.5, 1 / 3) + 1.0) / 3)
+    g = NewEntityModel(edges, np.array([0.0, 0.5, 0.5]), 0.4, 100)
+    joined = Joined(base, [0, 1], {"f": np.array([0.05, 0.05, 0.25]), "g": np.array([0.05, 0.15, 0.25])})
+    # keep (1 - lfdr) at the rows' distances: f 1, 1, 0; g 1, 0.5, 0.5
+    assert joined.precision({"f": f, "g": g}) == pytest.approx((0.5 + max(1.0, 0.5 / 3) + 0.5) / 3)
+    # least: row 1's best configuration (f, base 1) with g's keep 0.5, the lower of the two proposing it
+    assert joined.precision({"f": f, "g": g}, least=True) == pytest.approx((0.5 + 0.5 + 0.5) / 3)
     assert joined.precision(None) == pytest.approx((0.5 + 1.0 + 1.0) / 3)  # the reference: every row has a match
 
 

@@ -50,15 +50,24 @@ class Joined:
             base[j] = np.where((l >= 0) & (dstar[f] <= th), 1.0 / (1.0 + counts[j]), 0.0)
         return cls(base, [selected.index(f) for f, _ in configs], dstar)
 
-    def precision(self, models: dict[str, NewEntityModel] | None) -> float:
+    def precision(self, models: dict[str, NewEntityModel] | None, least: bool = False) -> float:
         """P̂ of these joins with each row's estimate the best over the configurations proposing it (as the
-        search and `Matcher` compute it); models None: the reference estimate (every row has a match)."""
+        search and `Matcher` compute it); models None: the reference estimate (every row has a match).
+        `least`: the row's 1 - lfdr is instead the least over the functions of the configurations that
+        propose it (times the best configuration's 1 / (1 + neighbours)): the union's pessimistic reading."""
         if self.base.shape[1] == 0:
             return float("nan")
         if models is None:
             return float(self.base.max(axis=0).mean())
-        keep = np.stack([models[f].keep(d) for f, d in self.dstar.items()])
-        return float((keep[self.of] * self.base).max(axis=0).mean())
+        keep = np.stack([models[f].keep(d) for f, d in self.dstar.items()])[self.of]
+        scored = keep * self.base
+        if not least:
+            return float(scored.max(axis=0).mean())
+        best = scored.argmax(axis=0)
+        proposing = self.base > 0
+        worst = np.where(proposing, keep, np.inf).min(axis=0)
+        worst[~proposing.any(axis=0)] = 0.0
+        return float((worst * self.base[best, np.arange(len(best))]).mean())
 
 
 def standard_error(p: float, n: int, model_se: float | None) -> float:
@@ -69,16 +78,19 @@ def standard_error(p: float, n: int, model_se: float | None) -> float:
 def bounds(estimates: dict[str, dict[str, float]], z: float = Z_ONE_SIDED) -> tuple[float, float]:
     """(lower, upper): the lowest P̂ - z·se with P̂ counted over every proposed pair, and the highest
     P̂ + z·se with P̂ counted over the delivered rows, over the models, within [0, 1]."""
-    lo = min(e["precision_proposals"] - z * e["se"] for e in estimates.values())
+    lo = min(min(e["precision_proposals"], e.get("precision_least", 1.0)) - z * e["se"] for e in estimates.values())
     hi = max(e["precision"] + z * e["se"] for e in estimates.values())
     return max(0.0, lo), min(1.0, hi)
 
 
-def estimate(p: float, rows: int, proposals: int, model_se: float | None) -> dict[str, Any]:
+def estimate(p: float, rows: int, proposals: int, model_se: float | None, least: float | None = None
+             ) -> dict[str, Any]:
     """One model's estimates: `precision` of the delivered join (the mean of its rows' estimates),
     `precision_proposals` the same expected true matches over every proposed pair (the search's P̂ and the
-    reference's definition), and the standard error."""
-    return {"precision": p, "precision_proposals": p * rows / max(proposals, rows), "model_se": model_se,
+    reference's definition), `precision_least` the delivered join under the least convinced function
+    (`Joined.precision(least=True)`), and the standard error."""
+    return {"precision": p, "precision_proposals": p * rows / max(proposals, rows),
+            "precision_least": p if least is None else least, "model_se": model_se,
             "se": standard_error(p, rows, model_se)}
 
 
@@ -94,7 +106,8 @@ def model_estimates(cands, joined: Joined, proposals: int, se_within_reach: floa
     draws = [joined.precision(inputs.refit_new_share(selected, i)) for i, _ in inputs.draws()]
     spread = {"within_reach": se_within_reach, "new_share": float(np.std(draws, ddof=1))}
     rows = joined.base.shape[1]
-    return {name: {**estimate(joined.precision(fitted[name]), rows, proposals, spread[name]),
+    return {name: {**estimate(joined.precision(fitted[name]), rows, proposals, spread[name],
+                              joined.precision(fitted[name], least=True)),
                    "share": next(iter(fitted[name].values())).share} for name in MODELS}
 
 
@@ -130,38 +143,43 @@ def spreads(cands, joined: Joined) -> dict[str, float]:
 def lower_end(joined: Joined, proposals: int, fitted: dict[str, dict[str, NewEntityModel]],
               spread: dict[str, float]) -> float:
     rows = joined.base.shape[1]
-    return bounds({name: estimate(joined.precision(models), rows, proposals, spread[name])
+    return bounds({name: estimate(joined.precision(models), rows, proposals, spread[name],
+                                  joined.precision(models, least=True))
                    for name, models in fitted.items()})[0]
 
 
-LOWER_ROUNDS = 6  # searches at most, each raising the search's target by the last shortfall of the lower end
+LOWER_ROUNDS = 7  # bisection steps on the search's own target: about 0.001 apart at the end
 
 
 def target_lower(cands, sol, target: float, patience: float, greedy) -> tuple[Any, float]:
-    """`precision_target_on: lower`: the union whose interval's lower end clears `target`.
+    """`precision_target_on: lower`: the largest union whose interval's lower end clears `target`.
 
-    The lower end moves with the search's own (point) target about one for one, so the search reruns
-    with its target raised by the shortfall (target - lower end) until the lower end clears `target`; of
-    the unions tried, the first that clears it (the largest), else the one with the highest lower end.
-    The models' spreads are measured once, on the point-target union. Returns (union, search target)."""
+    A higher target for the search's own P̂ gives a smaller union and (mostly) a higher lower end, so the
+    search's target is bisected between `target` and 0.999 for the lowest one whose union's lower end
+    clears `target`; when none does, the union with the highest lower end seen. The models' spreads are
+    measured once, on the point-target union. Returns (union, search target)."""
     if not sol.found or cands is None or cands.inputs is None or cands.inputs.second is None:
         return sol, target
     fitted = refits(cands)
     joined = from_candidates(cands, sol)
     spread = spreads(cands, joined)
-    best, best_lo, best_t = sol, lower_end(joined, sol.n_proposals, fitted, spread), target
-    t = target
-    lo = best_lo
+    lo = lower_end(joined, sol.n_proposals, fitted, spread)
+    if lo >= target:
+        return sol, target
+    best, best_lo, best_t = sol, lo, target
+    cleared = None
+    below, above = target, 0.999
     for _ in range(LOWER_ROUNDS):
-        if lo >= target:
-            break
-        t = t + (target - lo)
-        if t >= 1.0:
-            break
+        t = (below + above) / 2
         cand = greedy(cands, t, patience)
-        if not cand.found:
-            break
+        if not cand.found:  # no union reaches t: too high
+            above = t
+            continue
         lo = lower_end(from_candidates(cands, cand), cand.n_proposals, fitted, spread)
+        if lo >= target:
+            cleared, above = (cand, t), t
+        else:
+            below = t
         if lo > best_lo:
             best, best_lo, best_t = cand, lo, t
-    return best, best_t
+    return cleared if cleared is not None else (best, best_t)
