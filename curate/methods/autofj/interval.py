@@ -111,6 +111,19 @@ def model_estimates(cands, joined: Joined, proposals: int, se_within_reach: floa
                    "share": next(iter(fitted[name].values())).share} for name in MODELS}
 
 
+def estimates(cands, sol, ll_counts: np.ndarray, model_se: float | None) -> dict[str, dict[str, Any]]:
+    """Each model's estimates of the program's joins, the neighbour counts taken from the program's
+    `ll_counts` as `Matcher` takes them; without the new-entity models (the reference estimator: `model_se`
+    None) one model, `reference`, whose interval is its P̂ ± z·se."""
+    rows = np.flatnonzero(sol.join_l >= 0)
+    lstar = {f: cands.lstar[cands.functions.index(f), rows] for f, _ in sol.configs}
+    counts = np.stack([ll_counts[np.maximum(lstar[f], 0), j] for j, (f, _) in enumerate(sol.configs)])
+    joined = Joined.build(cands, sol.configs, counts, rows)
+    if model_se is None or cands.inputs is None or cands.inputs.second is None:
+        return {"reference": estimate(joined.precision(None), len(rows), sol.n_proposals, None)}
+    return model_estimates(cands, joined, sol.n_proposals, model_se)
+
+
 def refits(cands) -> dict[str, dict[str, NewEntityModel]]:
     """Both models of every function the candidates modelled, fitted on all R rows."""
     every = np.arange(len(next(iter(cands.inputs.seen.values()))))

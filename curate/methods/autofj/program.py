@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,10 +19,10 @@ import numpy as np
 
 from curate.methods.autofj.blocking import BlockingIndex
 from curate.methods.autofj.functions import PAIR_CHUNK, ColumnViews, space_functions
+from curate.methods.autofj.interval import bounds, estimates, standard_error, target_lower
 from curate.methods.autofj.minhash import LSHParams
 from curate.methods.autofj.new_entities import NewEntityModel, null_sample
 from curate.methods.autofj.rules import NegativeRules
-from curate.methods.autofj.interval import Joined, bounds, estimate, model_estimates, standard_error, target_lower
 from curate.methods.autofj.search import Program, forward_selection, greedy, nearest, weighted
 from curate.progress import steps
 
@@ -112,12 +111,10 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     leaves out of the search every join column with one value (blanks aside) in all of L: it cannot tell
     L rows apart, yet the reference estimate calls joins on it certain (all its distances are equal, under
     idf slightly negative, so θ < 0 and no neighbour is within 2θ); the reference uses it: off there.
-    `precision_target_on` "lower" (with `new_entities`) makes the interval's lower end, not P̂, clear the
-    target (interval.target_lower); "point" is the reference's search."""
+    `precision_target_on` "lower": the interval's lower end must clear τ (interval.target_lower)."""
     if precision_target_on not in ("point", "lower"):
         raise ValueError(f"autofj: precision_target_on must be point or lower, not {precision_target_on!r}")
-    t0 = time.perf_counter()
-    times: dict[str, float] = {}
+    t0, times = time.perf_counter(), {}
     n_l, n_r = len(left_ids), len(right_cols[0])
     functions = space_functions(space)
     lrec, rrec = records(left_cols), records(right_cols)
@@ -140,9 +137,8 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     prog = forward_selection(functions, pairs.r_l, pairs.r_q, dist.lr_cols, dist.s_c, dist.s_q, dist.ll_cols, n_r,
                              precision_target, n_thresholds, patience, dist.null_rows,
                              usable if skip_constant_columns else None)
-    search_target = precision_target
-    if precision_target_on == "lower":
-        prog.solution, search_target = target_lower(prog.candidates, prog.solution, precision_target, patience, greedy)
+    prog.solution, search_target = (target_lower(prog.candidates, prog.solution, precision_target, patience, greedy)
+                                    if precision_target_on == "lower" else (prog.solution, precision_target))
     times["search_s"] = time.perf_counter() - t
     log.info("autofj fit: distances %.1f s, search %.1f s: %d configurations", times["distances_s"],
              times["search_s"], len(prog.solution.configs))
@@ -152,17 +148,15 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                "left": {"rows": n_l, "fingerprint": fingerprint(left_ids, left_cols)},
                "new_entities": _new_entities(prog.candidates, sol.configs) if new_entities else None,
                "precision_target_on": precision_target_on,
-               "search": {**_search_summary(prog, n_r, pairs.lsh_skipped),
-                          "search_target": search_target}}
+               "search": {**_search_summary(prog, n_r, pairs.lsh_skipped), "search_target": search_target}}
     t = time.perf_counter()
     ll_counts = _left_counts(sol.configs, prog.weights, pairs, dist, n_l)
     times["ll_counts_s"] = time.perf_counter() - t
     _add_standard_error(program, prog, ll_counts, new_entities, times)
     _add_warnings(program, precision_target, n_l, constant)
     times["total_s"] = time.perf_counter() - t0
-    join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
-    est = sol.est if sol.found else np.zeros(n_r)
-    return FitResult(program, join_l, est, ll_counts, times)
+    return FitResult(program, sol.join_l if sol.found else np.full(n_r, -1, np.int64),
+                     sol.est if sol.found else np.zeros(n_r), ll_counts, times)
 
 
 def _block(index: BlockingIndex, lrec: list[str], rrec: list[str]) -> _Pairs:
@@ -276,23 +270,13 @@ def _add_standard_error(program: dict[str, Any], prog: Program, ll_counts: np.nd
 
 def _add_interval(s: dict[str, Any], prog: Program, ll_counts: np.ndarray, model_se: float | None,
                   times: dict[str, float]) -> None:
-    """`est_precision_interval` [lower, upper] and each model's P̂ and standard error (`precision_models`);
-    without the new-entity models (the reference estimator) the interval is P̂ ± z·se alone."""
-    sol, cands = prog.solution, prog.candidates
-    if cands is None:
+    """`est_precision_interval` [lower, upper] and each model's estimates (`precision_models`)."""
+    if prog.candidates is None:
         return
     t = time.perf_counter()
-    rows = np.flatnonzero(sol.join_l >= 0)
-    lstar = {f: cands.lstar[cands.functions.index(f), rows] for f, _ in sol.configs}
-    counts = np.stack([ll_counts[np.maximum(lstar[f], 0), j] for j, (f, _) in enumerate(sol.configs)])
-    joined = Joined.build(cands, sol.configs, counts, rows)
-    if model_se is None or cands.inputs.second is None:
-        ests = {"reference": estimate(joined.precision(None), len(rows), sol.n_proposals, None)}
-    else:
-        ests = model_estimates(cands, joined, sol.n_proposals, model_se)
+    s["precision_models"] = estimates(prog.candidates, prog.solution, ll_counts, model_se)
+    s["est_precision_interval"] = list(bounds(s["precision_models"]))
     times["interval_s"] = time.perf_counter() - t
-    s["precision_models"] = ests
-    s["est_precision_interval"] = list(bounds(ests))
 
 
 def _add_warnings(program: dict[str, Any], precision_target: float, n_l: int, constant: list[str]) -> None:
