@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 
 import numpy as np
@@ -93,7 +94,10 @@ def main() -> None:
     path = RESULTS / (f"{STEM}.{args.part}.json" if args.part else f"{STEM}.json")
     if args.merge:
         parts = [json.loads((RESULTS / f"{STEM}.{p}.json").read_text()) for p in args.merge.split(",")]
-        out = {"command": "; ".join(p["command"] for p in parts) + f"; python -m bench.autofj_interval --merge "
+        # a part's --tasks list is one half of the tasks (alphabetical, alternate): named, not listed
+        out = {"command": "; ".join(re.sub(r"--tasks (\S+)", lambda m: f"--tasks <{len(m[1].split(','))} tasks, from "
+                                           f"{m[1].split(',')[0]}>", p["command"]) for p in parts)
+               + f"; python -m bench.autofj_interval --merge "
                f"{args.merge}", "precision_target": TARGET, "rows": [r for p in parts for r in p["rows"]],
                "seconds": max(p.get("seconds", 0) for p in parts)}
     elif args.render:
