@@ -7,9 +7,13 @@ BIN     := $(VENV)/bin
 DATASET ?= demo
 OUT     ?= runs/$(DATASET)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_DEBS := openclipart-svg openclipart-png python3.11-doc fortunes dataset-fashion-mnist chromium chromium-driver
-# web-text's sources beyond the demo's (python3.11-doc, fortunes): the Linux man pages
-WEB_TEXT_DEBS := manpages
+# Debian packages: the demo's images; the other datasets' sources; the browser the report and UI tests drive.
+DEMO_DEBS := openclipart-svg openclipart-png
+DATA_DEBS := python3.11-doc fortunes dataset-fashion-mnist manpages
+TEST_DEBS := chromium chromium-driver
+# Python extras: the demo needs only the embedding models and Ray; everything else (tests, UI, bench) all.
+DEMO_EXTRAS := embed,ray
+ALL_EXTRAS  := all,dev
 
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -17,24 +21,32 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install debs curate test lint reference bench ui clean
+.PHONY: install debs debs-demo curate test lint reference bench ui clean
 
-$(BIN)/.installed: pyproject.toml
+# One stamp per set of extras; tools/install.py uses uv (same pins as pip, ~6x faster), pip where uv fails.
+$(BIN)/.installed-%: pyproject.toml tools/install.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[all,dev]'   # every extra: make curate/test/ui need them all
+	$(PYTHON) tools/install.py $(VENV) '.[$*]'
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed-$(ALL_EXTRAS)
 
-# Debian packages holding the bundled real data; installed only when missing.
-debs:
-	@missing=$$(for p in $(DEMO_DEBS) $(WEB_TEXT_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Debian packages holding the bundled real data (and the tests' browser); installed only when missing.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
 
-data/demo/.complete: | install debs
+debs-demo:
+	$(call apt_install,$(DEMO_DEBS))
+
+debs:
+	$(call apt_install,$(DEMO_DEBS) $(DATA_DEBS) $(TEST_DEBS))
+
+data/demo/.complete: | $(BIN)/.installed-$(DEMO_EXTRAS) debs-demo
 	$(BIN)/curate data demo --out data/demo
 
 data/autofj-synth/.complete: | install
@@ -49,8 +61,10 @@ data/web-text/.complete: | install debs
 data/fashion-mnist/.complete: | install debs
 	$(BIN)/curate data fashion-mnist --out data/fashion-mnist
 
-curate: install
+curate:
 	@case "$(DATASET)" in demo|demo-sens) $(MAKE) --no-print-directory data/demo/.complete;; \
+	  *) $(MAKE) --no-print-directory install;; esac
+	@case "$(DATASET)" in \
 	  stdlib-code|fashion-mnist|web-text) $(MAKE) --no-print-directory data/$(DATASET)/.complete;; \
 	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT)
