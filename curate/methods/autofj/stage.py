@@ -349,7 +349,7 @@ class AutoFJ(Stage):
                                                      "left")},
                 "rules": prog["n_rules"], "est_precision": s["est_precision"],
                 "est_precision_se": s["est_precision_se"],
-                "est_precision_interval": s.get("est_precision_interval"),
+                "est_precision_interval": s.get("est_precision_interval"), "search_target": s.get("search_target"),
                 "precision_models": s.get("precision_models"),
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),
                 "expected_matches": s.get("expected_matches"), "expected_true_matches": s.get("expected_true_matches"),
