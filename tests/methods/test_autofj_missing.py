@@ -126,6 +126,11 @@ def test_curate_join_prints_counts_estimate_new_entities_and_warnings(tmp_path, 
     assert "2 errored (empty_key 2)" in text
     art = json.loads((out / "summary.json").read_text())["stages"]["autofj"]["artifact"]
     assert f"estimated precision {art['est_precision']:.3f} ± {art['est_precision_se']:.3f}" in text
+    # the interval, and target_at_risk when its lower end is below the target, on the estimate's own line
+    line = next(x for x in text.splitlines() if "estimated precision" in x)
+    lo, hi = art["est_precision_interval"]
+    assert f"interval [{lo:.3f}, {hi:.3f}]" in line
+    assert ("target_at_risk" in line) == (lo < 0.9) == any(w.startswith("target_at_risk") for w in art["warnings"])
     # the share of new entities (the many_new_entities warning's) and π0 (no match within reach), each named
     assert f"estimated share of new entities in R (no match in L): {art['new_share']:.1%}" in text
     assert f"no match within reach (new entities and matches too unlike L to find; the precision estimate counts " \

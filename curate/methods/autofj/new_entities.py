@@ -132,24 +132,40 @@ BOOTSTRAP_SEED = 0  # fixed: a fit is reproducible
 @dataclass
 class Inputs:
     """What the models were fitted from: per function R's nearest distances (NaN: unknown) and the null
-    sample's; per modelled function its bin edges. Row i of every function's array is the same R row (the
-    same null row), so a draw takes the same rows under every function, as the pooled share needs."""
+    sample's; per modelled function its bin edges; per function R's second-nearest distances (the
+    new-share model's null, section 4 of docs/autofj.md; None when not kept). Row i of every function's
+    array is the same R row (the same null row), so a draw takes the same rows under every function, as the
+    pooled share needs."""
 
     seen: dict[str, np.ndarray]
     nulls: dict[str, np.ndarray]
     edges: dict[str, np.ndarray]
+    second: dict[str, np.ndarray] | None = None
 
-    def bootstrap(self, functions: list[str], draws: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED
-                  ) -> list[dict[str, NewEntityModel]]:
-        """`draws` refits of π0 (pooled over every function, as in the fit) and of the models of
-        `functions`, each on R's rows and the null's rows drawn with replacement."""
+    def draws(self, draws: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED):
+        """`draws` pairs (R rows, null rows), each drawn with replacement (fixed seed: reproducible)."""
         rng = np.random.default_rng(seed)
         any_f = next(iter(self.seen))
         n_r, n_null = len(self.seen[any_f]), len(self.nulls[any_f])
-        out = []
         for _ in range(draws):
-            i, j = rng.integers(0, n_r, n_r), rng.integers(0, n_null, n_null)
-            share = pooled_share([(self.seen[f][i], self.nulls[f][j]) for f in self.seen])
-            out.append({f: NewEntityModel.fit(self.seen[f][i], self.nulls[f][j], self.edges[f], share)
-                        for f in functions})
-        return out
+            yield rng.integers(0, n_r, n_r), rng.integers(0, n_null, n_null)
+
+    def refit(self, functions: list[str], i: np.ndarray, j: np.ndarray) -> dict[str, NewEntityModel]:
+        """π0 (pooled over every function, as in the fit) and the models of `functions` on R rows i and
+        null rows j."""
+        share = pooled_share([(self.seen[f][i], self.nulls[f][j]) for f in self.seen])
+        return {f: NewEntityModel.fit(self.seen[f][i], self.nulls[f][j], self.edges[f], share) for f in functions}
+
+    def refit_new_share(self, functions: list[str], i: np.ndarray) -> dict[str, NewEntityModel]:
+        """The new-share model on R rows i: share = new_share (Storey against R's second-nearest
+        distances) and each function's lfdr table against that same null, the null's rows being R's own."""
+        assert self.second is not None
+        per_f = {f: (self.seen[f][i], self.second[f][i][~np.isnan(self.seen[f][i])]) for f in self.seen}
+        share = pooled_share(list(per_f.values()))
+        return {f: NewEntityModel.fit(*per_f[f], self.edges[f], share) for f in functions}
+
+    def bootstrap(self, functions: list[str], draws: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED
+                  ) -> list[dict[str, NewEntityModel]]:
+        """`draws` refits of π0 and of the models of `functions`, each on R's rows and the null's rows
+        drawn with replacement."""
+        return [self.refit(functions, i, j) for i, j in self.draws(draws, seed)]

@@ -52,7 +52,8 @@ def _stage_blocks(stage: Any, art: dict[str, Any], run: RunView) -> list[Block]:
     estimate = Text(
         f"Estimated precision **{num(art.get('est_precision'))}**"
         + (f" ± {num(se)} (standard error)" if se is not None else "")
-        + f", target {num(prog.get('precision_target'))}; estimated share of new entities in R (no match in L): "
+        + _interval_text(art)
+        + f", target {num(prog.get('precision_target'))}{_on(prog)}{_risk(art)}; estimated share of new entities in R (no match in L): "
         f"**{_share(art.get('new_share'))}**; estimated share of R with no match within reach (new entities and "
         f"matches too unlike L to find; the estimate counts these): **{_share(art.get('new_entity_share'))}**; "
         f"rows far beyond every threshold: {num(art.get('far_beyond_theta_share'))}; expected matches "
@@ -149,6 +150,20 @@ def _fill_values(samples: list[dict[str, Any]], stage: Any, run: RunView) -> Non
             s["right"] = f"(input not readable here: {e})"
 
 
+def _interval_text(art: dict[str, Any]) -> str:
+    iv = art.get("est_precision_interval")
+    return f", interval [{iv[0]:.3f}, {iv[1]:.3f}] over the new-entity models" if iv else ""
+
+
+def _on(prog: dict[str, Any]) -> str:
+    return " (on the interval's lower end)" if prog.get("precision_target_on") == "lower" else ""
+
+
+def _risk(art: dict[str, Any]) -> str:
+    """The at-risk flag on the estimate's own line: whoever reads only the estimate sees it."""
+    return " — target_at_risk" if any(w.startswith("target_at_risk") for w in art.get("warnings") or []) else ""
+
+
 def _lines(stage: Any, run: RunView) -> list[str]:
     """What the join did: counts from the manifest, the estimate, the new-entity share, warnings."""
     art = run.summary["stages"][stage.name].get("artifact") or {}
@@ -173,7 +188,7 @@ def _lines(stage: Any, run: RunView) -> list[str]:
         out.append(f"  estimated precision: none (no program reaches the target {target})")
     else:
         out.append(f"  estimated precision {est:.3f}" + (f" ± {se:.3f} (standard error)" if se is not None else "")
-                   + f", target {target}")
+                   + _interval_text(art) + f", target {target}{_on(prog)}{_risk(art)}")
     new, share = art.get("new_share"), art.get("new_entity_share")
     out.append("  estimated share of new entities in R (no match in L): "
                + (f"{new:.1%}" if new is not None else NOT_ESTIMATED))

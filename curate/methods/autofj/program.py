@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,10 +19,11 @@ import numpy as np
 
 from curate.methods.autofj.blocking import BlockingIndex
 from curate.methods.autofj.functions import PAIR_CHUNK, ColumnViews, space_functions
+from curate.methods.autofj.interval import bounds, estimates, standard_error, target_lower
 from curate.methods.autofj.minhash import LSHParams
 from curate.methods.autofj.new_entities import NewEntityModel, null_sample
 from curate.methods.autofj.rules import NegativeRules
-from curate.methods.autofj.search import Program, forward_selection, nearest, weighted
+from curate.methods.autofj.search import Program, forward_selection, greedy, nearest, weighted
 from curate.progress import steps
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
         precision_target: float = 0.9, space: str = "autofj_sm", n_thresholds: int = 50, patience: float = 0.05,
         negative_rules: bool = True, k: int | None = None, blocking_budget: int | str | None = "auto",
         minhash_lsh: bool | dict | LSHParams | None = None, new_entities: bool = False,
-        skip_constant_columns: bool = False) -> FitResult:
+        skip_constant_columns: bool = False, precision_target_on: str = "point") -> FitResult:
     """Search a join program for L and the given R rows (the search set) at estimated precision > τ.
 
     `minhash_lsh` (off by default; true or a mapping as in `LSHParams.parse`) adds MinHash LSH candidates
@@ -110,9 +110,11 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     precision estimate (new_entities.py); off, the estimate is the reference's. `skip_constant_columns`
     leaves out of the search every join column with one value (blanks aside) in all of L: it cannot tell
     L rows apart, yet the reference estimate calls joins on it certain (all its distances are equal, under
-    idf slightly negative, so θ < 0 and no neighbour is within 2θ); the reference uses it: off there."""
-    t0 = time.perf_counter()
-    times: dict[str, float] = {}
+    idf slightly negative, so θ < 0 and no neighbour is within 2θ); the reference uses it: off there.
+    `precision_target_on` "lower": the interval's lower end must clear τ (interval.target_lower)."""
+    if precision_target_on not in ("point", "lower"):
+        raise ValueError(f"autofj: precision_target_on must be point or lower, not {precision_target_on!r}")
+    t0, times = time.perf_counter(), {}
     n_l, n_r = len(left_ids), len(right_cols[0])
     functions = space_functions(space)
     lrec, rrec = records(left_cols), records(right_cols)
@@ -135,6 +137,8 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
     prog = forward_selection(functions, pairs.r_l, pairs.r_q, dist.lr_cols, dist.s_c, dist.s_q, dist.ll_cols, n_r,
                              precision_target, n_thresholds, patience, dist.null_rows,
                              usable if skip_constant_columns else None)
+    prog.solution, search_target = (target_lower(prog.candidates, prog.solution, precision_target, patience, greedy)
+                                    if precision_target_on == "lower" else (prog.solution, precision_target))
     times["search_s"] = time.perf_counter() - t
     log.info("autofj fit: distances %.1f s, search %.1f s: %d configurations", times["distances_s"],
              times["search_s"], len(prog.solution.configs))
@@ -143,16 +147,16 @@ def fit(left_ids: list[str], left_cols: list[list[str]], right_cols: list[list[s
                **_learned(prog, rules, on, negative_rules),
                "left": {"rows": n_l, "fingerprint": fingerprint(left_ids, left_cols)},
                "new_entities": _new_entities(prog.candidates, sol.configs) if new_entities else None,
-               "search": _search_summary(prog, n_r, pairs.lsh_skipped)}
+               "precision_target_on": precision_target_on,
+               "search": {**_search_summary(prog, n_r, pairs.lsh_skipped), "search_target": search_target}}
     t = time.perf_counter()
     ll_counts = _left_counts(sol.configs, prog.weights, pairs, dist, n_l)
     times["ll_counts_s"] = time.perf_counter() - t
     _add_standard_error(program, prog, ll_counts, new_entities, times)
     _add_warnings(program, precision_target, n_l, constant)
     times["total_s"] = time.perf_counter() - t0
-    join_l = sol.join_l if sol.found else np.full(n_r, -1, np.int64)
-    est = sol.est if sol.found else np.zeros(n_r)
-    return FitResult(program, join_l, est, ll_counts, times)
+    return FitResult(program, sol.join_l if sol.found else np.full(n_r, -1, np.int64),
+                     sol.est if sol.found else np.zeros(n_r), ll_counts, times)
 
 
 def _block(index: BlockingIndex, lrec: list[str], rrec: list[str]) -> _Pairs:
@@ -246,18 +250,33 @@ def _left_counts(configs: list[tuple[str, float]], weights: dict[int, float], pa
 def _add_standard_error(program: dict[str, Any], prog: Program, ll_counts: np.ndarray, new_entities: bool,
                         times: dict[str, float]) -> None:
     """The standard error of P̂: which joined rows are right (binomial), and, with the new-entity model, the
-    uncertainty of π0 and the lfdr tables the estimates rest on (bootstrap; docs/autofj.md section 2)."""
+    uncertainty of π0 and the lfdr tables the estimates rest on (bootstrap; docs/autofj.md section 2); then
+    the interval over the new-entity models (interval.py)."""
     sol = prog.solution
     n_joined = sol.n_joins
     model_se = None
-    if n_joined and new_entities and prog.candidates is not None and prog.candidates.inputs is not None:
+    modelled = new_entities and prog.candidates is not None and prog.candidates.inputs is not None
+    if n_joined and modelled:
         t = time.perf_counter()
         model_se = _model_se(prog.candidates, sol.configs, ll_counts, sol.join_l >= 0)
         times["bootstrap_s"] = time.perf_counter() - t
+    s = program["search"]
+    s["est_precision_interval"], s["precision_models"] = None, None
     if n_joined:
-        binom = sol.precision * (1 - sol.precision) / n_joined
-        program["search"]["est_precision_se"] = math.sqrt(binom + (model_se or 0.0) ** 2)
-        program["search"]["est_precision_model_se"] = model_se
+        s["est_precision_se"] = standard_error(sol.precision, n_joined, model_se)
+        s["est_precision_model_se"] = model_se
+        _add_interval(s, prog, ll_counts, model_se if modelled else None, times)
+
+
+def _add_interval(s: dict[str, Any], prog: Program, ll_counts: np.ndarray, model_se: float | None,
+                  times: dict[str, float]) -> None:
+    """`est_precision_interval` [lower, upper] and each model's estimates (`precision_models`)."""
+    if prog.candidates is None:
+        return
+    t = time.perf_counter()
+    s["precision_models"] = estimates(prog.candidates, prog.solution, ll_counts, model_se)
+    s["est_precision_interval"] = list(bounds(s["precision_models"]))
+    times["interval_s"] = time.perf_counter() - t
 
 
 def _add_warnings(program: dict[str, Any], precision_target: float, n_l: int, constant: list[str]) -> None:
@@ -282,6 +301,11 @@ def fit_warnings(program: dict[str, Any], target: float, n_left: int) -> list[st
     if s["est_precision"] is None:
         out.append(f"target_not_met: no program reaches an estimated precision above {target:g} on this data; "
                    "it joins nothing (lower precision_target, or try space autofj_md)")
+    interval = s.get("est_precision_interval")
+    if s["est_precision"] is not None and interval is not None and interval[0] < target:
+        out.append(f"target_at_risk: the precision interval [{interval[0]:.3f}, {interval[1]:.3f}] reaches below "
+                   f"the target {target:g} (the new-entity models disagree or the estimate is noisy); set "
+                   "precision_target_on: lower for a program whose lower end clears it")
     new_share = None if ne is None else ne.get("new_share", ne["share"])
     if new_share is not None and new_share > MANY_NEW:
         out.append(f"many_new_entities: about {new_share:.0%} of R are new entities with no match in L (and about "

@@ -125,7 +125,7 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     edges: dict[str, np.ndarray] = {}
     new_share = None
     if null_rows is not None:
-        seen, d_null, share, new_share = _null_distances(functions, li, ri, d_lr, nears, ll_cand, ll_query, d_ll,
+        seen, d_null, second, share, new_share = _null_distances(functions, li, ri, d_lr, nears, ll_cand, ll_query, d_ll,
                                                          n_r, null_rows)
     lstar = np.full((len(functions), n_r), -1, np.int64)
     dstar = np.full((len(functions), n_r), np.inf)
@@ -161,16 +161,16 @@ def build_candidates(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr:
     P = np.stack(P_rows) if C else np.zeros((0, n_r), np.float64)
     prop = np.stack(prop_rows) if C else np.zeros((0, n_r), bool)
     f_of = np.array([c[0] for c in configs], np.int64)
-    inputs = Inputs(seen, d_null, edges) if null_rows is not None else None
+    inputs = Inputs(seen, d_null, edges, second) if null_rows is not None else None
     return Candidates(functions, configs, f_of, lstar, dstar, P, prop, models, new_share, inputs)
 
 
 def _null_distances(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr: dict[str, np.ndarray],
                     nears: dict[str, Nearest], ll_cand: np.ndarray, ll_query: np.ndarray,
                     d_ll: dict[str, np.ndarray], n_r: int, null_rows: np.ndarray
-                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float, float]:
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], float, float]:
     """What the new-entity models are fitted from, per function: R's nearest distances as seen (NaN:
-    unknown) and the null rows' leave-one-out nearest L-L distances; and the pooled shares of new rows,
+    unknown), the null rows' leave-one-out nearest L-L distances and R's second-nearest distances; and the pooled shares of new rows,
     against the L-L null (the models') and against R's own second-nearest null (the warning's)."""
     d_null = {f: loo_nearest(ll_cand, ll_query, d_ll[f], null_rows) for f in functions}
     # A row with candidates but no finite distance is blank in every weighted column: unknown, not new.
@@ -182,9 +182,9 @@ def _null_distances(functions: list[str], li: np.ndarray, ri: np.ndarray, d_lr: 
     # its match at l* has as second-nearest distance what its nearest would be without that match, a
     # null draw written the way R is; new rows' second-nearest lies beyond their nearest, so with many
     # new rows this one reads low (docs/autofj.md section 4).
-    new_share = pooled_share([(seen[f], second_nearest(li, ri, d_lr[f], nears[f])[~np.isnan(seen[f])])
-                              for f in functions])
-    return seen, d_null, share, new_share
+    second = {f: second_nearest(li, ri, d_lr[f], nears[f]) for f in functions}
+    new_share = pooled_share([(seen[f], second[f][~np.isnan(seen[f])]) for f in functions])
+    return seen, d_null, second, share, new_share
 
 
 @dataclass

@@ -137,6 +137,10 @@ class AutoFJ(Stage):
                  reference_id: Annotated[str, Field(min_length=1, description="L's id column")] = "id",
                  precision_target: Annotated[float, Field(gt=0, lt=1, description="the estimated precision the "
                                                                                   "program must reach")] = 0.9,
+                 precision_target_on: Annotated[Literal["point", "lower"],
+                                                Field(description="what must clear precision_target: the point "
+                                                                  "estimate, or the lower end of its interval "
+                                                                  "(mode default)")] = "point",
                  space: Annotated[Literal[SPACES], Field(description="the join functions searched")] = "autofj_sm",
                  n_thresholds: Annotated[int, Field(ge=2, description="distance thresholds tried per join "
                                                                       "function")] = 50,
@@ -169,7 +173,11 @@ class AutoFJ(Stage):
         self.reference = str(reference)
         self.on = [on] if isinstance(on, str) else list(on)
         self.reference_id = reference_id
+        if precision_target_on == "lower" and mode == "reference":
+            raise ConfigError("autofj: precision_target_on: lower searches on the interval of the new-entity "
+                              "models, which mode: reference does not have; use mode: default")
         self.precision_target = float(precision_target)
+        self.precision_target_on = precision_target_on
         self.space, self.n_thresholds, self.patience = space, n_thresholds, float(patience)
         self.negative_rules, self.search_sample, self.mode = negative_rules, search_sample, mode
         self.dedupe_reference = dedupe_reference
@@ -239,7 +247,7 @@ class AutoFJ(Stage):
         res = autofj.fit(ids, cols, right, self.on, self.precision_target, self.space, self.n_thresholds,
                          self.patience, self.negative_rules, blocking_budget="exact" if self.mode == "reference" else self.blocking_budget,
                          minhash_lsh=self._lsh, new_entities=self.mode == "default",
-                         skip_constant_columns=self.mode == "default")
+                         skip_constant_columns=self.mode == "default", precision_target_on=self.precision_target_on)
         prog = res.program
         search = prog["search"]
         search["right_rows"] = n_rows
@@ -338,11 +346,13 @@ class AutoFJ(Stage):
             return {}
         prog = json.loads(artifact.schema.metadata[b"autofj.program"])
         s = prog["search"]
-        return {"program": {k: prog.get(k) for k in ("on", "space", "precision_target", "configs",
+        return {"program": {k: prog.get(k) for k in ("on", "space", "precision_target", "precision_target_on", "configs",
                                                      "column_weights", "k", "blocking_budget", "minhash_lsh",
                                                      "left")},
                 "rules": prog["n_rules"], "est_precision": s["est_precision"],
                 "est_precision_se": s["est_precision_se"],
+                "est_precision_interval": s.get("est_precision_interval"), "search_target": s.get("search_target"),
+                "precision_models": s.get("precision_models"),
                 "search_rows": s["rows"], "right_rows": s.get("right_rows"),
                 "expected_matches": s.get("expected_matches"), "expected_true_matches": s.get("expected_true_matches"),
                 "far_beyond_theta_share": s["far_beyond_theta_share"], "reference": prog.get("reference"),

@@ -1,0 +1,123 @@
+"""The precision interval over the new-entity models (curate.methods.autofj.interval, docs/autofj.md section 2)
+and the `target_at_risk` warning."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curate.errors import ConfigError
+from curate.methods.autofj import program as autofj
+from curate.methods.autofj.interval import Z_ONE_SIDED, Joined, bounds, estimate, standard_error
+from curate.methods.autofj.new_entities import NewEntityModel
+from curate.methods.autofj.presentation import _interval_text, _risk
+from curate.methods.autofj.stage import AutoFJ
+from tests.methods.test_autofj_new_entities import without_matches
+
+
+def test_an_estimate_counts_the_same_true_matches_over_rows_and_over_proposals():
+    e = estimate(0.9, rows=90, proposals=100, model_se=0.02, least=0.8)
+    assert e["precision"] == 0.9 and e["precision_least"] == 0.8
+    assert e["precision_proposals"] == pytest.approx(0.81)  # 81 expected true matches over 100 proposed pairs
+    assert e["se"] == pytest.approx(np.sqrt(0.9 * 0.1 / 90 + 0.02 ** 2))
+    assert estimate(0.9, 90, 90, None)["se"] == pytest.approx(np.sqrt(0.9 * 0.1 / 90))
+    assert np.isnan(standard_error(0.9, 0, None))
+
+
+def test_the_interval_runs_from_the_most_pessimistic_model_to_the_most_optimistic():
+    ests = {"a": {"precision": 0.95, "precision_proposals": 0.90, "precision_least": 0.85, "se": 0.01},
+            "b": {"precision": 0.80, "precision_proposals": 0.78, "precision_least": 0.79, "se": 0.03}}
+    lo, hi = bounds(ests)
+    assert lo == pytest.approx(0.78 - Z_ONE_SIDED * 0.03)  # b, counted over proposals, minus its own se
+    ests["a"]["precision_least"] = 0.70  # a's least convinced reading is now the lowest
+    assert bounds(ests)[0] == pytest.approx(0.70 - Z_ONE_SIDED * 0.01)
+    ests["a"]["precision_least"] = 0.85
+    assert hi == pytest.approx(0.95 + Z_ONE_SIDED * 0.01)  # a, counted over delivered rows, plus its own se
+    assert bounds(ests, z=1.0) == pytest.approx((0.75, 0.96))
+    # within [0, 1]
+    assert bounds({"a": {"precision": 0.99, "precision_proposals": 0.05, "precision_least": 0.5, "se": 0.1}}
+                  ) == (0.0, 1.0)
+
+
+def test_joined_precision_is_the_mean_of_each_rows_best_estimate_or_of_its_least_convinced_function():
+    # two configurations (functions f, g), three joined rows; config 0 proposes rows 0-1, config 1 rows 1-2
+    base = np.array([[1 / 2, 1.0, 0.0], [0.0, 1 / 3, 1.0]])
+    edges = np.array([0.1, 0.2, 0.3])
+    f = NewEntityModel(edges, np.array([0.0, 0.5, 1.0]), 0.4, 100)
+    g = NewEntityModel(edges, np.array([0.0, 0.5, 0.5]), 0.4, 100)
+    joined = Joined(base, [0, 1], {"f": np.array([0.05, 0.05, 0.25]), "g": np.array([0.05, 0.15, 0.25])})
+    # keep (1 - lfdr) at the rows' distances: f 1, 1, 0; g 1, 0.5, 0.5
+    assert joined.precision({"f": f, "g": g}) == pytest.approx((0.5 + max(1.0, 0.5 / 3) + 0.5) / 3)
+    # least: row 1's best configuration (f, base 1) with g's keep 0.5, the lower of the two proposing it
+    assert joined.precision({"f": f, "g": g}, least=True) == pytest.approx((0.5 + 0.5 + 0.5) / 3)
+    assert joined.precision(None) == pytest.approx((0.5 + 1.0 + 1.0) / 3)  # the reference: every row has a match
+
+
+def test_target_at_risk_when_the_lower_end_is_below_the_target():
+    def program(est, interval):
+        return {"search": {"est_precision": est, "est_precision_interval": interval, "est_precision_se": 0.01,
+                           "far_beyond_theta_share": 0.0, "matched": 100}, "new_entities": None}
+
+    codes = lambda p: [w.split(":")[0] for w in autofj.fit_warnings(p, 0.9, 1000)]  # noqa: E731
+    assert "target_at_risk" in codes(program(0.91, [0.87, 0.95]))
+    assert "target_at_risk" not in codes(program(0.93, [0.905, 0.96]))
+    # no program: target_not_met, not at risk as well
+    assert codes(program(None, None)) == ["target_not_met"]
+    warning = next(w for w in autofj.fit_warnings(program(0.91, [0.87, 0.95]), 0.9, 1000) if "at_risk" in w)
+    assert "[0.870, 0.950]" in warning and "precision_target_on: lower" in warning
+
+
+def test_the_estimate_line_carries_the_interval_and_the_flag():
+    art = {"est_precision_interval": [0.8712, 0.95], "warnings": ["target_at_risk: ...", "many_new_entities: ..."]}
+    assert _interval_text(art) == ", interval [0.871, 0.950] over the new-entity models"
+    assert "target_at_risk" in _risk(art)
+    assert _risk({"warnings": ["many_new_entities: ..."]}) == "" and _interval_text({}) == ""
+
+
+@pytest.fixture(scope="module")
+def shopping_mall():
+    """ShoppingMall (154 L rows, 227 R rows) with 30% of R's matched rows turned into new entities."""
+    lids, lt, rids, rt, truth = without_matches("ShoppingMall", 0.3)
+    fits = {on: autofj.fit(lids, [lt], [rt], ["title"], new_entities=True, precision_target_on=on)
+            for on in ("point", "lower")}
+    return fits, autofj.fit(lids, [lt], [rt], ["title"])
+
+
+def test_the_fit_reports_both_models_and_the_estimate_lies_in_the_interval(shopping_mall):
+    fits, ref = shopping_mall
+    s = fits["point"].program["search"]
+    models = s["precision_models"]
+    assert set(models) == {"within_reach", "new_share"}
+    # the estimate's own model counted over proposals is P̂ itself (the recomputation is the search's)
+    assert models["within_reach"]["precision_proposals"] == pytest.approx(s["est_precision"], abs=1e-9)
+    assert models["within_reach"]["model_se"] == s["est_precision_model_se"]  # the spread the fit drew
+    assert models["new_share"]["share"] == pytest.approx(fits["point"].program["new_entities"]["new_share"])
+    lo, hi = s["est_precision_interval"]
+    assert lo <= s["est_precision"] <= hi
+    assert lo == pytest.approx(bounds(models)[0]) and hi == pytest.approx(bounds(models)[1])
+    assert (lo < 0.9) == any(w.startswith("target_at_risk") for w in fits["point"].program["warnings"])
+    # the reference estimator: one model, its own P̂ ± z·se
+    rs = ref.program["search"]
+    assert set(rs["precision_models"]) == {"reference"}
+    assert rs["est_precision_interval"][0] == pytest.approx(
+        rs["est_precision"] - Z_ONE_SIDED * rs["precision_models"]["reference"]["se"])
+
+
+def test_targeting_the_lower_end_joins_fewer_rows_and_clears_it_or_says_so(shopping_mall):
+    fits, _ = shopping_mall
+    point, lower = (fits[on].program for on in ("point", "lower"))
+    assert point["precision_target_on"] == "point" and lower["precision_target_on"] == "lower"
+    assert point["search"]["search_target"] == 0.9
+    assert lower["search"]["matched"] <= point["search"]["matched"]
+    lo = lower["search"]["est_precision_interval"][0]
+    at_risk = any(w.startswith("target_at_risk") for w in lower["warnings"])
+    assert lo >= 0.9 or at_risk
+    if point["search"]["est_precision_interval"][0] < 0.9:  # the point program is at risk: the search moved
+        assert lower["search"]["search_target"] > 0.9
+        assert lo > point["search"]["est_precision_interval"][0]
+
+
+def test_lower_needs_the_new_entity_models():
+    with pytest.raises(ConfigError, match="precision_target_on"):
+        AutoFJ(reference="l.csv", on="title", mode="reference", precision_target_on="lower")
+    with pytest.raises(ValueError, match="precision_target_on"):
+        autofj.fit(["1", "2"], [["a", "b"]], [["a"]], ["title"], precision_target_on="upper")
