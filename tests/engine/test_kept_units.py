@@ -45,3 +45,31 @@ def test_a_damaged_unit_is_still_refused_and_a_unit_over_the_budget_is_read_with
     path.write_bytes(bytes(data))
     with pytest.raises(DamagedFileError):
         KeptUnits().read(path, ["s.score"])
+
+
+def test_columns_read_twice_are_checked_once_and_a_shard_with_bad_text_is_checked_every_time(tmp_path):
+    import pyarrow.parquet as pq
+
+    from curate.dataset import Dataset
+    from curate.engine.units import _utf8_problems
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"t": ["a", "b"]}), data / "clean.parquet")
+    bad = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(b"\0\0\0\0\1\0\0\0\2\0\0\0"), pa.py_buffer(b"a\xff")])
+    pq.write_table(pa.table({"t": bad}), data / "bad.parquet")
+    ds = Dataset(data)
+    ds.keep_reads(1 << 20)
+    calls = []
+
+    def check(table):
+        calls.append(1)
+        return _utf8_problems(table)
+
+    clean, dirty = (next(s for s in ds.shards if s.rel.startswith(n)) for n in ("clean", "bad"))
+    first, second = ds.read_checked(clean, ["t"], check), ds.read_checked(clean, ["t"], check)
+    assert first is second and first[1] is None and len(calls) == 1
+    for _ in range(2):
+        table, mask, _errors = ds.read_checked(dirty, ["t"], check)
+        assert mask.tolist() == [False, True] and table.column("t").to_pylist() == ["a", None]
+    assert len(calls) == 3  # (a shard with rows to fix is fixed afresh each time: its mask goes to the errors)
