@@ -153,16 +153,20 @@ def markdown(r: dict) -> str:
         "language ID is still the largest stage, now in our compiled scorer (py3langid's results bit for bit: "
         "bench/results/langid.md), bound by the automaton's random reads over its 39 MB transition table and the "
         "per-text float32 sums that keep the results identical; the fixed costs of one process are the imports "
-        "(~1.5 s: pyarrow, numba, pydantic, polars, the stage modules), numba's first dispatch (~1-2 s: it loads "
+        "(~1 s: pyarrow, numba, pydantic, the stage modules; polars, PIL and imagehash no longer, which only the "
+        "report and `image_hash` load: bench/results/startup.md), numba's first dispatch (~1-2 s: it loads "
         "its registries, which import scipy.linalg for BLAS, then each cached kernel), pyarrow's import of pandas "
-        "on the first `pa.array` of a Python list (~0.3-1 s), the tokenizer's load, and the run's bookkeeping "
+        "at the first array it builds (~0.3-1 s), the tokenizer's load, and the run's bookkeeping "
         "(planning opens and checks every shard, scores and shuffles are written as Parquet, the decisions "
         "and the manifest). The dedup fits are mostly their node maps (shingling, MinHash signatures, hashing "
         "normalised text), not the shuffles' rounds (each under 0.1 s). Cut for this run: the per-byte Python "
         "loop of language ID, the LZMA decompression of its model and the Unicode tables of the rules (both kept "
         "in a cache folder), a scan of every installed distribution for the identifier's version (~1-2 s), "
         "re-parsing JSONL shards once per stage (now up to 64 MB kept parsed), a lexsort per batch of MinHash "
-        "shingles, scipy's import, and C4's second pass over each kept line's tokens.", "",
+        "shingles, scipy's import, C4's second pass over each kept line's tokens, and (issue 33) polars' import, "
+        "the lease's 50 ms settling wait, decide reading each unit file twice and a second UTF-8 check of kept "
+        "reads. The datatrove side was also faster in this session than in main's (15.3 s median against 18.6 s): "
+        "part of the ratio's change is the machine's load.", "",
         "Rows kept differ: the rule filters tokenise differently (spaCy against our tokenizer: bench/results/webtext.md "
         "lists the classes), datatrove's MinHash normalises and tokenises its own way, and it dedups only the "
         "documents that passed the filters, where ours dedups every row and keeps a row only if every policy keeps it.",

@@ -12,8 +12,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -117,7 +119,7 @@ class Dataset:
             raise DataError([f"dataset {self.uri!r}: two shard paths map to the same name; rename one"])
         self._cache_path = location(fingerprint_cache) if fingerprint_cache else None
         self._fingerprints: dict[str, str] = {}
-        self._kept: dict[tuple[str, tuple[str, ...] | None], pa.Table] | None = None  # keep_reads
+        self._kept: dict[tuple[str, tuple[str, ...] | None], Any] | None = None  # keep_reads (and read_checked)
         self._kept_room = 0
 
     def _shards(self, infos: list[pafs.FileInfo], format: str | None, single: bool) -> list[Shard]:
@@ -223,6 +225,17 @@ class Dataset:
             self._kept[key] = table
             self._kept_room -= table.nbytes
         return table
+
+    def read_checked(self, shard: Shard, columns: list[str], check: Callable[[pa.Table], tuple]) -> tuple:
+        """`check(read(shard, columns))`; a clean result (whose second item is None: nothing to fix) is kept
+        with the read, so that columns read twice (a fit map, then scores) are checked once."""
+        key = (shard.path, (*columns, "\0checked"))
+        if self._kept is not None and key in self._kept:
+            return self._kept[key]
+        out = check(self.read(shard, columns))
+        if self._kept is not None and (shard.path, tuple(columns)) in self._kept and out[1] is None:
+            self._kept[key] = out
+        return out
 
     def keep_reads(self, budget: int) -> None:
         """Keep what `read` returns, up to `budget` bytes (the first reads), so that reading the same columns

@@ -254,17 +254,30 @@ def write_whole(path: AnyPath, data: bytes | memoryview | pa.Buffer) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def create_new(path: AnyPath, data: bytes) -> None:
-    """Write `data` under `path` only if nothing is there (raises FileExistsError). On an object store the
-    check and the PUT are two calls: callers read the object back to see who won (engine/lease.py)."""
+def create_new(path: AnyPath, data: bytes) -> bool:
+    """Write `data` under `path` only if nothing is there (raises FileExistsError). Returns whether the create
+    was atomic: locally the file is written aside and hard-linked into place, so no reader ever sees it half
+    written and no second writer can create it too. On an object store (and a local filesystem without hard
+    links) the check and the write are two steps: callers read the object back to see who won (engine/lease.py)."""
     if isinstance(path, ObjectPath):
         if path.exists():
             raise FileExistsError(str(path))
         path.write_bytes(data)
-        return
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "xb") as f:
-        f.write(data)
+    aside = local_scratch(path)  # (a dead writer's is removed by the next run, as every temporary is)
+    aside.write_bytes(data)
+    try:
+        os.link(aside, path)  # FileExistsError when taken
+        return True
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network and FUSE filesystems): an exclusive open
+        with open(path, "xb") as f:
+            f.write(data)
+        return False
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def upload(local: Path, path: AnyPath) -> None:

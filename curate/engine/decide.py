@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from curate.dataset import Shard
 from curate.engine.files import write_json, write_parquet
 from curate.engine.state import RunState
-from curate.engine.store import Store, read_unit
+from curate.engine.store import KeptUnits, Store
 from curate.errors import CurateError, InternalError
 from curate.layout import Part, read_json
 from curate.policy import Policy, Rows, scatter
@@ -88,8 +88,8 @@ def _rows(policy: Policy, table: pa.Table, id_hash: np.ndarray, fingerprint: str
 class _Scan:
     """The valid rows of one policy's columns, shard by shard; cached when small."""
 
-    def __init__(self, run: RunState, policy: Policy):
-        self.run, self.policy = run, policy
+    def __init__(self, run: RunState, policy: Policy, units: KeptUnits):
+        self.run, self.policy, self.units = run, policy, units
         self.cache: list[Rows] | None = None
         total = sum(run.rows[s.key] for s in run.ok_shards())
         self.cacheable = total <= SCAN_IN_MEMORY_ROWS
@@ -106,8 +106,8 @@ class _Scan:
 
     def _read_one(self, shard: Shard) -> Rows:
         stage = self.run.pipeline.stage(self.policy.stage)
-        t = read_unit(self.run.score_path(stage, shard), columns=[*self.policy.columns, f"{stage.name}.error"])
-        h = read_unit(self.run.ids[shard.key], columns=["id_hash"]).column(0).to_numpy()
+        t = self.units.read(self.run.score_path(stage, shard), [*self.policy.columns, f"{stage.name}.error"])
+        h = self.units.read(self.run.ids[shard.key], ["id_hash"]).column(0).to_numpy()
         return _rows(self.policy, t, h, self.run.fps[shard.key])
 
     def rows(self) -> Iterator[Rows]:
@@ -125,8 +125,9 @@ class _Scan:
 def write_manifest(run: RunState) -> dict[str, Any]:
     """Fit the policies, write one manifest part per shard and summary.json; return the summary."""
     pipeline = run.pipeline
+    units = KeptUnits()
     for policy in pipeline.policies:
-        policy.fit(_Scan(run, policy))
+        policy.fit(_Scan(run, policy, units))
     acc = {p.name: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for p in pipeline.policies}
     total = {"in": 0, "kept": 0, "dropped": 0, "errored": 0}
     if summed := [s.column(c) for s in pipeline.stages for c in s.totals]:
@@ -138,7 +139,7 @@ def write_manifest(run: RunState) -> dict[str, Any]:
     run.lease.check()  # a writer that already lost its lease starts no generation
     gen = _claim_generation(run)
     try:
-        parts = _write_parts(run, gen, acc, total, stage_acc, samples)
+        parts = _write_parts(run, gen, acc, total, stage_acc, samples, units)
         for name, a in {**acc, "run": total}.items():
             if a["in"] != a["kept"] + a["dropped"] + a["errored"]:
                 raise InternalError(f"internal accounting error in {name}: {a}; please report it")
@@ -154,7 +155,7 @@ def write_manifest(run: RunState) -> dict[str, Any]:
 
 
 def _write_parts(run: RunState, gen: int, acc: dict, total: dict, stage_acc: dict,
-                 samples: dict[str, list[np.ndarray]]) -> dict[str, dict[str, Any]]:
+                 samples: dict[str, list[np.ndarray]], units: KeptUnits) -> dict[str, dict[str, Any]]:
     """Decide every shard and write its part into generation `gen`; returns each part's size and hash."""
     n_rows = sum(run.rows[s.key] for s in run.ok_shards())
     sample_below = np.uint64(min(2**64 - 1, int(2**64 * min(1.0, QUANTILE_SAMPLE / max(n_rows, 1)))))
@@ -164,11 +165,11 @@ def _write_parts(run: RunState, gen: int, acc: dict, total: dict, stage_acc: dic
     # (Arrow's reads, compute, zstd and writes release the GIL); at most three shards are in memory. The
     # policies run here, shard after shard, so their counts add up in the same order on every run.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="curate-decide") as pool:
-        loading = pool.submit(_prepare, run, shards[0], sample_below) if shards else None
+        loading = pool.submit(_prepare, run, shards[0], sample_below, units) if shards else None
         writing: Future | None = None
         for i, shard in enumerate(shards):
             prep = loading.result()
-            loading = pool.submit(_prepare, run, shards[i + 1], sample_below) if i + 1 < len(shards) else None
+            loading = pool.submit(_prepare, run, shards[i + 1], sample_below, units) if i + 1 < len(shards) else None
             _add_stage_facts(stage_acc, prep.stage_facts)
             for name, v in prep.samples.items():
                 samples.setdefault(name, []).append(v)
@@ -234,9 +235,9 @@ class _Prepared:
     held: dict[str, np.ndarray]                   # per policy: rows its stage left unscored on purpose
 
 
-def _prepare(run: RunState, shard: Shard, sample_below: np.uint64) -> _Prepared:
+def _prepare(run: RunState, shard: Shard, sample_below: np.uint64, units: KeptUnits) -> _Prepared:
     """A shard's ids and score files, checked against their sidecars and joined into manifest columns."""
-    ids = read_unit(run.ids[shard.key])
+    ids = units.take(run.ids[shard.key])
     n = ids.num_rows
     id_hash = ids.column("id_hash").to_numpy()
     cols: dict[str, pa.ChunkedArray | pa.Array] = {"id": ids.column("id"), "shard": _repeat(shard.rel, n)}
@@ -246,7 +247,7 @@ def _prepare(run: RunState, shard: Shard, sample_below: np.uint64) -> _Prepared:
     samples: dict[str, np.ndarray] = {}
     for stage in run.pipeline.stages:
         path = run.score_path(stage, shard)
-        meta, t = read_json(run.store.sidecar(path)) or {}, read_unit(path)
+        meta, t = read_json(run.store.sidecar(path)) or {}, units.take(path)
         _cross_check(path, meta, t, stage.column("error"))
         facts[stage.name] = {"rows_in": n, "errored": meta.get("errored", 0), "seconds": meta.get("seconds", 0.0),
                              "errors": meta.get("errors", {}),

@@ -93,8 +93,10 @@ class Lease:
         self._started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         record = self._record(self._started_at)
         try:
-            create_new(self.path, json.dumps(record).encode())  # the common case: nobody holds it
+            # the common case: nobody holds it; created atomically (locally), nobody else can hold it now
+            settled = create_new(self.path, json.dumps(record).encode())
         except FileExistsError:
+            settled = False
             holder = read_json(self.path)
             if holder is not None:
                 reason = stale_reason(holder)
@@ -106,8 +108,10 @@ class Lease:
                 self.took_over = {**holder, "reason": reason}
             write_json(self.path, record)
         # A writer that took over (or, on an object store, created) at the same moment wrote too: the last
-        # write wins and the other sees it on reading back, once both writes have landed.
-        time.sleep(SETTLE_OBJECT_STORE_S if isinstance(self.path, ObjectPath) else SETTLE_LOCAL_S)
+        # write wins and the other sees it on reading back, once both writes have landed. An atomic create
+        # has no such rival (a second writer's create fails, and it reads a whole, live lease), so it waits not.
+        if not settled:
+            time.sleep(SETTLE_OBJECT_STORE_S if isinstance(self.path, ObjectPath) else SETTLE_LOCAL_S)
         holder = read_json(self.path)
         if not holder or holder.get("owner") != self.token:
             raise RunLocked(f"{self.path.parent} was taken by another run at the same moment: "

@@ -25,10 +25,10 @@ from typing import Any
 import pyarrow as pa
 
 from curate.engine.files import write_json, write_parquet
-from curate.layout import RunLayout, read_json, read_unit
+from curate.layout import RunLayout, read_json, read_unit, read_verified, unit_record
 from curate.storage import AnyPath, content_hash, seal, sealed
 
-__all__ = ["FIT_FOLDERS", "UNIT_FOLDERS", "Store", "read_unit", "writing_behind"]
+__all__ = ["FIT_FOLDERS", "UNIT_FOLDERS", "KeptUnits", "Store", "read_unit", "writing_behind"]
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +134,36 @@ class Store(RunLayout):
         for mark in sorted((self.root / folder).rglob("*.damaged")):
             record = read_json(mark) or {}
             yield mark.with_suffix(".parquet"), str(record.get("problem", "damaged"))
+
+
+# decide: the unit files the policies' scans read are kept decoded, up to this many bytes, for the manifest.
+KEEP_UNITS_BYTES = 256 << 20
+
+
+class KeptUnits:
+    """Unit files read (each checked against its sidecar) by the policies' scans, kept for the manifest
+    (engine/decide.py): each is then read, hashed against its sidecar and decoded once per decide, not twice."""
+
+    def __init__(self, budget: int = KEEP_UNITS_BYTES):
+        self.kept: dict[str, pa.Table] = {}
+        self.room = budget
+
+    def read(self, path: AnyPath, columns: list[str]) -> pa.Table:
+        table = self.kept.get(str(path))
+        if table is not None:
+            return table.select(columns)
+        record = unit_record(path)
+        if record["size"] * 4 > self.room:  # (decoded, it would not fit: decode only what is asked for)
+            return read_verified(path, record, columns)
+        table = read_verified(path, record)
+        if table.nbytes <= self.room:
+            self.kept[str(path)], self.room = table, self.room - table.nbytes
+        return table.select(columns)
+
+    def take(self, path: AnyPath) -> pa.Table:
+        """The whole file, for its last reader (the manifest): no longer kept."""
+        table = self.kept.pop(str(path), None)
+        if table is None:
+            return read_unit(path)
+        self.room += table.nbytes
+        return table

@@ -150,9 +150,9 @@ def read_columns(dataset: Dataset, unit: Unit, data_columns: list[str], upstream
                  problems: list | None = None) -> pa.Table:
     """A shard's data columns beside the upstream stages' columns, rows aligned. Text that is not UTF-8
     is read as null; with `problems`, the (mask, errors) of such rows is appended to it."""
-    table = dataset.read(unit.shard, data_columns) if data_columns else None
-    if table is not None:
-        table, mask, errors = _utf8_problems(table)
+    table = None
+    if data_columns:
+        table, mask, errors = dataset.read_checked(unit.shard, data_columns, _utf8_problems)
         if mask is not None and problems is not None:
             problems.append((mask, errors))
     for stage_name, cols in upstream_columns.items():

@@ -17,7 +17,7 @@ import pytest
 import curate
 from curate import storage
 from curate.cli import main
-from curate.engine.lease import Lease
+from curate.engine.lease import SETTLE_LOCAL_S, Lease
 from curate.errors import LeaseLost, RunLocked
 from testkit import faults
 from testkit.faults import dataset, kill_when, pipeline, reference, sidecars, sorted_manifest, start
@@ -364,3 +364,21 @@ def _services(out) -> list:
     found = [_same(pid, started) for pid, started in json.loads(record.read_text())["processes"]] if (
         record.exists()) else []
     return [p for p in found if p is not None]
+
+
+def test_a_local_lease_is_created_atomically_and_waits_only_where_a_rival_could_have_written(tmp_path, monkeypatch):
+    waits = []
+    monkeypatch.setattr("curate.engine.lease.time.sleep", waits.append)
+    assert storage.create_new(tmp_path / "x.json", b"{}") is True  # hard-linked into place: whole or absent
+    with pytest.raises(FileExistsError):
+        storage.create_new(tmp_path / "x.json", b"{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # the file written aside is gone
+    fresh = Lease(tmp_path / "a").acquire()
+    fresh.release()
+    assert waits == []  # nobody else can hold a lease created atomically: no settling wait
+    stale = tmp_path / "b" / "lease.json"
+    stale.parent.mkdir()
+    stale.write_text(json.dumps({"owner": "dead", "heartbeat_at": 0, "ttl": 1}))
+    taken = Lease(tmp_path / "b").acquire()  # a takeover is a plain write: a rival may have written too
+    taken.release()
+    assert waits == [SETTLE_LOCAL_S]

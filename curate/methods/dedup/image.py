@@ -12,29 +12,33 @@ from __future__ import annotations
 import io
 from typing import Annotated, Any, Literal
 
-import imagehash
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image
 from pydantic import Field
 
 from curate.methods.dedup.components import GraphStage, KeepBy, KeepLargest, Partitions, Seed
 from curate.methods.hints import StageName
 
 BITS = 64
-_HASHES = {"phash": imagehash.phash, "dhash": imagehash.dhash}
+def _imagehash() -> Any:
+    # (imported here, not with the registry: a run without this stage never loads PIL and imagehash)
+    import imagehash
+
+    return imagehash
 
 
 def image_hash(data: bytes, kind: str) -> int:
     """The 64-bit perceptual hash of an encoded image (raises on bytes that are not an image)."""
+    from PIL import Image
+
     with Image.open(io.BytesIO(data)) as img:
         if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
             # on white, as shown: imagehash's grey conversion drops alpha, and transparent pixels keep
             # whatever colour they were stored with (often black: line art then looks alike)
             rgba = img.convert("RGBA")
             img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        bits = _HASHES[kind](img, hash_size=8).hash.ravel()
+        bits = getattr(_imagehash(), kind)(img, hash_size=8).hash.ravel()
     return int(np.packbits(bits).view(">u8")[0])
 
 
@@ -76,7 +80,7 @@ class ImageHash(GraphStage):
         return super().check_input(column, type)
 
     def node_key(self) -> dict[str, Any]:
-        return {"image_column": self.image_column, "hash": self.hash, "imagehash": imagehash.__version__}
+        return {"image_column": self.image_column, "hash": self.hash, "imagehash": _imagehash().__version__}
 
     def node_payload(self, table: pa.Table) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray | None]:
         values = table.column(self.image_column).to_pylist()

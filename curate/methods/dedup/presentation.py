@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from curate.methods.dedup import thresholds
 from curate.presentation import (
@@ -38,6 +37,9 @@ from curate.presentation import (
     num,
 )
 from kernels.hashing import mix64
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SAMPLED = 8            # seeded sample of groups shown per stage
 NEAR_THRESHOLD = 6     # groups shown for their least similar merged row
@@ -115,6 +117,7 @@ class DedupPresenter(Presenter):
         return d
 
     def lines(self, run: RunView, members: Sequence[Any]) -> list[str]:
+        import polars as pl  # (here, not at import: a run that writes no report never loads polars)
         out = []
         for stage in members:
             marked = {"exact": 0, "near": 0}
@@ -128,6 +131,7 @@ class DedupPresenter(Presenter):
 
 def _frame(t: Any, st: _Shown) -> pl.DataFrame:
     """A manifest part's rows in groups of more than one row."""
+    import polars as pl  # (here, not at import: a run that writes no report never loads polars)
     col = st.stage.column
     df = pl.from_arrow(t)
     sim = pl.col(col(st.similarity)).cast(pl.Float64) if st.similarity else pl.lit(None, pl.Float64)
@@ -144,6 +148,7 @@ def _frames(run: RunView, st: _Shown) -> Any:
 
 def _group_table(st: _Shown, run: RunView) -> pl.DataFrame:
     """Pass 1: one row per group of more than one row (a group may span parts: partial aggregates, summed)."""
+    import polars as pl  # (here, not at import: a run that writes no report never loads polars)
     partial = []
     for df in _frames(run, st):
         partial.append(df.group_by("component").agg(
@@ -198,6 +203,7 @@ def _part(st: _Shown, d: dict[str, Any]) -> Part:
 
 def _choose(groups: pl.DataFrame, st: _Shown, weakest: str, seed: int) -> list[tuple[int, str]]:
     """(component, why shown): the least similar groups first, then a seeded sample of the others."""
+    import polars as pl  # (here, not at import: a run that writes no report never loads polars)
     if groups.is_empty():
         return []
     near: list[int] = []
@@ -217,6 +223,7 @@ def _choose(groups: pl.DataFrame, st: _Shown, weakest: str, seed: int) -> list[t
 
 def _rows_of(st: _Shown, run: RunView, components: list[int]) -> pl.DataFrame:
     """Pass 2: the rows of these groups."""
+    import polars as pl  # (here, not at import: a run that writes no report never loads polars)
     if not components:
         return pl.DataFrame(schema={"id": pl.String, "component": pl.Int64, "dup_of": pl.String})
     return pl.concat([df.filter(pl.col("component").is_in(components)) for df in _frames(run, st)])
@@ -224,6 +231,7 @@ def _rows_of(st: _Shown, run: RunView, components: list[int]) -> pl.DataFrame:
 
 def _groups_shown(st: _Shown, shown: list[tuple[int, str]], rows: pl.DataFrame,
                   checked: dict[str, float]) -> list[CardGroup]:
+    import polars as pl  # (here, not at import: a run that writes no report never loads polars)
     out = []
     for c, why in shown:  # the kept row, then the least similar dropped rows
         g = rows.filter(pl.col("component") == c)

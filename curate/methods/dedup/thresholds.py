@@ -9,16 +9,18 @@ pairs); the true similarity of a dropped row to its kept row is computed here fr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError
 from curate.presentation import ID, ROW, SHARD, Block, Card, CardGroup, LineChart, RunView, Text, num
 from kernels.hashing import hash_strings
 from kernels.minhash import candidate_probability
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FAR_BELOW = 0.1      # a merge this far below the threshold (in similarity) is called out
 CHAIN_GROUPS = 20    # the largest groups checked for chains (with those shown)
@@ -93,6 +95,7 @@ def to_kept(run: RunView, stage: Any, rows: pl.DataFrame) -> dict[str, float]:
     """The true similarity of each dropped row (up to CHAIN_ROWS per group) to the row kept in its group, by id
     (`rows`: group rows with id, shard, row, component, dup_of); empty where the stage cannot tell or the
     input cannot be read here."""
+    import polars as pl  # (here, not at import: a run that writes no report never loads polars)
     nothing = pa.array([], pa.string())
     if rows.is_empty() or stage.pair_similarity(nothing, nothing) is None:  # None: the stage cannot tell
         return {}
