@@ -101,6 +101,8 @@ class RayExecutor:
             return self._started
         t0 = time.perf_counter()  # start-up: importing Ray (0.3-0.5 s) and, below, starting it and its workers
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        joined = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # (the caller started Ray)
+        shared = None if self.address or joined else _shared()
         # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
         # mode once, at import: set after that, its services would want a token its driver does not send.
         if not self.address and "ray" not in sys.modules:
@@ -110,15 +112,8 @@ class RayExecutor:
         self.ray = ray
         self.preload = tuple(preload)
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                                          runtime_env={"env_vars": WORKER_ENV})
             with _keeping_sigterm():
-                if self.address:
-                    ray.init(address=self.address, **kwargs)
-                else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
-                    with _loopback_only(ray):
-                        ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
-                                 _node_ip_address="127.0.0.1", **kwargs)
+                self._init(ray, shared)
             self._owns = True
             try:  # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
                 shape = (1.0, 0.0)
@@ -129,15 +124,38 @@ class RayExecutor:
                 ray.shutdown()
                 self._owns = False
                 raise
-            if not self.address:  # the services of the local Ray this started (recorded by the run: engine/leftovers.py)
-                self.service_pids = _session_pids(ray)
-            log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, self.address or "local")
+            if not self.address and shared is None:  # the services of the local Ray this started (recorded by the
+                self.service_pids = _session_pids(ray)  # run: engine/leftovers.py); never those of the shared one
+            where = self.address or (f"the shared local Ray at {shared['address']}" if shared else "local")
+            log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, where)
         self._started = Started(seconds=time.perf_counter() - t0 if self._owns else 0.0,
                                 service_pids=list(self.service_pids))
         return self._started
 
+    def _init(self, ray: Any, shared: dict | None) -> None:
+        """`ray.init`: the cluster at `address`, the shared local Ray (`curate ray start`), else a local Ray of
+        this run's own (never one that merely happens to run on this machine: ray.init's default)."""
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                                      runtime_env={"env_vars": WORKER_ENV})
+        if self.address:
+            ray.init(address=self.address, **kwargs)
+            return
+        if shared is not None:
+            # Its workers are the raylet's children, not this driver's: the run's own settings travel with it.
+            env = {k: v for k, v in os.environ.items() if k.startswith("CURATE_") or k == "PYTHONPATH"}
+            kwargs["runtime_env"] = {"env_vars": {**env, **WORKER_ENV}}
+            log.info("connecting to the shared local Ray at %s (curate ray start; `curate ray stop` stops it)",
+                     shared["address"])
+            with _loopback_only(ray):
+                ray.init(address=shared["address"], _node_ip_address="127.0.0.1", **kwargs)
+            return
+        with _loopback_only(ray):
+            ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
+                     **kwargs)
+
     def close(self) -> None:
-        """Kill this executor's workers, and shut Ray down if it was started here."""
+        """Kill this executor's workers, and shut Ray down if it was started here (from a shared or joined
+        cluster, `ray.shutdown` only disconnects this driver)."""
         if self._started is None:
             return
         for pool in self._pools.values():
@@ -325,6 +343,28 @@ class _Flight:
         rather than cancel actor tasks (Ray refuses a forced cancel of those)."""
         for actor in {id(a): a for _, a, _ in self.pending.values()}.values():
             self.lose(actor)
+
+
+def _shared() -> dict | None:
+    """The shared local Ray's record when one runs (its token set for this process's Ray client), else None;
+    a record whose Ray is gone is reported once, and the run starts a Ray of its own as without one."""
+    from curate.engine import rayhead
+
+    rec = rayhead.live()
+    if rec is None:
+        state = rayhead.status()
+        if state["state"] == "stale" and os.environ.get(rayhead.DISABLE_ENV, "1") != "0":
+            log.warning("the shared Ray recorded in %s (at %s) is gone; this run starts a Ray of its own "
+                        "(`curate ray start` starts a shared one again)", state["record"], state.get("address"))
+        return None
+    os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"] = "token", rec["token"]
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    if "ray" in sys.modules:  # Ray read its auth settings at import: read them again, with this token
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    return rec
 
 
 @contextmanager
