@@ -38,13 +38,18 @@ class _Worker:
         # and store) while the pool starts, not inside the first unit of the first map, and so the modules of
         # the run's stages (`preload`: numba kernels, tokenizers, torch for the embedders). (curate's API,
         # config reader and report are not imported: curate/__init__ loads them lazily.)
-        import importlib
-
         import pyarrow as pa
 
         import curate.engine.units  # noqa: F401
 
         pa.array([0])  # Arrow imports pandas (its conversion shim) at the first array built from Python: 0.25 s
+        self.token: str | None = None
+        self.task: Task | None = None
+        self._import(preload)
+
+    @staticmethod
+    def _import(preload: tuple[str, ...]) -> None:
+        import importlib
 
         for module in preload:
             try:
@@ -52,8 +57,21 @@ class _Worker:
             except ImportError:  # (a node without an extra) the first unit needing it fails with this error,
                 continue         # as a Failure naming the shard, instead of the pool failing to start
 
-        self.token: str | None = None
-        self.task: Task | None = None
+    def prepare(self, env: dict[str, str], path: list[str], preload: tuple[str, ...]) -> bool:
+        """Lent to a run (a worker of the shared Ray's warm pool): take that run's CURATE_* settings (a worker
+        is the raylet's child, not the driver's) and the driver's import path (as Ray gives a job's own
+        workers), import its stages' modules, and forget the last run's task and path."""
+        for key in [k for k in os.environ if k.startswith("CURATE_") and k not in env]:
+            del os.environ[key]
+        os.environ.update(env)
+        for entry in getattr(self, "_added", []):
+            if entry in sys.path:
+                sys.path.remove(entry)
+        self._added = [p for p in path if p not in sys.path]
+        sys.path.extend(self._added)
+        self.task, self.token = None, None
+        self._import(preload)
+        return True
 
     def run(self, token: str, box: list, unit: Any) -> dict | Failure:
         import ray
@@ -94,6 +112,8 @@ class RayExecutor:
         self._owns = False
         self._started: Started | None = None
         self.service_pids: list[int] = []
+        self._lease: Any = None         # the shared Ray's warm pool, while this run holds it (engine/rayhead.py)
+        self._lent: set[int] = set()    # its workers: given back at the end, never killed (unless lost)
 
     def start(self, preload: tuple[str, ...] = ()) -> Started:
         """Start Ray (unless the caller has) and the CPU workers, which import `preload` as they start."""
@@ -118,7 +138,8 @@ class RayExecutor:
             try:  # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
                 shape = (1.0, 0.0)
                 n = max(1, int(ray.cluster_resources().get("CPU", 1)))
-                self._pools[shape] = self._start_ready(shape, min(n, self.workers or n))
+                lent = self._borrow(shared, min(n, self.workers or n)) if shared else None
+                self._pools[shape] = lent or self._start_ready(shape, min(n, self.workers or n))
             except BaseException:  # (no worker could start, SIGTERM) nothing of this Ray is left to close
                 self._pools.clear()
                 ray.shutdown()
@@ -153,6 +174,32 @@ class RayExecutor:
             ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
                      **kwargs)
 
+    def _borrow(self, shared: dict, n: int) -> list | None:
+        """The shared Ray's warm workers (started with it, their imports done), prepared for this run; None when
+        another run holds them or they do not suit this run (the run then starts workers of its own)."""
+        from curate.engine import rayhead
+
+        self._lease = rayhead.borrow(shared)
+        if self._lease is None:
+            return None
+        try:
+            actors = rayhead.pool_actors(self.ray, n)
+            env = {k: v for k, v in os.environ.items() if k.startswith("CURATE_")}
+            self.ray.get([a.prepare.remote(env, list(sys.path), self.preload) for a in actors], timeout=60)
+        except Exception as e:  # (a worker lost since, a pool still starting) not worth failing the run for
+            log.info("the shared Ray's warm workers are not usable (%s); starting this run's own", e)
+            self._lease.close()
+            self._lease = None
+            return None
+        self._lent = {id(a) for a in actors}
+        log.info("using %d warm worker(s) of the shared Ray", len(actors))
+        return actors
+
+    def _kill(self, actor: Any) -> None:
+        """Kill a worker of this run; one lent by the shared Ray's pool is only given back (unless lost)."""
+        if id(actor) not in self._lent:
+            self.ray.kill(actor, no_restart=True)
+
     def close(self) -> None:
         """Kill this executor's workers, and shut Ray down if it was started here (from a shared or joined
         cluster, `ray.shutdown` only disconnects this driver)."""
@@ -160,8 +207,11 @@ class RayExecutor:
             return
         for pool in self._pools.values():
             for actor in pool:
-                self.ray.kill(actor)
+                self._kill(actor)
         self._pools.clear()
+        if self._lease is not None:  # the warm pool is free for the next run
+            self._lease.close()
+            self._lease, self._lent = None, set()
         if self._owns:
             self.ray.shutdown()
             self._owns = False
@@ -204,7 +254,7 @@ class RayExecutor:
         # so the other pools are stopped; a later map of their shape starts them again.
         for other in [s for s in self._pools if s != shape]:
             for actor in self._pools.pop(other):
-                self.ray.kill(actor, no_restart=True)
+                self._kill(actor)
         pool = self._pools.setdefault(shape, [])
         while len(pool) < self._pool_size(task, n_units):
             pool.append(self._start(shape))

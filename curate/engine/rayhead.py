@@ -10,6 +10,7 @@ the run's own (engine/leftovers.py stops only what a killed run started); `curat
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -29,6 +30,8 @@ from curate.errors import CurateError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0
+POOL_NAMESPACE = "curate-shared-pool"
+POOL_PRELOAD = ("curate.engine.units", "curate.engine.task")  # (each run's own stage modules: on lending)
 DISABLE_ENV = "CURATE_SHARED_RAY"  # "0": runs ignore a shared Ray (tests that need a Ray of their own)
 
 
@@ -142,6 +145,51 @@ def _processes(services: list) -> list[psutil.Process]:
     return found
 
 
+class _Lease:
+    """The warm pool, held by one run at a time: an exclusive lock on a file, released by `close` or by the OS
+    when the run's process ends (however it ends)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def borrow(rec: dict) -> _Lease | None:
+    """The lease on the shared Ray's warm pool, if it has one, this run's code path matches the workers' (they
+    import curate from where the holder did) and no other run holds it; else None."""
+    if not rec.get("pool") or rec.get("pythonpath", "") != os.environ.get("PYTHONPATH", ""):
+        return None
+    fd = os.open(record_path().with_name("ray-pool.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return _Lease(fd)
+
+
+def pool_actors(ray: Any, n: int) -> list:
+    """The first `n` workers of the warm pool (ValueError when one is missing: being replaced)."""
+    return [ray.get_actor(f"worker-{i}", namespace=POOL_NAMESPACE) for i in range(n)]
+
+
+def _keep_pool(ray: Any, n: int) -> None:
+    """Start the warm pool's missing workers: detached (they outlive a run's job), named, holding no CPU (a run
+    that uses them holds the lease; one that does not may start its own)."""
+    from curate.engine.ray import _Worker
+
+    for i in range(n):
+        try:
+            ray.get_actor(f"worker-{i}", namespace=POOL_NAMESPACE)
+        except ValueError:
+            ray.remote(_Worker).options(name=f"worker-{i}", namespace=POOL_NAMESPACE, lifetime="detached",
+                                        num_cpus=0, max_restarts=0, max_task_retries=0).remote(POOL_PRELOAD)
+
+
 def _write_record(rec: dict) -> None:
     """Written whole (a temporary file renamed) and readable by this user only: it holds the token."""
     path = record_path()
@@ -171,11 +219,13 @@ def _serve(num_cpus: int) -> None:
             services.append([pid, psutil.Process(pid).create_time()])
         except psutil.Error:
             continue
-    _write_record({"address": ctx.address_info["gcs_address"], "token": os.environ["RAY_AUTH_TOKEN"],
+    _keep_pool(ray, num_cpus)
+    _write_record({"pool": num_cpus, "pythonpath": os.environ.get("PYTHONPATH", ""), "address": ctx.address_info["gcs_address"], "token": os.environ["RAY_AUTH_TOKEN"],
                    "pid": me.pid, "pid_started": me.create_time(), "num_cpus": num_cpus, "services": services,
                    "session_dir": ctx.address_info["session_dir"], "started_at": time.time()})
     while not stopping:
         time.sleep(0.5)
+        _keep_pool(ray, num_cpus)  # (a worker lost in a run, or killed as stuck, is replaced)
     ray.shutdown()
     rec = _read()
     if rec is not None and rec.get("pid") == me.pid:

@@ -60,6 +60,7 @@ def test_a_run_on_the_shared_ray_gives_the_local_manifest_and_leaves_it_running(
     with caplog.at_level(logging.INFO, logger="curate.engine.ray"):
         ours = curate.run(pipeline(), data, tmp_path / "ray", executor="ray")
     assert f"connecting to the shared local Ray at {shared['address']}" in caplog.text
+    assert "using 2 warm worker(s) of the shared Ray" in caplog.text, "the warm pool was lent to the run"
     assert is_token_auth_enabled()
     local = curate.run(pipeline(), data, tmp_path / "local", executor="local")
     assert ours["result"] == local["result"]
@@ -98,3 +99,29 @@ def test_stop_leaves_nothing_and_a_second_start_is_a_no_op(tmp_path, monkeypatch
     _gone, alive = psutil.wait_procs(procs, timeout=30)
     assert alive == []
     assert rayhead.stop()["stopped"] is False
+
+
+def test_the_warm_pool_takes_each_runs_settings_and_serves_one_run_at_a_time(shared, tmp_path, monkeypatch):
+    import ray
+
+    from curate.engine.ray import RayExecutor
+
+    monkeypatch.setenv("CURATE_TEST_SETTING", "first")
+    with RayExecutor(workers=2) as ex:
+        pool = ex._pools[(1.0, 0.0)]
+        assert {id(a) for a in pool} == ex._lent
+        seen = ray.get([a.run.remote("t", [ray.put(_ReadSetting())], None) for a in pool])
+        assert seen == ["first", "first"]
+        assert rayhead.borrow(rayhead.live()) is None, "leased: a second run at once starts workers of its own"
+    monkeypatch.delenv("CURATE_TEST_SETTING")
+    with RayExecutor(workers=2) as ex:  # given back, not killed; the last run's setting is gone
+        assert {id(a) for a in ex._pools[(1.0, 0.0)]} == ex._lent
+        assert ray.get([a.run.remote("u", [ray.put(_ReadSetting())], None) for a in ex._pools[(1.0, 0.0)]]) == [None, None]
+
+
+class _ReadSetting:
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, unit):
+        return os.environ.get("CURATE_TEST_SETTING")
