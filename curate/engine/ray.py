@@ -17,77 +17,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from curate.engine import rayhead
+from curate.engine.rayworker import WORKER_ENV, _loopback_only, _session_pids, _Worker
 from curate.engine.task import Failure, Started, Task
 from curate.errors import CurateError, renamed
 
 log = logging.getLogger(__name__)
 
-# One thread per worker: on small shared machines oversubscribed BLAS/polars threads were 10-30x slower.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "RAY_USAGE_STATS_ENABLED": "0"}
 IN_FLIGHT_PER_WORKER = 2
 POLL_S = 1.0            # how often in-flight units are checked against their time limit
 TIMEOUT_FACTOR = 10.0   # a unit is lost after 10x the slowest finished unit of its map (at least min_unit_timeout)
-
-
-class _Worker:
-    """A long-lived worker: sets up each map's task once (by token), then runs its units."""
-
-    def __init__(self, preload: tuple[str, ...] = ()) -> None:
-        # Every task is a class of engine/units.py: import it (Arrow's Parquet and compute modules, the dataset
-        # and store) while the pool starts, not inside the first unit of the first map, and so the modules of
-        # the run's stages (`preload`: numba kernels, tokenizers, torch for the embedders). (curate's API,
-        # config reader and report are not imported: curate/__init__ loads them lazily.)
-        import pyarrow as pa
-
-        import curate.engine.units  # noqa: F401
-
-        pa.array([0])  # Arrow imports pandas (its conversion shim) at the first array built from Python: 0.25 s
-        self.token: str | None = None
-        self.task: Task | None = None
-        self._import(preload)
-
-    @staticmethod
-    def _import(preload: tuple[str, ...]) -> None:
-        import importlib
-
-        for module in preload:
-            try:
-                importlib.import_module(module)
-            except ImportError:  # (a node without an extra) the first unit needing it fails with this error,
-                continue         # as a Failure naming the shard, instead of the pool failing to start
-
-    def prepare(self, env: dict[str, str], path: list[str], preload: tuple[str, ...]) -> bool:
-        """Lent to a run (a worker of the shared Ray's warm pool): take that run's CURATE_* settings (a worker
-        is the raylet's child, not the driver's) and the driver's import path (as Ray gives a job's own
-        workers), import its stages' modules, and forget the last run's task and path."""
-        for key in [k for k in os.environ if k.startswith("CURATE_") and k not in env]:
-            del os.environ[key]
-        os.environ.update(env)
-        for entry in getattr(self, "_added", []):
-            if entry in sys.path:
-                sys.path.remove(entry)
-        self._added = [p for p in path if p not in sys.path]
-        sys.path.extend(self._added)
-        self.task, self.token = None, None
-        self._import(preload)
-        return True
-
-    def run(self, token: str, box: list, unit: Any) -> dict | Failure:
-        import ray
-
-        try:
-            if token != self.token:
-                self.task, self.token = None, None
-                task = ray.get(box[0])  # the task travels once per worker, not once per unit
-                task.setup()
-                self.task, self.token = task, token
-            return self.task(unit)
-        except Exception as e:  # returned, not raised: the engine decides about retries
-            return Failure.of(e, traceback.format_exc())
-
-    def ready(self) -> bool:
-        return True
 
 
 class RayExecutor:
@@ -122,7 +61,7 @@ class RayExecutor:
         t0 = time.perf_counter()  # start-up: importing Ray (0.3-0.5 s) and, below, starting it and its workers
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         joined = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # (the caller started Ray)
-        shared = None if self.address or joined else _shared()
+        shared = None if self.address or joined else rayhead.for_run()
         # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
         # mode once, at import: set after that, its services would want a token its driver does not send.
         if not self.address and "ray" not in sys.modules:
@@ -177,8 +116,6 @@ class RayExecutor:
     def _borrow(self, shared: dict, n: int) -> list | None:
         """The shared Ray's warm workers (started with it, their imports done), prepared for this run; None when
         another run holds them or they do not suit this run (the run then starts workers of its own)."""
-        from curate.engine import rayhead
-
         self._lease = rayhead.borrow(shared)
         if self._lease is None:
             return None
@@ -393,65 +330,6 @@ class _Flight:
         rather than cancel actor tasks (Ray refuses a forced cancel of those)."""
         for actor in {id(a): a for _, a, _ in self.pending.values()}.values():
             self.lose(actor)
-
-
-def _shared() -> dict | None:
-    """The shared local Ray's record when one runs (its token set for this process's Ray client), else None;
-    a record whose Ray is gone is reported once, and the run starts a Ray of its own as without one."""
-    from curate.engine import rayhead
-
-    rec = rayhead.live()
-    if rec is None:
-        state = rayhead.status()
-        if state["state"] == "stale" and os.environ.get(rayhead.DISABLE_ENV, "1") != "0":
-            log.warning("the shared Ray recorded in %s (at %s) is gone; this run starts a Ray of its own "
-                        "(`curate ray start` starts a shared one again)", state["record"], state.get("address"))
-        return None
-    os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"] = "token", rec["token"]
-    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    if "ray" in sys.modules:  # Ray read its auth settings at import: read them again, with this token
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
-    return rec
-
-
-@contextmanager
-def _loopback_only(ray: Any) -> Iterator[None]:
-    """A local Ray binds its services (GCS, raylet, workers, agents) to 127.0.0.1 only.
-
-    Ray turns a loopback `_node_ip_address` into the machine's routable address (so that other nodes could
-    join), and its gRPC servers then listen on all interfaces, unless cluster mode is off: the switch Ray
-    reads at import from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER. It is turned off only while this local Ray
-    starts (its processes get the address as an argument), so joining a cluster later in the same process
-    is unaffected. tests/engine/test_executor.py checks every listening socket of a run.
-    """
-    from ray._private import ray_constants
-
-    saved = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
-
-
-def _session_pids(ray: Any) -> list[int]:
-    """The processes of this Ray session: those whose command lines name its session folder (GCS, raylet,
-    monitors), and their children. The raylet's dashboard and runtime-env agents (and its workers) rename
-    themselves (`ray::DashboardAgent`), so only their parent finds them; they are up once a worker has started."""
-    import psutil
-
-    session = os.path.basename(ray._private.worker._global_node.get_session_dir_path())
-    pids = set()
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if p.pid != os.getpid() and session in " ".join(p.info["cmdline"] or []):
-                pids |= {p.pid, *(c.pid for c in p.children(recursive=True))}
-        except psutil.NoSuchProcess:
-            continue
-    return sorted(pids)
 
 
 @contextmanager

@@ -82,6 +82,26 @@ def live() -> dict | None:
     return rec if rec is not None and status()["state"] == "running" else None
 
 
+def for_run() -> dict | None:
+    """The shared local Ray's record when one runs (its token set for this process's Ray client), else None;
+    a record whose Ray is gone is reported once, and the run starts a Ray of its own as without one."""
+    rec = live()
+    if rec is None:
+        state = status()
+        if state["state"] == "stale" and os.environ.get(DISABLE_ENV, "1") != "0":
+            log.warning("the shared Ray recorded in %s (at %s) is gone; this run starts a Ray of its own "
+                        "(`curate ray start` starts a shared one again)", state["record"], state.get("address"))
+        return None
+    os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"] = "token", rec["token"]
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    if "ray" in sys.modules:  # Ray read its auth settings at import: read them again, with this token
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    return rec
+
+
 def start(num_cpus: int | None = None) -> dict[str, Any]:
     """Start the shared Ray (a no-op when one runs); returns its status. Waits until it takes connections."""
     now = status()
@@ -180,7 +200,7 @@ def pool_actors(ray: Any, n: int) -> list:
 def _keep_pool(ray: Any, n: int) -> None:
     """Start the warm pool's missing workers: detached (they outlive a run's job), named, holding no CPU (a run
     that uses them holds the lease; one that does not may start its own)."""
-    from curate.engine.ray import _Worker
+    from curate.engine.rayworker import _Worker
 
     for i in range(n):
         try:
@@ -204,7 +224,7 @@ def _serve(num_cpus: int) -> None:
     """The holder: start a local Ray as a run does (loopback only, token auth), record it, wait for SIGTERM."""
     import ray
 
-    from curate.engine.ray import WORKER_ENV, _loopback_only, _session_pids
+    from curate.engine.rayworker import WORKER_ENV, _loopback_only, _session_pids
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))

@@ -57,7 +57,7 @@ def test_a_run_on_the_shared_ray_gives_the_local_manifest_and_leaves_it_running(
     from ray._private.authentication.authentication_utils import is_token_auth_enabled
 
     data = write_shards(tmp_path / "data", caption_table(200), 5)
-    with caplog.at_level(logging.INFO, logger="curate.engine.ray"):
+    with caplog.at_level(logging.INFO):
         ours = curate.run(pipeline(), data, tmp_path / "ray", executor="ray")
     assert f"connecting to the shared local Ray at {shared['address']}" in caplog.text
     assert "using 2 warm worker(s) of the shared Ray" in caplog.text, "the warm pool was lent to the run"
@@ -82,7 +82,7 @@ def test_a_stale_record_falls_back_to_a_ray_of_the_runs_own(shared, tmp_path, mo
     monkeypatch.setenv("CURATE_CACHE", str(stale))
     assert rayhead.status()["state"] == "stale" and rayhead.live() is None
     data = write_shards(tmp_path / "data", caption_table(40), 2)
-    with caplog.at_level(logging.INFO, logger="curate.engine.ray"):
+    with caplog.at_level(logging.INFO):
         summary = curate.run(pipeline(), data, tmp_path / "run", executor="ray")
     assert "is gone; this run starts a Ray of its own" in caplog.text
     assert "ray_startup" in summary["phases"] and summary["result"]["in"] == 40
