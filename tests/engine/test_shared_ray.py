@@ -88,14 +88,18 @@ def test_a_stale_record_falls_back_to_a_ray_of_the_runs_own(shared, tmp_path, mo
     assert "ray_startup" in summary["phases"] and summary["result"]["in"] == 40
 
 
-def test_stop_leaves_nothing_and_a_second_start_is_a_no_op(tmp_path, monkeypatch):
+def test_stop_leaves_nothing_and_a_second_start_is_a_no_op(tmp_path, monkeypatch, capsys):
+    from curate import cli
+
     monkeypatch.setenv("CURATE_CACHE", str(tmp_path))
-    st = rayhead.start(num_cpus=1)
+    assert cli.main(["ray", "start", "--num-cpus", "1"]) == 0
+    st = rayhead.status()
+    assert f"shared Ray started at {st['address']} (1 CPU" in capsys.readouterr().out
     again = rayhead.start(num_cpus=1)
-    assert st["started"] and not again["started"] and again["pid"] == st["pid"]
+    assert not again["started"] and again["pid"] == st["pid"]
     procs = [psutil.Process(st["pid"]), *_services(st)]
-    out = rayhead.stop()
-    assert out["stopped"] and rayhead.status()["state"] == "stopped" and not rayhead.record_path().exists()
+    assert cli.main(["ray", "stop"]) == 0 and "shared Ray stopped" in capsys.readouterr().out
+    assert rayhead.status()["state"] == "stopped" and not rayhead.record_path().exists()
     _gone, alive = psutil.wait_procs(procs, timeout=30)
     assert alive == []
     assert rayhead.stop()["stopped"] is False
