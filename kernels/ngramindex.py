@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kernels.mix import mix
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 TABLE_SIZE = 0x30000  # planes 0-2: every letter with a case, and the punctuation and symbols of real text
@@ -45,13 +47,6 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 
 SEP, LOWER = _tables()
 UNICODE_VERSION = f"arrow {pa.__version__}"  # RE2 and utf8proc come with Arrow: their tables shape the words
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _mix(x):
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -87,7 +82,7 @@ def _words(data, offsets, valid, sep, lower, cap):
                         size = 2
                 if c < top and sep[c]:
                     if inword:
-                        hashes[w] = _mix(h)
+                        hashes[w] = mix(h)
                         pos[w, 1] = i
                         w += 1
                         h = _FNV_OFFSET
@@ -102,7 +97,7 @@ def _words(data, offsets, valid, sep, lower, cap):
                     h = (h ^ np.uint64(low)) * _FNV_PRIME
                 i += size
             if inword:
-                hashes[w] = _mix(h)
+                hashes[w] = mix(h)
                 pos[w, 1] = end
                 w += 1
         row_words[r + 1] = w
@@ -111,9 +106,9 @@ def _words(data, offsets, valid, sep, lower, cap):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _gram(words, s, size):
-    g = _mix(np.uint64(size))
+    g = mix(np.uint64(size))
     for j in range(size):
-        g = _mix(g ^ words[s + j])
+        g = mix(g ^ words[s + j])
     return g
 
 

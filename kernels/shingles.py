@@ -17,15 +17,10 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from kernels.mix import mix
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _mix(x):
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 _PUNCT = np.zeros(256, np.bool_)
@@ -57,7 +52,7 @@ def _word_ngrams(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, n: in
                         c = 32
                 if c == 32 or (c >= 9 and c <= 13):
                     if inword:
-                        words[w] = _mix(h)
+                        words[w] = mix(h)
                         w += 1
                         h = _FNV_OFFSET
                         inword = False
@@ -65,14 +60,14 @@ def _word_ngrams(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, n: in
                     h = (h ^ np.uint64(c)) * _FNV_PRIME
                     inword = True
             if inword:
-                words[w] = _mix(h)
+                words[w] = mix(h)
                 w += 1
         if w > 0:
             size = min(w, n)
             for s in range(max(w - n + 1, 1)):
-                g = _mix(np.uint64(size))
+                g = mix(np.uint64(size))
                 for j in range(size):
-                    g = _mix(g ^ words[s + j])
+                    g = mix(g ^ words[s + j])
                 out[k] = g
                 k += 1
         row_offsets[r + 1] = k

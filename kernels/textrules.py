@@ -12,16 +12,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from kernels.mix import mix
 from kernels.textwords import ALPHA, LINEBREAK, SPACE, SYMBOL, TERMINAL, chars_in, decode
 
 _BASE = np.uint64(0x100000001B3)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _mix(x):
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -37,7 +31,7 @@ def _poly(data, s, e):
 @numba.njit(cache=True, nogil=True)
 def _key(data, s, e):
     h, _ = _poly(data, s, e)
-    return _mix(h ^ _mix(np.uint64(e - s)))
+    return mix(h ^ mix(np.uint64(e - s)))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -253,7 +247,7 @@ def _ngram_chars(data, s, spans, p, n_tok, top_ns, dup_ns, out, r):
     for t in range(n_tok):
         a, b = s + spans[p + 2 * t], s + spans[p + 2 * t + 1]
         wpoly[t], wpow[t] = _poly(data, a, b)
-        wkey[t] = _mix(wpoly[t] ^ _mix(np.uint64(b - a)))
+        wkey[t] = mix(wpoly[t] ^ mix(np.uint64(b - a)))
         wlen[t] = chars_in(data, a, b)
         wbytes[t] = b - a
     keys = np.empty(max(n_tok, 1), np.uint64)
@@ -263,9 +257,9 @@ def _ngram_chars(data, s, spans, p, n_tok, top_ns, dup_ns, out, r):
         if m <= 0:
             continue
         for i in range(m):  # the words in order: " ".join(words) is the same string iff the words are
-            h = _mix(np.uint64(n))
+            h = mix(np.uint64(n))
             for k in range(n):
-                h = _mix(h ^ wkey[i + k])
+                h = mix(h ^ wkey[i + k])
             keys[i] = h
         i, count = top_duplicate(keys, m)
         out[r, 7 + q] = (wlen[i:i + n].sum() + n - 1) * count
@@ -278,7 +272,7 @@ def _ngram_chars(data, s, spans, p, n_tok, top_ns, dup_ns, out, r):
             h = np.uint64(0)
             for k in range(n):
                 h = h * wpow[i + k] + wpoly[i + k]
-            keys[i] = _mix(h ^ _mix(np.uint64(wbytes[i:i + n].sum())))
+            keys[i] = mix(h ^ mix(np.uint64(wbytes[i:i + n].sum())))
         table, used, mask = _table(m)
         repeated, i = 0, 0
         while i < m:
