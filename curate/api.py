@@ -25,7 +25,7 @@ from curate.progress import Progress
 from curate.report import write_report
 from curate.storage import AnyPath, location
 
-__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "train_classifier", "verify"]
+__all__ = ["DEFAULT_EXECUTOR", "gc", "join", "resolve", "run", "shared_ray", "train_classifier", "verify"]
 verify_run = verify  # (`run` has a parameter of that name)
 
 log = logging.getLogger(__name__)
@@ -174,3 +174,14 @@ def train_classifier(positive: list[str | os.PathLike], negative: list[str | os.
     return train([os.fspath(p) for p in positive], [os.fspath(p) for p in negative], out, text_column=text_column,
                  label=label, negative_label=negative_label, holdout=holdout, balance=balance,
                  max_negatives=max_negatives, params=TrainParams(**params))
+
+
+def shared_ray(action: str, num_cpus: int | None = None) -> dict[str, Any]:
+    """`start`, `stop` or `status` of the shared local Ray (engine/rayhead.py), which runs with the ray executor
+    and no address connect to while it runs; returns its status (`state`: running, stopped or stale)."""
+    from curate.engine import rayhead
+
+    actions = {"start": lambda: rayhead.start(num_cpus), "stop": rayhead.stop, "status": rayhead.status}
+    if action not in actions:
+        raise ConfigError(f"unknown action {action!r} for the shared Ray; use start, stop or status")
+    return actions[action]()

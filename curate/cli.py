@@ -3,7 +3,8 @@ manifest of its scores and keep decision (and the curated rows, and an HTML repo
 settings and it decides again in seconds. `curate join` links a table to a reference table. A finished run is
 read with `summary`, `report` and `export`, checked with `verify` and trimmed with `gc`; `stages` lists what a
 config may use; `data` builds a bundled dataset; `deploy` schedules a config in the Prefect UI;
-`train-classifier` trains a fastText quality classifier for the `quality_classifier` stage.
+`train-classifier` trains a fastText quality classifier for the `quality_classifier` stage; `ray start`
+leaves a local Ray running for the next runs.
 `curate COMMAND --help` says more."""
 from __future__ import annotations
 
@@ -285,9 +286,24 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray(args: argparse.Namespace) -> int:
+    from curate.api import shared_ray
+
+    st = shared_ray(args.action, num_cpus=args.num_cpus)
+    if st["state"] == "running":
+        how = "started" if st.get("started") else "running"
+        print(f"shared Ray {how} at {st['address']} ({st['num_cpus']} CPU, holder pid {st['pid']}); runs with the "
+              f"ray executor and no address use it; record: {st['record']}")
+    elif st["state"] == "stale":
+        print(f"shared Ray recorded in {st['record']} is gone (runs start their own); `curate ray start` replaces it")
+    else:
+        print("shared Ray stopped" if st.get("stopped") else "no shared Ray running")
+    return 0
+
+
 HANDLERS = {"run": _run, "data": _data, "join": _join, "deploy": _deploy, "verify": _verify, "gc": _gc,
             "stages": _stages, "export": _export, "summary": _summary, "report": _report,
-            "train-classifier": _train_classifier}
+            "train-classifier": _train_classifier, "ray": _ray}
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:

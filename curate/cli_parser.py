@@ -52,6 +52,7 @@ def build(handlers: Mapping[str, Callable], description: str, command: str | Non
     _deploy_parser(sub, handlers)
     _train_parser(sub, handlers)
     _reader_parsers(sub, handlers)
+    _ray_parser(sub, handlers)
     return p
 
 
@@ -179,3 +180,12 @@ def _reader_parsers(sub: Any, handlers: Mapping[str, Callable]) -> None:
     h.add_argument("--out", dest="old_out", default=None, help=argparse.SUPPRESS)  # the old name of --output
     h.add_argument("--seed", type=int, default=0, help="which rows the galleries and dedup groups sample (default 0)")
     h.set_defaults(func=handlers["report"])
+
+
+def _ray_parser(sub: Any, handlers: Mapping[str, Callable]) -> None:
+    r = sub.add_parser("ray", help="a shared local Ray left running, which runs with the ray executor and no address "
+                                   "use: start-up once per machine instead of once per run")
+    r.add_argument("action", choices=["start", "stop", "status"],
+                   help="start it (a no-op when it runs), stop it, or say whether it runs")
+    r.add_argument("--num-cpus", type=int, help="CPUs it offers (default: all of this machine's)")
+    r.set_defaults(func=handlers["ray"])

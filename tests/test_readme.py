@@ -25,6 +25,7 @@ TENNIS = ROOT / "bench" / "data" / "autofj" / "TennisTournament"
 SKIPPED = {  # command -> why it runs as `--help` here
     "join": "an Auto-FuzzyJoin fit loads its join extra (numba, ~15 s); tests/cli/test_commands.py runs it",
     "deploy": "it needs a Prefect server and serves until Ctrl-C; tests/flows/test_ui.py runs it",
+    "ray": "it starts a Ray left running (seconds, a machine-wide service); tests/engine/test_shared_ray.py runs it",
     "data": "the bundled datasets are built from Debian packages (minutes); tests/data/ builds them",
     "train-classifier": "it trains on files of two classes; tests/methods/test_quality_classifier.py runs it",
 }

@@ -17,59 +17,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from curate.engine import rayhead
+from curate.engine.rayworker import WORKER_ENV, _loopback_only, _session_pids, _Worker
 from curate.engine.task import Failure, Started, Task
 from curate.errors import CurateError, renamed
 
 log = logging.getLogger(__name__)
 
-# One thread per worker: on small shared machines oversubscribed BLAS/polars threads were 10-30x slower.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "RAY_USAGE_STATS_ENABLED": "0"}
 IN_FLIGHT_PER_WORKER = 2
 POLL_S = 1.0            # how often in-flight units are checked against their time limit
 TIMEOUT_FACTOR = 10.0   # a unit is lost after 10x the slowest finished unit of its map (at least min_unit_timeout)
-
-
-class _Worker:
-    """A long-lived worker: sets up each map's task once (by token), then runs its units."""
-
-    def __init__(self, preload: tuple[str, ...] = ()) -> None:
-        # Every task is a class of engine/units.py: import it (Arrow's Parquet and compute modules, the dataset
-        # and store) while the pool starts, not inside the first unit of the first map, and so the modules of
-        # the run's stages (`preload`: numba kernels, tokenizers, torch for the embedders). (curate's API,
-        # config reader and report are not imported: curate/__init__ loads them lazily.)
-        import importlib
-
-        import pyarrow as pa
-
-        import curate.engine.units  # noqa: F401
-
-        pa.array([0])  # Arrow imports pandas (its conversion shim) at the first array built from Python: 0.25 s
-
-        for module in preload:
-            try:
-                importlib.import_module(module)
-            except ImportError:  # (a node without an extra) the first unit needing it fails with this error,
-                continue         # as a Failure naming the shard, instead of the pool failing to start
-
-        self.token: str | None = None
-        self.task: Task | None = None
-
-    def run(self, token: str, box: list, unit: Any) -> dict | Failure:
-        import ray
-
-        try:
-            if token != self.token:
-                self.task, self.token = None, None
-                task = ray.get(box[0])  # the task travels once per worker, not once per unit
-                task.setup()
-                self.task, self.token = task, token
-            return self.task(unit)
-        except Exception as e:  # returned, not raised: the engine decides about retries
-            return Failure.of(e, traceback.format_exc())
-
-    def ready(self) -> bool:
-        return True
 
 
 class RayExecutor:
@@ -94,6 +51,8 @@ class RayExecutor:
         self._owns = False
         self._started: Started | None = None
         self.service_pids: list[int] = []
+        self._lease: Any = None         # the shared Ray's warm pool, while this run holds it (engine/rayhead.py)
+        self._lent: set[int] = set()    # its workers: given back at the end, never killed (unless lost)
 
     def start(self, preload: tuple[str, ...] = ()) -> Started:
         """Start Ray (unless the caller has) and the CPU workers, which import `preload` as they start."""
@@ -101,6 +60,8 @@ class RayExecutor:
             return self._started
         t0 = time.perf_counter()  # start-up: importing Ray (0.3-0.5 s) and, below, starting it and its workers
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        joined = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # (the caller started Ray)
+        shared = None if self.address or joined else rayhead.for_run()
         # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
         # mode once, at import: set after that, its services would want a token its driver does not send.
         if not self.address and "ray" not in sys.modules:
@@ -110,40 +71,84 @@ class RayExecutor:
         self.ray = ray
         self.preload = tuple(preload)
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                                          runtime_env={"env_vars": WORKER_ENV})
             with _keeping_sigterm():
-                if self.address:
-                    ray.init(address=self.address, **kwargs)
-                else:  # "local": a Ray of its own, never one that happens to run on this machine (ray.init's default)
-                    with _loopback_only(ray):
-                        ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
-                                 _node_ip_address="127.0.0.1", **kwargs)
+                self._init(ray, shared)
             self._owns = True
             try:  # Start the CPU workers now, so that start-up is paid (and reported) once, not per phase.
                 shape = (1.0, 0.0)
                 n = max(1, int(ray.cluster_resources().get("CPU", 1)))
-                self._pools[shape] = self._start_ready(shape, min(n, self.workers or n))
+                lent = self._borrow(shared, min(n, self.workers or n)) if shared else None
+                self._pools[shape] = lent or self._start_ready(shape, min(n, self.workers or n))
             except BaseException:  # (no worker could start, SIGTERM) nothing of this Ray is left to close
                 self._pools.clear()
                 ray.shutdown()
                 self._owns = False
                 raise
-            if not self.address:  # the services of the local Ray this started (recorded by the run: engine/leftovers.py)
-                self.service_pids = _session_pids(ray)
-            log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, self.address or "local")
+            if not self.address and shared is None:  # the services of the local Ray this started (recorded by the
+                self.service_pids = _session_pids(ray)  # run: engine/leftovers.py); never those of the shared one
+            where = self.address or (f"the shared local Ray at {shared['address']}" if shared else "local")
+            log.info("started Ray in %.1fs (%s)", time.perf_counter() - t0, where)
         self._started = Started(seconds=time.perf_counter() - t0 if self._owns else 0.0,
                                 service_pids=list(self.service_pids))
         return self._started
 
+    def _init(self, ray: Any, shared: dict | None) -> None:
+        """`ray.init`: the cluster at `address`, the shared local Ray (`curate ray start`), else a local Ray of
+        this run's own (never one that merely happens to run on this machine: ray.init's default)."""
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                                      runtime_env={"env_vars": WORKER_ENV})
+        if self.address:
+            ray.init(address=self.address, **kwargs)
+            return
+        if shared is not None:
+            # Its workers are the raylet's children, not this driver's: the run's own settings travel with it.
+            env = {k: v for k, v in os.environ.items() if k.startswith("CURATE_") or k == "PYTHONPATH"}
+            kwargs["runtime_env"] = {"env_vars": {**env, **WORKER_ENV}}
+            log.info("connecting to the shared local Ray at %s (curate ray start; `curate ray stop` stops it)",
+                     shared["address"])
+            with _loopback_only(ray):
+                ray.init(address=shared["address"], _node_ip_address="127.0.0.1", **kwargs)
+            return
+        with _loopback_only(ray):
+            ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
+                     **kwargs)
+
+    def _borrow(self, shared: dict, n: int) -> list | None:
+        """The shared Ray's warm workers (started with it, their imports done), prepared for this run; None when
+        another run holds them or they do not suit this run (the run then starts workers of its own)."""
+        self._lease = rayhead.borrow(shared)
+        if self._lease is None:
+            return None
+        try:
+            actors = rayhead.pool_actors(self.ray, n)
+            env = {k: v for k, v in os.environ.items() if k.startswith("CURATE_")}
+            self.ray.get([a.prepare.remote(env, list(sys.path), self.preload) for a in actors], timeout=60)
+        except Exception as e:  # (a worker lost since, a pool still starting) not worth failing the run for
+            log.info("the shared Ray's warm workers are not usable (%s); starting this run's own", e)
+            self._lease.close()
+            self._lease = None
+            return None
+        self._lent = {id(a) for a in actors}
+        log.info("using %d warm worker(s) of the shared Ray", len(actors))
+        return actors
+
+    def _kill(self, actor: Any) -> None:
+        """Kill a worker of this run; one lent by the shared Ray's pool is only given back (unless lost)."""
+        if id(actor) not in self._lent:
+            self.ray.kill(actor, no_restart=True)
+
     def close(self) -> None:
-        """Kill this executor's workers, and shut Ray down if it was started here."""
+        """Kill this executor's workers, and shut Ray down if it was started here (from a shared or joined
+        cluster, `ray.shutdown` only disconnects this driver)."""
         if self._started is None:
             return
         for pool in self._pools.values():
             for actor in pool:
-                self.ray.kill(actor)
+                self._kill(actor)
         self._pools.clear()
+        if self._lease is not None:  # the warm pool is free for the next run
+            self._lease.close()
+            self._lease, self._lent = None, set()
         if self._owns:
             self.ray.shutdown()
             self._owns = False
@@ -186,7 +191,7 @@ class RayExecutor:
         # so the other pools are stopped; a later map of their shape starts them again.
         for other in [s for s in self._pools if s != shape]:
             for actor in self._pools.pop(other):
-                self.ray.kill(actor, no_restart=True)
+                self._kill(actor)
         pool = self._pools.setdefault(shape, [])
         while len(pool) < self._pool_size(task, n_units):
             pool.append(self._start(shape))
@@ -325,43 +330,6 @@ class _Flight:
         rather than cancel actor tasks (Ray refuses a forced cancel of those)."""
         for actor in {id(a): a for _, a, _ in self.pending.values()}.values():
             self.lose(actor)
-
-
-@contextmanager
-def _loopback_only(ray: Any) -> Iterator[None]:
-    """A local Ray binds its services (GCS, raylet, workers, agents) to 127.0.0.1 only.
-
-    Ray turns a loopback `_node_ip_address` into the machine's routable address (so that other nodes could
-    join), and its gRPC servers then listen on all interfaces, unless cluster mode is off: the switch Ray
-    reads at import from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER. It is turned off only while this local Ray
-    starts (its processes get the address as an argument), so joining a cluster later in the same process
-    is unaffected. tests/engine/test_executor.py checks every listening socket of a run.
-    """
-    from ray._private import ray_constants
-
-    saved = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
-
-
-def _session_pids(ray: Any) -> list[int]:
-    """The processes of this Ray session: those whose command lines name its session folder (GCS, raylet,
-    monitors), and their children. The raylet's dashboard and runtime-env agents (and its workers) rename
-    themselves (`ray::DashboardAgent`), so only their parent finds them; they are up once a worker has started."""
-    import psutil
-
-    session = os.path.basename(ray._private.worker._global_node.get_session_dir_path())
-    pids = set()
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if p.pid != os.getpid() and session in " ".join(p.info["cmdline"] or []):
-                pids |= {p.pid, *(c.pid for c in p.children(recursive=True))}
-        except psutil.NoSuchProcess:
-            continue
-    return sorted(pids)
 
 
 @contextmanager
