@@ -3,8 +3,8 @@ manifest of its scores and keep decision (and the curated rows, and an HTML repo
 settings and it decides again in seconds. `curate join` links a table to a reference table. A finished run is
 read with `summary`, `report` and `export`, checked with `verify` and trimmed with `gc`; `stages` lists what a
 config may use; `data` builds a bundled dataset; `deploy` schedules a config in the Prefect UI;
-`train-classifier` trains a fastText quality classifier for the `quality_classifier` stage; `ray start`
-leaves a local Ray running for the next runs.
+`train-classifier` trains a fastText quality classifier for the `quality_classifier` stage; `curate ray start`
+leaves a local Ray running for the next runs (`ray stop`, `ray status`).
 `curate COMMAND --help` says more."""
 from __future__ import annotations
 
