@@ -60,7 +60,14 @@ def verified_bytes(path: AnyPath, record: dict[str, Any]) -> pa.Buffer:
 
 def read_verified(path: AnyPath, record: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
     """A Parquet file checked against its record, decoded from the bytes that were checked."""
-    return pq.read_table(pa.BufferReader(verified_bytes(path, record)), columns=columns)
+    return decode_parquet(verified_bytes(path, record), columns)
+
+
+def decode_parquet(data: pa.Buffer, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file's table from its bytes, `columns` in the order asked. Through `ParquetFile`, not
+    `pq.read_table`: the latter imports pyarrow.dataset, and with it pandas (~0.3 s of every run's driver)."""
+    table = pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
+    return table if columns is None or table.column_names == list(columns) else table.select(list(columns))
 
 
 def sidecar_of(path: AnyPath) -> AnyPath:
@@ -181,7 +188,7 @@ class Part:
             raise CurateError(f"the manifest part {e}; {repair_hint(self.run_dir)}") from None
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(pa.BufferReader(self._bytes()), columns=columns)
+        return decode_parquet(self._bytes(), columns)
 
     def schema(self) -> pa.Schema:
         return pq.read_schema(pa.BufferReader(self._bytes()))

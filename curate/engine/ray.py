@@ -71,6 +71,7 @@ class RayExecutor:
         self.ray = ray
         self.preload = tuple(preload)
         if not ray.is_initialized():
+            _warm_imports()
             with _keeping_sigterm():
                 self._init(ray, shared)
             self._owns = True
@@ -193,9 +194,10 @@ class RayExecutor:
             for actor in self._pools.pop(other):
                 self._kill(actor)
         pool = self._pools.setdefault(shape, [])
-        while len(pool) < self._pool_size(task, n_units):
+        size = self._pool_size(task, n_units)  # (asks the GCS for the cluster's resources: once per map)
+        while len(pool) < size:
             pool.append(self._start(shape))
-        return pool[: self._pool_size(task, n_units)]
+        return pool[:size]
 
     def _start(self, shape: tuple[float, float]) -> Any:
         """A new worker of this shape (importing the executor's preload as it starts)."""
@@ -274,7 +276,7 @@ class _Flight:
         self.token, self.box = uuid.uuid4().hex, [self.ray.put(task)]  # the task travels once per worker
         self.live = {id(a): a for a in executor._pool(task, len(units))}
         self.load = dict.fromkeys(self.live, 0)                  # units in flight per live actor
-        self.todo = iter(units)
+        self.todo, self.left = units, len(units)                 # units not yet submitted: the last `left`
         self.pending: dict[Any, tuple[Any, Any, float]] = {}   # ref -> (unit, actor, submitted at)
         self.seconds: list[float] = []                          # how long finished units took
 
@@ -289,12 +291,16 @@ class _Flight:
             self.ex._pools.setdefault(self.shape, []).append(fresh)
             self.live[id(fresh)], self.load[id(fresh)] = fresh, 0
         key = min(self.load, key=self.load.get)
-        if self.load[key] >= IN_FLIGHT_PER_WORKER:
+        # A second unit waits on a busy worker (so that it never idles between units) only while there are more
+        # units left than workers: at the tail, a unit queued behind another would wait there while a worker
+        # that has finished its own idles (a straggler of up to one unit's time); it goes to the first free one.
+        room = IN_FLIGHT_PER_WORKER if self.left > len(self.live) else 1
+        if self.load[key] >= room or not self.left:
             return
-        unit = next(self.todo, None)
-        if unit is not None:
-            self.pending[self.live[key].run.remote(self.token, self.box, unit)] = (unit, self.live[key], time.monotonic())
-            self.load[key] += 1
+        unit = self.todo[len(self.todo) - self.left]
+        self.left -= 1
+        self.pending[self.live[key].run.remote(self.token, self.box, unit)] = (unit, self.live[key], time.monotonic())
+        self.load[key] += 1
 
     def lose(self, actor: Any) -> None:
         if self.live.pop(id(actor), None) is not None:
@@ -330,6 +336,29 @@ class _Flight:
         rather than cancel actor tasks (Ray refuses a forced cancel of those)."""
         for actor in {id(a): a for _, a, _ in self.pending.values()}.values():
             self.lose(actor)
+
+
+WARM_IMPORTS = ("pandas",)  # Arrow imports pandas at the driver's first conversion to or from numpy (0.25 s)
+
+
+def _warm_imports() -> None:
+    """Import what the driver is about to import anyway on a second thread, while this one mostly waits (on
+    Ray's connect, the workers' start or preparation, the first units). CURATE_WARM_IMPORTS=0 turns it off."""
+    if os.environ.get("CURATE_WARM_IMPORTS", "1") == "0":
+        return
+    missing = [m for m in WARM_IMPORTS if m not in sys.modules]
+
+    def work() -> None:
+        import importlib
+
+        for module in missing:
+            try:
+                importlib.import_module(module)
+            except Exception:  # (not installed, or broken: the thread that needs it will say so)
+                pass
+
+    if missing:
+        threading.Thread(target=work, name="curate-warm-imports", daemon=True).start()
 
 
 @contextmanager
