@@ -197,7 +197,9 @@ def markdown(r: dict) -> str:
                      f"{p['top10_overlap']} | {p['spearman']} ({p['spearman_rows']} rows) | {p['max_abs_diff']:.2g} | "
                      f"{p['precision_top10']} |")
     lines += ["", "Overlap: share of the reference's top 10% in ours. Prefiltered rows have no exact score: they rank "
-              "last, and Spearman is over the exactly scored rows. us/pair divides by all N x n pairs.", ""]
+              "last, and Spearman is over the exactly scored rows. us/pair divides by all N x n pairs.", "",
+              "The Ray rows above start a Ray per run. On the shared warm Ray (`curate ray start`), alternating with "
+              "zip-fit over several rounds: bench/results/zipfit_ray.md (`python -m bench.zipfit_ray`).", ""]
     return "\n".join(lines)
 
 
