@@ -52,7 +52,11 @@ def main(venv: str, spec: str, *flags: str) -> int:
         print("tools/install.py: uv could not be installed; installing with pip (slower)", file=sys.stderr)
     if uv.exists():
         env = {**os.environ, "VIRTUAL_ENV": str(Path(venv).resolve())}
-        cmd = [str(uv), "pip", "install", "-q", *uv_arguments(pip_settings(python)), *flags, *target]
+        # --compile-bytecode: as pip does. uv leaves it to the first import, and where bytecode is not written
+        # (PYTHONDONTWRITEBYTECODE, a read-only venv) every process compiles its imports from source: seconds of
+        # each run's start-up (and of each Ray worker's), bench/results/engine-overhead.md.
+        cmd = [str(uv), "pip", "install", "-q", "--compile-bytecode", *uv_arguments(pip_settings(python)), *flags,
+               *target]
         if subprocess.run(cmd, env=env).returncode == 0:
             return 0
         print("tools/install.py: uv failed (above); installing with pip", file=sys.stderr)
