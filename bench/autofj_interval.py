@@ -73,6 +73,7 @@ def summarise(rows: list[dict]) -> dict:
             "misses_low": sum(r["precision"] < r["interval"][0] for r in joined),
             "misses_high": sum(r["precision"] > r["interval"][1] for r in joined),
             "mean_width": _mean([r["interval"][1] - r["interval"][0] for r in joined]),
+            "median_width": float(np.median([r["interval"][1] - r["interval"][0] for r in joined])) if joined else None,
             "below_target": len(below), "below_target_flagged": _mean([flagged(r) for r in below]),
             "below_085": len(far_below), "below_085_flagged": _mean([flagged(r) for r in far_below]),
             "above_target": len(above), "above_target_flagged": _mean([flagged(r) for r in above]),
@@ -143,14 +144,14 @@ def write_md(out: dict, rates: list[float]) -> None:
              "something whose true precision of the delivered join lies in the interval (misses below / above "
              "it); halves: the same on alternate tasks. Flagged: `target_at_risk` or `target_not_met`, or "
              "nothing joined.", "",
-             "| rate | target on | joined | coverage | halves (even / odd) | misses low / high | mean width | "
+             "| rate | target on | joined | coverage | halves (even / odd) | misses low / high | mean (median) width | "
              "P < τ: flagged | P < 0.85: flagged | P ≥ τ: flagged | mean P | mean R | mean P̂ |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rate in rates:
         for on, s in out["summary"][str(rate)].items():
             h = s["coverage_halves"]
             lines.append(f"| {rate:g} | {on} | {s['joined']} | {_f(s['coverage'])} | {_f(h['even'])} / "
-                         f"{_f(h['odd'])} | {s['misses_low']} / {s['misses_high']} | {_f(s['mean_width'])} | "
+                         f"{_f(h['odd'])} | {s['misses_low']} / {s['misses_high']} | {_f(s['mean_width'])} ({_f(s.get('median_width'))}) | "
                          f"{_f(s['below_target_flagged'])} of {s['below_target']} | {_f(s['below_085_flagged'])} "
                          f"of {s['below_085']} | {_f(s['above_target_flagged'])} of {s['above_target']} | "
                          f"{_f(s['mean_precision'])} | {_f(s['mean_recall'])} | {_f(s['mean_est_precision'])} |")
