@@ -129,6 +129,13 @@ def main() -> None:
     out["summary"] = {str(rate): {on: summarise(rs) for on in ("point", "lower")
                                   if (rs := [r for r in out["rows"] if r["rate"] == rate and r["on"] == on])}
                       for rate in rates}
+    for rate in rates:  # lower against point on the tasks both ran (a part may stop early)
+        rs = [r for r in out["rows"] if r["rate"] == rate]
+        lower = {r["task"] for r in rs if r["on"] == "lower"}
+        if lower:
+            same = {on: summarise([r for r in rs if r["on"] == on and r["task"] in lower]) for on in ("point", "lower")}
+            out["summary"][str(rate)]["same_tasks"] = {
+                "tasks": len(lower), **{f"{on}_{k}": same[on][k] for on in same for k in ("mean_precision", "mean_recall")}}
     path.write_text(json.dumps(out, indent=1))
     write_md(out, rates)
 
@@ -149,12 +156,20 @@ def write_md(out: dict, rates: list[float]) -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rate in rates:
         for on, s in out["summary"][str(rate)].items():
+            if on == "same_tasks":
+                continue
             h = s["coverage_halves"]
             lines.append(f"| {rate:g} | {on} | {s['joined']} | {_f(s['coverage'])} | {_f(h['even'])} / "
                          f"{_f(h['odd'])} | {s['misses_low']} / {s['misses_high']} | {_f(s['mean_width'])} ({_f(s.get('median_width'))}) | "
                          f"{_f(s['below_target_flagged'])} of {s['below_target']} | {_f(s['below_085_flagged'])} "
                          f"of {s['below_085']} | {_f(s['above_target_flagged'])} of {s['above_target']} | "
                          f"{_f(s['mean_precision'])} | {_f(s['mean_recall'])} | {_f(s['mean_est_precision'])} |")
+    same = [(rate, s) for rate in rates if (s := out["summary"][str(rate)].get("same_tasks"))]
+    if same:
+        lines += ["", "Lower against point on the tasks both ran: "
+                  + "; ".join(f"rate {rate:g}, {s['tasks']} tasks: mean P {_f(s['point_mean_precision'])} → "
+                              f"{_f(s['lower_mean_precision'])}, mean R {_f(s['point_mean_recall'])} → "
+                              f"{_f(s['lower_mean_recall'])}" for rate, s in same) + "."]
     for rate in rates:
         lines += ["", f"## Rate {rate:g}", "",
                   "| task | on | P | R | P̂ | interval | within reach P̂ ± se | new share P̂ ± se | union P̂ ± se (α_U) "
