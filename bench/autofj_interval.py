@@ -6,7 +6,8 @@ bench/autofj_new_entities.py does, same seeds), τ = 0.9, mode default (`new_ent
 
 Per task and rate, two fits: `precision_target_on: point` (unchanged behaviour) and `lower`. For each: the
 true precision P and recall R of the delivered join (one L row per R row, as `Matcher` gives), P̂, the
-interval [lower, upper], each model's P̂ and standard error, and the warnings. Reported per rate:
+interval [lower, upper], each model's P̂ and standard error (the union model's with α_U, the share of the
+null its configurations join), and the warnings. Reported per rate:
 coverage (share of tasks that joined something whose P lies in the interval) and mean width; among tasks
 with P < τ and P < 0.85, the share flagged `target_at_risk` or `target_not_met`; among tasks with P ≥ τ, the
 share flagged anyway; for `lower` against `point`: mean P and mean R. A task that joins nothing has no P
@@ -72,6 +73,7 @@ def summarise(rows: list[dict]) -> dict:
             "misses_low": sum(r["precision"] < r["interval"][0] for r in joined),
             "misses_high": sum(r["precision"] > r["interval"][1] for r in joined),
             "mean_width": _mean([r["interval"][1] - r["interval"][0] for r in joined]),
+            "median_width": float(np.median([r["interval"][1] - r["interval"][0] for r in joined])) if joined else None,
             "below_target": len(below), "below_target_flagged": _mean([flagged(r) for r in below]),
             "below_085": len(far_below), "below_085_flagged": _mean([flagged(r) for r in far_below]),
             "above_target": len(above), "above_target_flagged": _mean([flagged(r) for r in above]),
@@ -127,6 +129,13 @@ def main() -> None:
     out["summary"] = {str(rate): {on: summarise(rs) for on in ("point", "lower")
                                   if (rs := [r for r in out["rows"] if r["rate"] == rate and r["on"] == on])}
                       for rate in rates}
+    for rate in rates:  # lower against point on the tasks both ran (a part may stop early)
+        rs = [r for r in out["rows"] if r["rate"] == rate]
+        lower = {r["task"] for r in rs if r["on"] == "lower"}
+        if lower:
+            same = {on: summarise([r for r in rs if r["on"] == on and r["task"] in lower]) for on in ("point", "lower")}
+            out["summary"][str(rate)]["same_tasks"] = {
+                "tasks": len(lower), **{f"{on}_{k}": same[on][k] for on in same for k in ("mean_precision", "mean_recall")}}
     path.write_text(json.dumps(out, indent=1))
     write_md(out, rates)
 
@@ -142,30 +151,41 @@ def write_md(out: dict, rates: list[float]) -> None:
              "something whose true precision of the delivered join lies in the interval (misses below / above "
              "it); halves: the same on alternate tasks. Flagged: `target_at_risk` or `target_not_met`, or "
              "nothing joined.", "",
-             "| rate | target on | joined | coverage | halves (even / odd) | misses low / high | mean width | "
+             "| rate | target on | joined | coverage | halves (even / odd) | misses low / high | mean (median) width | "
              "P < τ: flagged | P < 0.85: flagged | P ≥ τ: flagged | mean P | mean R | mean P̂ |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rate in rates:
         for on, s in out["summary"][str(rate)].items():
+            if on == "same_tasks":
+                continue
             h = s["coverage_halves"]
             lines.append(f"| {rate:g} | {on} | {s['joined']} | {_f(s['coverage'])} | {_f(h['even'])} / "
-                         f"{_f(h['odd'])} | {s['misses_low']} / {s['misses_high']} | {_f(s['mean_width'])} | "
+                         f"{_f(h['odd'])} | {s['misses_low']} / {s['misses_high']} | {_f(s['mean_width'])} ({_f(s.get('median_width'))}) | "
                          f"{_f(s['below_target_flagged'])} of {s['below_target']} | {_f(s['below_085_flagged'])} "
                          f"of {s['below_085']} | {_f(s['above_target_flagged'])} of {s['above_target']} | "
                          f"{_f(s['mean_precision'])} | {_f(s['mean_recall'])} | {_f(s['mean_est_precision'])} |")
+    same = [(rate, s) for rate in rates if (s := out["summary"][str(rate)].get("same_tasks"))]
+    if same:
+        lines += ["", "Lower against point on the tasks both ran: "
+                  + "; ".join(f"rate {rate:g}, {s['tasks']} tasks: mean P {_f(s['point_mean_precision'])} → "
+                              f"{_f(s['lower_mean_precision'])}, mean R {_f(s['point_mean_recall'])} → "
+                              f"{_f(s['lower_mean_recall'])}" for rate, s in same) + "."]
     for rate in rates:
         lines += ["", f"## Rate {rate:g}", "",
-                  "| task | on | P | R | P̂ | interval | within reach P̂ ± se | new share P̂ ± se | warnings |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| task | on | P | R | P̂ | interval | within reach P̂ ± se | new share P̂ ± se | union P̂ ± se (α_U) "
+                  "| warnings |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (x for x in out["rows"] if x["rate"] == rate):
             iv = r["interval"]
             ms = r["models"] or {}
             cells = [f"{_f(m['precision'])} ± {_f(m['se'])}" if (m := ms.get(k)) else "–"
-                     for k in ("within_reach", "new_share")]
+                     for k in ("within_reach", "new_share", "union")]
+            if (u := ms.get("union")) is not None:
+                cells[2] += f" ({u['null_pass']:.3f})"
             lines.append(f"| {r['task']} | {r['on']} | {_f(r['precision'] if r['joined'] else None)} | "
                          f"{_f(r['recall'])} | {_f(r['est_precision'])} | "
                          + (f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "–")
-                         + f" | {cells[0]} | {cells[1]} | {', '.join(r['warnings'])} |")
+                         + f" | {cells[0]} | {cells[1]} | {cells[2]} | {', '.join(r['warnings'])} |")
     (RESULTS / f"{STEM}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -7,8 +7,16 @@ import pytest
 
 from curate.errors import ConfigError
 from curate.methods.autofj import program as autofj
-from curate.methods.autofj.interval import Z_ONE_SIDED, Joined, bounds, estimate, standard_error
-from curate.methods.autofj.new_entities import NewEntityModel
+from curate.methods.autofj.interval import (
+    Z_ONE_SIDED,
+    Joined,
+    bounds,
+    estimate,
+    standard_error,
+    union_pass,
+    union_precision,
+)
+from curate.methods.autofj.new_entities import Inputs, NewEntityModel, pooled_share
 from curate.methods.autofj.presentation import _interval_text, _risk
 from curate.methods.autofj.stage import AutoFJ
 from tests.methods.test_autofj_new_entities import without_matches
@@ -36,6 +44,44 @@ def test_the_interval_runs_from_the_most_pessimistic_model_to_the_most_optimisti
     # within [0, 1]
     assert bounds({"a": {"precision": 0.99, "precision_proposals": 0.05, "precision_least": 0.5, "se": 0.1}}
                   ) == (0.0, 1.0)
+
+
+def test_the_union_model_only_lowers_the_lower_end():
+    ests = {"a": {"precision": 0.95, "precision_proposals": 0.95, "precision_least": 0.93, "se": 0.01},
+            "union": {"precision": 0.99, "precision_proposals": 0.80, "precision_least": 0.80, "se": 0.02}}
+    lo, hi = bounds(ests)
+    assert lo == pytest.approx(0.80 - Z_ONE_SIDED * 0.02)
+    assert hi == pytest.approx(0.95 + Z_ONE_SIDED * 0.01)  # not the union's 0.99 + z·0.02: it is a bound below
+
+
+def test_the_union_passes_a_null_row_that_any_of_its_configurations_passes():
+    # three null rows; f passes row 0 (0.1 <= 0.2), g passes row 1 (0.05 <= 0.1); row 2 neither; NaN never
+    nulls = {"f": np.array([0.1, 0.5, np.nan]), "g": np.array([0.3, 0.05, 0.2])}
+    assert union_pass(nulls, [("f", 0.2), ("g", 0.1)]).tolist() == [True, True, False]
+    assert union_pass(nulls, [("f", 0.2)]).tolist() == [True, False, False]
+    # each function alone passes a third of the rows, the union two thirds: what the per-row readings miss
+    assert union_pass(nulls, [("f", 0.2), ("g", 0.1)]).mean() == pytest.approx(2 / 3)
+
+
+def test_union_precision_takes_the_expected_new_entities_off_the_expected_true_matches():
+    # 4 joined rows, best 1 / (1 + neighbours) 1, 1, 1/2, 1: 3.5 expected true matches if every row had a match
+    joined = Joined(np.array([[1.0, 1.0, 0.5, 0.0], [0.0, 0.5, 0.0, 1.0]]), [0, 0], {"f": np.zeros(4)})
+    # π0 = 0.5 of |R| = 20 rows are new, the union joins α = 5% of the null: 0.5 new entities expected joined
+    assert union_precision(joined, 20, 0.5, 0.05) == pytest.approx((3.5 - 0.5) / 4)
+    assert union_precision(joined, 20, 0.0, 0.05) == pytest.approx(3.5 / 4)  # no new entities: the reference's
+    assert union_precision(joined, 200, 1.0, 0.5) == 0.0  # never below 0
+    assert np.isnan(union_precision(Joined(np.zeros((1, 0)), [0], {"f": np.zeros(0)}), 20, 0.5, 0.05))
+
+
+def test_the_union_models_spread_draws_the_shares_the_fit_draws():
+    rng = np.random.default_rng(1)
+    inputs = Inputs({"f": rng.uniform(0, 1, 60), "g": rng.uniform(0, 1, 60)},
+                    {"f": rng.uniform(0, 1, 80), "g": rng.uniform(0, 1, 80)}, {"f": np.linspace(0, 1, 5),
+                                                                               "g": np.linspace(0, 1, 5)})
+    shares = inputs.draw_shares(draws=5)
+    expected = [pooled_share([(inputs.seen[f][i], inputs.nulls[f][j]) for f in ("f", "g")])
+                for i, j in inputs.draws(5)]
+    assert shares == expected and inputs.draw_shares(draws=5) is shares  # kept, not redrawn
 
 
 def test_joined_precision_is_the_mean_of_each_rows_best_estimate_or_of_its_least_convinced_function():
@@ -86,7 +132,12 @@ def test_the_fit_reports_both_models_and_the_estimate_lies_in_the_interval(shopp
     fits, ref = shopping_mall
     s = fits["point"].program["search"]
     models = s["precision_models"]
-    assert set(models) == {"within_reach", "new_share"}
+    assert set(models) == {"within_reach", "new_share", "union"}
+    # the union model: the within-reach π0, the share of the null the union joins, and a bound below
+    assert models["union"]["share"] == pytest.approx(models["within_reach"]["share"])
+    assert 0.0 <= models["union"]["null_pass"] <= 1.0
+    u = models["union"]
+    assert s["est_precision_interval"][0] <= max(0.0, u["precision_proposals"] - Z_ONE_SIDED * u["se"]) + 1e-12
     # the estimate's own model counted over proposals is P̂ itself (the recomputation is the search's)
     assert models["within_reach"]["precision_proposals"] == pytest.approx(s["est_precision"], abs=1e-9)
     assert models["within_reach"]["model_se"] == s["est_precision_model_se"]  # the spread the fit drew

@@ -26,7 +26,7 @@ import numpy as np
 from curate.methods.autofj.new_entities import NewEntityModel
 
 Z_ONE_SIDED = 1.645  # each end a one-sided 95% bound: 90% two-sided, the coverage the interval is meant to have
-MODELS = ("within_reach", "new_share")
+MODELS = ("within_reach", "new_share", "union")
 
 
 @dataclass
@@ -77,10 +77,43 @@ def standard_error(p: float, n: int, model_se: float | None) -> float:
 
 def bounds(estimates: dict[str, dict[str, float]], z: float = Z_ONE_SIDED) -> tuple[float, float]:
     """(lower, upper): the lowest P̂ - z·se with P̂ counted over every proposed pair, and the highest
-    P̂ + z·se with P̂ counted over the delivered rows, over the models, within [0, 1]."""
+    P̂ + z·se with P̂ counted over the delivered rows, over the models (the union model's only for the lower
+    end: it is a bound), within [0, 1]."""
     lo = min(min(e["precision_proposals"], e.get("precision_least", 1.0)) - z * e["se"] for e in estimates.values())
-    hi = max(e["precision"] + z * e["se"] for e in estimates.values())
+    hi = max(e["precision"] + z * e["se"] for name, e in estimates.items() if name != "union")
     return max(0.0, lo), min(1.0, hi)
+
+
+def union_pass(nulls: dict[str, np.ndarray], configs: list[tuple[str, float]]) -> np.ndarray:
+    """Which null rows the union would join: some configuration's function puts the row's leave-one-out
+    nearest distance within its θ (NaN, unknown: not joined; inf, no L-L candidate: never)."""
+    hit = np.zeros(len(next(iter(nulls.values()))), bool)
+    for f, th in configs:
+        hit |= np.nan_to_num(nulls[f], nan=np.inf) <= th
+    return hit
+
+
+def union_precision(joined: Joined, n_right: int, share: float, alpha: float) -> float:
+    """P̂ with the union as one rejection region (Storey's FDR estimate): the joins' expected true matches
+    under the reference's 1 / (1 + neighbours), less the π0·|R|·α_U new entities expected among them."""
+    n = joined.base.shape[1]
+    if n == 0:
+        return float("nan")
+    return max(0.0, float(joined.base.max(axis=0).sum() - share * n_right * alpha) / n)
+
+
+def union_model(cands, joined: Joined, configs: list[tuple[str, float]]) -> tuple[float, float, float, float]:
+    """The union model: (P̂, its bootstrap spread over the same draws of R rows and null rows as the
+    fit's, π0, α_U). π0 is the within-reach model's (pooled Storey share against the same null)."""
+    inputs = cands.inputs
+    hit = union_pass(inputs.nulls, configs)
+    n_right = len(next(iter(inputs.seen.values())))
+    share = next(iter(cands.models.values())).share
+    alpha = float(hit.mean()) if len(hit) else 0.0
+    p = union_precision(joined, n_right, share, alpha)
+    draws = [union_precision(joined, n_right, s, float(hit[j].mean()) if len(j) else 0.0)
+             for s, (_, j) in zip(inputs.draw_shares(), inputs.draws())]
+    return p, float(np.std(draws, ddof=1)), share, alpha
 
 
 def estimate(p: float, rows: int, proposals: int, model_se: float | None, least: float | None = None
@@ -94,10 +127,11 @@ def estimate(p: float, rows: int, proposals: int, model_se: float | None, least:
             "se": standard_error(p, rows, model_se)}
 
 
-def model_estimates(cands, joined: Joined, proposals: int, se_within_reach: float | None
-                    ) -> dict[str, dict[str, Any]]:
+def model_estimates(cands, joined: Joined, proposals: int, se_within_reach: float | None,
+                    configs: list[tuple[str, float]]) -> dict[str, dict[str, Any]]:
     """Each model's P̂ of the joins and its standard error; the within-reach model's spread is the one the
-    fit already drew (`se_within_reach`), the new-share model's is drawn here on the same seed's R rows."""
+    fit already drew (`se_within_reach`), the new-share and union models' are drawn here on the same seed's
+    R rows (and null rows)."""
     selected = list(joined.dstar)
     inputs = cands.inputs
     full = np.arange(len(next(iter(inputs.seen.values()))))
@@ -106,9 +140,12 @@ def model_estimates(cands, joined: Joined, proposals: int, se_within_reach: floa
     draws = [joined.precision(inputs.refit_new_share(selected, i)) for i, _ in inputs.draws()]
     spread = {"within_reach": se_within_reach, "new_share": float(np.std(draws, ddof=1))}
     rows = joined.base.shape[1]
-    return {name: {**estimate(joined.precision(fitted[name]), rows, proposals, spread[name],
-                              joined.precision(fitted[name], least=True)),
-                   "share": next(iter(fitted[name].values())).share} for name in MODELS}
+    out = {name: {**estimate(joined.precision(fitted[name]), rows, proposals, spread[name],
+                             joined.precision(fitted[name], least=True)),
+                  "share": next(iter(fitted[name].values())).share} for name in MODELS if name != "union"}
+    p, spread_u, share, alpha = union_model(cands, joined, configs)
+    out["union"] = {**estimate(p, rows, proposals, spread_u), "share": share, "null_pass": alpha}
+    return out
 
 
 def estimates(cands, sol, ll_counts: np.ndarray, model_se: float | None) -> dict[str, dict[str, Any]]:
@@ -121,7 +158,7 @@ def estimates(cands, sol, ll_counts: np.ndarray, model_se: float | None) -> dict
     joined = Joined.build(cands, sol.configs, counts, rows)
     if model_se is None or cands.inputs is None or cands.inputs.second is None:
         return {"reference": estimate(joined.precision(None), len(rows), sol.n_proposals, None)}
-    return model_estimates(cands, joined, sol.n_proposals, model_se)
+    return model_estimates(cands, joined, sol.n_proposals, model_se, sol.configs)
 
 
 def refits(cands) -> dict[str, dict[str, NewEntityModel]]:
@@ -145,20 +182,27 @@ def from_candidates(cands, sol) -> Joined:
     return Joined(base, [selected.index(f) for f, _ in sol.configs], dstar)
 
 
-def spreads(cands, joined: Joined) -> dict[str, float]:
+def spreads(cands, joined: Joined, configs: list[tuple[str, float]]) -> dict[str, float]:
     """Each model's bootstrap spread of P̂ for these joins (the same draws as the fit's standard error)."""
     selected = list(joined.dstar)
     a = [joined.precision(m) for m in cands.inputs.bootstrap(selected)]
     b = [joined.precision(cands.inputs.refit_new_share(selected, i)) for i, _ in cands.inputs.draws()]
-    return {"within_reach": float(np.std(a, ddof=1)), "new_share": float(np.std(b, ddof=1))}
+    return {"within_reach": float(np.std(a, ddof=1)), "new_share": float(np.std(b, ddof=1)),
+            "union": union_model(cands, joined, configs)[1]}
 
 
-def lower_end(joined: Joined, proposals: int, fitted: dict[str, dict[str, NewEntityModel]],
+def lower_end(cands, joined: Joined, sol, fitted: dict[str, dict[str, NewEntityModel]],
               spread: dict[str, float]) -> float:
-    rows = joined.base.shape[1]
-    return bounds({name: estimate(joined.precision(models), rows, proposals, spread[name],
-                                  joined.precision(models, least=True))
-                   for name, models in fitted.items()})[0]
+    """The interval's lower end for one of the search's unions, the spreads given (measured once)."""
+    rows, proposals = joined.base.shape[1], sol.n_proposals
+    ests = {name: estimate(joined.precision(models), rows, proposals, spread[name],
+                           joined.precision(models, least=True)) for name, models in fitted.items()}
+    hit = union_pass(cands.inputs.nulls, sol.configs)
+    alpha = float(hit.mean()) if len(hit) else 0.0
+    p = union_precision(joined, len(next(iter(cands.inputs.seen.values()))),
+                        next(iter(cands.models.values())).share, alpha)
+    ests["union"] = estimate(p, rows, proposals, spread["union"])
+    return bounds(ests)[0]
 
 
 LOWER_ROUNDS = 7  # bisection steps on the search's own target: about 0.001 apart at the end
@@ -175,8 +219,8 @@ def target_lower(cands, sol, target: float, patience: float, greedy) -> tuple[An
         return sol, target
     fitted = refits(cands)
     joined = from_candidates(cands, sol)
-    spread = spreads(cands, joined)
-    lo = lower_end(joined, sol.n_proposals, fitted, spread)
+    spread = spreads(cands, joined, sol.configs)
+    lo = lower_end(cands, joined, sol, fitted, spread)
     if lo >= target:
         return sol, target
     best, best_lo, best_t = sol, lo, target
@@ -188,7 +232,7 @@ def target_lower(cands, sol, target: float, patience: float, greedy) -> tuple[An
         if not cand.found:  # no union reaches t: too high
             above = t
             continue
-        lo = lower_end(from_candidates(cands, cand), cand.n_proposals, fitted, spread)
+        lo = lower_end(cands, from_candidates(cands, cand), cand, fitted, spread)
         if lo >= target:
             cleared, above = (cand, t), t
         else:

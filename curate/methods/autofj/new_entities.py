@@ -164,6 +164,16 @@ class Inputs:
         share = pooled_share(list(per_f.values()))
         return {f: NewEntityModel.fit(*per_f[f], self.edges[f], share) for f in functions}
 
+    def draw_shares(self, draws: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> list[float]:
+        """π0 (pooled, against the L-L null) on each of `draws()`'s draws, as `refit` computes it; kept
+        after the first call (the union model's spread asks for it more than once per fit)."""
+        key = (draws, seed)
+        cache = self.__dict__.setdefault("_draw_shares", {})
+        if key not in cache:
+            cache[key] = [pooled_share([(self.seen[f][i], self.nulls[f][j]) for f in self.seen])
+                          for i, j in self.draws(draws, seed)]
+        return cache[key]
+
     def bootstrap(self, functions: list[str], draws: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED
                   ) -> list[dict[str, NewEntityModel]]:
         """`draws` refits of π0 and of the models of `functions`, each on R's rows and the null's rows
