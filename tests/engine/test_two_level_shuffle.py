@@ -15,6 +15,7 @@ import pytest
 import curate
 from curate.engine.shuffle import TWO_LEVEL_READS, coarse_width
 from curate.errors import ConfigError
+from curate.storage import location
 from curate.methods.dbp.policy import ClusterQuota
 from curate.methods.dbp.stage import DBP
 from curate.methods.dedup import Dedup, ExactDedup
@@ -22,6 +23,7 @@ from curate.methods.semdedup.policy import SemDeDupPolicy
 from curate.methods.semdedup.stage import SemDeDup
 from testkit.faults import kill_when
 from testkit.helpers import captions, shuffled_shards, spherical_groups, vector_table
+from testkit.s3 import s3_environment, s3_server, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS, SHARDS, PARTS = 3000, 6, 7  # 7 partitions: coarse groups of 3 (3 + 3 + 1), the last one short
@@ -44,10 +46,11 @@ def pipeline(shuffle: str) -> curate.Pipeline:
         id_column="id", shuffle=shuffle)
 
 
-def manifest_bytes(run: Path) -> list[bytes]:
-    """The published manifest parts' bytes, in dataset order."""
-    summary = json.loads((run / "summary.json").read_text())
-    return [(run / p["file"]).read_bytes() for p in summary["manifest"]["parts"].values()]
+def manifest_bytes(run: Path | str) -> list[bytes]:
+    """The published manifest parts' bytes, in dataset order (a local or an `s3://` run directory)."""
+    root = location(run)
+    summary = json.loads((root / "summary.json").read_text())
+    return [(root / p["file"]).read_bytes() for p in summary["manifest"]["parts"].values()]
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +127,26 @@ def test_a_kill_in_the_middle_step_resumes_to_the_same_manifest(data, flat, tmp_
 def test_two_level_on_ray_gives_the_flat_manifest(data, flat, tmp_path):
     curate.run(pipeline("two-level"), data, tmp_path / "run", executor="ray", workers=2)
     assert manifest_bytes(tmp_path / "run") == manifest_bytes(flat)
+
+
+@pytest.mark.slow
+def test_two_level_on_an_object_store_gives_the_flat_manifest_in_fewer_requests(data, flat, tmp_path):
+    import pyarrow.fs as pafs
+
+    with s3_server(counting=True) as s3, s3_environment(s3):
+        fs = pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http")
+        pafs.copy_files(str(data), f"{s3.bucket}/data", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        pipe = curate.Pipeline(stages=[SemDeDup("emb", k=8, niter=10, partitions=PARTS)],
+                               policies=[SemDeDupPolicy(epsilon=0.002)], id_column="id", shuffle="flat")
+        requests = {}
+        for layout in ("flat", "two-level"):
+            pipe.shuffle = layout
+            s3.requests(reset=True)
+            curate.run(pipe, s3.uri("data"), s3.uri(unique_prefix(layout)), executor="local")
+            requests[layout] = s3.requests()
+            assert requests[layout]["GET-range"] > 0
+        runs = [k for k in s3.keys("") if k.endswith("summary.json")]
+        assert len(runs) == 2 and manifest_bytes(s3.uri(runs[0].rsplit("/", 1)[0])) == \
+            manifest_bytes(s3.uri(runs[1].rsplit("/", 1)[0]))
+        # S x P = 42 footer + group reads by the flat reduces; S x G + P = 18 + 7 by the two-level ones
+        assert requests["two-level"]["GET-range"] < requests["flat"]["GET-range"]
