@@ -31,7 +31,6 @@ from curate.errors import DamagedFileError
 from curate.layout import unit_record, verified_bytes
 from curate.storage import AnyPath, content_hash, location, read_range
 
-
 # Above this many flat reduce reads (map outputs x partitions), `shuffle: auto` uses the two-level layout:
 # 100 map outputs x 100 partitions. Below it the flat reads are few (the 10M-row run of docs/scale.md made
 # 2,000) and the split step would only rewrite every row once more.

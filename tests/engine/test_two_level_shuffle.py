@@ -15,12 +15,12 @@ import pytest
 import curate
 from curate.engine.shuffle import TWO_LEVEL_READS, coarse_width
 from curate.errors import ConfigError
-from curate.storage import location
 from curate.methods.dbp.policy import ClusterQuota
 from curate.methods.dbp.stage import DBP
 from curate.methods.dedup import Dedup, ExactDedup
 from curate.methods.semdedup.policy import SemDeDupPolicy
 from curate.methods.semdedup.stage import SemDeDup
+from curate.storage import location
 from testkit.faults import kill_when
 from testkit.helpers import captions, shuffled_shards, spherical_groups, vector_table
 from testkit.s3 import s3_environment, s3_server, unique_prefix
