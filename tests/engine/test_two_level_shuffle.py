@@ -150,3 +150,21 @@ def test_two_level_on_an_object_store_gives_the_flat_manifest_in_fewer_requests(
             manifest_bytes(s3.uri(runs[1].rsplit("/", 1)[0]))
         # S x P = 42 footer + group reads by the flat reduces; S x G + P = 18 + 7 by the two-level ones
         assert requests["two-level"]["GET-range"] < requests["flat"]["GET-range"]
+
+
+def test_a_damaged_split_file_is_found_by_verify_and_recomputed(data, flat, tmp_path):
+    from curate.engine.verify import verify
+
+    out = tmp_path / "run"
+    curate.run(pipeline("two-level"), data, out, executor="local")
+    split = out / "shuffle" / "semdedup.pairs" / "groups" / "g-00001.parquet"
+    raw = bytearray(split.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    split.write_bytes(bytes(raw))
+    bad = {b["unit"] for b in verify(out)["bad"]}
+    assert "shuffle/semdedup.pairs/groups/g-00001.json" in bad
+    assert any(u.startswith("artifacts/semdedup/") for u in bad), "the artifact built from it is forgotten"
+    again = curate.run(pipeline("two-level"), data, out, executor="local")
+    assert again["phases"]["fit:semdedup:pairs:split"] == {**again["phases"]["fit:semdedup:pairs:split"],
+                                                           "computed": 1, "reused": 2}
+    assert manifest_bytes(out) == manifest_bytes(flat)
