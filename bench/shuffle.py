@@ -1,6 +1,6 @@
 """The flat against the two-level shuffle (engine/shuffle.py) on an object store: a SemDeDup run at 200 shards.
 
-    python -m bench.shuffle [--shards 200] [--rows-per-shard 200] [--dim 16] [--partitions 64] [--repeats 3]
+    python -m bench.shuffle [--shards 200] [--rows-per-shard 200] [--dim 16] [--partitions 16] [--repeats 3]
 
 The data (clustered unit vectors, `--dim` float32, written as `--shards` Parquet shards) goes to the project's
 S3 test server (moto on loopback, testkit/s3.py) started counting the requests it answers (testkit/s3count.py).
@@ -9,7 +9,8 @@ fresh `s3://` run directory, local executor, alternating flat / two-level `--rep
 layout: wall time of `curate.run` in the child (min, median, max), the requests by kind counted at the
 server (GET, ranged GET, HEAD, PUT, POST, LIST, DELETE), the seconds of the shuffle's phases, and a hash of
 the published manifest parts' bytes, which must be the same for every run. `shuffle: auto` picks two-level
-here (200 x 64 = 12,800 flat reads > 10,000); the flat runs ask for `shuffle: flat`.
+here (200 x 16 = 3,200 flat reads > 2,000 on an object store); the flat runs ask for `shuffle: flat`, the
+two-level runs for `shuffle: auto`.
 Writes bench/results/shuffle.json and shuffle.md.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from curate.methods.semdedup.policy import SemDeDupPolicy
 from curate.methods.semdedup.stage import SemDeDup
 from curate.storage import location
 p = curate.Pipeline([SemDeDup("emb", k={parts}, niter=10, partitions={parts})], [SemDeDupPolicy(epsilon=0.002)],
-                    id_column="id", shuffle={layout!r})
+                    id_column="id", shuffle={setting!r})
 t0 = time.perf_counter()
 s = curate.run(p, {data!r}, {out!r}, executor="local", progress=curate.Progress(enabled=False))
 seconds = time.perf_counter() - t0
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=200)
     ap.add_argument("--rows-per-shard", type=int, default=200)
     ap.add_argument("--dim", type=int, default=16)
-    ap.add_argument("--partitions", type=int, default=64)
+    ap.add_argument("--partitions", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     runs: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
@@ -88,12 +89,15 @@ def main() -> None:
         for i in range(args.repeats):
             for layout in LAYOUTS:
                 s3.requests(reset=True)
-                script = CHILD.format(parts=args.partitions, layout=layout, data=s3.uri("data"),
+                script = CHILD.format(parts=args.partitions, setting="flat" if layout == "flat" else "auto",
+                                      data=s3.uri("data"),
                                       out=s3.uri(unique_prefix(f"run-{layout}")))
                 done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
                 if done.returncode:
                     raise SystemExit(f"{layout} run {i} failed:\n{done.stderr[-4000:]}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
+                if any(k.endswith(":split") for k in result["phases"]) != (layout == "two-level"):
+                    raise SystemExit(f"{layout} run {i} took the other layout: phases {sorted(result['phases'])}")
                 result["requests"] = s3.requests()
                 result["requests"]["all"] = sum(result["requests"].values())
                 runs[layout].append(result)

@@ -16,6 +16,7 @@ from curate.engine.store import read_unit
 from curate.engine.units import FitMapTask, ReduceTask, SplitTask, Unit
 from curate.errors import RunFailed
 from curate.stage import FitContext, Shuffled, Stage
+from curate.storage import is_local
 
 
 class EngineFitContext(FitContext):
@@ -65,7 +66,7 @@ class EngineFitContext(FitContext):
                 source: list[Shuffled] | None = None, key: Any = None) -> Shuffled:
         stage, state = self.stage, self.planner.state
         store = state.store
-        width = coarse_width(state.pipeline.shuffle, len(state.dataset.shards), partitions)
+        width = coarse_width(state.pipeline.shuffle, len(state.dataset.shards), partitions, not is_local(store.root))
         maps = self._map_units("shuffle", fn, columns, group_by="part", source=source, key=key, name=f".{name}",
                                partitions=partitions, width=width)
         inputs = maps if width is None else self._split(maps, name, partitions, width)

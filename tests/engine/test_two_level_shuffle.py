@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 import curate
-from curate.engine.shuffle import TWO_LEVEL_READS, coarse_width
+from curate.engine.shuffle import TWO_LEVEL_READS, TWO_LEVEL_READS_OBJECT_STORE, coarse_width
 from curate.errors import ConfigError
 from curate.methods.dbp.policy import ClusterQuota
 from curate.methods.dbp.stage import DBP
@@ -69,8 +69,11 @@ def flat(data, tmp_path_factory):
 
 def test_auto_is_two_level_past_the_read_count_and_a_bad_name_is_refused():
     assert coarse_width("auto", 100, TWO_LEVEL_READS // 100) is None
+    assert coarse_width("auto", 100, TWO_LEVEL_READS_OBJECT_STORE // 100 + 1, object_store=True) == 5
     assert coarse_width("auto", 100, TWO_LEVEL_READS // 100 + 1) == 11  # ceil(sqrt(101))
     assert coarse_width("auto", 200, 200) == 15 and coarse_width("flat", 200, 200) is None
+    assert coarse_width("auto", 200, 16) is None and coarse_width("auto", 200, 16, object_store=True) == 4
+    assert coarse_width("auto", 10, 200, object_store=True) is None  # 2,000 reads: flat, even there
     assert coarse_width("two-level", 2, 7) == 3 and coarse_width("two-level", 2, 1) is None
     assert coarse_width("two-level", 2, 16) == 4 and coarse_width("two-level", 2, 17) == 5
     with pytest.raises(ConfigError, match="'auto', 'flat' or 'two-level'"):
