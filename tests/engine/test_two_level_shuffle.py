@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 import curate
+from curate.config import pipeline_from_dict
 from curate.engine.shuffle import TWO_LEVEL_READS, TWO_LEVEL_READS_OBJECT_STORE, coarse_width
 from curate.errors import ConfigError
 from curate.methods.dbp.policy import ClusterQuota
@@ -78,6 +79,11 @@ def test_auto_is_two_level_past_the_read_count_and_a_bad_name_is_refused():
     assert coarse_width("two-level", 2, 16) == 4 and coarse_width("two-level", 2, 17) == 5
     with pytest.raises(ConfigError, match="'auto', 'flat' or 'two-level'"):
         pipeline("two_level")
+    config = {"stages": [{"type": "semdedup", "embedding": "emb"}]}
+    assert pipeline_from_dict(config)[0].shuffle == "auto"
+    assert pipeline_from_dict({**config, "shuffle": "two-level"})[0].shuffle == "two-level"
+    with pytest.raises(ConfigError, match="shuffle: Input should be 'auto', 'flat' or 'two-level'"):
+        pipeline_from_dict({**config, "shuffle": "two_level"})
 
 
 def test_two_level_gives_the_flat_manifest_byte_for_byte(data, flat, tmp_path):
