@@ -143,7 +143,8 @@ def report(out: dict) -> str:
     lines += ["", f"Flat / two-level, medians: wall time {q['seconds_median']:.2f}x, requests {q['requests_median']:.2f}x, "
               f"ranged GETs {q['ranged_gets_median']:.2f}x.", "",
               f"Every run published the same manifest (sha256 of its parts' bytes: `{out['manifest_sha256'][:16]}`; "
-              f"{out['kept']:,} rows kept).", "",
+              f"{out['kept']:,} rows kept). pyarrow's S3 client sends every GET with a Range header (whole-file "
+              "reads too), so every GET counts as ranged; a read of a file is a HEAD and a GET.", "",
               "Phase seconds of one run each (the first):", ""]
     for layout in LAYOUTS:
         phases = out["runs"][layout][0]["phases"]
