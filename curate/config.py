@@ -47,6 +47,7 @@ class RunConfig(BaseModel):
     id_column: str | None = None
     batch_size: int = 65_536
     unit_timeout: float | None = Field(None, gt=0)  # Ray: seconds before a unit with no result is presumed lost
+    shuffle: Literal["auto", "flat", "two-level"] = "auto"  # the shuffles' layout (engine/shuffle.py)
     stages: list[dict[str, Any]]
     policies: list[dict[str, Any]] = []
     export: ExportConfig = ExportConfig()
@@ -116,7 +117,7 @@ def pipeline_from_dict(raw: Any, source: str = "<config>") -> tuple[Pipeline, st
     try:
         pipeline = Pipeline(stages=stages, policies=policies, id_column=cfg.id_column, batch_size=cfg.batch_size,
                             name=cfg.name, config=raw, materialize=cfg.export.materialize,
-                            format=cfg.format, unit_timeout=cfg.unit_timeout)
+                            format=cfg.format, unit_timeout=cfg.unit_timeout, shuffle=cfg.shuffle)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
     return pipeline, cfg.data

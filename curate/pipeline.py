@@ -25,6 +25,10 @@ class Pipeline:
     # The ray executor's limit: seconds after which a unit with no result is presumed lost (a lost node, a stuck
     # worker) and retried; None: 10x the slowest finished unit of its map, at least 2 minutes (engine/ray.py).
     unit_timeout: float | None = None
+    # The shuffles' layout (engine/shuffle.py): "flat" (a reduce reads its partition from every map output),
+    # "two-level" (maps write coarse groups, split into partitions by a middle step), or "auto": two-level past
+    # 10,000 flat reads (shards x partitions). Either gives the same results; only the reads differ.
+    shuffle: str = "auto"
 
     def __post_init__(self, data_format: str | None) -> None:
         if data_format is not None:
@@ -38,6 +42,8 @@ class Pipeline:
             raise ConfigError("a pipeline needs at least one stage")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.shuffle not in ("auto", "flat", "two-level"):
+            raise ConfigError(f"shuffle must be 'auto', 'flat' or 'two-level', got {self.shuffle!r}")
         if self.unit_timeout is not None and (isinstance(self.unit_timeout, bool) or not self.unit_timeout > 0):
             raise ConfigError(f"unit_timeout must be a number of seconds above 0, got {self.unit_timeout!r}")
         produced: dict[str, pa.DataType] = {}

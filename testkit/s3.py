@@ -8,6 +8,7 @@ S3 client talks to; it keeps objects in memory. It is a PyPI package (`dev` extr
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # (the child imports testkit from here)
 
 
 @dataclass
@@ -33,6 +36,13 @@ class S3Server:
         """What a process needs to reach it: the usual AWS variables, read by pyarrow's S3 filesystem."""
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def requests(self, reset: bool = False) -> dict[str, int]:
+        """The requests answered so far, by kind (a server started with `counting=True`: testkit/s3count.py);
+        `reset` zeroes the counts after reading them."""
+        req = urllib.request.Request(f"{self.endpoint}/__counts__", method="POST" if reset else "GET")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
 
     def keys(self, prefix: str) -> list[str]:
         import pyarrow.fs as pafs
@@ -50,11 +60,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def s3_server(bucket: str = "curate") -> Iterator[S3Server]:
-    """Start moto's S3 server on 127.0.0.1, create `bucket`, stop it afterwards."""
+def s3_server(bucket: str = "curate", counting: bool = False) -> Iterator[S3Server]:
+    """Start moto's S3 server on 127.0.0.1, create `bucket`, stop it afterwards; `counting`: one that counts
+    its requests (`S3Server.requests`)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ["-m", "testkit.s3count", str(port)] if counting else ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     server = S3Server(f"http://127.0.0.1:{port}", bucket)
     try:
         deadline = time.time() + 60

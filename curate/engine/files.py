@@ -70,20 +70,21 @@ def write_json(path: AnyPath, obj: Any) -> dict[str, Any]:
     return write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
 
-def parquet_bytes(table: pa.Table, group_by: str | None = None) -> pa.Buffer:
+def parquet_bytes(table: pa.Table, group_by: str | None = None, keep_order: bool = False) -> pa.Buffer:
     """The Parquet file of `table`; with `group_by`, one row group per value of that column (`write_grouped`)."""
     sink = pa.BufferOutputStream()
     if group_by:
-        write_grouped(sink, table, group_by)
+        write_grouped(sink, table, group_by, keep_order)
     else:
         pq.write_table(table, sink, compression=codecs(table.schema), use_dictionary=dictionary_columns(table.schema),
                        write_page_checksum=True)
     return sink.getvalue()
 
 
-def write_parquet(path: AnyPath, table: pa.Table, group_by: str | None = None) -> dict[str, Any]:
+def write_parquet(path: AnyPath, table: pa.Table, group_by: str | None = None,
+                  keep_order: bool = False) -> dict[str, Any]:
     """Write `table` whole as Parquet; returns the file's size and hash (and, grouped, each group's: `groups`)."""
-    data = parquet_bytes(table, group_by)
+    data = parquet_bytes(table, group_by, keep_order)
     record = write_bytes(path, data)
     return {**record, **group_records(data)} if group_by else record
 
@@ -102,9 +103,13 @@ def group_records(data: pa.Buffer) -> dict[str, Any]:
     return {"groups": groups, "footer": [end, content_hash(memoryview(data)[end:])]}
 
 
-def write_grouped(path: Any, table: pa.Table, by: str) -> None:
-    """Write `table` sorted by `by`, one row group per distinct value, with a value -> group index."""
-    table = table.sort_by([(by, "ascending")] + ([("row", "ascending")] if "row" in table.column_names else []))
+def write_grouped(path: Any, table: pa.Table, by: str, keep_order: bool = False) -> None:
+    """Write `table` sorted by `by`, one row group per distinct value, with a value -> group index. Within a
+    group rows are sorted by `row`, or with `keep_order` left in the table's order (a stable sort)."""
+    if keep_order:  # (numpy's stable sort: equal values keep their order, guaranteed)
+        table = table.take(np.argsort(table.column(by).to_numpy(zero_copy_only=False), kind="stable"))
+    else:
+        table = table.sort_by([(by, "ascending")] + ([("row", "ascending")] if "row" in table.column_names else []))
     values = table.column(by).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.array([], int)
     ends = np.r_[starts[1:], len(values)]

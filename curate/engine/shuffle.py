@@ -7,10 +7,19 @@ row group per reduce output and nothing else (files are written by engine/files.
 Each read checks what it reads against the unit's sidecar, which records the hash of every row group
 and of the footer (`group_records`): the footer and the one group are read, checked, and decoded from
 the checked bytes (a file's other groups are not read, so they are not checked here; `curate verify` is).
+
+Two-level layout (docs/scale.md, section 3): with S map outputs and P partitions, a flat reduce reads one
+small range of every map output, S x P reads in all. Past `TWO_LEVEL_READS` (`TWO_LEVEL_READS_OBJECT_STORE`
+for a run directory on an object store), or when the pipeline says `shuffle: two-level`, maps group their rows by coarse group (`part // width`, width = ceil(sqrt(P)), so
+G = ceil(P / width) groups), a split unit per coarse group reads that group from every map output and
+writes it grouped by partition, and a reduce reads its partition from its group's one split file: about
+S x G + P reads. A partition's rows reach its reduce in the same order either way (map outputs in order,
+each one's rows by `row`), so the results are the same, byte for byte.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,6 +30,27 @@ from curate.engine.files import GROUP_INDEX_KEY
 from curate.errors import DamagedFileError
 from curate.layout import unit_record, verified_bytes
 from curate.storage import AnyPath, content_hash, location, read_range
+
+# Above this many flat reduce reads (map outputs x partitions), `shuffle: auto` uses the two-level layout:
+# 100 map outputs x 100 partitions on a local disk, where a small read costs little; on an object store,
+# where each read is requests (a HEAD and a ranged GET, tens of ms each on a real one), 2,000 (the
+# 10M-row run of docs/scale.md makes exactly that many, and stays flat). Below it the split step would
+# only rewrite every row once more.
+TWO_LEVEL_READS = 10_000
+TWO_LEVEL_READS_OBJECT_STORE = 2_000
+SHUFFLE_LAYOUTS = ("auto", "flat", "two-level")
+COARSE = "_coarse"  # the map outputs' coarse-group column in the two-level layout (dropped by the split)
+
+
+def coarse_width(setting: str, maps: int, partitions: int, object_store: bool = False) -> int | None:
+    """Partitions per coarse group for a shuffle of `maps` map outputs into `partitions` (None: flat)."""
+    if setting not in SHUFFLE_LAYOUTS:
+        raise ValueError(f"shuffle layout must be one of {SHUFFLE_LAYOUTS}, got {setting!r}")
+    limit = TWO_LEVEL_READS_OBJECT_STORE if object_store else TWO_LEVEL_READS
+    two_level = setting == "two-level" or (setting == "auto" and maps * partitions > limit)
+    if not two_level or partitions < 2:
+        return None
+    return math.isqrt(partitions - 1) + 1  # ceil(sqrt(P))
 
 
 class _GroupedFile:

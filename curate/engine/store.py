@@ -84,17 +84,18 @@ class Store(RunLayout):
         return None
 
     def finish(self, path: AnyPath, table: pa.Table | None, meta: dict,
-               group_by: str | None = None) -> dict | Future:
+               group_by: str | None = None, keep_order: bool = False) -> dict | Future:
         """Write a unit's table (if any), then its sealed sidecar: the sidecar is the commit. Returns the
         sidecar, or its Future inside `writing_behind`."""
         writer = getattr(_behind, "writer", None)
         if writer is not None:
-            return writer.submit(self._finish, path, table, meta, group_by)
-        return self._finish(path, table, meta, group_by)
+            return writer.submit(self._finish, path, table, meta, group_by, keep_order)
+        return self._finish(path, table, meta, group_by, keep_order)
 
-    def _finish(self, path: AnyPath, table: pa.Table | None, meta: dict, group_by: str | None) -> dict:
+    def _finish(self, path: AnyPath, table: pa.Table | None, meta: dict, group_by: str | None,
+                keep_order: bool = False) -> dict:
         t0 = time.perf_counter()
-        files = {path.name: write_parquet(path, table, group_by)} if table is not None else {}
+        files = {path.name: write_parquet(path, table, group_by, keep_order)} if table is not None else {}
         meta = seal({**meta, "files": files, "write_s": round(time.perf_counter() - t0, 4)})
         write_json(self.sidecar(path), meta)
         self.damage_mark(path).unlink(missing_ok=True)  # recomputed: `curate verify` no longer reports it

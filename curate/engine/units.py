@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.dataset import Dataset, Shard
-from curate.engine.shuffle import read_group, read_shuffled
+from curate.engine.shuffle import COARSE, read_group, read_shuffled
 from curate.engine.store import Store, read_unit
 from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, Resources, ShardInfo, Stage
 from curate.storage import AnyPath
@@ -175,10 +175,11 @@ class FitMapTask:
 
     def __init__(self, stage: Stage, dataset: Dataset, store: Store, fn: Callable[[pa.Table], pa.Table],
                  data_columns: list[str], upstream_columns: dict[str, list[str]], group_by: str | None = None,
-                 sources: list[AnyPath] | None = None):
+                 sources: list[AnyPath] | None = None, width: int | None = None):
         self.stage, self.dataset, self.store, self.fn = stage, dataset, store, fn
         self.data_columns, self.upstream_columns = data_columns, upstream_columns
         self.group_by = group_by
+        self.width = width  # two-level shuffle: partitions per coarse group (engine/shuffle.py)
         self.sources = sources  # earlier shuffles' reduce outputs: read the rows labelled with this shard
         self.resources = stage.resources
 
@@ -196,17 +197,26 @@ class FitMapTask:
             if not {self.group_by, "row"} <= set(out.column_names):
                 raise ValueError(f"stage {self.stage.name!r}: the shuffle map must return {self.group_by!r} and 'row'")
             out = out.append_column("shard", pa.array([unit.shard.key] * out.num_rows, pa.string()))
+        group_by = self.group_by
+        if self.width is not None:  # grouped by coarse group: `part // width`
+            if COARSE in out.column_names:
+                raise ValueError(f"stage {self.stage.name!r}: the shuffle map returned {COARSE!r}, a name the "
+                                 f"engine keeps for the two-level shuffle")
+            part = out.column(self.group_by).to_numpy(zero_copy_only=False).astype(np.int64)
+            out, group_by = out.append_column(COARSE, pa.array(part // self.width, pa.int64())), COARSE
         meta = {"key": unit.key, "shard": unit.shard.rel, "rows": table.num_rows,
                 "seconds": round(time.perf_counter() - t0, 4)}
-        return self.store.finish(unit.path, out, meta, group_by=self.group_by)
+        return self.store.finish(unit.path, out, meta, group_by=group_by)
 
 
-class ReduceTask:
-    """Reduces one partition of a shuffle: its rows from every map output, grouped by source shard."""
+class SplitTask:
+    """The middle step of a two-level shuffle: one coarse group's rows from every map output, written grouped
+    by partition, each partition's rows in map-output order and, within one, by row (as a flat reduce reads
+    them), so that a reduce reads one contiguous range."""
 
-    def __init__(self, stage: Stage, fn: Callable[[pa.Table], pa.Table], store: Store, inputs: list[AnyPath]):
-        self.stage, self.fn, self.store, self.inputs = stage, fn, store, inputs
-        self.resources = stage.resources
+    def __init__(self, stage: Stage, store: Store, inputs: list[AnyPath]):
+        self.stage, self.store, self.inputs = stage, store, inputs
+        self.resources = Resources(cpus=1)
 
     def setup(self) -> None:
         pass
@@ -214,6 +224,31 @@ class ReduceTask:
     def __call__(self, unit: Unit) -> dict:
         t0 = time.perf_counter()
         rows = read_group(self.inputs, unit.part)
+        if rows is None:  # no map output holds this group: an empty file (its partitions' reduces read None)
+            rows = pa.table({"part": pa.array([], pa.int64())})
+        else:
+            rows = rows.drop_columns([COARSE])
+        meta = {"key": unit.key, "group": unit.part, "rows": rows.num_rows,
+                "seconds": round(time.perf_counter() - t0, 4)}
+        return self.store.finish(unit.path, rows, meta, group_by="part", keep_order=True)
+
+
+class ReduceTask:
+    """Reduces one partition of a shuffle: its rows from every map output, grouped by source shard."""
+
+    def __init__(self, stage: Stage, fn: Callable[[pa.Table], pa.Table], store: Store, inputs: list[AnyPath],
+                 width: int | None = None):
+        self.stage, self.fn, self.store, self.inputs = stage, fn, store, inputs
+        self.width = width  # two-level: `inputs` are the split outputs, one per coarse group of `width` partitions
+        self.resources = stage.resources
+
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, unit: Unit) -> dict:
+        t0 = time.perf_counter()
+        inputs = self.inputs if self.width is None else [self.inputs[unit.part // self.width]]
+        rows = read_group(inputs, unit.part)
         out = self.fn(rows) if rows is not None else None
         if out is None:
             out = pa.table({"shard": pa.array([], pa.string()), "row": pa.array([], pa.int64())})
