@@ -37,7 +37,11 @@ def matrix(column: pa.Array | pa.ChunkedArray, d: int | None = None,
     null = arr.is_null().to_numpy(zero_copy_only=False)
     if pa.types.is_fixed_size_list(arr.type) and (d is None or d == arr.type.list_size):
         d = arr.type.list_size
-        x = _as_float32(arr.values.slice(arr.offset * d, n * d)).to_numpy(zero_copy_only=False).reshape(n, d)
+        values = arr.values.slice(arr.offset * d, n * d)
+        if values.type == pa.float16() and not values.null_count:  # (stored embeddings: one pass, a new array)
+            x = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, d)
+        else:
+            x = _as_float32(values).to_numpy(zero_copy_only=False).reshape(n, d)
     else:
         if pa.types.is_fixed_size_list(arr.type):
             lengths = np.full(n, arr.type.list_size, np.int64)
@@ -53,7 +57,8 @@ def matrix(column: pa.Array | pa.ChunkedArray, d: int | None = None,
         if len(good):
             x[good] = _as_float32(pc.list_flatten(arr.take(pa.array(good)))).to_numpy(zero_copy_only=False).reshape(-1, d)
         null = null | bad_len
-    x = np.where(null[:, None], np.float32(0), x).astype(np.float32, copy=False)
+    if null.any() or not x.flags.writeable:  # (a copy: Arrow's arrays are read-only)
+        x = np.where(null[:, None], np.float32(0), x).astype(np.float32, copy=False)
     finite = np.isfinite(x).all(axis=1)
     x[~finite] = 0.0
     errors[null & (errors == None)] = f"{invalid}: null"  # noqa: E711 (elementwise on an object array)
@@ -68,7 +73,10 @@ def unit_vectors(column: pa.Array | pa.ChunkedArray, d: int | None = None) -> tu
     norm = np.linalg.norm(x, axis=1)
     errors[(errors == None) & (norm == 0)] = f"{INVALID}: zero vector"  # noqa: E711
     ok = errors == None  # noqa: E711
-    x[ok] /= norm[ok, None]
+    if ok.all():
+        x /= norm[:, None]  # (the same quotients as below, without gathering and scattering every row)
+    else:
+        x[ok] /= norm[ok, None]
     return x, errors
 
 
@@ -106,7 +114,8 @@ def valid_vectors(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _as_float32(values: pa.Array) -> pa.Array:
-    # Arrow's cast of float16 is about twice numpy's astype; nulls inside a vector become NaN (invalid).
+    # Arrow's cast of float16 is about twice numpy's astype (`matrix` uses astype where it saves a copy);
+    # nulls inside a vector become NaN (invalid).
     out = values if values.type == pa.float32() else pc.cast(values, pa.float32(), safe=False)
     return pc.fill_null(out, float("nan")) if out.null_count else out
 
