@@ -32,15 +32,16 @@ def nearest(x: np.ndarray, centroids: np.ndarray, metric: str = "ip") -> tuple[n
     identical scores wherever they sit in a batch (BLAS blocking can differ by row position)."""
     n = len(x)
     cluster = np.empty(n, np.int32)
-    for s in range(0, n, _BLOCK):
+    score = np.empty(n, np.float32)
+    sq = (centroids * centroids).sum(1)[None, :] if metric != "ip" else None
+    for s in range(0, n, _BLOCK):  # (the row-by-row score per block: its centroid rows never all sit in memory)
         xb = x[s:s + _BLOCK]
         if metric == "ip":
-            cluster[s:s + _BLOCK] = np.argmax(xb @ centroids.T, axis=1)
+            cb = np.argmax(xb @ centroids.T, axis=1)
+            score[s:s + _BLOCK] = np.einsum("ij,ij->i", xb, centroids[cb])
         else:
-            d2 = (centroids * centroids).sum(1)[None, :] - 2.0 * (xb @ centroids.T)
-            cluster[s:s + _BLOCK] = np.argmin(d2, axis=1)
-    c = centroids[cluster]
-    if metric == "ip":
-        return cluster, np.einsum("ij,ij->i", x, c).astype(np.float32)
-    diff = x - c
-    return cluster, np.einsum("ij,ij->i", diff, diff).astype(np.float32)
+            cb = np.argmin(sq - 2.0 * (xb @ centroids.T), axis=1)
+            diff = xb - centroids[cb]
+            score[s:s + _BLOCK] = np.einsum("ij,ij->i", diff, diff)
+        cluster[s:s + _BLOCK] = cb
+    return cluster, score

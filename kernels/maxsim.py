@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Rows per strip of a diagonal block: the work above a block's diagonal that is computed and masked is
+# strip / tile of the block's (a whole block: half of it).
+_STRIP = 512
+
 
 def max_sim_prev(e: np.ndarray, tile: int = 4096, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(M float32, argmax int64) per row of the ordered unit vectors `e`; M = -1 and argmax = -1 for row 0."""
@@ -19,19 +23,28 @@ def max_sim_prev(e: np.ndarray, tile: int = 4096, device: str = "cpu") -> tuple[
     n = len(e)
     best = np.full(n, -np.inf, np.float32)
     arg = np.full(n, -1, np.int64)
+    strip = min(tile, _STRIP)
+    upper = np.triu(np.ones((strip, strip), bool))  # column i >= row j inside a strip's own square
     for a in range(0, n, tile):
         b = min(a + tile, n)
-        for i0 in range(0, b, tile):            # earlier blocks, then the diagonal block
-            i1 = min(i0 + tile, b)
-            s = e[a:b] @ e[i0:i1].T             # rows j in [a, b), columns i in [i0, i1)
-            if i1 > a:                          # mask i >= j inside the diagonal block
-                s[np.arange(i0, i1)[None, :] >= np.arange(a, b)[:, None]] = -np.inf
-            j = np.argmax(s, axis=1)
-            m = s[np.arange(b - a), j]
-            better = m > best[a:b]              # strict: the earliest i wins ties, as a single argmax would
-            best[a:b] = np.where(better, m, best[a:b])
-            arg[a:b] = np.where(better, i0 + j, arg[a:b])
+        for i0 in range(0, a, tile):            # earlier blocks, whole: rows j in [a, b), columns i in [i0, i0 + tile)
+            _merge(e[a:b] @ e[i0:i0 + tile].T, i0, best[a:b], arg[a:b])
+        for r in range(a, b, strip):            # the diagonal block strip by strip, each strip of rows against the
+            r1 = min(r + strip, b)              # block's columns up to its own last row: about half a full block
+            s = e[r:r1] @ e[a:r1].T
+            s[:, r - a:][upper[:r1 - r, :r1 - r]] = -np.inf
+            _merge(s, a, best[r:r1], arg[r:r1])
     return _exact(e, arg), arg
+
+
+def _merge(s: np.ndarray, i0: int, best: np.ndarray, arg: np.ndarray) -> None:
+    """Fold a block of similarities (columns from i0) into the running best and argmax, in place. Strict:
+    the earliest i wins ties, as a single argmax over all earlier rows would."""
+    j = np.argmax(s, axis=1)
+    m = s[np.arange(len(s)), j]
+    better = m > best
+    best[better] = m[better]
+    arg[better] = i0 + j[better]
 
 
 def _exact(e: np.ndarray, arg: np.ndarray) -> np.ndarray:

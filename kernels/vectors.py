@@ -37,7 +37,11 @@ def matrix(column: pa.Array | pa.ChunkedArray, d: int | None = None,
     null = arr.is_null().to_numpy(zero_copy_only=False)
     if pa.types.is_fixed_size_list(arr.type) and (d is None or d == arr.type.list_size):
         d = arr.type.list_size
-        x = _as_float32(arr.values.slice(arr.offset * d, n * d)).to_numpy(zero_copy_only=False).reshape(n, d)
+        values = arr.values.slice(arr.offset * d, n * d)
+        if values.type == pa.float16() and not values.null_count:  # (stored embeddings: one pass, a new array)
+            x = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, d)
+        else:
+            x = _as_float32(values).to_numpy(zero_copy_only=False).reshape(n, d)
     else:
         if pa.types.is_fixed_size_list(arr.type):
             lengths = np.full(n, arr.type.list_size, np.int64)
@@ -53,7 +57,8 @@ def matrix(column: pa.Array | pa.ChunkedArray, d: int | None = None,
         if len(good):
             x[good] = _as_float32(pc.list_flatten(arr.take(pa.array(good)))).to_numpy(zero_copy_only=False).reshape(-1, d)
         null = null | bad_len
-    x = np.where(null[:, None], np.float32(0), x).astype(np.float32, copy=False)
+    if null.any() or not x.flags.writeable:  # (a copy: Arrow's arrays are read-only)
+        x = np.where(null[:, None], np.float32(0), x).astype(np.float32, copy=False)
     finite = np.isfinite(x).all(axis=1)
     x[~finite] = 0.0
     errors[null & (errors == None)] = f"{invalid}: null"  # noqa: E711 (elementwise on an object array)
@@ -61,18 +66,56 @@ def matrix(column: pa.Array | pa.ChunkedArray, d: int | None = None,
     return x, errors
 
 
-def unit_vectors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """`matrix` rows scaled to unit length; zero vectors are invalid too."""
-    x, errors = matrix(column)
+def unit_vectors(column: pa.Array | pa.ChunkedArray, d: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`matrix` rows scaled to unit length; zero vectors are invalid too. Each row's result depends on that row
+    alone (and on `d`), so rows taken from a column give the rows of the whole column's result."""
+    x, errors = matrix(column, d)
     norm = np.linalg.norm(x, axis=1)
     errors[(errors == None) & (norm == 0)] = f"{INVALID}: zero vector"  # noqa: E711
     ok = errors == None  # noqa: E711
-    x[ok] /= norm[ok, None]
+    if ok.all():
+        x /= norm[:, None]  # (the same quotients as below, without gathering and scattering every row)
+    else:
+        x[ok] /= norm[ok, None]
     return x, errors
 
 
+def vector_size(column: pa.Array | pa.ChunkedArray) -> int:
+    """The length `matrix` expects of a column's rows when not told: a fixed-size list's size, else the most
+    common length of its non-null rows (0 when there are none)."""
+    if pa.types.is_fixed_size_list(column.type):
+        return column.type.list_size
+    if not is_vector_type(column.type):
+        return 0
+    lengths = pc.list_value_length(column).drop_null().to_numpy(zero_copy_only=False).astype(np.int64)
+    return int(np.bincount(lengths).argmax()) if len(lengths) else 0
+
+
+def valid_vectors(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Which rows `unit_vectors` finds valid, without making the float32 matrix where the column allows.
+
+    float16 fixed-size lists (embeddings as stored) are checked on their bits: a row is valid when it is not
+    null and has no Inf/NaN (exponent all ones) and some non-zero value; its float32 norm is then > 0 (the
+    smallest float16 squared is a normal float32), as `unit_vectors` requires. Other types go through it."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not (pa.types.is_fixed_size_list(arr.type) and arr.type.value_type == pa.float16()):
+        return unit_vectors(arr)[1] == None  # noqa: E711
+    n, d = len(arr), arr.type.list_size
+    if n == 0 or d == 0:
+        return np.zeros(n, bool)  # (a 0-length vector is a zero vector)
+    values = arr.values.slice(arr.offset * d, n * d)
+    if values.null_count:  # a null inside a vector makes it invalid: the general path names it
+        return unit_vectors(arr)[1] == None  # noqa: E711
+    bits = np.frombuffer(values.buffers()[1], np.uint16, n * d, values.offset * 2).reshape(n, d)
+    ok = ~arr.is_null().to_numpy(zero_copy_only=False)
+    ok &= ((bits & 0x7C00) != 0x7C00).all(axis=1)
+    ok &= ((bits & 0x7FFF) != 0).any(axis=1)
+    return ok
+
+
 def _as_float32(values: pa.Array) -> pa.Array:
-    # Arrow's cast of float16 is about twice numpy's astype; nulls inside a vector become NaN (invalid).
+    # Arrow's cast of float16 is about twice numpy's astype (`matrix` uses astype where it saves a copy);
+    # nulls inside a vector become NaN (invalid).
     out = values if values.type == pa.float32() else pc.cast(values, pa.float32(), safe=False)
     return pc.fill_null(out, float("nan")) if out.null_count else out
 

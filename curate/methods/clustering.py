@@ -22,7 +22,7 @@ from curate.methods.hints import StageName
 from curate.policy import tie_keys
 from curate.stage import ROW_HASH, FitContext, Stage
 from kernels.kmeans import fit_kmeans
-from kernels.vectors import unit_vectors, vector_type_problem
+from kernels.vectors import unit_vectors, valid_vectors, vector_size, vector_type_problem
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +81,22 @@ class ClusterStage(Stage):
 
     # --- fit ----------------------------------------------------------------------------------------
     def _sample_keys(self, table: pa.Table) -> pa.Table:
-        _, errors = unit_vectors(table.column(self.embedding))
-        ok = (errors == None) & self.in_pool(table)  # noqa: E711
+        ok = valid_vectors(table.column(self.embedding)) & self.in_pool(table)
         ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)[ok]
         return pa.table({"tie": pa.array(np.sort(ties), pa.uint64())})
 
     def _sample_rows(self, bound: int, table: pa.Table) -> pa.Table:
-        x, errors = unit_vectors(table.column(self.embedding))
+        # Only rows whose tie key is in the sample can be in it (a few percent): their vectors alone are made
+        # (unit_vectors is row by row, given the whole column's row length).
+        column = table.column(self.embedding)
         ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)
-        take = np.flatnonzero((errors == None) & self.in_pool(table) & (ties <= np.uint64(bound)))  # noqa: E711
+        near = np.flatnonzero(ties <= np.uint64(bound))
+        picked = table.take(pa.array(near, pa.int64()))
+        x, errors = unit_vectors(picked.column(self.embedding), vector_size(column))
+        take = np.flatnonzero((errors == None) & self.in_pool(picked))  # noqa: E711
         d = x.shape[1]
         flat = pa.array(x[take].reshape(-1), pa.float32())
-        return pa.table({"tie": pa.array(ties[take], pa.uint64()),
+        return pa.table({"tie": pa.array(ties[near[take]], pa.uint64()),
                          "vector": pa.FixedSizeListArray.from_arrays(flat, d)})
 
     def fit_centroids(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:

@@ -9,7 +9,7 @@ from scipy.optimize import minimize
 from kernels.allocation import integer_quotas, water_fill
 from kernels.kmeans import fit_kmeans, nearest
 from kernels.maxsim import max_sim_prev
-from kernels.vectors import unit_vectors
+from kernels.vectors import unit_vectors, valid_vectors, vector_size
 
 
 def unit(rng, n, d):
@@ -137,3 +137,41 @@ def test_torch_path_of_the_pairwise_kernel_matches_numpy():
     m, arg = max_sim_prev(e, 64)
     tm, targ = _max_sim_prev_torch(e, 64, "cpu")
     assert (targ == arg).mean() > 0.999 and np.abs(tm - m).max() < 1e-6
+
+
+@pytest.mark.parametrize("n,tile", [(1300, 4096), (1300, 600), (1300, 100), (513, 512)])
+def test_max_sim_prev_earliest_row_wins_exact_ties_across_strips(n, tile):
+    """Small-integer vectors make every dot product exact, so ties are real ties: whatever the tile and the
+    diagonal block's strips, each row's argmax is the earliest of its most similar earlier rows."""
+    e = np.random.default_rng(n + tile).integers(-2, 3, (n, 8)).astype(np.float32)
+    m, arg = max_sim_prev(e, tile)
+    s = e.astype(np.float64) @ e.astype(np.float64).T
+    ref_arg = np.array([-1] + [int(np.argmax(s[j, :j])) for j in range(1, n)])
+    assert np.array_equal(arg, ref_arg)
+    assert np.array_equal(m[1:], s[np.arange(1, n), ref_arg[1:]].astype(np.float32))
+
+
+def test_valid_vectors_agrees_with_unit_vectors_on_float16_bits():
+    v = np.random.default_rng(0).standard_normal((12, 4)).astype(np.float16)
+    v[1] = 0
+    v[2, 1] = np.inf
+    v[3, 0] = np.nan
+    v[4] = [0, 0, 6e-8, 0]          # the smallest float16: valid (its float32 norm is > 0)
+    v[5] = [-0.0, 0, 0, 0]          # negative zero: a zero vector
+    v[6] = 65504                    # the largest float16: valid
+    v[7, 3] = -np.inf
+    rows = pa.FixedSizeListArray.from_arrays(pa.array(v.ravel(), pa.float16()), 4).to_pylist()
+    arr = pa.array(rows[:8] + [None] + rows[9:], pa.list_(pa.float16(), 4))
+    for a in (arr, arr.slice(3), arr.slice(1, 6), pa.chunked_array([arr.slice(0, 5), arr.slice(5)])):
+        assert np.array_equal(valid_vectors(a), unit_vectors(a)[1] == None)  # noqa: E711
+    assert valid_vectors(arr).tolist() == [True, False, False, False, True, False, True, False, False, True, True, True]
+
+
+def test_unit_vectors_of_taken_rows_are_the_rows_of_the_whole_column():
+    """The fit's sample pass makes only the sampled rows' vectors: they must be those of the whole column."""
+    rows = [[3.0, 4.0], None, [1.0, 2.0, 3.0], [0.5, 0.25], [7.0, 1.0], [1.0, 2.0, 3.0]]
+    arr = pa.array(rows, pa.list_(pa.float32()))
+    x, errors = unit_vectors(arr)
+    take = np.array([0, 2, 5])
+    xs, es = unit_vectors(arr.take(pa.array(take)), vector_size(arr))  # alone, their most common length is 3
+    assert vector_size(arr) == 2 and np.array_equal(xs, x[take]) and list(es) == list(errors[take])
