@@ -122,9 +122,9 @@ def markdown(r: dict) -> str:
         "# The web-text pipeline beside datatrove 0.10.1", "",
         f"{c['docs']:,} documents sampled from `curate data web-text` ({', '.join(f'{n} {s}' for s, n in c['sources'].items())}; "
         f"{c['chars']:,} characters) in {c['shards']} JSONL shards. One process each, one worker, on "
-        f"{r['machine']['cpu']} (2 cores shared with six other jobs: the load average was often above 10, so "
-        f"single timings are noisy; the ratio is of medians over runs that alternate); {len(ours)} alternating "
-        "runs, ours first.", "",
+        f"{r['machine']['cpu']} ({r['machine'].get('conditions', '2 cores shared with other jobs')}; the ratio is "
+        f"of medians over runs that alternate); {len(ours)} alternating runs, ours first, after an untimed first "
+        "run of each side (both start from compiled bytecode: PYTHONPYCACHEPREFIX under $TMPDIR).", "",
         "Ours: configs/web-text.yaml through `curate.run` (langid, words, Gopher quality and repetition, C4, FineWeb, "
         "exact and MinHash dedup, tokens; every row scored by every stage, then the policies decide), a fresh run "
         "directory each time, no report. Datatrove: the same steps as its pipelines chain them (language ID with "
@@ -185,14 +185,23 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--docs", type=int, default=4000)
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--conditions", default="2 cores shared with other jobs",
+                    help="the machine's load while measuring, as the results should state it")
     a = ap.parse_args()
     from curate.methods.tokens.stage import tokenizer_file
 
+    # Both sides start from compiled bytecode, as after an ordinary install and a first run: pip compiles the
+    # datatrove venv's, uv does not compile ours, and with PYTHONDONTWRITEBYTECODE set every one of our
+    # processes would compile its imports again (~2 s of our ~3). Both sides' .pyc files go to one folder,
+    # written by an untimed first run of each (which also fills numba's cache for a new checkout).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(CACHE / "pycache"))
     py = dt_python()
     data = corpus(a.docs, a.shards)
     tokenizer = tokenizer_file(None)
     runs: dict[str, list] = {"ours": [], "datatrove": []}
     double = corpus(2 * a.docs, 2 * a.shards)  # rows doubled as a corpus grows: twice the shards, same size
+    run_ours(data), run_theirs(py, data, tokenizer)  # untimed first runs
     runs["ours_2n"] = []
     for i in range(a.runs):
         runs["ours"].append(run_ours(data))
@@ -202,7 +211,7 @@ def main() -> None:
               f"ours at 2N {runs['ours_2n'][-1]['seconds']:.1f} s", flush=True)
     rows = [json.loads(line) for p in sorted(data.glob("*.jsonl")) for line in p.read_text().splitlines()]
     result = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                          "cores": os.cpu_count(), "workers": 1},
+                          "cores": os.cpu_count(), "workers": 1, "conditions": a.conditions},
               "corpus": {"docs": len(rows), "shards": a.shards, "sources": dict(Counter(r["source"] for r in rows)),
                          "chars": sum(len(r["text"]) for r in rows)},
               "runs": runs}

@@ -22,18 +22,20 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 
 
 class _Absent(importlib.abc.MetaPathFinder):
-    """While first on sys.meta_path: `import <name>` fails as if it were not installed."""
+    """While first on sys.meta_path: `import <name>` fails as if it were not installed, in this thread only
+    (another thread's import of it goes on as usual)."""
 
     def __init__(self, name: str):
-        self.name = name
+        self.name, self.thread = name, threading.get_ident()
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname == self.name:
+        if fullname == self.name and threading.get_ident() == self.thread:
             raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
         return None
 

@@ -84,3 +84,27 @@ def test_arrow_to_pandas_imports_pandas_when_asked():
              "df = pa.table({'a': [1, 2]}).to_pandas()\n"
              "print(json.dumps({'rows': len(df), 'pandas': 'pandas' in sys.modules}))")
     assert r == {"rows": 2, "pandas": True}
+
+
+def test_a_module_is_hidden_from_the_blocking_thread_only():
+    import importlib
+    import threading
+
+    from kernels.deferred_imports import _Absent
+
+    saved = sys.modules.pop("colorsys", None)
+    try:
+        other: list = []
+        with _Absent("colorsys"):
+            try:
+                importlib.import_module("colorsys")
+                here = "imported"
+            except ModuleNotFoundError:
+                here = "absent"
+            t = threading.Thread(target=lambda: other.append(importlib.import_module("colorsys").__name__))
+            t.start()
+            t.join()
+        assert here == "absent" and other == ["colorsys"]
+    finally:
+        if saved is not None:
+            sys.modules["colorsys"] = saved
