@@ -122,9 +122,9 @@ def markdown(r: dict) -> str:
         "# The web-text pipeline beside datatrove 0.10.1", "",
         f"{c['docs']:,} documents sampled from `curate data web-text` ({', '.join(f'{n} {s}' for s, n in c['sources'].items())}; "
         f"{c['chars']:,} characters) in {c['shards']} JSONL shards. One process each, one worker, on "
-        f"{r['machine']['cpu']} (2 cores shared with six other jobs: the load average was often above 10, so "
-        f"single timings are noisy; the ratio is of medians over runs that alternate); {len(ours)} alternating "
-        "runs, ours first.", "",
+        f"{r['machine']['cpu']} ({r['machine'].get('conditions', '2 cores shared with other jobs')}; the ratio is "
+        f"of medians over runs that alternate); {len(ours)} alternating runs, ours first, after an untimed first "
+        "run of each side (both start from compiled bytecode: PYTHONPYCACHEPREFIX under $TMPDIR).", "",
         "Ours: configs/web-text.yaml through `curate.run` (langid, words, Gopher quality and repetition, C4, FineWeb, "
         "exact and MinHash dedup, tokens; every row scored by every stage, then the policies decide), a fresh run "
         "directory each time, no report. Datatrove: the same steps as its pipelines chain them (language ID with "
@@ -150,23 +150,23 @@ def markdown(r: dict) -> str:
     lines += [
         f"Where our time goes (the fastest of our runs): {_where(fastest)}.", "",
         "What bounds the ratio (cProfile of single runs on this sample; the machine's load scales every number): "
-        "language ID is still the largest stage, now in our compiled scorer (py3langid's results bit for bit: "
+        "language ID is still the largest stage, in our compiled scorer (py3langid's results bit for bit: "
         "bench/results/langid.md), bound by the automaton's random reads over its 39 MB transition table and the "
-        "per-text float32 sums that keep the results identical; the fixed costs of one process are the imports "
-        "(~1 s: pyarrow, numba, pydantic, the stage modules; polars, PIL and imagehash no longer, which only the "
-        "report and `image_hash` load: bench/results/startup.md), numba's first dispatch (~1-2 s: it loads "
-        "its registries, which import scipy.linalg for BLAS, then each cached kernel), pyarrow's import of pandas "
-        "at the first array it builds (~0.3-1 s), the tokenizer's load, and the run's bookkeeping "
-        "(planning opens and checks every shard, scores and shuffles are written as Parquet, the decisions "
-        "and the manifest). The dedup fits are mostly their node maps (shingling, MinHash signatures, hashing "
-        "normalised text), not the shuffles' rounds (each under 0.1 s). Cut for this run: the per-byte Python "
-        "loop of language ID, the LZMA decompression of its model and the Unicode tables of the rules (both kept "
-        "in a cache folder), a scan of every installed distribution for the identifier's version (~1-2 s), "
-        "re-parsing JSONL shards once per stage (now up to 64 MB kept parsed), a lexsort per batch of MinHash "
-        "shingles, scipy's import, C4's second pass over each kept line's tokens, and (issue 33) polars' import, "
-        "the lease's 50 ms settling wait, decide reading each unit file twice and a second UTF-8 check of kept "
-        "reads. The datatrove side was also faster in this session than in main's (15.3 s median against 18.6 s): "
-        "part of the ratio's change is the machine's load.", "",
+        "one float32 matrix-vector product per text that keeps the results identical (the rest of its arithmetic "
+        "now runs over the whole batch); the fixed costs of one process are the imports (pyarrow, numba, pydantic, "
+        "the stage modules: bench/results/startup.md), numba's first dispatch (its registries, then each cached "
+        "kernel), the tokenizer's load, and the run's bookkeeping (planning opens and checks every shard, scores "
+        "and shuffles are written as Parquet, the decisions and the manifest). The dedup fits are their node maps "
+        "(shingling, MinHash signatures, hashing normalised text) and nine shuffle rounds' Parquet reads and "
+        "writes. Cut for this run: two imports made only for optional checks (kernels/deferred_imports.py): "
+        "scipy.linalg, which numba imported at its first dispatch to set a flag for np.correlate (0.12 s of CPU alone, measured under load), "
+        "and pandas, which pyarrow imported at the first array built from Python or NumPy (0.23 s of CPU alone; pyarrow "
+        "now learns of pandas when the process imports it); and language ID's per-text NumPy calls. Cut "
+        "earlier: the per-byte Python loop of language ID, the LZMA decompression of its model and the Unicode "
+        "tables of the rules (both kept in a cache folder), a scan of every installed distribution for the "
+        "identifier's version, re-parsing JSONL shards once per stage, a lexsort per batch of MinHash shingles, "
+        "scipy's import, C4's second pass over each kept line's tokens, polars' import, the lease's 50 ms settling "
+        "wait, decide reading each unit file twice and a second UTF-8 check of kept reads.", "",
         "Rows kept differ: the rule filters tokenise differently (spaCy against our tokenizer: bench/results/webtext.md "
         "lists the classes), datatrove's MinHash normalises and tokenises its own way, and it dedups only the "
         "documents that passed the filters, where ours dedups every row and keeps a row only if every policy keeps it.",
@@ -185,14 +185,23 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--docs", type=int, default=4000)
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--conditions", default="2 cores shared with other jobs",
+                    help="the machine's load while measuring, as the results should state it")
     a = ap.parse_args()
     from curate.methods.tokens.stage import tokenizer_file
 
+    # Both sides start from compiled bytecode, as after an ordinary install and a first run: pip compiles the
+    # datatrove venv's, uv does not compile ours, and with PYTHONDONTWRITEBYTECODE set every one of our
+    # processes would compile its imports again (~2 s of our ~3). Both sides' .pyc files go to one folder,
+    # written by an untimed first run of each (which also fills numba's cache for a new checkout).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(CACHE / "pycache"))
     py = dt_python()
     data = corpus(a.docs, a.shards)
     tokenizer = tokenizer_file(None)
     runs: dict[str, list] = {"ours": [], "datatrove": []}
     double = corpus(2 * a.docs, 2 * a.shards)  # rows doubled as a corpus grows: twice the shards, same size
+    run_ours(data), run_theirs(py, data, tokenizer)  # untimed first runs
     runs["ours_2n"] = []
     for i in range(a.runs):
         runs["ours"].append(run_ours(data))
@@ -202,7 +211,7 @@ def main() -> None:
               f"ours at 2N {runs['ours_2n'][-1]['seconds']:.1f} s", flush=True)
     rows = [json.loads(line) for p in sorted(data.glob("*.jsonl")) for line in p.read_text().splitlines()]
     result = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                          "cores": os.cpu_count(), "workers": 1},
+                          "cores": os.cpu_count(), "workers": 1, "conditions": a.conditions},
               "corpus": {"docs": len(rows), "shards": a.shards, "sources": dict(Counter(r["source"] for r in rows)),
                          "chars": sum(len(r["text"]) for r in rows)},
               "runs": runs}

@@ -41,6 +41,9 @@ from curate.errors import (
     StorageError,
 )
 from curate.stage import Resources, Stage, TablesFitContext
+from kernels.deferred_imports import defer_pandas
+
+defer_pandas()  # Arrow without pandas until the process imports it (~0.3 s a process): kernels/deferred_imports.py
 
 __version__ = "0.1.0"
 

@@ -45,12 +45,38 @@ def visits(data, offsets, nextmove, rowbase, out_feat, n_features):
     return starts, features[:k], counts[:k]
 
 
+def probabilities(starts: np.ndarray, features: np.ndarray, counts: np.ndarray, lengths: np.ndarray,
+                  weights: np.ndarray, priors: np.ndarray, aliases: list[tuple[int, int]]) -> np.ndarray:
+    """Probabilities per class of every row (from `visits`; `lengths`: each row's bytes), float32 (rows x
+    classes), with alias columns folded into the first.
+
+    py3langid 0.4.0 with norm_probs=True (its `_sparse_score` and `_decide`) does per text: `log1p(counts) @
+    weights[features] + priors` (or zeros for a text without features), times 1/sqrt(bytes), exp(s - max),
+    divided by the sum. The same float32 operations here, so the same results bit for bit: the products one
+    matrix-vector product per row as there (BLAS sums in an order that depends on the row's length), the
+    rest elementwise or along each row over the whole batch (NumPy sums a contiguous row as it sums a vector)."""
+    n = len(starts) - 1
+    s = np.zeros((n, len(priors)), np.float32)
+    logc = np.log1p(counts.astype(np.float32))
+    has = starts[1:] > starts[:-1]
+    for i in np.flatnonzero(has).tolist():
+        a, b = starts[i], starts[i + 1]
+        s[i] = logc[a:b] @ weights[features[a:b]]
+    s[has] += priors
+    s *= (1.0 / np.sqrt(np.maximum(lengths, 1).astype(np.float64))).astype(np.float32)[:, None]
+    s -= s.max(axis=1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=1, keepdims=True)
+    for i, j in aliases:
+        s[:, i] += s[:, j]
+        s[:, j] = 0.0
+    return s
+
+
 def scores(features: np.ndarray, counts: np.ndarray, n_bytes: int, weights: np.ndarray, priors: np.ndarray,
            aliases: list[tuple[int, int]]) -> np.ndarray:
-    """Probabilities per class of one row (its `visits`), as float32, with alias columns folded into the first.
-
-    The same NumPy operations, on the same dtypes and in the same order, as py3langid 0.4.0 with
-    norm_probs=True (its `_sparse_score` and `_decide`), so that the float32 results are identical."""
+    """`probabilities` of one row, as py3langid computes them per text (the reference the batch is tested
+    against)."""
     if len(features):
         s = np.log1p(counts.astype(np.float32)) @ weights[features] + priors
     else:

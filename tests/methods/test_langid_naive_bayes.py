@@ -152,3 +152,18 @@ def _with(model, texts):
     nb = NaiveBayes.__new__(NaiveBayes)
     nb._model = model
     return nb.ranked(texts)
+
+
+def test_the_batch_probabilities_are_the_per_text_ones_bit_for_bit():
+    m = NaiveBayes()._model
+    data = [prepared(t) for t in varied_texts(200, seed=5)]
+    lengths = np.array([len(b) for b in data], np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    starts, features, counts = naive_bayes_lid.visits(np.frombuffer(b"".join(data), np.uint8), offsets,
+                                                      m.nextmove, m.rowbase, m.out_feat, len(m.weights))
+    batch = naive_bayes_lid.probabilities(starts, features, counts, lengths, m.weights, m.priors, m.aliases)
+    assert (starts[1:] == starts[:-1]).any() and (starts[1:] > starts[:-1]).sum() > 150  # empty rows and not
+    for i in range(len(data)):
+        a, b = starts[i], starts[i + 1]
+        one = naive_bayes_lid.scores(features[a:b], counts[a:b], int(lengths[i]), m.weights, m.priors, m.aliases)
+        assert batch[i].tobytes() == one.tobytes(), i

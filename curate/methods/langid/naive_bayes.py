@@ -106,11 +106,9 @@ class NaiveBayes:
         joined = np.frombuffer(b"".join(data), np.uint8)
         starts, features, counts = naive_bayes_lid.visits(joined, offsets, m.nextmove, m.rowbase, m.out_feat,
                                                           len(m.weights))
-        out = []
-        for i in range(len(data)):
-            a, b = starts[i], starts[i + 1]
-            p = naive_bayes_lid.scores(features[a:b], counts[a:b], int(lengths[i]), m.weights, m.priors,
-                                       m.aliases)[m.labels]
-            top = np.argsort(-p, kind="stable")[:3]
-            out.append([(m.classes[m.labels[j]], float(p[j])) for j in top])
-        return out
+        p = naive_bayes_lid.probabilities(starts, features, counts, lengths, m.weights, m.priors,
+                                          m.aliases)[:, m.labels]
+        top = np.argsort(-p, axis=1, kind="stable")[:, :3]
+        best = np.take_along_axis(p, top, axis=1).tolist()
+        names = [m.classes[j] for j in m.labels.tolist()]
+        return [[(names[j], q) for j, q in zip(row, probs)] for row, probs in zip(top.tolist(), best)]
