@@ -106,9 +106,11 @@ def test_a_flipped_bit_in_any_file_is_recomputed_by_a_plain_rerun_with_a_warning
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_a_damaged_upstream_file_read_inside_a_worker_is_recomputed_and_the_reader_retried(undamaged, tmp_path,
-                                                                                          caplog, executor):
+                                                                                          caplog, executor, request):
     """exact_dedup's scoring reads its last shuffle's reduce outputs: one is damaged while the scores are gone
-    (on Ray the damage travels back from the worker inside the unit's Failure)."""
+    (on Ray the damage travels back from the worker inside the unit's Failure; the suite's warm shared Ray)."""
+    if executor == "ray":
+        request.getfixturevalue("shared_ray")
     data, source, ref = undamaged
     out = tmp_path / "run"
     shutil.copytree(source, out)

@@ -10,7 +10,7 @@ from testkit.helpers import caption_table, write_shards
 
 
 @pytest.mark.slow
-def test_flow_runs_in_ephemeral_mode_and_matches_the_engine(tmp_path):
+def test_flow_runs_in_ephemeral_mode_and_matches_the_engine(tmp_path, shared_ray):
     from flows.curate_flow import curate_flow
 
     data = write_shards(tmp_path / "data", caption_table(200), 4)

@@ -211,7 +211,7 @@ def test_config_and_synthetic_builder_run_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_and_ray_executors_give_the_same_manifest(tmp_path):
+def test_local_and_ray_executors_give_the_same_manifest(tmp_path, shared_ray):
     left, data = parquet_task(tmp_path, "TennisTournament", shards=3)
     p = curate.Pipeline([AutoFJ(reference=str(left), on="title")], id_column="id")
     curate.run(p, data, tmp_path / "local", executor="local")

@@ -180,7 +180,7 @@ def test_resume_recomputes_only_the_score_when_its_stage_changes(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_and_ray_give_the_same_manifest(tmp_path):
+def test_local_and_ray_give_the_same_manifest(tmp_path, shared_ray):
     pytest.importorskip("ray")
     run(tmp_path, config(), "local")
     run(tmp_path, config(), "ray", executor="ray")

@@ -225,7 +225,7 @@ def _sorted_manifest(out: Path) -> pa.Table:
 
 
 @pytest.mark.slow
-def test_local_and_ray_give_the_same_manifest_and_cut_text(tmp_path):
+def test_local_and_ray_give_the_same_manifest_and_cut_text(tmp_path, shared_ray):
     rng = np.random.default_rng(0)
     texts = [f"{i} " + (words(13 + i % 5, i % 7) if rng.random() < 0.5 else "no overlap in this one") for i in range(40)]
     data = write_shards(tmp_path / "data", pa.table({"id": [f"r{i:02d}" for i in range(40)], "text": texts}), 4)

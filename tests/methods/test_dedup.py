@@ -161,7 +161,7 @@ def test_bad_rows_are_errors_not_drops(verified):
     assert r["errored"] == 2 and r["in"] == r["kept"] + r["dropped"] + r["errored"] == n
 
 
-def test_results_do_not_depend_on_sharding_partitions_or_executor(corpus, verified, tmp_path):
+def test_results_do_not_depend_on_sharding_partitions_or_executor(corpus, verified, tmp_path, shared_ray):
     _, _, rows = verified
     data = shuffled_shards(tmp_path / "data", table(corpus), 7, seed=5)
     _, other = run(minhash(verify=True, partitions=2), data, tmp_path / "run", executor="ray", workers=2)

@@ -46,7 +46,7 @@ def test_one_shard_and_recut_shuffled_shards_give_the_same_scores(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_and_ray_executors_give_the_same_manifest(tmp_path):
+def test_local_and_ray_executors_give_the_same_manifest(tmp_path, shared_ray):
     table = digits()[0].drop_columns(["_curate.id_hash"])
     write_shards(tmp_path / "data", table, 3)
     curate.run(small_pipeline(), tmp_path / "data", tmp_path / "local", executor="local")

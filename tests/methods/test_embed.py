@@ -155,7 +155,7 @@ def test_shard_counts_agree_resume_reuses_and_vectors_stay_out_of_the_manifest(t
 
 
 @pytest.mark.slow
-def test_local_and_ray_give_identical_vector_shards(tmp_path):
+def test_local_and_ray_give_identical_vector_shards(tmp_path, shared_ray):
     data = write_shards(tmp_path / "data", caption_table(40), 2)
     curate.run(embed_pipeline(), data, tmp_path / "local", executor="local")
     curate.run(embed_pipeline(), data, tmp_path / "ray", executor="ray")

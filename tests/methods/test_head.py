@@ -189,7 +189,7 @@ def test_a_head_in_a_run_scores_the_stored_vectors_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_head_gives_the_same_manifest_local_and_on_ray(tmp_path):
+def test_a_head_gives_the_same_manifest_local_and_on_ray(tmp_path, shared_ray):
     pytest.importorskip("ray")
     cfg, data, _ = head_pipeline(tmp_path)
     pipeline, _ = pipeline_from_dict(cfg)

@@ -373,7 +373,7 @@ def test_webdataset_shards_give_the_parquet_inputs_manifest(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_and_ray_executors_give_the_same_manifest(tmp_path):
+def test_local_and_ray_executors_give_the_same_manifest(tmp_path, shared_ray):
     pytest.importorskip("ray")
     images = demo_like_rows()
     table = pa.table({"id": list(images), "image": pa.array(list(images.values()), pa.binary())})

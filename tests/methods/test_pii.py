@@ -213,7 +213,7 @@ def _sorted_manifest(out) -> pa.Table:
 
 
 @pytest.mark.slow
-def test_local_and_ray_give_the_same_manifest_and_redacted_text(tmp_path):
+def test_local_and_ray_give_the_same_manifest_and_redacted_text(tmp_path, shared_ray):
     data = write_shards(tmp_path / "data", corpus(), 3)
     for executor in ("local", "ray"):
         curate.run(curate.Pipeline([PII()], [PIIPolicy(max_counts={"secret": 0, "card": 0})], id_column="id"), data,

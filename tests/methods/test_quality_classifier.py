@@ -170,7 +170,7 @@ def manifest(run_dir) -> pa.Table:
 
 
 @pytest.mark.slow
-def test_local_and_ray_agree_and_a_second_run_reuses_every_unit(model, tmp_path):
+def test_local_and_ray_agree_and_a_second_run_reuses_every_unit(model, tmp_path, shared_ray):
     data = write_shards(tmp_path / "data", corpus(), 3)
     summaries = {}
     for executor in ("local", "ray", "local"):

@@ -72,7 +72,7 @@ def test_kept_count_does_not_grow_with_epsilon_and_matches_the_policy(run):
     assert sweep[f"{EPS:g}"]["kept"] == sum(r["keep"] for r in rows.values()) == summary["result"]["kept"]
 
 
-def test_same_result_for_any_sharding_and_executor(groups, run, tmp_path):
+def test_same_result_for_any_sharding_and_executor(groups, run, tmp_path, shared_ray):
     ids, x, _, _ = groups
     _, _, rows = run
     data = shuffled_shards(tmp_path / "data", vector_table(ids, x), 7, seed=9)

@@ -68,7 +68,7 @@ def test_probabilities_sum_to_one_counts_to_m_and_weights_are_inverse_probabilit
     assert summary["policies"]["sens"]["distinct_drawn"] == (count > 0).sum()
 
 
-def test_same_draw_whatever_the_shard_names_or_listing(tmp_path, smooth):
+def test_same_draw_whatever_the_shard_names_or_listing(tmp_path, smooth, shared_ray):
     x, loss = smooth
     _, a = sens_run(tmp_path / "a", x[:2000], loss[:2000], k=8)
     (tmp_path / "b" / "data").mkdir(parents=True)

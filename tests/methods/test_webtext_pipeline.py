@@ -87,7 +87,7 @@ def test_one_shard_and_seven_shuffled_shards_give_the_same_manifest(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_and_ray_give_the_same_manifest(tmp_path):
+def test_local_and_ray_give_the_same_manifest(tmp_path, shared_ray):
     data = write_shards(tmp_path / "data", corpus(), 4)
     curate.run(pipeline(), data, tmp_path / "local", executor="local")
     curate.run(pipeline(), data, tmp_path / "ray", executor="ray")

@@ -47,7 +47,7 @@ def test_shuffled_shard_order_keeps_the_same_rows(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_and_ray_executors_give_the_same_manifest(tmp_path):
+def test_local_and_ray_executors_give_the_same_manifest(tmp_path, shared_ray):
     data = write_shards(tmp_path / "data", caption_table(1500), 6)
     curate.run(wfpp_pipeline(caption_length), data, tmp_path / "local", executor="local")
     curate.run(wfpp_pipeline(caption_length), data, tmp_path / "ray", executor="ray")

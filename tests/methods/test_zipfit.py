@@ -117,7 +117,7 @@ def test_same_kept_rows_and_scores_across_shard_orders(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_local_and_ray_with_one_or_two_workers_give_the_same_manifest(tmp_path, corpus):
+def test_local_and_ray_with_one_or_two_workers_give_the_same_manifest(tmp_path, corpus, shared_ray):
     targets, table = corpus
     write_shards(tmp_path / "data", table, 4)
     p = curate.Pipeline([ZipFit(target=targets)], [curate.TopK("zipfit.score", k=10)], id_column="id")
