@@ -71,7 +71,6 @@ class RayExecutor:
         self.ray = ray
         self.preload = tuple(preload)
         if not ray.is_initialized():
-            _warm_imports()
             with _keeping_sigterm():
                 self._init(ray, shared)
             self._owns = True
@@ -336,29 +335,6 @@ class _Flight:
         rather than cancel actor tasks (Ray refuses a forced cancel of those)."""
         for actor in {id(a): a for _, a, _ in self.pending.values()}.values():
             self.lose(actor)
-
-
-WARM_IMPORTS = ("pandas",)  # Arrow imports pandas at the driver's first conversion to or from numpy (0.25 s)
-
-
-def _warm_imports() -> None:
-    """Import what the driver is about to import anyway on a second thread, while this one mostly waits (on
-    Ray's connect, the workers' start or preparation, the first units). CURATE_WARM_IMPORTS=0 turns it off."""
-    if os.environ.get("CURATE_WARM_IMPORTS", "1") == "0":
-        return
-    missing = [m for m in WARM_IMPORTS if m not in sys.modules]
-
-    def work() -> None:
-        import importlib
-
-        for module in missing:
-            try:
-                importlib.import_module(module)
-            except Exception:  # (not installed, or broken: the thread that needs it will say so)
-                pass
-
-    if missing:
-        threading.Thread(target=work, name="curate-warm-imports", daemon=True).start()
 
 
 @contextmanager

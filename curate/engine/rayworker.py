@@ -24,11 +24,8 @@ class _Worker:
         # and store) while the pool starts, not inside the first unit of the first map, and so the modules of
         # the run's stages (`preload`: numba kernels, tokenizers, torch for the embedders). (curate's API,
         # config reader and report are not imported: curate/__init__ loads them lazily.)
-        import pyarrow as pa
-
         import curate.engine.units  # noqa: F401
 
-        pa.array([0])  # Arrow imports pandas (its conversion shim) at the first array built from Python: 0.25 s
         self.token: str | None = None
         self.task: Task | None = None
         self._import(preload)
