@@ -7,7 +7,8 @@ bench/autofj_new_entities.py does, same seeds), τ = 0.9, mode default (`new_ent
 Per task and rate, two fits: `precision_target_on: point` (unchanged behaviour) and `lower`. For each: the
 true precision P and recall R of the delivered join (one L row per R row, as `Matcher` gives), P̂, the
 interval [lower, upper], each model's P̂ and standard error (the union model's with α_U, the share of the
-null its configurations join), and the warnings. Reported per rate:
+null its configurations join; the union_r model's with α_R, the share of the joined rows it would still join
+without their delivered L row), and the warnings. Reported per rate:
 coverage (share of tasks that joined something whose P lies in the interval) and mean width; among tasks
 with P < τ and P < 0.85, the share flagged `target_at_risk` or `target_not_met`; among tasks with P ≥ τ, the
 share flagged anyway; for `lower` against `point`: mean P and mean R. A task that joins nothing has no P
@@ -173,19 +174,20 @@ def write_md(out: dict, rates: list[float]) -> None:
     for rate in rates:
         lines += ["", f"## Rate {rate:g}", "",
                   "| task | on | P | R | P̂ | interval | within reach P̂ ± se | new share P̂ ± se | union P̂ ± se (α_U) "
-                  "| warnings |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| union_r P̂ ± se (α_R) | warnings |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (x for x in out["rows"] if x["rate"] == rate):
             iv = r["interval"]
             ms = r["models"] or {}
             cells = [f"{_f(m['precision'])} ± {_f(m['se'])}" if (m := ms.get(k)) else "–"
-                     for k in ("within_reach", "new_share", "union")]
-            if (u := ms.get("union")) is not None:
-                cells[2] += f" ({u['null_pass']:.3f})"
+                     for k in ("within_reach", "new_share", "union", "union_r")]
+            for c, k in ((2, "union"), (3, "union_r")):
+                if (u := ms.get(k)) is not None:
+                    cells[c] += f" ({u['null_pass']:.3f})"
             lines.append(f"| {r['task']} | {r['on']} | {_f(r['precision'] if r['joined'] else None)} | "
                          f"{_f(r['recall'])} | {_f(r['est_precision'])} | "
                          + (f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "–")
-                         + f" | {cells[0]} | {cells[1]} | {cells[2]} | {', '.join(r['warnings'])} |")
+                         + f" | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {', '.join(r['warnings'])} |")
     (RESULTS / f"{STEM}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -2,6 +2,8 @@
 and the `target_at_risk` warning."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -12,9 +14,13 @@ from curate.methods.autofj.interval import (
     Joined,
     bounds,
     estimate,
+    joined_share,
     standard_error,
     union_pass,
     union_precision,
+    union_r_model,
+    union_r_pass,
+    without_delivered,
 )
 from curate.methods.autofj.new_entities import Inputs, NewEntityModel, pooled_share
 from curate.methods.autofj.presentation import _interval_text, _risk
@@ -84,6 +90,67 @@ def test_the_union_models_spread_draws_the_shares_the_fit_draws():
     assert shares == expected and inputs.draw_shares(draws=5) is shares  # kept, not redrawn
 
 
+def _four_rows():
+    """Candidates of 4 R rows under functions f, g: nearest L rows (lstar), their distances (dstar) and
+    second-nearest distances; rows 0-2 joined (to L rows 7, 8, 9), row 3 not."""
+    rng = np.random.default_rng(2)
+    inputs = Inputs({"f": rng.uniform(0, 1, 4), "g": rng.uniform(0, 1, 4)},
+                    {"f": rng.uniform(0, 1, 10), "g": rng.uniform(0, 1, 10)}, {},
+                    second={"f": np.array([0.15, 0.50, 0.40, 0.9]), "g": np.array([0.60, 0.08, 0.70, 0.9])})
+    cands = SimpleNamespace(functions=["f", "g"], inputs=inputs,
+                            lstar=np.array([[7, 8, 9, 5], [7, 3, 9, 5]]),
+                            dstar=np.array([[0.05, 0.10, 0.12, 0.8], [0.02, 0.06, 0.3, 0.8]]),
+                            models={"f": NewEntityModel(np.array([1.0]), np.zeros(1), 0.5, 10),
+                                    "g": NewEntityModel(np.array([1.0]), np.zeros(1), 0.5, 10)})
+    return cands, np.array([7, 8, 9, -1])
+
+
+def test_without_its_delivered_row_a_joined_row_moves_to_its_second_nearest_where_that_row_was_nearest():
+    cands, join_l = _four_rows()
+    rows = np.flatnonzero(join_l >= 0)
+    d = without_delivered(cands, [("f", 0.2), ("g", 0.1)], rows, join_l)
+    # f's nearest is the delivered row for rows 0-2: their second-nearest distances
+    assert d["f"].tolist() == [0.15, 0.50, 0.40]
+    # g's nearest of row 1 is L row 3, not the delivered 8: it stays at its nearest distance 0.06
+    assert d["g"].tolist() == [0.60, 0.06, 0.70]
+
+
+def test_union_r_passes_a_joined_row_that_some_configuration_still_joins_without_its_delivered_row():
+    cands, join_l = _four_rows()
+    # row 0: f 0.15 <= 0.2; row 1: g 0.06 <= 0.1 (through another L row); row 2: neither
+    assert union_r_pass(cands, [("f", 0.2), ("g", 0.1)], join_l).tolist() == [True, True, False]
+    assert union_r_pass(cands, [("f", 0.2)], join_l).tolist() == [True, False, False]
+
+
+def test_alpha_r_on_a_draw_counts_its_joined_rows_with_their_repeats():
+    join_l = np.array([7, -1, 8, 9, -1])
+    hit = np.array([True, False, True])  # joined rows 0, 2, 3
+    assert joined_share(hit, join_l, np.arange(5)) == pytest.approx(2 / 3)
+    assert joined_share(hit, join_l, np.array([0, 0, 2, 1])) == pytest.approx(2 / 3)  # rows 0, 0, 2: F, F, T
+    assert joined_share(hit, join_l, np.array([3, 3, 1])) == pytest.approx(1.0)
+    assert joined_share(hit, join_l, np.array([1, 4])) == 0.0  # no joined row drawn
+
+
+def test_union_r_takes_off_the_new_entities_its_own_pass_rate_expects():
+    cands, join_l = _four_rows()
+    # 3 joined rows, best 1 / (1 + neighbours) 1, 1/2, 1: 2.5 expected true matches if every row had a match
+    joined = Joined(np.array([[1.0, 0.5, 1.0]]), [0], {"f": np.zeros(3)})
+    p, spread, share, alpha = union_r_model(cands, joined, [("f", 0.2), ("g", 0.1)], join_l)
+    assert share == 0.5 and alpha == pytest.approx(2 / 3)  # the within-reach π0; 2 of 3 joined rows pass
+    # π0·|R|·α_R = 0.5 · 4 · 2/3 new entities expected among the joins
+    assert p == pytest.approx((2.5 - 0.5 * 4 * 2 / 3) / 3)
+    assert spread >= 0.0 and np.isfinite(spread)
+    # no configuration joins any row without its delivered L row: nothing taken off
+    p0, _, _, a0 = union_r_model(cands, joined, [("f", 0.01)], join_l)
+    assert a0 == 0.0 and p0 == pytest.approx(2.5 / 3)
+
+
+def test_the_union_r_model_only_lowers_the_lower_end():
+    ests = {"a": {"precision": 0.95, "precision_proposals": 0.95, "precision_least": 0.93, "se": 0.01},
+            "union_r": {"precision": 0.99, "precision_proposals": 0.70, "precision_least": 0.70, "se": 0.05}}
+    assert bounds(ests) == pytest.approx((0.70 - Z_ONE_SIDED * 0.05, 0.95 + Z_ONE_SIDED * 0.01))
+
+
 def test_joined_precision_is_the_mean_of_each_rows_best_estimate_or_of_its_least_convinced_function():
     # two configurations (functions f, g), three joined rows; config 0 proposes rows 0-1, config 1 rows 1-2
     base = np.array([[1 / 2, 1.0, 0.0], [0.0, 1 / 3, 1.0]])
@@ -132,12 +199,13 @@ def test_the_fit_reports_both_models_and_the_estimate_lies_in_the_interval(shopp
     fits, ref = shopping_mall
     s = fits["point"].program["search"]
     models = s["precision_models"]
-    assert set(models) == {"within_reach", "new_share", "union"}
-    # the union model: the within-reach π0, the share of the null the union joins, and a bound below
-    assert models["union"]["share"] == pytest.approx(models["within_reach"]["share"])
-    assert 0.0 <= models["union"]["null_pass"] <= 1.0
-    u = models["union"]
-    assert s["est_precision_interval"][0] <= max(0.0, u["precision_proposals"] - Z_ONE_SIDED * u["se"]) + 1e-12
+    assert set(models) == {"within_reach", "new_share", "union", "union_r"}
+    # the union models: the within-reach π0, the share of the null the union joins, and bounds below
+    for name in ("union", "union_r"):
+        u = models[name]
+        assert u["share"] == pytest.approx(models["within_reach"]["share"])
+        assert 0.0 <= u["null_pass"] <= 1.0
+        assert s["est_precision_interval"][0] <= max(0.0, u["precision_proposals"] - Z_ONE_SIDED * u["se"]) + 1e-12
     # the estimate's own model counted over proposals is P̂ itself (the recomputation is the search's)
     assert models["within_reach"]["precision_proposals"] == pytest.approx(s["est_precision"], abs=1e-9)
     assert models["within_reach"]["model_se"] == s["est_precision_model_se"]  # the spread the fit drew

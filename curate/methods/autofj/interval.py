@@ -26,7 +26,8 @@ import numpy as np
 from curate.methods.autofj.new_entities import NewEntityModel
 
 Z_ONE_SIDED = 1.645  # each end a one-sided 95% bound: 90% two-sided, the coverage the interval is meant to have
-MODELS = ("within_reach", "new_share", "union")
+MODELS = ("within_reach", "new_share", "union", "union_r")
+BOUNDS_BELOW = ("union", "union_r")  # models that enter the lower end only: bounds, not best guesses
 
 
 @dataclass
@@ -80,7 +81,7 @@ def bounds(estimates: dict[str, dict[str, float]], z: float = Z_ONE_SIDED) -> tu
     P̂ + z·se with P̂ counted over the delivered rows, over the models (the union model's only for the lower
     end: it is a bound), within [0, 1]."""
     lo = min(min(e["precision_proposals"], e.get("precision_least", 1.0)) - z * e["se"] for e in estimates.values())
-    hi = max(e["precision"] + z * e["se"] for name, e in estimates.items() if name != "union")
+    hi = max(e["precision"] + z * e["se"] for name, e in estimates.items() if name not in BOUNDS_BELOW)
     return max(0.0, lo), min(1.0, hi)
 
 
@@ -116,6 +117,52 @@ def union_model(cands, joined: Joined, configs: list[tuple[str, float]]) -> tupl
     return p, float(np.std(draws, ddof=1)), share, alpha
 
 
+def without_delivered(cands, configs: list[tuple[str, float]], rows: np.ndarray, join_l: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    """Per selected function, each joined row's nearest distance were its delivered L row not in L: the
+    row's second-nearest where that function's nearest is the delivered row, else its nearest (another L
+    row, which stays)."""
+    second = cands.inputs.second
+    out = {}
+    for f in sorted({f for f, _ in configs}):
+        fi = cands.functions.index(f)
+        same = cands.lstar[fi, rows] == join_l[rows]
+        out[f] = np.where(same, second[f][rows], cands.dstar[fi, rows])
+    return out
+
+
+def union_r_pass(cands, configs: list[tuple[str, float]], join_l: np.ndarray) -> np.ndarray:
+    """Per joined row (in row order): would the union still join it if its delivered L row were not in L
+    (some configuration's function puts its distance without that row within θ)? Each such row is a draw
+    of R's own null: a new entity written the way the rows this union joins are."""
+    rows = np.flatnonzero(join_l >= 0)
+    return union_pass(without_delivered(cands, configs, rows, join_l), configs)
+
+
+def joined_share(hit: np.ndarray, join_l: np.ndarray, i: np.ndarray) -> float:
+    """α_R on the R rows `i` (a bootstrap draw, with repeats): the share of its joined rows that `hit`
+    (one entry per joined row, in row order) marks; 0 when the draw holds no joined row."""
+    pos = np.cumsum(join_l >= 0) - 1
+    drawn = i[join_l[i] >= 0]
+    return float(hit[pos[drawn]].mean()) if len(drawn) else 0.0
+
+
+def union_r_model(cands, joined: Joined, configs: list[tuple[str, float]], join_l: np.ndarray
+                  ) -> tuple[float, float, float, float]:
+    """The union model with R's own null (`union_r`): (P̂, its bootstrap spread over the fit's draws of R
+    rows, π0, α_R). Same Storey estimate as `union_model`, α_R the share of the joined rows the union would
+    still join without their delivered L row (`union_r_pass`); π0 the within-reach model's."""
+    inputs = cands.inputs
+    hit = union_r_pass(cands, configs, join_l)
+    n_right = len(join_l)
+    share = next(iter(cands.models.values())).share
+    alpha = float(hit.mean()) if len(hit) else 0.0
+    p = union_precision(joined, n_right, share, alpha)
+    draws = [union_precision(joined, n_right, s, joined_share(hit, join_l, i))
+             for s, (i, _) in zip(inputs.draw_shares(), inputs.draws())]
+    return p, float(np.std(draws, ddof=1)), share, alpha
+
+
 def estimate(p: float, rows: int, proposals: int, model_se: float | None, least: float | None = None
              ) -> dict[str, Any]:
     """One model's estimates: `precision` of the delivered join (the mean of its rows' estimates),
@@ -128,7 +175,7 @@ def estimate(p: float, rows: int, proposals: int, model_se: float | None, least:
 
 
 def model_estimates(cands, joined: Joined, proposals: int, se_within_reach: float | None,
-                    configs: list[tuple[str, float]]) -> dict[str, dict[str, Any]]:
+                    configs: list[tuple[str, float]], join_l: np.ndarray) -> dict[str, dict[str, Any]]:
     """Each model's P̂ of the joins and its standard error; the within-reach model's spread is the one the
     fit already drew (`se_within_reach`), the new-share and union models' are drawn here on the same seed's
     R rows (and null rows)."""
@@ -142,9 +189,11 @@ def model_estimates(cands, joined: Joined, proposals: int, se_within_reach: floa
     rows = joined.base.shape[1]
     out = {name: {**estimate(joined.precision(fitted[name]), rows, proposals, spread[name],
                              joined.precision(fitted[name], least=True)),
-                  "share": next(iter(fitted[name].values())).share} for name in MODELS if name != "union"}
+                  "share": next(iter(fitted[name].values())).share} for name in fitted}
     p, spread_u, share, alpha = union_model(cands, joined, configs)
     out["union"] = {**estimate(p, rows, proposals, spread_u), "share": share, "null_pass": alpha}
+    p, spread_u, share, alpha = union_r_model(cands, joined, configs, join_l)
+    out["union_r"] = {**estimate(p, rows, proposals, spread_u), "share": share, "null_pass": alpha}
     return out
 
 
@@ -158,7 +207,7 @@ def estimates(cands, sol, ll_counts: np.ndarray, model_se: float | None) -> dict
     joined = Joined.build(cands, sol.configs, counts, rows)
     if model_se is None or cands.inputs is None or cands.inputs.second is None:
         return {"reference": estimate(joined.precision(None), len(rows), sol.n_proposals, None)}
-    return model_estimates(cands, joined, sol.n_proposals, model_se, sol.configs)
+    return model_estimates(cands, joined, sol.n_proposals, model_se, sol.configs, sol.join_l)
 
 
 def refits(cands) -> dict[str, dict[str, NewEntityModel]]:
@@ -182,13 +231,14 @@ def from_candidates(cands, sol) -> Joined:
     return Joined(base, [selected.index(f) for f, _ in sol.configs], dstar)
 
 
-def spreads(cands, joined: Joined, configs: list[tuple[str, float]]) -> dict[str, float]:
+def spreads(cands, joined: Joined, configs: list[tuple[str, float]], join_l: np.ndarray) -> dict[str, float]:
     """Each model's bootstrap spread of P̂ for these joins (the same draws as the fit's standard error)."""
     selected = list(joined.dstar)
     a = [joined.precision(m) for m in cands.inputs.bootstrap(selected)]
     b = [joined.precision(cands.inputs.refit_new_share(selected, i)) for i, _ in cands.inputs.draws()]
     return {"within_reach": float(np.std(a, ddof=1)), "new_share": float(np.std(b, ddof=1)),
-            "union": union_model(cands, joined, configs)[1]}
+            "union": union_model(cands, joined, configs)[1],
+            "union_r": union_r_model(cands, joined, configs, join_l)[1]}
 
 
 def lower_end(cands, joined: Joined, sol, fitted: dict[str, dict[str, NewEntityModel]],
@@ -202,6 +252,10 @@ def lower_end(cands, joined: Joined, sol, fitted: dict[str, dict[str, NewEntityM
     p = union_precision(joined, len(next(iter(cands.inputs.seen.values()))),
                         next(iter(cands.models.values())).share, alpha)
     ests["union"] = estimate(p, rows, proposals, spread["union"])
+    alpha_r = union_r_pass(cands, sol.configs, sol.join_l)
+    p = union_precision(joined, len(sol.join_l), next(iter(cands.models.values())).share,
+                        float(alpha_r.mean()) if len(alpha_r) else 0.0)
+    ests["union_r"] = estimate(p, rows, proposals, spread["union_r"])
     return bounds(ests)[0]
 
 
@@ -219,7 +273,7 @@ def target_lower(cands, sol, target: float, patience: float, greedy) -> tuple[An
         return sol, target
     fitted = refits(cands)
     joined = from_candidates(cands, sol)
-    spread = spreads(cands, joined, sol.configs)
+    spread = spreads(cands, joined, sol.configs, sol.join_l)
     lo = lower_end(cands, joined, sol, fitted, spread)
     if lo >= target:
         return sol, target
