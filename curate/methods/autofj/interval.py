@@ -14,6 +14,11 @@ entities are made by removing their match from L: the second), so the interval c
 is the lower of the two models' P̂ - z·se, its upper end the higher P̂ + z·se, se = √(P̂(1 - P̂)/N + σ²_model)
 with σ_model each model's bootstrap spread (same draws of R rows). z = Z_ONE_SIDED: each end is a
 one-sided 95% bound of the model it comes from, so a two-sided 90% interval when the right model is known.
+
+Two bounds below enter the lower end only (`BOUNDS_BELOW`): `union` (Storey's false-discovery estimate with
+the whole union as one rejection region, its null pass rate α_U measured on L's leave-one-out null) and
+`union_r` (the same with R's own null: α_R the share of the joined rows the union would still join without
+their delivered L row).
 """
 from __future__ import annotations
 
