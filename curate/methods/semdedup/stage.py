@@ -57,6 +57,7 @@ class SemDeDup(ScoresFromShuffle, ClusterStage):
     outputs_key = META_PATHS  # the artifact metadata naming the reduce outputs (ScoresFromShuffle)
 
     unkeyed = frozenset({"tile", "partitions", "device"})  # how the work is cut, never the result
+    score_inputs = frozenset({ROW_INDEX})  # scoring reads a shard's rows back from the shuffle, not its vectors
 
     def __init__(self, embedding: Embedding, k: KOrAuto = "auto", niter: Niter = 100, seed: Seed = 1234,
                  fit_points_per_centroid: FitPoints = 256, order: Order = "hard",
