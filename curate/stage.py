@@ -119,6 +119,9 @@ class Stage(Params):
     # Outputs that are data for later stages (embedding vectors), stored with the stage's
     # per-shard outputs but left out of the manifest.
     data_outputs: frozenset[str] = frozenset()
+    # The inputs `score` reads, when not all of them (None: all): the others are read by the fit only, and a
+    # scoring pass does not read them again (SemDeDup's scores come from its shuffle: it needs the row index).
+    score_inputs: ClassVar[frozenset[str] | None] = None
     # Float outputs that are not scores to keep rows by (a similarity to another row): the report shows their
     # histogram but no "rows kept by score >= t" sweep. Recorded in summary.json (`not_scores`, prefixed).
     not_scores: frozenset[str] = frozenset()

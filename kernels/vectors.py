@@ -113,6 +113,30 @@ def valid_vectors(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return ok
 
 
+def packed_rows(x: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """The rows of a float32 matrix as fixed-size binary values, their bytes unchanged (`unpacked_rows` inverts it).
+
+    For carrying vectors between processes: Parquet writes and reads a fixed-size binary column as plain bytes,
+    about 3x and 7x faster than a fixed-size list of floats (whose every value has its own levels)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, d = x.shape
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * d), n, [None, pa.py_buffer(x)])
+
+
+def unpacked_rows(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The (n, d) float32 matrix of a `packed_rows` column (read-only when it can be a view of Arrow's buffer)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.null_count:
+        raise ValueError("packed vector rows must not be null")
+    width = arr.type.byte_width
+    if width % 4:
+        raise ValueError(f"packed vector rows are {width} bytes, not a whole number of float32 values")
+    n, d = len(arr), width // 4
+    if n == 0 or d == 0:
+        return np.zeros((n, d), np.float32)
+    return np.frombuffer(arr.buffers()[1], np.float32, n * d, arr.offset * width).reshape(n, d)
+
+
 def _as_float32(values: pa.Array) -> pa.Array:
     # Arrow's cast of float16 is about twice numpy's astype (`matrix` uses astype where it saves a copy);
     # nulls inside a vector become NaN (invalid).

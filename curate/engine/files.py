@@ -77,7 +77,7 @@ def parquet_bytes(table: pa.Table, group_by: str | None = None, keep_order: bool
         write_grouped(sink, table, group_by, keep_order)
     else:
         pq.write_table(table, sink, compression=codecs(table.schema), use_dictionary=dictionary_columns(table.schema),
-                       write_page_checksum=True)
+                       write_statistics=statistics_columns(table.schema), write_page_checksum=True)
     return sink.getvalue()
 
 
@@ -116,7 +116,7 @@ def write_grouped(path: Any, table: pa.Table, by: str, keep_order: bool = False)
     index = {str(values[s]): i for i, s in enumerate(starts)}
     schema = table.schema.with_metadata({**(table.schema.metadata or {}), GROUP_INDEX_KEY: json.dumps(index).encode()})
     with pq.ParquetWriter(path, schema, compression=codecs(schema), use_dictionary=dictionary_columns(schema),
-                          write_page_checksum=True) as writer:
+                          write_statistics=statistics_columns(schema), write_page_checksum=True) as writer:
         for s, e in zip(starts, ends):
             writer.write_table(table.slice(s, e - s).replace_schema_metadata(schema.metadata), row_group_size=e - s)
         if not len(starts):
@@ -136,12 +136,23 @@ def _floats(t: pa.DataType) -> bool:
 DISTINCT_COLUMNS = frozenset({"id", "id_hash"})
 
 
+def _raw(t: pa.DataType) -> bool:
+    """Vectors: lists of floats, or fixed-size binary (float rows packed as bytes, kernels/vectors.packed_rows)."""
+    return (_is_list(t) and _floats(t)) or pa.types.is_fixed_size_binary(t)
+
+
 def dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Columns worth dictionary-encoding: not floats or lists of them (embeddings decode 2-3x faster without),
-    nor the row ids."""
-    return [f.name for f in schema if not _floats(f.type) and f.name not in DISTINCT_COLUMNS]
+    """Columns worth dictionary-encoding: not floats, lists of them or packed vectors (embeddings decode 2-3x
+    faster without), nor the row ids."""
+    return [f.name for f in schema if not _floats(f.type) and not _raw(f.type) and f.name not in DISTINCT_COLUMNS]
+
+
+def statistics_columns(schema: pa.Schema) -> list[str]:
+    """Columns with min/max statistics: not packed vectors, whose min and max would be two whole rows in the
+    footer per row group (a grouped file's footer is read by every reduce)."""
+    return [f.name for f in schema if not pa.types.is_fixed_size_binary(f.type)]
 
 
 def codecs(schema: pa.Schema) -> dict[str, str]:
     """zstd, except for vectors: float bits barely compress (~10%) and zstd makes reading them ~4x slower."""
-    return {f.name: "none" if _is_list(f.type) and _floats(f.type) else "zstd" for f in schema}
+    return {f.name: "none" if _raw(f.type) else "zstd" for f in schema}

@@ -203,6 +203,9 @@ class Run:
             artifact = self.fit(stage)
             units = self.planner.score_units(stage)
         self.ids.wait()  # nothing is scored before the ids pass
+        if stage.score_inputs is not None:  # (the fit's inputs stay in the keys; only the read is narrowed)
+            data = [c for c in data if c in stage.score_inputs]
+            upstream = {k: v for k, cols in upstream.items() if (v := [c for c in cols if c in stage.score_inputs])}
         task = ScoreTask(stage, artifact, state.dataset, state.store, data, upstream, state.pipeline.batch_size)
         for shard_key, r in self.scheduler.execute(f"score:{stage.name}", task, units).items():
             if isinstance(r, Failure):

@@ -26,6 +26,11 @@ from kernels.vectors import unit_vectors, valid_vectors, vector_size, vector_typ
 
 log = logging.getLogger(__name__)
 
+# The first sample pass also returns the rows of the smallest keys, up to this 1/25 of the key space: when the
+# sample is under ~4% of the pool (SemDeDup's 256 rows per 10,000-20,000-row cluster; DBP's 128,000 rows from
+# 3.2M rows up), its bound falls below and the second pass, which reads every vector again, is not needed.
+AHEAD = (1 << 64) // 25
+
 # How a cluster's rows are ordered: `hard` farthest from the centroid first (the papers' default).
 Order = Annotated[Literal["hard", "easy", "random"],
                   Field(description="the order inside a cluster: hard (farthest from the centroid first), easy "
@@ -81,9 +86,24 @@ class ClusterStage(Stage):
 
     # --- fit ----------------------------------------------------------------------------------------
     def _sample_keys(self, table: pa.Table) -> pa.Table:
+        """The sorted tie keys of the pool's valid rows (`tie`) and, for the leading ones at or below `AHEAD`,
+        the sample pass's rows (`vector`, packed; null after them): see `fit_centroids`."""
         ok = valid_vectors(table.column(self.embedding)) & self.in_pool(table)
         ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)[ok]
-        return pa.table({"tie": pa.array(np.sort(ties), pa.uint64())})
+        ties = np.sort(ties)
+        ahead = self._sample_rows(AHEAD, table)  # (rows in shard order; their keys are the first of `ties`)
+        ahead = ahead.take(np.argsort(ahead.column("tie").to_numpy(), kind="stable"))
+        c, n = ahead.num_rows, len(ties)
+        if not np.array_equal(ahead.column("tie").to_numpy(), ties[:c]) or (c < n and ties[c] <= AHEAD):
+            raise RuntimeError(f"stage {self.name!r}: the sample pass's rows differ from the valid rows' keys")
+        x = ahead.column("vector").combine_chunks()
+        width = 4 * x.type.list_size
+        data = np.asarray(x.values.to_numpy(), np.float32).reshape(c, -1) if c else np.zeros((0, 0), np.float32)
+        offsets = np.minimum(np.arange(n + 1, dtype=np.int64), c) * width
+        valid = np.packbits(np.arange(n) < c, bitorder="little")
+        packed = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [pa.py_buffer(valid), pa.py_buffer(offsets),
+                                                                         pa.py_buffer(np.ascontiguousarray(data))])
+        return pa.table({"tie": pa.array(ties, pa.uint64()), "vector": packed})
 
     def _sample_rows(self, bound: int, table: pa.Table) -> pa.Table:
         # Only rows whose tie key is in the sample can be in it (a few percent): their vectors alone are made
@@ -115,7 +135,12 @@ class ClusterStage(Stage):
             log.warning("stage %s: k=%d is more than the %d rows to cluster; using k=%d", self.name, k_asked, n_pool, k)
         size = min(n_pool, self.fit_points_per_centroid * k)
         bound = sample_bound(keys, size, n_pool)
-        sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows, bound), columns)).sort_by("tie")
+        if bound <= AHEAD:  # the first pass returned every sampled row: no second pass over the shards
+            picked = (_rows_at_or_below(t, bound) for t in ctx.map(self._sample_keys, columns))
+            sample = pa.concat_tables([t for t in picked if t is not None])
+        else:
+            sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows, bound), columns))
+        sample = sample.sort_by("tie")
         d = sample.schema.field("vector").type.list_size
         x = np.asarray(sample.column("vector").combine_chunks().values.to_numpy(), np.float32).reshape(-1, d)
         t0 = time.perf_counter()
@@ -123,6 +148,21 @@ class ClusterStage(Stage):
         # (no timing in the artifact: its bytes key everything downstream, and a refit must reproduce them)
         log.info("stage %s: k-means on %d x %d rows in %.1fs", self.name, len(x), d, time.perf_counter() - t0)
         return centroids, {"rows_clustered": n_pool, "k": k, "k_asked": k_asked, "sample": len(x), "dim": d}
+
+
+def _rows_at_or_below(keys: pa.Table, bound: int) -> pa.Table | None:
+    """`_sample_rows(bound)`'s rows (in key order; None for none) from a `_sample_keys` table, when bound <= AHEAD."""
+    ties = keys.column("tie").to_numpy()
+    m = int(np.searchsorted(ties, np.uint64(bound), side="right"))
+    packed = keys.column("vector").combine_chunks()
+    if m == 0:
+        return None
+    offsets = np.frombuffer(packed.buffers()[1], np.int64, len(packed) + 1, packed.offset)
+    width = int(offsets[1] - offsets[0])
+    raw = np.frombuffer(packed.buffers()[2], np.uint8, m * width, int(offsets[0]))
+    flat = pa.array(raw.view(np.float32), pa.float32())
+    return pa.table({"tie": pa.array(ties[:m], pa.uint64()),
+                     "vector": pa.FixedSizeListArray.from_arrays(flat, width // 4)})
 
 
 def sample_bound(keys, size: int, n: int) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from curate.methods.clustering import sample_bound
 
@@ -19,3 +20,61 @@ def test_sample_bound_is_the_exact_size_th_smallest_key_for_any_cut():
 def test_sample_bound_widens_when_the_keys_are_not_spread_as_expected():
     keys = np.arange(2**63, 2**63 + 1000, dtype=np.uint64)  # all far above the first guess
     assert sample_bound(lambda: iter([keys[:400], keys[400:]]), 10, 1000) == keys[9]
+
+
+def _shards_with_bad_rows(rng, n_shards=3, rows=3000, d=8):
+    import pyarrow as pa
+
+    from curate.stage import ROW_HASH
+
+    shards = []
+    for _ in range(n_shards):
+        v = rng.standard_normal((rows, d)).astype(np.float16)
+        v[::97] = 0                      # zero vectors: invalid
+        v[5::89, 2] = np.nan             # NaN: invalid
+        h = rng.integers(0, 2**63, rows).astype(np.uint64)
+        h[1::50] = h[0::50][: len(h[1::50])]  # repeated ids: equal tie keys, different vectors
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), pa.float16()), d)
+        mask = np.zeros(rows, bool)
+        mask[7::101] = True              # null rows
+        shards.append(pa.table({"emb": pa.array(emb.to_pylist(), emb.type, mask=mask), ROW_HASH: h}))
+    return shards
+
+
+def test_first_pass_sample_rows_are_the_second_pass_rows_bit_for_bit(monkeypatch):
+    """When the sample's bound is under AHEAD the fit takes the sample from the first pass: the k-means must get
+    the very rows, in the very order and with the very bits, that the second pass would give it."""
+    from curate.methods import clustering
+    from curate.methods.semdedup import SemDeDup
+    from curate.stage import TablesFitContext
+
+    shards = _shards_with_bad_rows(np.random.default_rng(1))
+    seen, calls = {}, []
+
+    class Counting(TablesFitContext):
+        def map(self, fn, columns):
+            calls.append(getattr(fn, "func", fn).__name__)
+            return super().map(fn, columns)
+
+    def fake_kmeans(x, k, niter, seed, spherical=True):
+        seen[clustering.AHEAD] = x.copy()
+        return x[:k]
+
+    monkeypatch.setattr(clustering, "fit_kmeans", fake_kmeans)
+    for ahead in (clustering.AHEAD, 0):  # 0: the bound is never under it, the second pass always runs
+        monkeypatch.setattr(clustering, "AHEAD", ahead)
+        calls.clear()
+        SemDeDup("emb", k=3, fit_points_per_centroid=40).fit_centroids(Counting(shards))
+        assert ("_sample_rows" in calls) == (ahead == 0)
+    one, two = seen.values()
+    assert len(one) == 120 and one.view(np.uint16).tobytes() == two.view(np.uint16).tobytes()
+
+
+def test_first_pass_refuses_keys_that_disagree_with_the_sample_rows():
+    from curate.methods.semdedup import SemDeDup
+
+    shard = _shards_with_bad_rows(np.random.default_rng(2), n_shards=1)[0]
+    stage = SemDeDup("emb", k=3)
+    stage.in_pool = lambda t: np.arange(t.num_rows) % 2 == 0 if t.num_rows == shard.num_rows else np.ones(t.num_rows, bool)
+    with pytest.raises(RuntimeError, match="differ"):
+        stage._sample_keys(shard)

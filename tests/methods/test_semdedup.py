@@ -165,3 +165,32 @@ def test_real_demo_captions_byte_identical_groups_keep_at_most_one(demo_table, t
     removed = [r for r in m.values() if not r["keep"]]
     assert len(removed) >= sum(min(12, len(groups[c])) - 1 for c in repeated)
     assert all(r["semdedup.max_sim_prev"] > 1 - 1e-3 for r in removed)
+
+
+def test_scoring_reads_no_vectors_and_gives_the_manifest_of_a_full_read(groups, tmp_path, monkeypatch):
+    """Scores come back from the shuffle: the scoring pass must not read the embedding again, and narrowing
+    its read must not change a single manifest value (bad vectors included)."""
+    from curate.dataset import Dataset
+
+    ids, x, _, _ = groups
+    x = x[:800].copy()
+    x[3] = np.nan
+    data = shuffled_shards(tmp_path / "data", vector_table(ids[:800], x), 3, seed=2)
+    reads, read = [], Dataset.read_checked
+
+    def spy(self, shard, columns, check):
+        reads.append(list(columns))
+        return read(self, shard, columns, check)
+
+    monkeypatch.setattr(Dataset, "read_checked", spy)
+    manifests, emb_reads = {}, {}
+    for narrowed in (True, False):
+        if not narrowed:
+            monkeypatch.setattr(SemDeDup, "score_inputs", None)
+        reads.clear()
+        curate.run(pipeline(k=2), data, tmp_path / f"run-{narrowed}", executor="local")
+        manifests[narrowed] = curate.load_manifest(tmp_path / f"run-{narrowed}").sort_by("id")
+        emb_reads[narrowed] = sum("emb" in c for c in reads)
+    assert emb_reads[False] - emb_reads[True] == 3  # the scoring pass's read of each of the 3 shards
+    assert manifests[True].equals(manifests[False])
+    assert manifests[True].num_rows == 800

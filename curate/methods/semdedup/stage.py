@@ -39,7 +39,7 @@ from curate.stage import ROW_HASH, ROW_ID, ROW_INDEX, FitContext, ScoresFromShuf
 from kernels.hashing import partition_of
 from kernels.kmeans import fit_kmeans, nearest
 from kernels.maxsim import max_sim_prev
-from kernels.vectors import error_array, unit_vectors
+from kernels.vectors import error_array, packed_rows, unit_vectors, unpacked_rows
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class SemDeDup(ScoresFromShuffle, ClusterStage):
     outputs_key = META_PATHS  # the artifact metadata naming the reduce outputs (ScoresFromShuffle)
 
     unkeyed = frozenset({"tile", "partitions", "device"})  # how the work is cut, never the result
+    score_inputs = frozenset({ROW_INDEX})  # scoring reads a shard's rows back from the shuffle, not its vectors
 
     def __init__(self, embedding: Embedding, k: KOrAuto = "auto", niter: Niter = 100, seed: Seed = 1234,
                  fit_points_per_centroid: FitPoints = 256, order: Order = "hard",
@@ -112,14 +113,13 @@ class SemDeDup(ScoresFromShuffle, ClusterStage):
         if ok.any():
             c, sim = nearest(x[ok], self._centroids)
             cluster[ok], dist[ok] = c, 1.0 - sim
-        d = x.shape[1]
         return pa.table({
             "part": pa.array(partition_of(cluster.astype(np.int64), self._parts)),
             "row": pa.array(np.arange(n), pa.int64()),
             "cluster": pa.array(cluster), "dist": pa.array(dist),
             "tie": pa.array(tie_keys(table.column(ROW_HASH).to_numpy(), self.seed), pa.uint64()),
             "id": table.column(ROW_ID), "error": error_array(errors),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), d)})
+            "vector": packed_rows(x)})
 
     def _device(self) -> str:
         if self.device != "auto":
@@ -139,8 +139,7 @@ class SemDeDup(ScoresFromShuffle, ClusterStage):
         dist = rows.column("dist").to_numpy(zero_copy_only=False)
         ties = rows.column("tie").to_numpy()
         ids = rows.column("id").combine_chunks()
-        d = rows.schema.field("vector").type.list_size
-        vec = np.asarray(rows.column("vector").combine_chunks().values.to_numpy(), np.float32).reshape(n, d)
+        vec = unpacked_rows(rows.column("vector"))
         rank, m = np.full(n, -1, np.int32), np.full(n, np.nan, np.float32)
         dup = np.full(n, -1, np.int64)
         stats = {}
