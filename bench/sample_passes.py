@@ -70,7 +70,7 @@ def main() -> None:
         times["two passes"].append(time.process_time() - t0)
         rows["two passes"] = sample
         t0 = time.process_time()
-        keys = pq.read_table(pa.BufferReader(parquet_bytes(stage._sample_keys(read()))))
+        keys = pq.read_table(pa.BufferReader(parquet_bytes(stage._sample_keys_and_rows(read()))))
         sample = clustering._rows_at_or_below(keys, bound).sort_by("tie")
         times["one pass"].append(time.process_time() - t0)
         rows["one pass"] = sample

@@ -3,7 +3,7 @@
     python -m bench.semdedup_carry [--repeats 3] [--partitions 200]
 
 One shard of bench/scale.py's data (250,000 rows, 384-d float16 embeddings), 500 random unit centroids. Per
-carry, process CPU seconds of: the map (the stage's `_assign` and the grouped Parquet file of the engine,
+carry, process CPU seconds of: the map (the stage's `_assign_packed` and the grouped Parquet file of the engine,
 engine/files.parquet_bytes) and the reduce side's part of it (reading every row group back and making the
 float32 matrix the pairwise kernel gets). "list" rebuilds the map's vector column as it was before packing
 (a fixed-size list of float32, written by the same engine code); the matrices are checked bit-identical.
@@ -66,7 +66,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for carry in ("list", "packed"):
             t0 = time.process_time()
-            rows = stage._assign(table)
+            rows = stage._assign_packed(table)
             data = parquet_bytes(rows if carry == "packed" else as_list(rows), "part")
             t1 = time.process_time()
             out[carry] = read_back(data, carry)

@@ -85,7 +85,9 @@ class ClusterStage(Stage):
         raise NotImplementedError
 
     # --- fit ----------------------------------------------------------------------------------------
-    def _sample_keys(self, table: pa.Table) -> pa.Table:
+    # A map function's name is part of its units' keys: this one was renamed (from `_sample_keys`) when its output
+    # gained the leading rows, so a run directory written before recomputes it instead of misreading it.
+    def _sample_keys_and_rows(self, table: pa.Table) -> pa.Table:
         """The sorted tie keys of the pool's valid rows (`tie`) and, for the leading ones at or below `AHEAD`,
         the sample pass's rows (`vector`, packed; null after them): see `fit_centroids`."""
         ok = valid_vectors(table.column(self.embedding)) & self.in_pool(table)
@@ -124,7 +126,7 @@ class ClusterStage(Stage):
         columns = [self.embedding, ROW_HASH, *self.pool_columns]
 
         def keys():  # each shard's sorted tie keys, read back one shard at a time
-            return (t.column(0).to_numpy() for t in ctx.map(self._sample_keys, columns))
+            return (t.column(0).to_numpy() for t in ctx.map(self._sample_keys_and_rows, columns))
 
         n_pool = sum(len(k) for k in keys())
         if n_pool == 0:
@@ -136,7 +138,7 @@ class ClusterStage(Stage):
         size = min(n_pool, self.fit_points_per_centroid * k)
         bound = sample_bound(keys, size, n_pool)
         if bound <= AHEAD:  # the first pass returned every sampled row: no second pass over the shards
-            picked = (_rows_at_or_below(t, bound) for t in ctx.map(self._sample_keys, columns))
+            picked = (_rows_at_or_below(t, bound) for t in ctx.map(self._sample_keys_and_rows, columns))
             sample = pa.concat_tables([t for t in picked if t is not None])
         else:
             sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows, bound), columns))
@@ -151,7 +153,7 @@ class ClusterStage(Stage):
 
 
 def _rows_at_or_below(keys: pa.Table, bound: int) -> pa.Table | None:
-    """`_sample_rows(bound)`'s rows (in key order; None for none) from a `_sample_keys` table, when bound <= AHEAD."""
+    """`_sample_rows(bound)`'s rows (in key order; None for none) from a `_sample_keys_and_rows` table, when bound <= AHEAD."""
     ties = keys.column("tie").to_numpy()
     m = int(np.searchsorted(ties, np.uint64(bound), side="right"))
     packed = keys.column("vector").combine_chunks()

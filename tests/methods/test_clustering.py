@@ -77,4 +77,4 @@ def test_first_pass_refuses_keys_that_disagree_with_the_sample_rows():
     stage = SemDeDup("emb", k=3)
     stage.in_pool = lambda t: np.arange(t.num_rows) % 2 == 0 if t.num_rows == shard.num_rows else np.ones(t.num_rows, bool)
     with pytest.raises(RuntimeError, match="differ"):
-        stage._sample_keys(shard)
+        stage._sample_keys_and_rows(shard)

@@ -94,7 +94,7 @@ class SemDeDup(ScoresFromShuffle, ClusterStage):
         # ~50,000 rows per partition keeps a reduce's memory flat as the dataset grows
         self._parts = min(k, max(4, math.ceil(info["rows_clustered"] / 50_000))) if self.partitions == "auto" \
             else self.partitions
-        shuffled = ctx.shuffle(self._assign, [self.embedding, ROW_ID, ROW_HASH], self._parts, self._pairs, name="pairs")
+        shuffled = ctx.shuffle(self._assign_packed, [self.embedding, ROW_ID, ROW_HASH], self._parts, self._pairs, name="pairs")
         n, max_m, splits = np.zeros(k, np.int64), np.full(k, np.nan, np.float32), np.zeros(k, np.int32)
         for meta in shuffled.metadata:
             for c, (cn, cm, cs) in json.loads(meta.get(META_CLUSTERS, b"{}")).items():
@@ -103,7 +103,9 @@ class SemDeDup(ScoresFromShuffle, ClusterStage):
         return centroid_table(centroids, n=pa.array(n), max_sim=pa.array(max_m),
                               splits=pa.array(splits)).replace_schema_metadata(meta)
 
-    def _assign(self, table: pa.Table) -> pa.Table:
+    # A map function's name is part of its units' keys: renamed (from `_assign`) when the vectors became packed
+    # rows, so a run directory written before recomputes the shuffle instead of misreading it.
+    def _assign_packed(self, table: pa.Table) -> pa.Table:
         """Shuffle map: each row's cluster, distance and partition (invalid rows travel with their error)."""
         x, errors = unit_vectors(table.column(self.embedding))
         n = table.num_rows
