@@ -295,7 +295,7 @@ def _shared_ray(work: Path, on: bool):
         return
     from curate.engine import rayhead
 
-    if os.environ.get("PYTHONDONTWRITEBYTECODE"):  # (as bench/zipfit_ray.py: the pool's workers keep their bytecode)
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):  # (as bench/ray_startup.py: the pool's workers keep their bytecode)
         os.environ.pop("PYTHONDONTWRITEBYTECODE")
         os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path.home() / ".cache" / "curate-bench-pycache"))
     os.environ["CURATE_CACHE"] = str(work / "cache")

@@ -199,7 +199,8 @@ def markdown(r: dict) -> str:
     lines += ["", "Overlap: share of the reference's top 10% in ours. Prefiltered rows have no exact score: they rank "
               "last, and Spearman is over the exactly scored rows. us/pair divides by all N x n pairs.", "",
               "The Ray rows above start a Ray per run. On the shared warm Ray (`curate ray start`), alternating with "
-              "zip-fit over several rounds: bench/results/zipfit_ray.md (`python -m bench.zipfit_ray`).", ""]
+              "zip-fit and the compression floor over several rounds: bench/results/ray_startup.md "
+              "(`python -m bench.ray_startup`).", ""]
     return "\n".join(lines)
 
 

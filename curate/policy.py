@@ -79,11 +79,12 @@ def select_boundary(scan: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
     """The (key, tie) pair T such that exactly k rows have (key, tie) <= T, by radix select.
 
     `scan` yields (keys, ties) uint64 arrays per shard and may be called several times. Once the rows
-    under the digits found so far fit in memory (HELD_ROWS), later digits look only at those rows.
+    under the digits found so far fit in memory (HELD_ROWS), later digits look only at those rows, and
+    each digit found narrows them to the rows under it (one full pass, then passes over a few rows).
     """
     bound = [0, 0]  # [key, tie] digits found so far, high digits first
     need = k
-    held: tuple[np.ndarray, np.ndarray] | None = None  # the rows under the prefix of the previous level
+    held: tuple[np.ndarray, np.ndarray] | None = None  # the rows under the digits found so far
     for level in range(8):
         word, shift = divmod(level, 4)
         shift = 64 - _DIGIT_BITS * (shift + 1)
@@ -91,7 +92,7 @@ def select_boundary(scan: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
         kept: list[tuple[np.ndarray, np.ndarray]] | None = [] if held is None else None
         size = 0
         for keys, ties in ([held] if held is not None else scan()):
-            if level:
+            if level and held is None:  # (held rows are under the prefix already)
                 mask = _prefix_mask(keys, ties, bound, level)
                 keys, ties = keys[mask], ties[mask]
             col = keys if word == 0 else ties
@@ -103,9 +104,6 @@ def select_boundary(scan: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
                     kept.append((keys, ties))
                 else:
                     kept = None
-        if kept is not None:
-            held = (np.concatenate([k_ for k_, _ in kept]) if kept else np.empty(0, np.uint64),
-                    np.concatenate([t_ for _, t_ in kept]) if kept else np.empty(0, np.uint64))
         cum = np.cumsum(counts)
         digit = int(np.searchsorted(cum, need))
         need -= int(cum[digit] - counts[digit])
@@ -116,6 +114,11 @@ def select_boundary(scan: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
             if word == 0:
                 bound[1] = (1 << 64) - 1
             break
+        parts = kept if kept is not None else ([held] if held is not None else None)
+        if parts is not None and level < 7:  # keep only the rows under this digit: the next levels count those
+            narrowed = [(k_[m], t_[m]) for k_, t_ in parts for m in (_prefix_mask(k_, t_, bound, level + 1),)]
+            held = (np.concatenate([k_ for k_, _ in narrowed]) if narrowed else np.empty(0, np.uint64),
+                    np.concatenate([t_ for _, t_ in narrowed]) if narrowed else np.empty(0, np.uint64))
     return bound[0], bound[1]
 
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from curate import policy as policy_module
 from curate.errors import ConfigError
 from curate.policy import (
     KeepFraction,
@@ -46,6 +47,30 @@ def test_top_k_equals_sorting_for_any_values_and_any_sharding(values, k_frac, la
     kept = np.concatenate([policy.decide(pv, ph)[0] for pv, ph in parts])
     assert kept.sum() == k
     assert np.array_equal(kept, kept_by_sorting(v + 0.0, h, k, largest, seed))
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.0 + 2**-52, -3.25, 7.0]) | st.floats(allow_nan=False, width=64),
+                       min_size=1, max_size=200),
+       k_frac=st.floats(0, 1), held_rows=st.sampled_from([0, 1, 7, 50]), cuts=st.lists(st.integers(0, 200)))
+def test_the_boundary_is_the_same_held_in_memory_or_scanned_again(values, k_frac, held_rows, cuts):
+    """select_boundary narrows the rows it holds digit by digit; past HELD_ROWS it scans again: same boundary,
+    the exact one sorting gives."""
+    v = np.array(values, dtype=np.float64)
+    h = np.arange(len(v), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    k = int(round(k_frac * len(v)))
+    bounds = sorted({0, len(v), *[c for c in cuts if c < len(v)]})
+    parts = [(v[a:b], h[a:b]) for a, b in zip(bounds, bounds[1:])]
+    found = {}
+    for rows in (held_rows, policy_module.HELD_ROWS):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(policy_module, "HELD_ROWS", rows)
+            p = KeepFraction("s.score", k / len(v))
+            p.fit(scan_of(parts))
+        found[rows] = (p._bound, np.concatenate([p.decide(pv, ph)[0] for pv, ph in parts]))
+    (b1, kept1), (b2, kept2) = found.values()
+    assert b1 == b2 and np.array_equal(kept1, kept2)
+    assert np.array_equal(kept1, kept_by_sorting(v + 0.0, h, p._target(len(v)), True, 0))
 
 
 def test_all_tied_scores_keep_an_exact_count_chosen_by_seed_and_id():

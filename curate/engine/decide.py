@@ -333,7 +333,11 @@ def _decide_shard(run: RunState, shard: Shard, prep: _Prepared, acc: dict) -> tu
             _add_totals(a, cols, {"in": np.ones(n, bool), "kept": full_keep,
                                   "dropped": (valid & ~full_keep) | held, "errored": ~valid & ~held})
         newly = keep & (valid | held) & ~full_keep
-        reason = pc.if_else(pa.array(newly), full_reason, reason)
+        if (reason.null_count == n and full_reason.type == reason.type
+                and np.array_equal(newly, pc.is_valid(full_reason).to_numpy(zero_copy_only=False))):
+            reason = full_reason  # (the usual first policy: its reasons are exactly the new ones; no copy)
+        else:
+            reason = pc.if_else(pa.array(newly), full_reason, reason)
         keep &= ~((valid | held) & ~full_keep)
     cols["keep"] = pa.array(keep, pa.bool_())
     if weight is not None:  # a row's training weight: the product of the weighting policies' weights

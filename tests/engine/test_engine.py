@@ -182,6 +182,36 @@ def test_a_killed_ray_worker_is_restarted_and_its_shard_retried(tmp_path, monkey
     assert summary["stages"]["dies_once"]["units_computed"] == 3
 
 
+@pytest.mark.parametrize("b_first", [False, True])
+def test_a_row_keeps_the_first_reason_that_dropped_it_and_an_errored_row_none(tmp_path, b_first):
+    """The drop reason is the first policy's that dropped the row; a row another stage could not score is
+    errored: never a reason, even from a policy it is valid for (engine/decide.py's `_decide_shard`)."""
+    @curate.stage(inputs=["caption"], outputs={"score": pa.float64()}, name="zero")
+    def zero(batch):
+        return {"score": pa.array([0.0] * batch.num_rows)}
+
+    table = caption_table(60)
+    captions = table.column("caption").to_pylist()
+    for i in (0, 7, 31):
+        captions[i] = None
+    data = write_shards(tmp_path / "data", table.set_column(1, "caption", pa.array(captions)), 3)
+    short, nothing = curate.Threshold("caption_length.len", min=20), curate.Threshold("zero.score", min=1)
+    p = curate.Pipeline([caption_length, zero], [nothing, short] if b_first else [short, nothing], id_column="id")
+    curate.run(p, data, tmp_path / "run", executor="local")
+    rows = curate.load_manifest(tmp_path / "run").to_pylist()
+    errored = [r for r in rows if r["error"]]
+    assert len(errored) == 3 and all(r["drop_reason"] is None and not r["keep"] for r in errored)
+    rest = [r for r in rows if not r["error"]]
+    assert not any(r["keep"] for r in rest)
+    first = [r for r in rest if r["keep.caption_length"] is False]
+    assert first and len(first) < len(rest)  # both policies drop some rows first
+    for r in rest:
+        if b_first or r["keep.caption_length"] is True:
+            assert r["drop_reason"] == "zero.score 0 below min 1"
+        else:
+            assert r["drop_reason"].startswith("caption_length.len ") and "below min 20" in r["drop_reason"]
+
+
 def test_a_nan_score_without_an_error_is_reported_as_an_error_not_kept(tmp_path):
     import numpy as np
 
