@@ -77,8 +77,10 @@ curate:
 	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT)
 
+# Every core (pytest-xdist), a test module per worker at a time (its module fixtures set up once), the costliest
+# modules first (tests/conftest.py, tests/module_seconds.json); the slowest tests listed.
 test: install $(BIN)/.installed-lid176 debs
-	$(BIN)/python -m pytest -q -n auto --durations=30   # every core (pytest-xdist); the slowest tests listed
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=30
 
 # ruff and the import contracts (pyproject.toml); CI runs this beside the tests.
 lint: install

@@ -13,8 +13,9 @@ import pytest
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist, the costliest modules first (tests/module_seconds.json, made by tools/test_order.py):
     in pytest's order, a 75-s test came among the last handed out and ran on alone while the other worker
-    idled. A module's tests stay together, in their order (module fixtures are not set up again); the sort is
-    stable and every worker makes the same order, as xdist requires."""
+    idled. With `--dist loadfile` (make test) each idle worker takes the next module in this order. A module's
+    tests stay together, in their order; the sort is stable and every worker makes the same order, as xdist
+    requires."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     seconds = json.loads((Path(__file__).parent / "module_seconds.json").read_text())
