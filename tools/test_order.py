@@ -2,7 +2,7 @@
 setups, calls and teardowns. tests/conftest.py runs the costliest modules first, so that under pytest-xdist a
 long test does not start last and leave one worker running alone at the end.
 
-    python -m pytest -q -n auto --durations=150 | python tools/test_order.py
+    python -m pytest -q -n auto --durations=0 | python tools/test_order.py
 
 Modules the report does not list keep their place after the listed ones (in pytest's order).
 """
