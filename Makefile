@@ -77,8 +77,13 @@ curate:
 	  autofj) $(MAKE) --no-print-directory data/autofj-synth/.complete;; esac
 	$(BIN)/curate run configs/$(DATASET).yaml --out $(OUT)
 
+# pytest-xdist with a worker more than the cores (much of the suite waits on Ray start-ups, subprocesses and
+# servers: on 2 shared cores 3 workers took 7:41, 2 took 10:09, one run each, the latter also filling the numba
+# cache), a test module per worker at a time (its module fixtures set up once), the costliest modules first
+# (tests/conftest.py, tests/module_seconds.json); the slowest tests listed. TEST_WORKERS=auto: one per core.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: install $(BIN)/.installed-lid176 debs
-	$(BIN)/python -m pytest -q -n auto --durations=30   # every core (pytest-xdist); the slowest tests listed
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
 # ruff and the import contracts (pyproject.toml); CI runs this beside the tests.
 lint: install

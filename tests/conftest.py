@@ -1,11 +1,33 @@
 """Shared test fixtures."""
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(pytest-xdist's controller) Tells its workers whether they get whole modules (see below)."""
+    node.workerinput["curate_module_order"] = node.config.getoption("dist") in ("loadfile", "loadscope")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the costliest modules first (tests/module_seconds.json, made by tools/test_order.py):
+    in pytest's order, a 75-s test came among the last handed out and ran on alone while the other worker
+    idled. With `--dist loadfile` (make test) each idle worker takes the next module in this order. A module's
+    tests stay together, in their order; the sort is stable and every worker makes the same order, as xdist
+    requires."""
+    # (only where whole modules are handed out: xdist's default `load` gives each worker a first chunk of
+    # consecutive tests, and this order would give all the costly ones to the first worker)
+    if not getattr(config, "workerinput", {}).get("curate_module_order"):
+        return
+    seconds = json.loads((Path(__file__).parent / "module_seconds.json").read_text())
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0.0))
 
 
 @pytest.fixture(scope="session")

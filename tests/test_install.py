@@ -32,14 +32,19 @@ EMBED = ("name: coreembed\nid_column: id\nstages:\n  - type: embed\n    package:
 
 
 def _run(cmd: list, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    # (bytecode is written at first import: the install compiles none, and without it every process would
+    # compile what it imports from source again)
+    drop = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", RAY_USAGE_STATS_ENABLED="0")
     return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _install(venv: Path, spec: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    """Install as `make` does: tools/install.py (uv with pip's own mirrors and pins; pip where uv fails)."""
-    return _run([sys.executable, ROOT / "tools" / "install.py", venv, spec], cwd)
+    """Install as `make` does: tools/install.py (uv with pip's own mirrors and pins; pip where uv fails), but
+    without compiling bytecode (a throwaway virtualenv: compiling SciPy and pandas was most of this test's time;
+    what the test checks, which packages come and what runs, does not depend on it)."""
+    return _run([sys.executable, ROOT / "tools" / "install.py", venv, spec, "--no-compile"], cwd)
 
 
 def _installed(venv: Path, cwd: Path) -> list[str]:

@@ -1,6 +1,9 @@
 """Install the project (with extras) into the Makefile's virtualenv: uv where it can be had, pip otherwise.
 
-    python tools/install.py VENV SPEC [--no-deps]     e.g. tools/install.py .venv '.[embed,ray]'
+    python tools/install.py VENV SPEC [--no-deps] [--no-compile]     e.g. tools/install.py .venv '.[embed,ray]'
+
+--no-compile leaves bytecode to the first import (for a throwaway virtualenv, e.g. tests/test_install.py's:
+compiling SciPy and pandas is most of its install time).
 
 A SPEC starting with `.` is the project, installed editable; anything else is a requirement.
 
@@ -44,6 +47,8 @@ def uv_arguments(settings: dict[str, list[str]]) -> list[str]:
 
 
 def main(venv: str, spec: str, *flags: str) -> int:
+    compile_bytecode = "--no-compile" not in flags
+    flags = tuple(f for f in flags if f != "--no-compile")
     python = Path(venv) / "bin" / "python"
     uv = Path(venv) / "bin" / "uv"
     pip = [str(python), "-m", "pip", "install", "-q"]
@@ -55,12 +60,12 @@ def main(venv: str, spec: str, *flags: str) -> int:
         # --compile-bytecode: as pip does. uv leaves it to the first import, and where bytecode is not written
         # (PYTHONDONTWRITEBYTECODE, a read-only venv) every process compiles its imports from source: seconds of
         # each run's start-up (and of each Ray worker's), bench/results/engine-overhead.md.
-        cmd = [str(uv), "pip", "install", "-q", "--compile-bytecode", *uv_arguments(pip_settings(python)), *flags,
-               *target]
+        cmd = [str(uv), "pip", "install", "-q", *(["--compile-bytecode"] if compile_bytecode else []),
+               *uv_arguments(pip_settings(python)), *flags, *target]
         if subprocess.run(cmd, env=env).returncode == 0:
             return 0
         print("tools/install.py: uv failed (above); installing with pip", file=sys.stderr)
-    return subprocess.run([*pip, *flags, *target]).returncode
+    return subprocess.run([*pip, *([] if compile_bytecode else ["--no-compile"]), *flags, *target]).returncode
 
 
 if __name__ == "__main__":

@@ -50,7 +50,20 @@ def test_a_bad_storage_uri_is_a_clear_error_without_the_secret(capsys):
     assert "access_key and secret_key together" in err and SECRET not in err
 
 
-def test_an_unreachable_store_names_the_uri_and_a_reader_says_nothing_of_half_written_files(capsys):
+def test_an_unreachable_store_names_the_uri_and_a_reader_says_nothing_of_half_written_files(capsys, monkeypatch):
+    import pyarrow.fs as pafs
+
+    from curate.storage import ObjectPath
+
+    real = ObjectPath.from_uri.__func__
+
+    def trying_once(cls, uri: str) -> ObjectPath:  # (the SDK's retries on a refused connection: ~6 s per request)
+        at = real(cls, uri)
+        _, (options,) = at.fs.__reduce__()
+        at.fs = pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
+        return at
+
+    monkeypatch.setattr(ObjectPath, "from_uri", classmethod(trying_once))
     uri = f"s3://bucket/run?endpoint_override=127.0.0.1:{_closed_port()}&scheme=http&region=us-east-1"
     assert main(["summary", uri]) == 1
     err = capsys.readouterr().err

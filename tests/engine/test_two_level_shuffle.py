@@ -133,7 +133,8 @@ def test_a_kill_in_the_middle_step_resumes_to_the_same_manifest(data, flat, tmp_
 
 
 @pytest.mark.slow
-def test_two_level_on_ray_gives_the_flat_manifest(data, flat, tmp_path):
+def test_two_level_on_ray_gives_the_flat_manifest(data, flat, tmp_path, shared_ray):
+    """(On the suite's warm shared Ray: what the run computes is the point, not how Ray starts.)"""
     curate.run(pipeline("two-level"), data, tmp_path / "run", executor="ray", workers=2)
     assert manifest_bytes(tmp_path / "run") == manifest_bytes(flat)
 

@@ -43,7 +43,7 @@ def upload(local, s3, prefix: str) -> str:
 
 def test_the_demo_pipeline_on_s3_gives_the_local_manifest_exports_report_and_verifies(demo_table, tmp_path, s3):
     pipe, _ = load_config("configs/demo.yaml")
-    local_data = write_shards(tmp_path / "data", demo_table.slice(0, 1200), 4)
+    local_data = write_shards(tmp_path / "data", demo_table.slice(0, 600), 4)
     data, out = upload(local_data, s3, unique_prefix("demo-data")), s3.uri(unique_prefix("demo-run"))
 
     on_s3 = curate.run(pipe, data, out, executor="local", report=True)

@@ -60,7 +60,7 @@ def _wait(what, timeout: float, proc: subprocess.Popen | None = None, log: Path 
             found = None
         if found:
             return found
-        time.sleep(1)
+        time.sleep(0.25)
     pytest.fail(f"timed out after {timeout}s" + (f": {log.read_text()[-3000:]}" if log else ""))
 
 
@@ -122,8 +122,9 @@ def test_curate_deploy_serves_a_scheduled_config_whose_runs_publish_artifacts_an
     (tmp_path / "tiny.yaml").write_text(TINY)
     (tmp_path / "other.yaml").write_text(TINY.replace("tiny", "other"))
     log = tmp_path / "deploy.log"
+    env = {**ui["env"], "PREFECT_RUNNER_POLL_FREQUENCY": "1"}  # (picks a triggered run up within 1 s, not 10)
     proc = _start([sys.executable, "-m", "curate.cli", "deploy", "tiny.yaml", "--data", "data", "--out", "run",
-                   "--cron", "0 4 * * *", "--executor", "local"], ui["env"], tmp_path, log)
+                   "--cron", "0 4 * * *", "--executor", "local"], env, tmp_path, log)
     api = ui["api"]
     try:
         found = _wait(lambda: [d for d in _api(f"{api}/deployments/filter", {}) if d["name"] == "tiny"], 120, proc, log)
