@@ -160,7 +160,9 @@ def main() -> None:
             results[str(rows)] = one(rows, work, args.executor)
             print(json.dumps(results[str(rows)], indent=1), flush=True)
             path.write_text(json.dumps(results, indent=1))
-            (RESULTS / "scale.md").write_text(render(results))
+            md = RESULTS / "scale.md"  # the generated table, then the written sections (from the first "## ") kept
+            notes = md.read_text().partition("\n## ") if md.exists() else ("", "", "")
+            md.write_text(render(results) + (f"\n## {notes[2]}" if notes[1] else ""))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
