@@ -22,7 +22,7 @@ from curate.methods.hints import StageName
 from curate.policy import tie_keys
 from curate.stage import ROW_HASH, FitContext, Stage
 from kernels.kmeans import fit_kmeans
-from kernels.vectors import unit_vectors, valid_vectors, vector_size, vector_type_problem
+from kernels.vectors import packed_rows, unit_vectors, unpacked_rows, valid_vectors, vector_size, vector_type_problem
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +99,9 @@ class ClusterStage(Stage):
         if not np.array_equal(ahead.column("tie").to_numpy(), ties[:c]) or (c < n and ties[c] <= AHEAD):
             raise RuntimeError(f"stage {self.name!r}: the sample pass's rows differ from the valid rows' keys")
         x = ahead.column("vector").combine_chunks()
-        width = 4 * x.type.list_size
-        data = np.asarray(x.values.to_numpy(), np.float32).reshape(c, -1) if c else np.zeros((0, 0), np.float32)
-        offsets = np.minimum(np.arange(n + 1, dtype=np.int64), c) * width
-        valid = np.packbits(np.arange(n) < c, bitorder="little")
-        packed = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [pa.py_buffer(valid), pa.py_buffer(offsets),
-                                                                         pa.py_buffer(np.ascontiguousarray(data))])
+        d = x.type.list_size
+        rows = packed_rows(np.asarray(x.values.to_numpy(), np.float32).reshape(c, d))
+        packed = pa.concat_arrays([rows, pa.nulls(n - c, rows.type)])  # (fixed-size binary: written raw)
         return pa.table({"tie": pa.array(ties, pa.uint64()), "vector": packed})
 
     def _sample_rows(self, bound: int, table: pa.Table) -> pa.Table:
@@ -156,15 +153,11 @@ def _rows_at_or_below(keys: pa.Table, bound: int) -> pa.Table | None:
     """`_sample_rows(bound)`'s rows (in key order; None for none) from a `_sample_keys_and_rows` table, when bound <= AHEAD."""
     ties = keys.column("tie").to_numpy()
     m = int(np.searchsorted(ties, np.uint64(bound), side="right"))
-    packed = keys.column("vector").combine_chunks()
     if m == 0:
         return None
-    offsets = np.frombuffer(packed.buffers()[1], np.int64, len(packed) + 1, packed.offset)
-    width = int(offsets[1] - offsets[0])
-    raw = np.frombuffer(packed.buffers()[2], np.uint8, m * width, int(offsets[0]))
-    flat = pa.array(raw.view(np.float32), pa.float32())
+    x = unpacked_rows(keys.column("vector").slice(0, m))
     return pa.table({"tie": pa.array(ties[:m], pa.uint64()),
-                     "vector": pa.FixedSizeListArray.from_arrays(flat, width // 4)})
+                     "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])})
 
 
 def sample_bound(keys, size: int, n: int) -> int:
