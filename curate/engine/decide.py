@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import platform
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # Above this many valid rows, a policy's scan re-reads score files instead of holding them in memory.
 SCAN_IN_MEMORY_ROWS = 20_000_000
 QUANTILE_SAMPLE = 1_000_000
+PART_WRITERS = 2               # manifest parts encoded and written at once
 GENERATION_CLAIM = "writer.json"  # in manifest/g<N>/: the owner token of the writer that claimed N
 VERSIONED = ("curate", "pyarrow", "polars", "numpy", "ray", "prefect", "ftfy", "regex")
 
@@ -125,7 +127,7 @@ class _Scan:
 def write_manifest(run: RunState) -> dict[str, Any]:
     """Fit the policies, write one manifest part per shard and summary.json; return the summary."""
     pipeline = run.pipeline
-    units = KeptUnits()
+    units = KeptUnits(run.store)
     for policy in pipeline.policies:
         policy.fit(_Scan(run, policy, units))
     acc = {p.name: {"in": 0, "kept": 0, "dropped": 0, "errored": 0} for p in pipeline.policies}
@@ -161,12 +163,14 @@ def _write_parts(run: RunState, gen: int, acc: dict, total: dict, stage_acc: dic
     sample_below = np.uint64(min(2**64 - 1, int(2**64 * min(1.0, QUANTILE_SAMPLE / max(n_rows, 1)))))
     parts: dict[str, dict[str, Any]] = {}
     shards = run.ok_shards()
-    # Shard i+1 is read and assembled, and the part of shard i-1 written, while the policies decide shard i
-    # (Arrow's reads, compute, zstd and writes release the GIL); at most three shards are in memory. The
-    # policies run here, shard after shard, so their counts add up in the same order on every run.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="curate-decide") as pool:
+    # Shard i+1 is read and assembled, and the parts of shards i-1 and i-2 written, while the policies decide
+    # shard i (Arrow's reads, compute, zstd and writes release the GIL; encoding a part costs more than deciding
+    # it); at most four shards are in memory. The policies run here, shard after shard, so their counts add up
+    # in the same order on every run.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-decide") as pool, \
+            ThreadPoolExecutor(max_workers=PART_WRITERS, thread_name_prefix="curate-part") as writers:
         loading = pool.submit(_prepare, run, shards[0], sample_below, units) if shards else None
-        writing: Future | None = None
+        writing: deque[Future] = deque()
         for i, shard in enumerate(shards):
             prep = loading.result()
             loading = pool.submit(_prepare, run, shards[i + 1], sample_below, units) if i + 1 < len(shards) else None
@@ -181,11 +185,11 @@ def _write_parts(run: RunState, gen: int, acc: dict, total: dict, stage_acc: dic
                 errored = pc.is_valid(table.column("error")).to_numpy(zero_copy_only=False)
                 _add_totals(total, table, {"in": np.ones(len(kept), bool), "kept": kept,
                                            "dropped": ~kept & ~errored, "errored": errored})
-            if writing is not None:
-                parts.update(writing.result())
-            writing = pool.submit(_write_part, run, shard, gen, table)
-        if writing is not None:
-            parts.update(writing.result())
+            if len(writing) == PART_WRITERS:
+                parts.update(writing.popleft().result())
+            writing.append(writers.submit(_write_part, run, shard, gen, table))
+        while writing:
+            parts.update(writing.popleft().result())
     return parts
 
 

@@ -56,8 +56,9 @@ class Run:
         # verify: re-hash every input shard instead of trusting the fingerprint cache (api.run also verifies outputs)
         dataset = Dataset(data, fingerprint_cache=None if verify else store.fingerprint_cache,
                           format=pipeline.format)
-        if executor.in_process:  # units run in this process: a fit map's input is kept for the scores to reuse
-            dataset.keep_reads(KEEP_READS_BYTES)
+        if executor.in_process:  # units run in this process: a fit map's input is kept for the scores to reuse,
+            dataset.keep_reads(KEEP_READS_BYTES)  # and the ids and scores written for `decide`
+            store.keep_written(KEEP_READS_BYTES)
         self.state = RunState(pipeline, dataset, store, Lease(out, ttl=lease_ttl), executor.name)
         self.executor = executor
         self.planner = Planner(self.state)
@@ -264,7 +265,10 @@ class Run:
             self.score(stage)
         state.dataset.keep_reads(0)  # (scoring is over)
         self.ids.wait()
-        summary = write_manifest(state)
+        try:
+            summary = write_manifest(state)
+        finally:
+            state.store.keep_written(0)
         if state.failed:
             listing = "\n  ".join(f"{state.dataset.shard(k).rel}: stage {v['stage']}: {v['error']}"
                                   for k, v in state.failed.items())

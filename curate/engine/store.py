@@ -33,6 +33,7 @@ __all__ = ["FIT_FOLDERS", "UNIT_FOLDERS", "KeptUnits", "Store", "read_unit", "wr
 log = logging.getLogger(__name__)
 
 UNIT_FOLDERS = ("ids", "fitmap", "shuffle", "reduce", "artifacts", "scores")
+KEPT_FOLDERS = ("ids", "scores")  # what `decide` reads: kept in memory by in-process runs (`Store.keep_written`)
 FIT_FOLDERS = ("fitmap", "shuffle", "reduce")  # a fit's intermediates: its artifact was built from them
 _behind = threading.local()  # .writer: where `Store.finish` sends its writes, inside `writing_behind`
 
@@ -50,6 +51,35 @@ def writing_behind(writer: Executor) -> Iterator[None]:
 
 class Store(RunLayout):
     """Paths (RunLayout) plus the commit records of one run directory."""
+
+    def __init__(self, root: Any):
+        super().__init__(root)
+        self._written: dict[str, pa.Table] = {}  # keep_written: ids and score tables committed by this process
+        self._room = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # (sent to workers: what this process keeps stays here)
+        return {k: v for k, v in self.__dict__.items() if k not in ("_written", "_room", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _written={}, _room=0, _lock=threading.Lock())
+
+    def keep_written(self, budget: int) -> None:
+        """Keep the ids and score tables this process commits, up to `budget` bytes, for `decide` (in-process
+        runs: a table this process just wrote and sealed is the file's content, so it need not be read back and
+        checked); 0 drops them."""
+        with self._lock:
+            self._room = budget - sum(t.nbytes for t in self._written.values())
+            if not budget:
+                self._written.clear()
+
+    def written(self, path: AnyPath) -> pa.Table | None:
+        """The table this process committed to `path` (see `keep_written`), handed over once; else None."""
+        with self._lock:
+            table = self._written.pop(str(path), None)
+            if table is not None:
+                self._room += table.nbytes
+            return table
 
     def done(self, path: AnyPath, key: str) -> dict | None:
         """The sidecar of a finished, intact unit with this key, else None (warning when it was damaged)."""
@@ -99,6 +129,12 @@ class Store(RunLayout):
         meta = seal({**meta, "files": files, "write_s": round(time.perf_counter() - t0, 4)})
         write_json(self.sidecar(path), meta)
         self.damage_mark(path).unlink(missing_ok=True)  # recomputed: `curate verify` no longer reports it
+        if table is not None and group_by is None and path.relative_to(self.root).parts[0] in KEPT_FOLDERS:
+            with self._lock:
+                old = self._written.pop(str(path), None)  # (a unit recomputed: its new content replaces it)
+                self._room += old.nbytes if old is not None else 0
+                if table.nbytes <= self._room:
+                    self._written[str(path)], self._room = table, self._room - table.nbytes
         return meta
 
     def forget(self, path: AnyPath) -> None:
@@ -143,15 +179,21 @@ KEEP_UNITS_BYTES = 256 << 20
 
 class KeptUnits:
     """Unit files read (each checked against its sidecar) by the policies' scans, kept for the manifest
-    (engine/decide.py): each is then read, hashed against its sidecar and decoded once per decide, not twice."""
+    (engine/decide.py): each is then read, hashed against its sidecar and decoded once per decide, not twice;
+    a table `store` kept as this process wrote it (`Store.keep_written`) is not read at all."""
 
-    def __init__(self, budget: int = KEEP_UNITS_BYTES):
+    def __init__(self, store: Store, budget: int = KEEP_UNITS_BYTES):
+        self.store = store
         self.kept: dict[str, pa.Table] = {}
         self.room = budget
 
     def read(self, path: AnyPath, columns: list[str]) -> pa.Table:
         table = self.kept.get(str(path))
         if table is not None:
+            return table.select(columns)
+        table = self.store.written(path)
+        if table is not None:  # (kept whatever its size: it is in memory already)
+            self.kept[str(path)], self.room = table, self.room - table.nbytes
             return table.select(columns)
         record = unit_record(path)
         if record["size"] * 4 > self.room:  # (decoded, it would not fit: decode only what is asked for)
@@ -165,6 +207,7 @@ class KeptUnits:
         """The whole file, for its last reader (the manifest): no longer kept."""
         table = self.kept.pop(str(path), None)
         if table is None:
-            return read_unit(path)
+            table = self.store.written(path)
+            return read_unit(path) if table is None else table
         self.room += table.nbytes
         return table
