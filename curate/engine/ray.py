@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from curate.engine import rayhead
-from curate.engine.rayworker import WORKER_ENV, _loopback_only, _session_pids, _Worker
+from curate.engine.rayworker import WORKER_ENV, _loopback_only, _session_pids, _Worker, quiet_local_ray
 from curate.engine.task import Failure, Started, Task
 from curate.errors import CurateError, renamed
 
@@ -66,6 +66,8 @@ class RayExecutor:
         # mode once, at import: set after that, its services would want a token its driver does not send.
         if not self.address and "ray" not in sys.modules:
             os.environ.setdefault("RAY_AUTH_MODE", "token")
+        if not self.address:
+            quiet_local_ray()
         import ray
 
         self.ray = ray

@@ -1,7 +1,7 @@
 """A shared local Ray, started once per machine and left running (`curate ray start` / `stop` / `status`).
 
 A run with the ray executor and no address connects to it (under a second) instead of starting a Ray of its
-own (about 6 s) and shutting it down (about 1.4 s). It is a Ray like the per-run one: started by a small
+own (about 8 s) and shutting it down (about 1.1 s). It is a Ray like the per-run one: started by a small
 holder process (`python -m curate.engine.rayhead`, in its own session) with the same loopback-only binding
 and token authentication, but with a token of its own (random, never the default ~/.ray/auth_token). Its
 address, token and holder pid are recorded in `ray-head.json` under the cache folder ($CURATE_CACHE, default
@@ -222,9 +222,10 @@ def _write_record(rec: dict) -> None:
 
 def _serve(num_cpus: int) -> None:
     """The holder: start a local Ray as a run does (loopback only, token auth), record it, wait for SIGTERM."""
-    import ray
+    from curate.engine.rayworker import WORKER_ENV, _loopback_only, _session_pids, quiet_local_ray
 
-    from curate.engine.rayworker import WORKER_ENV, _loopback_only, _session_pids
+    quiet_local_ray()
+    import ray
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))

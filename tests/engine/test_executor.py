@@ -152,6 +152,15 @@ def _tree(pids: list[int]) -> set[int]:
 
 
 @pytest.mark.slow
+def _environ(pid: int) -> dict | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).environ()
+    except psutil.Error:  # (ended since)
+        return None
+
+
 def test_a_local_ray_listens_on_loopback_only_keeps_token_authentication_and_leaves_nothing(tmp_path, monkeypatch):
     """A local Ray started by curate: Ray's token on its gRPC services (it used to be switched off), every
     socket of the run (driver, GCS, raylet, workers, agents) bound to 127.0.0.1, no process left after it."""
@@ -163,12 +172,16 @@ def test_a_local_ray_listens_on_loopback_only_keeps_token_authentication_and_lea
     from curate.engine.ray import RayExecutor
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_task_events_report_interval_ms", raising=False)
     data = write_shards(tmp_path / "data", caption_table(20), 2)
     with RayExecutor(workers=1) as ex:
         assert is_token_auth_enabled()
         summary = curate.run(pipeline(), data, tmp_path / "run", executor=ex)
         services = _tree(ex.service_pids)
         assert len(services) >= 3, "the GCS, the raylet and a worker at least"
+        # task events off in its services (reported, they made a driver's disconnect wait ~0.25 s)
+        envs = [e for e in map(_environ, services) if e]  # (some show no environment)
+        assert envs and {e.get("RAY_task_events_report_interval_ms") for e in envs} == {"0"}
         sockets = _listening(services | {os.getpid()})
         assert sockets, "a running Ray listens somewhere"
         assert [s for s in sockets if s[0] not in LOOPBACK] == []
