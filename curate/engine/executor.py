@@ -70,12 +70,14 @@ def _local() -> Executor:
 def _ray(ray_address: str | None = None, workers: int | None = None, unit_timeout: float | None = None) -> Executor:
     """A local Ray of the run's own, or the cluster at `ray_address` / RAY_ADDRESS, with at most `workers`
     CPU workers, abandoning a unit after `unit_timeout` seconds. Without Ray installed: the local executor
-    (same results) after a notice, unless a cluster was asked for."""
+    (same results when BLAS and OpenMP run one thread, as Ray's workers do) after a notice, unless a cluster was
+    asked for."""
     address = ray_address or os.environ.get("RAY_ADDRESS") or None
     if not extras.installed("ray"):
         if address:
             extras.require("ray", f"the Ray cluster {address!r}")
-        log.warning("Ray is not installed, so this run uses the local executor (in-process, same results); "
+        log.warning("Ray is not installed, so this run uses the local executor (in-process; Ray's results when "
+                    "OMP_NUM_THREADS=1); "
                     "%s for the ray executor", extras.install_line("ray"))
         return _local()
     from curate.engine.ray import RayExecutor  # imports ray only when asked for
