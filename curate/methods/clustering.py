@@ -93,18 +93,19 @@ class ClusterStage(Stage):
         ok = valid_vectors(table.column(self.embedding)) & self.in_pool(table)
         ties = tie_keys(table.column(ROW_HASH).to_numpy(), self.seed)[ok]
         ties = np.sort(ties)
-        ahead = self._sample_rows(AHEAD, table)  # (rows in shard order; their keys are the first of `ties`)
+        ahead = self._sample_rows_packed(AHEAD, table)  # (rows in shard order; their keys are the first of `ties`)
         ahead = ahead.take(np.argsort(ahead.column("tie").to_numpy(), kind="stable"))
         c, n = ahead.num_rows, len(ties)
         if not np.array_equal(ahead.column("tie").to_numpy(), ties[:c]) or (c < n and ties[c] <= AHEAD):
             raise RuntimeError(f"stage {self.name!r}: the sample pass's rows differ from the valid rows' keys")
-        x = ahead.column("vector").combine_chunks()
-        d = x.type.list_size
-        rows = packed_rows(np.asarray(x.values.to_numpy(), np.float32).reshape(c, d))
+        rows = ahead.column("vector").combine_chunks()
         packed = pa.concat_arrays([rows, pa.nulls(n - c, rows.type)])  # (fixed-size binary: written raw)
         return pa.table({"tie": pa.array(ties, pa.uint64()), "vector": packed})
 
-    def _sample_rows(self, bound: int, table: pa.Table) -> pa.Table:
+    # (renamed from `_sample_rows` when its vectors became packed rows: see `_sample_keys_and_rows`)
+    def _sample_rows_packed(self, bound: int, table: pa.Table) -> pa.Table:
+        """The pool's valid rows whose tie key is at or below `bound` (`tie`, and `vector`: unit vectors packed,
+        kernels/vectors.packed_rows), in shard order."""
         # Only rows whose tie key is in the sample can be in it (a few percent): their vectors alone are made
         # (unit_vectors is row by row, given the whole column's row length).
         column = table.column(self.embedding)
@@ -113,10 +114,7 @@ class ClusterStage(Stage):
         picked = table.take(pa.array(near, pa.int64()))
         x, errors = unit_vectors(picked.column(self.embedding), vector_size(column))
         take = np.flatnonzero((errors == None) & self.in_pool(picked))  # noqa: E711
-        d = x.shape[1]
-        flat = pa.array(x[take].reshape(-1), pa.float32())
-        return pa.table({"tie": pa.array(ties[near[take]], pa.uint64()),
-                         "vector": pa.FixedSizeListArray.from_arrays(flat, d)})
+        return pa.table({"tie": pa.array(ties[near[take]], pa.uint64()), "vector": packed_rows(x[take])})
 
     def fit_centroids(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
         """Centroids of a k-means on a uniform sample of the pool, and facts for the summary."""
@@ -135,13 +133,11 @@ class ClusterStage(Stage):
         size = min(n_pool, self.fit_points_per_centroid * k)
         bound = sample_bound(keys, size, n_pool)
         if bound <= AHEAD:  # the first pass returned every sampled row: no second pass over the shards
-            picked = (_rows_at_or_below(t, bound) for t in ctx.map(self._sample_keys_and_rows, columns))
-            sample = pa.concat_tables([t for t in picked if t is not None])
+            sample = pa.concat_tables(_at_or_below(t, bound) for t in ctx.map(self._sample_keys_and_rows, columns))
         else:
-            sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows, bound), columns))
-        sample = sample.sort_by("tie")
-        d = sample.schema.field("vector").type.list_size
-        x = np.asarray(sample.column("vector").combine_chunks().values.to_numpy(), np.float32).reshape(-1, d)
+            sample = pa.concat_tables(ctx.map(functools.partial(self._sample_rows_packed, bound), columns))
+        x = unpacked_rows(sample.sort_by("tie").column("vector"))
+        d = x.shape[1]
         t0 = time.perf_counter()
         centroids = fit_kmeans(x, k, self.niter, self.seed, spherical=self.spherical)
         # (no timing in the artifact: its bytes key everything downstream, and a refit must reproduce them)
@@ -149,15 +145,10 @@ class ClusterStage(Stage):
         return centroids, {"rows_clustered": n_pool, "k": k, "k_asked": k_asked, "sample": len(x), "dim": d}
 
 
-def _rows_at_or_below(keys: pa.Table, bound: int) -> pa.Table | None:
-    """`_sample_rows(bound)`'s rows (in key order; None for none) from a `_sample_keys_and_rows` table, when bound <= AHEAD."""
-    ties = keys.column("tie").to_numpy()
-    m = int(np.searchsorted(ties, np.uint64(bound), side="right"))
-    if m == 0:
-        return None
-    x = unpacked_rows(keys.column("vector").slice(0, m))
-    return pa.table({"tie": pa.array(ties[:m], pa.uint64()),
-                     "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])})
+def _at_or_below(keys: pa.Table, bound: int) -> pa.Table:
+    """The rows of a `_sample_keys_and_rows` table whose key is at or below `bound` (<= AHEAD: they all have
+    their vectors)."""
+    return keys.slice(0, int(np.searchsorted(keys.column("tie").to_numpy(), np.uint64(bound), side="right")))
 
 
 def sample_bound(keys, size: int, n: int) -> int:

@@ -65,7 +65,7 @@ def test_first_pass_sample_rows_are_the_second_pass_rows_bit_for_bit(monkeypatch
         monkeypatch.setattr(clustering, "AHEAD", ahead)
         calls.clear()
         SemDeDup("emb", k=3, fit_points_per_centroid=40).fit_centroids(Counting(shards))
-        assert ("_sample_rows" in calls) == (ahead == 0)
+        assert ("_sample_rows_packed" in calls) == (ahead == 0)
     one, two = seen.values()
     assert len(one) == 120 and one.view(np.uint16).tobytes() == two.view(np.uint16).tobytes()
 
