@@ -108,15 +108,19 @@ def union_precision(joined: Joined, n_right: int, share: float, alpha: float) ->
     return max(0.0, float(joined.base.max(axis=0).sum() - share * n_right * alpha) / n)
 
 
-def union_model(cands, joined: Joined, configs: list[tuple[str, float]]) -> tuple[float, float, float, float]:
+def union_model(cands, joined: Joined, configs: list[tuple[str, float]], spread: bool = True
+                ) -> tuple[float, float | None, float, float]:
     """The union model: (P̂, its bootstrap spread over the same draws of R rows and null rows as the
-    fit's, π0, α_U). π0 is the within-reach model's (pooled Storey share against the same null)."""
+    fit's (None without `spread`), π0, α_U). π0 is the within-reach model's (pooled Storey share against the
+    same null)."""
     inputs = cands.inputs
     hit = union_pass(inputs.nulls, configs)
     n_right = len(next(iter(inputs.seen.values())))
     share = next(iter(cands.models.values())).share
     alpha = float(hit.mean()) if len(hit) else 0.0
     p = union_precision(joined, n_right, share, alpha)
+    if not spread:
+        return p, None, share, alpha
     draws = [union_precision(joined, n_right, s, float(hit[j].mean()) if len(j) else 0.0)
              for s, (_, j) in zip(inputs.draw_shares(), inputs.draws())]
     return p, float(np.std(draws, ddof=1)), share, alpha
@@ -152,17 +156,20 @@ def joined_share(hit: np.ndarray, join_l: np.ndarray, i: np.ndarray) -> float:
     return float(hit[pos[drawn]].mean()) if len(drawn) else 0.0
 
 
-def union_r_model(cands, joined: Joined, configs: list[tuple[str, float]], join_l: np.ndarray
-                  ) -> tuple[float, float, float, float]:
+def union_r_model(cands, joined: Joined, configs: list[tuple[str, float]], join_l: np.ndarray, spread: bool = True
+                  ) -> tuple[float, float | None, float, float]:
     """The union model with R's own null (`union_r`): (P̂, its bootstrap spread over the fit's draws of R
-    rows, π0, α_R). Same Storey estimate as `union_model`, α_R the share of the joined rows the union would
-    still join without their delivered L row (`union_r_pass`); π0 the within-reach model's."""
+    rows (None without `spread`), π0, α_R). Same Storey estimate as `union_model`, α_R the share of the joined
+    rows the union would still join without their delivered L row (`union_r_pass`); π0 the within-reach
+    model's."""
     inputs = cands.inputs
     hit = union_r_pass(cands, configs, join_l)
     n_right = len(join_l)
     share = next(iter(cands.models.values())).share
     alpha = float(hit.mean()) if len(hit) else 0.0
     p = union_precision(joined, n_right, share, alpha)
+    if not spread:
+        return p, None, share, alpha
     draws = [union_precision(joined, n_right, s, joined_share(hit, join_l, i))
              for s, (i, _) in zip(inputs.draw_shares(), inputs.draws())]
     return p, float(np.std(draws, ddof=1)), share, alpha
@@ -252,15 +259,10 @@ def lower_end(cands, joined: Joined, sol, fitted: dict[str, dict[str, NewEntityM
     rows, proposals = joined.base.shape[1], sol.n_proposals
     ests = {name: estimate(joined.precision(models), rows, proposals, spread[name],
                            joined.precision(models, least=True)) for name, models in fitted.items()}
-    hit = union_pass(cands.inputs.nulls, sol.configs)
-    alpha = float(hit.mean()) if len(hit) else 0.0
-    p = union_precision(joined, len(next(iter(cands.inputs.seen.values()))),
-                        next(iter(cands.models.values())).share, alpha)
-    ests["union"] = estimate(p, rows, proposals, spread["union"])
-    alpha_r = union_r_pass(cands, sol.configs, sol.join_l)
-    p = union_precision(joined, len(sol.join_l), next(iter(cands.models.values())).share,
-                        float(alpha_r.mean()) if len(alpha_r) else 0.0)
-    ests["union_r"] = estimate(p, rows, proposals, spread["union_r"])
+    ests["union"] = estimate(union_model(cands, joined, sol.configs, spread=False)[0], rows, proposals,
+                             spread["union"])
+    ests["union_r"] = estimate(union_r_model(cands, joined, sol.configs, sol.join_l, spread=False)[0], rows,
+                               proposals, spread["union_r"])
     return bounds(ests)[0]
 
 
