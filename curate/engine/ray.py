@@ -62,12 +62,12 @@ class RayExecutor:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         joined = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # (the caller started Ray)
         shared = None if self.address or joined else rayhead.for_run()
-        # A local Ray keeps token authentication on (a cluster's own settings apply when joining). Ray reads the
-        # mode once, at import: set after that, its services would want a token its driver does not send.
-        if not self.address and "ray" not in sys.modules:
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-        if not self.address:
-            quiet_local_ray()
+        if not self.address:  # (a cluster's own settings apply when joining)
+            quiet_local_ray()  # Ray's task events off (engine/rayworker.py)
+            # A local Ray keeps token authentication on. Ray reads the mode once, at import: set after that, its
+            # services would want a token its driver does not send.
+            if "ray" not in sys.modules:
+                os.environ.setdefault("RAY_AUTH_MODE", "token")
         import ray
 
         self.ray = ray
