@@ -25,9 +25,9 @@ for i in $(seq "$RUNS"); do
   seconds=$(echo "$(date +%s.%N) - $start" | bc)
   digest=$("$WORK/clone-$i/.venv/bin/python" - "$WORK/clone-$i/runs/demo" <<'EOF'
 import hashlib, sys
-import pyarrow as pa, pyarrow.parquet as pq
-from pathlib import Path
-t = pa.concat_tables(pq.read_table(p) for p in sorted(Path(sys.argv[1], "manifest").glob("g*/*.parquet")))
+import pyarrow as pa
+import curate
+t = curate.load_manifest(sys.argv[1])  # (the published generation)
 t = t.select(sorted(t.column_names)).sort_by("id")
 sink = pa.BufferOutputStream()
 with pa.ipc.new_stream(sink, t.schema) as w:
