@@ -116,7 +116,8 @@ def select_boundary(scan: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
             break
         parts = kept if kept is not None else ([held] if held is not None else None)
         if parts is not None and level < 7:  # keep only the rows under this digit: the next levels count those
-            narrowed = [(k_[m], t_[m]) for k_, t_ in parts for m in (_prefix_mask(k_, t_, bound, level + 1),)]
+            masks = [_prefix_mask(k_, t_, bound, level + 1) for k_, t_ in parts]
+            narrowed = [(k_[m], t_[m]) for (k_, t_), m in zip(parts, masks)]
             held = (np.concatenate([k_ for k_, _ in narrowed]) if narrowed else np.empty(0, np.uint64),
                     np.concatenate([t_ for _, t_ in narrowed]) if narrowed else np.empty(0, np.uint64))
     return bound[0], bound[1]
